@@ -1,0 +1,348 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is Herald's whole configuration. The server only ever sees a Config
+// that came from DefaultConfig, optionally refined by ParseConfig or ApplyEnv,
+// and passed Validate.
+type Config struct {
+	// Host is the listen address; empty listens on every interface.
+	Host string `yaml:"host"`
+	// Port is the TCP port; 0 asks the kernel for a free one.
+	Port int `yaml:"port"`
+	// ShutdownGrace bounds how long a stop may take before connections are cut.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+
+	Paths     PathsConfig     `yaml:"paths"`
+	Limits    LimitsConfig    `yaml:"limits"`
+	WebSocket WebSocketConfig `yaml:"websocket"`
+}
+
+// PathsConfig places each route. Every path starts with "/".
+type PathsConfig struct {
+	Page   string `yaml:"page"`
+	WS     string `yaml:"ws"`
+	Notify string `yaml:"notify"`
+	Static string `yaml:"static"`
+}
+
+// LimitsConfig bounds what any one client can make the server hold.
+type LimitsConfig struct {
+	// MaxMessageBytes is the largest message a publisher may send.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// MaxFrameBytes is the largest frame a subscriber may send; such frames are
+	// read and discarded, and a larger one closes that connection.
+	MaxFrameBytes int `yaml:"max_frame_bytes"`
+	// SubscriberQueue is how many messages may wait for one subscriber before
+	// it is disconnected as too slow.
+	SubscriberQueue int `yaml:"subscriber_queue"`
+}
+
+// WebSocketConfig sets the timing of every WebSocket connection.
+type WebSocketConfig struct {
+	// PingInterval is how often each connection is pinged, so that proxies
+	// keep idle connections open and dead peers are noticed.
+	PingInterval time.Duration `yaml:"ping_interval"`
+	// PongTimeout is how long past a ping interval a silent peer is given
+	// before it is considered dead.
+	PongTimeout time.Duration `yaml:"pong_timeout"`
+	// WriteTimeout bounds every single frame write.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+}
+
+// Limits on the limits: values outside these ranges are mistakes, not tuning.
+const (
+	maxMessageBytesCeiling = 16 << 20
+	maxFrameBytesCeiling   = 1 << 20
+	subscriberQueueCeiling = 1 << 20
+)
+
+// DefaultConfig returns the configuration Herald runs with when no file is
+// given. The shipped config.yaml states exactly these values.
+func DefaultConfig() Config {
+	return Config{
+		Host:          "",
+		Port:          9000,
+		ShutdownGrace: 10 * time.Second,
+		Paths: PathsConfig{
+			Page:   "/",
+			WS:     "/ws",
+			Notify: "/notify",
+			Static: "/static",
+		},
+		Limits: LimitsConfig{
+			MaxMessageBytes: 64 << 10,
+			MaxFrameBytes:   4 << 10,
+			SubscriberQueue: 256,
+		},
+		WebSocket: WebSocketConfig{
+			PingInterval: 30 * time.Second,
+			PongTimeout:  10 * time.Second,
+			WriteTimeout: 10 * time.Second,
+		},
+	}
+}
+
+// ConfigError is a problem with one configuration key. Its message is one
+// line that names the source, the line when known, and the key.
+type ConfigError struct {
+	Source  string // file name or environment variable
+	Line    int    // 0 when unknown
+	Key     string // dotted path, such as "paths.ws"
+	Problem string
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Source)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Problem)
+	return b.String()
+}
+
+// LoadConfig reads the YAML file at path over the defaults and validates it.
+func LoadConfig(path string) (Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig decodes YAML over the defaults and validates the result. Keys
+// that Herald does not know are errors, not silently ignored: a typo in a
+// key would otherwise leave a default in force without anyone noticing.
+func ParseConfig(source string, data []byte) (Config, error) {
+	cfg := DefaultConfig()
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return Config{}, &ConfigError{Source: source, Problem: yamlProblem(err)}
+	}
+	lines := map[string]int{}
+	if len(doc.Content) > 0 {
+		d := decoder{source: source, lines: lines}
+		if err := d.decodeStruct(doc.Content[0], reflect.ValueOf(&cfg).Elem(), ""); err != nil {
+			return Config{}, err
+		}
+	}
+	if err := cfg.validate(source, lines); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+// ApplyEnv applies environment overrides to cfg: HERALD_PORT sets the port.
+func ApplyEnv(cfg *Config, getenv func(string) string) error {
+	if v := getenv("HERALD_PORT"); v != "" {
+		port, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || port < 0 || port > 65535 {
+			return &ConfigError{Source: "HERALD_PORT", Problem: fmt.Sprintf("%q is not a port number (0-65535)", v)}
+		}
+		cfg.Port = port
+	}
+	return nil
+}
+
+// Validate reports the first problem with cfg, or nil.
+func (c Config) Validate() error {
+	return c.validate("config", nil)
+}
+
+func (c Config) validate(source string, lines map[string]int) error {
+	fail := func(key, format string, args ...any) error {
+		return &ConfigError{Source: source, Line: lines[key], Key: key, Problem: fmt.Sprintf(format, args...)}
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		return fail("port", "%d is not a port number (0-65535)", c.Port)
+	}
+	if c.ShutdownGrace <= 0 {
+		return fail("shutdown_grace", "must be longer than 0s")
+	}
+
+	routes := []struct{ key, path string }{
+		{"paths.page", c.Paths.Page},
+		{"paths.ws", c.Paths.WS},
+		{"paths.notify", c.Paths.Notify},
+		{"paths.static", c.Paths.Static},
+	}
+	for i, r := range routes {
+		if problem := pathProblem(r.path); problem != "" {
+			return fail(r.key, "%s (got %q)", problem, r.path)
+		}
+		for _, earlier := range routes[:i] {
+			if r.path == earlier.path {
+				return fail(r.key, "%q is already used by %s", r.path, earlier.key)
+			}
+		}
+	}
+	if c.Paths.Static == "/" {
+		return fail("paths.static", `must not be "/": static files would hide every other route`)
+	}
+	for _, r := range routes[:3] {
+		if strings.HasPrefix(r.path, c.Paths.Static+"/") {
+			return fail(r.key, "%q is inside paths.static %q", r.path, c.Paths.Static)
+		}
+	}
+
+	if err := inRange(c.Limits.MaxMessageBytes, 1, maxMessageBytesCeiling); err != "" {
+		return fail("limits.max_message_bytes", "%s", err)
+	}
+	if err := inRange(c.Limits.MaxFrameBytes, 1, maxFrameBytesCeiling); err != "" {
+		return fail("limits.max_frame_bytes", "%s", err)
+	}
+	if err := inRange(c.Limits.SubscriberQueue, 1, subscriberQueueCeiling); err != "" {
+		return fail("limits.subscriber_queue", "%s", err)
+	}
+	for key, d := range map[string]time.Duration{
+		"websocket.ping_interval": c.WebSocket.PingInterval,
+		"websocket.pong_timeout":  c.WebSocket.PongTimeout,
+		"websocket.write_timeout": c.WebSocket.WriteTimeout,
+	} {
+		if d <= 0 {
+			return fail(key, "must be longer than 0s")
+		}
+	}
+	return nil
+}
+
+// pathProblem explains what is wrong with a route path, or returns "".
+// Echo gives ':' and '*' meaning in routes, so they are refused rather than
+// letting a path quietly become a pattern.
+func pathProblem(p string) string {
+	switch {
+	case p == "":
+		return "must not be empty"
+	case p[0] != '/':
+		return `must start with "/"`
+	case len(p) > 1 && strings.HasSuffix(p, "/"):
+		return `must not end with "/"`
+	case strings.Contains(p, "//"):
+		return `must not contain "//"`
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "." || seg == ".." {
+			return `must not contain "." or ".." segments`
+		}
+	}
+	for _, r := range p {
+		ok := r == '/' || r == '-' || r == '_' || r == '.' || r == '~' ||
+			(r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+		if !ok {
+			return fmt.Sprintf("may hold only letters, digits and / - _ . ~, not %q", r)
+		}
+	}
+	return ""
+}
+
+func inRange(v, lo, hi int) string {
+	if v < lo || v > hi {
+		return fmt.Sprintf("%d is outside %d-%d", v, lo, hi)
+	}
+	return ""
+}
+
+// decoder fills a struct from a YAML node, field by field, so that every
+// error can name the dotted key and its line.
+type decoder struct {
+	source string
+	lines  map[string]int // dotted key -> line, for validation messages
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+func (d decoder) decodeStruct(node *yaml.Node, out reflect.Value, prefix string) error {
+	if node.Kind == yaml.ScalarNode && node.Tag == "!!null" {
+		return nil // an empty section keeps its defaults
+	}
+	if node.Kind != yaml.MappingNode {
+		return &ConfigError{Source: d.source, Line: node.Line, Key: prefix, Problem: "want a section of keys"}
+	}
+	fields := yamlFields(out.Type())
+	seen := map[string]bool{}
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		keyNode, valueNode := node.Content[i], node.Content[i+1]
+		key := keyNode.Value
+		if prefix != "" {
+			key = prefix + "." + keyNode.Value
+		}
+		index, known := fields[keyNode.Value]
+		if !known {
+			return &ConfigError{Source: d.source, Line: keyNode.Line, Key: key, Problem: "unknown key"}
+		}
+		if seen[key] {
+			return &ConfigError{Source: d.source, Line: keyNode.Line, Key: key, Problem: "given twice"}
+		}
+		seen[key] = true
+		d.lines[key] = keyNode.Line
+
+		field := out.Field(index)
+		if field.Kind() == reflect.Struct && field.Type() != durationType {
+			if err := d.decodeStruct(valueNode, field, key); err != nil {
+				return err
+			}
+			continue
+		}
+		if valueNode.Kind != yaml.ScalarNode {
+			return &ConfigError{Source: d.source, Line: valueNode.Line, Key: key, Problem: "want " + kindName(field.Type())}
+		}
+		if err := valueNode.Decode(field.Addr().Interface()); err != nil {
+			return &ConfigError{Source: d.source, Line: valueNode.Line, Key: key,
+				Problem: fmt.Sprintf("want %s, got %q", kindName(field.Type()), valueNode.Value)}
+		}
+	}
+	return nil
+}
+
+// yamlFields maps each yaml tag of a struct type to its field index.
+func yamlFields(t reflect.Type) map[string]int {
+	fields := make(map[string]int, t.NumField())
+	for i := range t.NumField() {
+		if name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ","); name != "" && name != "-" {
+			fields[name] = i
+		}
+	}
+	return fields
+}
+
+func kindName(t reflect.Type) string {
+	switch {
+	case t == durationType:
+		return "a duration such as 30s or 1m"
+	case t.Kind() == reflect.Int:
+		return "a whole number"
+	case t.Kind() == reflect.String:
+		return "a string"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
+	}
+	return t.String()
+}
+
+// yamlProblem turns a YAML syntax error into one line without the library's
+// prefix.
+func yamlProblem(err error) string {
+	msg := err.Error()
+	var typeErr *yaml.TypeError
+	if errors.As(err, &typeErr) && len(typeErr.Errors) > 0 {
+		msg = typeErr.Errors[0]
+	}
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	return "invalid YAML: " + strings.ReplaceAll(msg, "\n", " ")
+}

@@ -1,0 +1,71 @@
+package app
+
+import (
+	"context"
+	"errors"
+)
+
+// Reasons a subscription ends, reported by Subscriber.Err.
+var (
+	// ErrSlowSubscriber: the subscriber's queue was full when a message
+	// arrived, so it was disconnected rather than allowed to delay others.
+	ErrSlowSubscriber = errors.New("subscriber too slow: queue full")
+	// ErrHubClosed: the server is shutting down.
+	ErrHubClosed = errors.New("hub closed: server shutting down")
+	// ErrUnsubscribed: the connection went away and was unsubscribed.
+	ErrUnsubscribed = errors.New("unsubscribed")
+)
+
+// Subscriber is one connection's subscription to a topic. The hub is its
+// only producer and never blocks on it: messages wait in a bounded queue,
+// and a subscriber whose queue is full is ended with ErrSlowSubscriber.
+// Exactly one goroutine, the connection's writer, consumes Messages.
+type Subscriber struct {
+	id    uint64
+	topic string
+	label string // who is on the other end, for logs
+
+	// unsubscribed is guarded by the hub's mu.
+	unsubscribed bool
+
+	queue chan *Message
+
+	// ctx ends when the subscription does; its cause says why.
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+func newSubscriber(id uint64, topic, label string, queueSize int) *Subscriber {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &Subscriber{
+		id:     id,
+		topic:  topic,
+		label:  label,
+		queue:  make(chan *Message, queueSize),
+		ctx:    ctx,
+		cancel: cancel,
+	}
+}
+
+// ID identifies the subscriber within its hub.
+func (s *Subscriber) ID() uint64 { return s.id }
+
+// Topic is the topic the subscriber receives.
+func (s *Subscriber) Topic() string { return s.topic }
+
+// Messages delivers the subscriber's messages in publish order. The hub
+// never closes it; watch Done to learn that no more will come.
+func (s *Subscriber) Messages() <-chan *Message { return s.queue }
+
+// Done is closed when the subscription ends.
+func (s *Subscriber) Done() <-chan struct{} { return s.ctx.Done() }
+
+// Err reports why the subscription ended: ErrSlowSubscriber, ErrHubClosed or
+// ErrUnsubscribed. It is nil while the subscription is live.
+func (s *Subscriber) Err() error { return context.Cause(s.ctx) }
+
+// Context ends when the subscription does, with Err as its cause.
+func (s *Subscriber) Context() context.Context { return s.ctx }
+
+// end finishes the subscription; only the first reason counts.
+func (s *Subscriber) end(reason error) { s.cancel(reason) }
