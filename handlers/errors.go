@@ -1,0 +1,112 @@
+package handlers
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"herald/app"
+)
+
+// clientError is a refusal the client caused: it carries the status and the
+// one-line explanation the client sees.
+type clientError struct {
+	status  int
+	message string
+}
+
+func (e *clientError) Error() string { return e.message }
+
+func newClientError(status int, format string, args ...any) *clientError {
+	return &clientError{status: status, message: fmt.Sprintf(format, args...)}
+}
+
+// errorResponse is the JSON body of every error.
+type errorResponse struct {
+	Error string `json:"error"`
+}
+
+// errorPageData feeds templates/error.html.
+type errorPageData struct {
+	Status  int
+	Title   string
+	Message string
+	Paths   app.PathsConfig
+}
+
+// newErrorHandler is the one place where an error becomes a status and a
+// body: JSON for programs, a page for browsers.
+func newErrorHandler(log *slog.Logger, paths app.PathsConfig) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		status, message := describeError(err)
+		if status >= http.StatusInternalServerError {
+			log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+		}
+		var writeErr error
+		switch {
+		case c.Request().Method == http.MethodHead:
+			writeErr = c.NoContent(status)
+		case wantsHTML(c.Request()):
+			writeErr = c.Render(status, "error.html", errorPageData{
+				Status: status, Title: http.StatusText(status), Message: message, Paths: paths,
+			})
+		default:
+			writeErr = c.JSON(status, errorResponse{Error: message})
+		}
+		if writeErr != nil {
+			log.Debug("write error response", "err", writeErr)
+		}
+	}
+}
+
+// describeError maps an error to the status and message a client sees.
+// Internal errors are not described: their detail goes to the log.
+func describeError(err error) (int, string) {
+	var ce *clientError
+	var he *echo.HTTPError
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &ce):
+		return ce.status, ce.message
+	case errors.Is(err, app.ErrEmptyMessage):
+		return http.StatusBadRequest, "msg is empty: give the message as ?msg=, a form field msg, a text/plain body or JSON {\"msg\": \"...\"}"
+	case errors.Is(err, app.ErrMessageTooLarge):
+		return http.StatusRequestEntityTooLarge, err.Error()
+	case errors.As(err, &tooBig):
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is too large: the limit is %d bytes", tooBig.Limit)
+	case errors.Is(err, app.ErrInvalidUTF8):
+		return http.StatusBadRequest, "msg is not valid UTF-8"
+	case errors.Is(err, app.ErrHubClosed):
+		return http.StatusServiceUnavailable, "server is shutting down; try again shortly"
+	case errors.As(err, &he):
+		return he.Code, routerMessage(he)
+	}
+	return http.StatusInternalServerError, "internal server error"
+}
+
+// routerMessage words the errors Echo's router raises for humans.
+func routerMessage(he *echo.HTTPError) string {
+	switch he.Code {
+	case http.StatusNotFound:
+		return "nothing here: no route at this path"
+	case http.StatusMethodNotAllowed:
+		return "method not allowed on this route"
+	}
+	if m, ok := he.Message.(string); ok && m != "" {
+		return strings.ToLower(m[:1]) + m[1:]
+	}
+	return strings.ToLower(http.StatusText(he.Code))
+}
+
+// wantsHTML reports whether the client is a browser navigating, which gets
+// pages and redirects instead of JSON.
+func wantsHTML(r *http.Request) bool {
+	return strings.Contains(r.Header.Get(echo.HeaderAccept), echo.MIMETextHTML)
+}

@@ -1,0 +1,76 @@
+// Package handlers serves Herald over HTTP with Echo: the page, the notify
+// route, the WebSocket route and static files. Every route is listed in New.
+package handlers
+
+import (
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+
+	"github.com/labstack/echo/v4"
+
+	"herald/app"
+)
+
+// Options is everything the routes need; main builds it once.
+type Options struct {
+	Config app.Config
+	Hub    *app.Hub
+	Logger *slog.Logger
+	// Templates holds the page templates (*.html) at its root.
+	Templates fs.FS
+	// Static holds the files served under paths.static, at its root.
+	Static fs.FS
+}
+
+// New returns the Echo instance that serves every Herald route.
+func New(opts Options) (*echo.Echo, error) {
+	if opts.Hub == nil || opts.Templates == nil || opts.Static == nil {
+		return nil, errors.New("handlers: hub, templates and static files are required")
+	}
+	if err := opts.Config.Validate(); err != nil {
+		return nil, fmt.Errorf("handlers: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	templates, err := template.ParseFS(opts.Templates, "*.html")
+	if err != nil {
+		return nil, fmt.Errorf("parse templates: %w", err)
+	}
+
+	cfg := opts.Config
+	paths := cfg.Paths
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.Renderer = &echo.TemplateRenderer{Template: templates}
+	e.HTTPErrorHandler = newErrorHandler(log, paths)
+	// Forwarding headers are trusted only once trusted proxies are configured.
+	e.IPExtractor = echo.ExtractIPDirect()
+	e.Use(recoverer(log), requestLogger(log))
+
+	page := &pageHandler{data: pageData{Paths: paths}}
+	notify := &notifyHandler{hub: opts.Hub, pagePath: paths.Page}
+	stream := &streamHandler{
+		log:          log,
+		pingInterval: cfg.WebSocket.PingInterval,
+		writeTimeout: cfg.WebSocket.WriteTimeout,
+	}
+	subscription := SubscriptionWithConfig(SubscriptionConfig{
+		Hub:           opts.Hub,
+		Logger:        log,
+		MaxFrameBytes: cfg.Limits.MaxFrameBytes,
+		IdleTimeout:   cfg.WebSocket.PingInterval + cfg.WebSocket.PongTimeout,
+	})
+
+	e.GET(paths.Page, page.show)
+	e.GET(paths.Notify, notify.publish)
+	e.POST(paths.Notify, notify.publish)
+	e.GET(paths.WS, stream.serve, subscription)
+	e.StaticFS(paths.Static+"/", opts.Static)
+	return e, nil
+}

@@ -1,0 +1,226 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"golang.org/x/net/websocket"
+
+	"herald/app"
+)
+
+// WebSocket close codes (RFC 6455, section 7.4.1).
+const (
+	closeNormal        = 1000
+	closeGoingAway     = 1001
+	closeProtocolError = 1002
+	closeMessageTooBig = 1009
+)
+
+// closeLinger is how long a peer gets to answer our close frame before the
+// connection is cut. Waiting for the answer, instead of closing at once,
+// keeps unread bytes from turning our close into a TCP reset that could
+// destroy the close frame before the peer reads it.
+const closeLinger = 2 * time.Second
+
+// Frames are sent and received through codecs: x/net has no other way to
+// send a ping, and subscribers' frames are read only to be thrown away.
+var (
+	pingCodec = websocket.Codec{
+		Marshal: func(any) ([]byte, byte, error) { return nil, websocket.PingFrame, nil },
+	}
+	discardCodec = websocket.Codec{
+		Unmarshal: func([]byte, byte, any) error { return nil },
+	}
+)
+
+// streamHandler moves messages from a subscription to its WebSocket. Each
+// connection has exactly one reader (the request's goroutine) and one
+// writer (started here); only the writer writes frames.
+type streamHandler struct {
+	log          *slog.Logger
+	pingInterval time.Duration
+	writeTimeout time.Duration
+}
+
+func (h *streamHandler) serve(c echo.Context) error {
+	sub := SubscriptionFrom(c)
+	if sub == nil {
+		return errors.New("stream handler: no subscription: the route needs the Subscription middleware")
+	}
+	s := &session{
+		Subscription: sub,
+		handler:      h,
+		log:          h.log.With("remote", c.RealIP(), "subscriber", sub.Subscriber.ID()),
+		closeCode:    make(chan int, 1),
+		readDone:     make(chan struct{}),
+	}
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		s.write()
+	}()
+	s.read()
+	<-writerDone
+	return nil
+}
+
+// session is the state one connection's reader and writer share.
+type session struct {
+	*Subscription
+	handler *streamHandler
+	log     *slog.Logger
+
+	closeCode chan int      // reader to writer: close with this code
+	readDone  chan struct{} // closed by the reader when it stops
+	readErr   error         // why the reader stopped; read only after readDone
+}
+
+// read discards what the subscriber sends until the connection ends. An
+// oversized frame asks the writer to close with 1009, and reading goes on
+// so that the peer's answer to the close is consumed.
+func (s *session) read() {
+	defer close(s.readDone)
+	for {
+		err := discardCodec.Receive(s.Conn, nil)
+		if errors.Is(err, websocket.ErrFrameTooLarge) {
+			select {
+			case s.closeCode <- closeMessageTooBig:
+			default:
+			}
+			continue
+		}
+		if err != nil {
+			s.readErr = err
+			return
+		}
+	}
+}
+
+// write sends queued messages and pings until the subscription or the
+// connection ends, then closes the connection the way the ending calls for.
+func (s *session) write() {
+	// A slow subscriber's writer is usually stuck in a write that the peer
+	// is not reading; eviction breaks that write at once instead of letting
+	// it hold the connection until its deadline.
+	stopInterrupt := context.AfterFunc(s.Subscriber.Context(), func() {
+		if errors.Is(s.Subscriber.Err(), app.ErrSlowSubscriber) {
+			_ = s.raw.SetWriteDeadline(time.Now())
+		}
+	})
+	defer stopInterrupt()
+
+	ping := time.NewTicker(s.handler.pingInterval)
+	defer ping.Stop()
+	for {
+		select {
+		case m := <-s.Subscriber.Messages():
+			if err := s.send(m, time.Now().Add(s.handler.writeTimeout)); err != nil {
+				s.abort("write message", err)
+				return
+			}
+		case <-ping.C:
+			if err := s.withWriteDeadline(func() error { return pingCodec.Send(s.Conn, nil) }); err != nil {
+				s.abort("write ping", err)
+				return
+			}
+		case code := <-s.closeCode:
+			s.log.Info("closing connection: subscriber sent an oversized frame")
+			s.close(code)
+			return
+		case <-s.Subscriber.Done():
+			s.finishSubscription()
+			return
+		case <-s.readDone:
+			s.finishAfterRead()
+			return
+		}
+	}
+}
+
+// finishSubscription closes the connection after the hub ended the
+// subscription.
+func (s *session) finishSubscription() {
+	switch err := s.Subscriber.Err(); {
+	case errors.Is(err, app.ErrHubClosed):
+		// Acknowledged messages still queued go out before the close.
+		s.drain()
+		s.close(closeGoingAway)
+	case errors.Is(err, app.ErrSlowSubscriber):
+		// The hub has logged and counted it; a close frame would only queue
+		// behind the data the peer is not reading.
+		s.abort("", nil)
+	default:
+		s.close(closeNormal)
+	}
+}
+
+// finishAfterRead answers however the peer ended the connection.
+func (s *session) finishAfterRead() {
+	var netErr net.Error
+	switch err := s.readErr; {
+	case errors.Is(err, io.EOF):
+		s.close(closeNormal) // the peer closed; answer its close frame
+	case errors.As(err, &netErr) && netErr.Timeout():
+		s.log.Info("closing connection: peer silent past the idle timeout")
+		s.abort("", nil)
+	case errors.Is(err, net.ErrClosed):
+		// the writer or the server closed it
+	default:
+		s.log.Info("closing connection: bad frame from peer", "err", err)
+		s.close(closeProtocolError)
+	}
+}
+
+// drain writes whatever is still queued, within one write timeout.
+func (s *session) drain() {
+	deadline := time.Now().Add(s.handler.writeTimeout)
+	for {
+		select {
+		case m := <-s.Subscriber.Messages():
+			if err := s.send(m, deadline); err != nil {
+				s.log.Warn("shutdown: queued messages not delivered", "err", err, "left", len(s.Subscriber.Messages())+1)
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+func (s *session) send(m *app.Message, deadline time.Time) error {
+	if err := s.Conn.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	return websocket.Message.Send(s.Conn, m.Text)
+}
+
+// close sends a close frame and gives the peer closeLinger to answer; the
+// reader sees the answer, or the deadline, and the connection ends.
+func (s *session) close(code int) {
+	if err := s.withWriteDeadline(func() error { return s.Conn.WriteClose(code) }); err != nil {
+		s.abort("write close", err)
+		return
+	}
+	s.raw.lingerUntil(time.Now().Add(closeLinger))
+}
+
+// abort cuts the connection without a closing handshake.
+func (s *session) abort(what string, err error) {
+	if err != nil {
+		s.log.Debug("connection failed", "during", what, "err", err)
+	}
+	_ = s.raw.Close()
+}
+
+func (s *session) withWriteDeadline(write func() error) error {
+	if err := s.Conn.SetWriteDeadline(time.Now().Add(s.handler.writeTimeout)); err != nil {
+		return err
+	}
+	return write()
+}
