@@ -1,0 +1,187 @@
+// Command herald is a self-hosted publish/subscribe web server. Subscribers
+// connect to a WebSocket route or open the page; publishers call the notify
+// route, and every subscriber gets every message.
+package main
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"herald/app"
+	"herald/handlers"
+)
+
+// The page's templates and static files live in the binary, so it runs from
+// any directory.
+//
+//go:embed templates static
+var assets embed.FS
+
+// defaultConfigPath is read when -config is not given. When it does not
+// exist, Herald runs on its built-in defaults and says so.
+const defaultConfigPath = "config.yaml"
+
+// Timeouts for plain HTTP requests. WebSocket connections drop these
+// deadlines when they are upgraded and keep their own.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 30 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 120 * time.Second
+)
+
+// errUsage reports bad command-line flags; the flag package has already
+// printed the problem and the usage.
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	go func() {
+		// After the first signal, restore default handling so that a second
+		// one stops a slow shutdown at once.
+		<-ctx.Done()
+		stop()
+	}()
+
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintf(os.Stderr, "herald: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// run starts Herald and serves until ctx ends, then shuts down gracefully.
+// It prints the page's URL to stdout once it is listening.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	flags := flag.NewFlagSet("herald", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	configPath := flags.String("config", defaultConfigPath, "read the configuration from `FILE`")
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if flags.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: the only flag is -config FILE", flags.Arg(0))
+	}
+	configGiven := false
+	flags.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "config" })
+
+	cfg, source, err := loadConfig(*configPath, configGiven, getenv)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+
+	hub, err := app.NewHub(app.HubOptions{
+		QueueSize:       cfg.Limits.SubscriberQueue,
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		Logger:          logger,
+	})
+	if err != nil {
+		return err
+	}
+	templates, err := fs.Sub(assets, "templates")
+	if err != nil {
+		return fmt.Errorf("embedded templates: %w", err)
+	}
+	static, err := fs.Sub(assets, "static")
+	if err != nil {
+		return fmt.Errorf("embedded static files: %w", err)
+	}
+	e, err := handlers.New(handlers.Options{Config: cfg, Hub: hub, Logger: logger, Templates: templates, Static: static})
+	if err != nil {
+		return err
+	}
+
+	listener, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	server := &http.Server{
+		Handler:           e,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(listener) }()
+
+	logger.Info("herald started", "addr", listener.Addr().String(), "config", source)
+	fmt.Fprintf(stdout, "Herald is listening on %s\n", pageURL(cfg, listener.Addr()))
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	logger.Info("shutting down", "grace", cfg.ShutdownGrace)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
+	defer cancel()
+	// First stop accepting and let in-flight publishes finish. Echo and
+	// net/http do not track hijacked connections, so the hub then closes
+	// every WebSocket with 1001 after its queued messages.
+	httpErr := server.Shutdown(shutdownCtx)
+	hubErr := hub.Shutdown(shutdownCtx)
+	<-served
+	if err := errors.Join(httpErr, hubErr); err != nil {
+		server.Close()
+		return fmt.Errorf("shutdown after %s: %w", cfg.ShutdownGrace, err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// loadConfig reads the configuration and applies the environment. A missing
+// default file means built-in defaults; a missing file named by -config is
+// an error.
+func loadConfig(path string, given bool, getenv func(string) string) (app.Config, string, error) {
+	cfg, err := app.LoadConfig(path)
+	source := path
+	if errors.Is(err, fs.ErrNotExist) && !given {
+		cfg, source, err = app.DefaultConfig(), "built-in defaults", nil
+	}
+	if err != nil {
+		return app.Config{}, "", err
+	}
+	if err := app.ApplyEnv(&cfg, getenv); err != nil {
+		return app.Config{}, "", err
+	}
+	return cfg, source, nil
+}
+
+// pageURL is the address people can open: an unspecified listen host is
+// reachable as localhost.
+func pageURL(cfg app.Config, addr net.Addr) string {
+	host := cfg.Host
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	port := cfg.Port
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		port = tcp.Port
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + cfg.Paths.Page
+}

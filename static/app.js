@@ -1,0 +1,128 @@
+// Herald's subscriber page: one WebSocket that reconnects by itself, a live
+// list of messages (newest first), and a publish form that works with or
+// without this script.
+(() => {
+  "use strict";
+
+  const RETRY_MIN_MS = 500;      // first reconnect delay
+  const RETRY_MAX_MS = 30000;    // reconnect delays never grow past this
+  const MAX_SHOWN = 500;         // older messages leave the list, so the page never grows without end
+
+  const body = document.body;
+  const wsPath = body.dataset.wsPath;
+  const notifyPath = body.dataset.notifyPath;
+  const statusText = document.getElementById("status-text");
+  const list = document.getElementById("messages");
+  const empty = document.getElementById("empty");
+  const receivedCount = document.getElementById("received-count");
+  const form = document.getElementById("publish-form");
+  const input = document.getElementById("msg");
+  const result = document.getElementById("publish-result");
+  const curlExample = document.getElementById("curl-example");
+  const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+
+  let received = 0;
+  let failures = 0;     // consecutive connection attempts that did not go live
+  let retryTimer = null;
+
+  curlExample.textContent = `curl '${new URL(notifyPath, location.href).href}?msg=HelloWorld'`;
+
+  function setState(state, text) {
+    body.dataset.state = state;
+    statusText.textContent = text;
+  }
+
+  function socketURL() {
+    const url = new URL(wsPath, location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return url.href;
+  }
+
+  // Exponential backoff with jitter: every client waits a different while,
+  // so a restarted server is not hit by all of them at once.
+  function retryDelay(attempt) {
+    const ceiling = Math.min(RETRY_MAX_MS, RETRY_MIN_MS * 2 ** attempt);
+    return Math.round(ceiling / 2 + Math.random() * ceiling / 2);
+  }
+
+  function connect() {
+    retryTimer = null;
+    setState(failures === 0 ? "connecting" : "reconnecting", failures === 0 ? "Connecting…" : "Reconnecting…");
+    const socket = new WebSocket(socketURL());
+    socket.addEventListener("open", () => {
+      failures = 0;
+      setState("live", "Live");
+    });
+    socket.addEventListener("message", (event) => show(event.data, new Date()));
+    socket.addEventListener("close", () => {
+      const delay = retryDelay(failures);
+      failures += 1;
+      setState("reconnecting", `Reconnecting in ${Math.ceil(delay / 1000)} s…`);
+      retryTimer = setTimeout(connect, delay);
+    });
+  }
+
+  // A network that comes back is worth trying at once.
+  window.addEventListener("online", () => {
+    if (retryTimer !== null) {
+      clearTimeout(retryTimer);
+      connect();
+    }
+  });
+
+  function show(text, at) {
+    const item = document.createElement("li");
+    item.className = "fresh";
+    const time = document.createElement("time");
+    time.dateTime = at.toISOString();
+    time.textContent = timeFormat.format(at);
+    const span = document.createElement("span");
+    span.className = "text";
+    span.textContent = text; // never HTML: a message shows exactly as sent
+    item.append(time, span);
+    list.prepend(item);
+    while (list.childElementCount > MAX_SHOWN) {
+      list.lastElementChild.remove();
+    }
+    received += 1;
+    receivedCount.textContent = String(received);
+    empty.hidden = true;
+  }
+
+  function report(text, isError) {
+    result.textContent = text;
+    result.classList.toggle("error", isError);
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const msg = input.value;
+    if (msg === "") {
+      report("Type a message first.", true);
+      return;
+    }
+    const button = form.querySelector("button");
+    button.disabled = true;
+    try {
+      const response = await fetch(notifyPath, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ msg }),
+      });
+      const reply = await response.json().catch(() => ({}));
+      if (!response.ok) {
+        throw new Error(reply.error || `${response.status} ${response.statusText}`);
+      }
+      input.value = "";
+      const n = reply.subscribers;
+      report(`Published to ${n} subscriber${n === 1 ? "" : "s"}.`, false);
+    } catch (err) {
+      report(`Not published: ${err.message}`, true);
+    } finally {
+      button.disabled = false;
+      input.focus();
+    }
+  });
+
+  connect();
+})();
