@@ -1,0 +1,112 @@
+package app
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseConfigAppliesValuesOverDefaults(t *testing.T) {
+	t.Parallel()
+	cfg, err := ParseConfig("test.yaml", []byte(`
+port: 8080
+paths:
+  ws: /live
+websocket:
+  ping_interval: 1m
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultConfig()
+	want.Port = 8080
+	want.Paths.WS = "/live"
+	want.WebSocket.PingInterval = time.Minute
+	if cfg != want {
+		t.Errorf("got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestParseConfigEmptyFileMeansDefaults(t *testing.T) {
+	t.Parallel()
+	for _, given := range []string{"", "# only a comment\n", "paths:\n"} {
+		cfg, err := ParseConfig("test.yaml", []byte(given))
+		if err != nil || cfg != DefaultConfig() {
+			t.Errorf("ParseConfig(%q) = %+v, %v; want the defaults", given, cfg, err)
+		}
+	}
+}
+
+func TestParseConfigRejectsBadInputWithOneLineNamingTheKey(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		givenYAML   string
+		expectError string
+	}{
+		{"whenUnknownKey", "port: 9000\nprot: 1\n", "test.yaml:2: prot: unknown key"},
+		{"whenUnknownNestedKey", "paths:\n  wss: /x\n", "test.yaml:2: paths.wss: unknown key"},
+		{"whenPortNotANumber", "port: abc\n", `test.yaml:1: port: want a whole number, got "abc"`},
+		{"whenPortOutOfRange", "port: 70000\n", "test.yaml:1: port: 70000 is not a port number (0-65535)"},
+		{"whenNegativePort", "port: -1\n", "test.yaml:1: port: -1 is not a port number"},
+		{"whenPathWithoutSlash", "paths:\n  ws: ws\n", `test.yaml:2: paths.ws: must start with "/" (got "ws")`},
+		{"whenPathEndsWithSlash", "paths:\n  notify: /notify/\n", `paths.notify: must not end with "/"`},
+		{"whenPathHasRoutePattern", "paths:\n  ws: /ws/:id\n", `paths.ws: may hold only letters, digits and / - _ . ~, not ':'`},
+		{"whenPathEmpty", "paths:\n  page: \"\"\n", "paths.page: must not be empty"},
+		{"whenTwoRoutesShareAPath", "paths:\n  notify: /ws\n", `test.yaml:2: paths.notify: "/ws" is already used by paths.ws`},
+		{"whenRouteInsideStatic", "paths:\n  ws: /static/ws\n", `paths.ws: "/static/ws" is inside paths.static "/static"`},
+		{"whenStaticAtRoot", "paths:\n  page: /home\n  static: /\n", `paths.static: must not be "/"`},
+		{"whenBadDuration", "websocket:\n  ping_interval: often\n", `test.yaml:2: websocket.ping_interval: want a duration such as 30s or 1m, got "often"`},
+		{"whenZeroDuration", "websocket:\n  write_timeout: 0s\n", "websocket.write_timeout: must be longer than 0s"},
+		{"whenZeroQueue", "limits:\n  subscriber_queue: 0\n", "limits.subscriber_queue: 0 is outside 1-1048576"},
+		{"whenHugeMessages", "limits:\n  max_message_bytes: 1000000000\n", "limits.max_message_bytes: 1000000000 is outside"},
+		{"whenKeyGivenTwice", "port: 1\nport: 2\n", "port: given twice"},
+		{"whenSectionIsAScalar", "paths: /ws\n", "test.yaml:1: paths: want a section of keys"},
+		{"whenValueIsAList", "port: [1, 2]\n", "port: want a whole number"},
+		{"whenNotYAML", "port: 1\n  bad: [\n", "test.yaml: invalid YAML"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := ParseConfig("test.yaml", []byte(tc.givenYAML))
+			if err == nil {
+				t.Fatalf("expected an error containing %q", tc.expectError)
+			}
+			if !strings.Contains(err.Error(), tc.expectError) {
+				t.Errorf("error %q does not contain %q", err, tc.expectError)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestApplyEnvOverridesPort(t *testing.T) {
+	t.Parallel()
+	env := func(value string) func(string) string {
+		return func(key string) string {
+			if key == "HERALD_PORT" {
+				return value
+			}
+			return ""
+		}
+	}
+	cfg := DefaultConfig()
+	if err := ApplyEnv(&cfg, env("8123")); err != nil || cfg.Port != 8123 {
+		t.Fatalf("HERALD_PORT=8123 gave port %d, %v", cfg.Port, err)
+	}
+	for _, bad := range []string{"http", "-5", "65536"} {
+		cfg := DefaultConfig()
+		err := ApplyEnv(&cfg, env(bad))
+		var configErr *ConfigError
+		if !errors.As(err, &configErr) || configErr.Source != "HERALD_PORT" {
+			t.Errorf("HERALD_PORT=%q: got %v, want a ConfigError naming HERALD_PORT", bad, err)
+		}
+	}
+	cfg = DefaultConfig()
+	if err := ApplyEnv(&cfg, env("")); err != nil || cfg.Port != DefaultConfig().Port {
+		t.Errorf("unset HERALD_PORT changed the port to %d (%v)", cfg.Port, err)
+	}
+}

@@ -1,0 +1,208 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+)
+
+func newTestHub(t *testing.T, queueSize int) *Hub {
+	t.Helper()
+	hub, err := NewHub(HubOptions{QueueSize: queueSize, MaxMessageBytes: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hub
+}
+
+func subscribe(t *testing.T, hub *Hub, topic string) *Subscriber {
+	t.Helper()
+	s, err := hub.Subscribe(topic, t.Name())
+	if err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	return s
+}
+
+func receive(t *testing.T, s *Subscriber, n int) []*Message {
+	t.Helper()
+	got := make([]*Message, 0, n)
+	for range n {
+		select {
+		case m := <-s.Messages():
+			got = append(got, m)
+		default:
+			t.Fatalf("subscriber %d has %d messages, want %d", s.ID(), len(got), n)
+		}
+	}
+	return got
+}
+
+func TestPublishReachesEverySubscriberOfTheTopicInOrder(t *testing.T) {
+	t.Parallel()
+	hub := newTestHub(t, 16)
+	a, b := subscribe(t, hub, DefaultTopic), subscribe(t, hub, DefaultTopic)
+	other := subscribe(t, hub, "other")
+
+	for i := range 5 {
+		m, delivered, err := hub.Publish(DefaultTopic, fmt.Sprint("m", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if delivered != 2 || m.ID != uint64(i+1) || m.Topic != DefaultTopic || m.Time.IsZero() {
+			t.Fatalf("publish %d: got message %+v delivered to %d, want id %d delivered to 2", i, m, delivered, i+1)
+		}
+	}
+	for _, s := range []*Subscriber{a, b} {
+		for i, m := range receive(t, s, 5) {
+			if m.Text != fmt.Sprint("m", i) || m.ID != uint64(i+1) {
+				t.Errorf("subscriber %d message %d = %q id %d", s.ID(), i, m.Text, m.ID)
+			}
+		}
+	}
+	if n := len(other.Messages()); n != 0 {
+		t.Errorf("subscriber of another topic got %d messages", n)
+	}
+}
+
+func TestFullQueueEndsOnlyThatSubscriber(t *testing.T) {
+	t.Parallel()
+	hub := newTestHub(t, 2)
+	slow, healthy := subscribe(t, hub, DefaultTopic), subscribe(t, hub, DefaultTopic)
+
+	for i := range 5 {
+		if _, _, err := hub.Publish(DefaultTopic, fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+		receive(t, healthy, 1) // the healthy one keeps up; the slow one never reads
+	}
+	if !errors.Is(slow.Err(), ErrSlowSubscriber) {
+		t.Fatalf("slow subscriber ended with %v, want ErrSlowSubscriber", slow.Err())
+	}
+	if healthy.Err() != nil {
+		t.Fatalf("healthy subscriber ended: %v", healthy.Err())
+	}
+	_, delivered, _ := hub.Publish(DefaultTopic, "after")
+	if delivered != 1 {
+		t.Errorf("after eviction the message reached %d subscribers, want 1", delivered)
+	}
+	stats := hub.Stats()
+	// The third publish found the queue full: it and the two queued were dropped.
+	if stats.SlowDisconnects != 1 || stats.Dropped != 3 {
+		t.Errorf("stats = %+v, want 1 slow disconnect and 3 dropped", stats)
+	}
+	// The evicted connection still counts until it unsubscribes.
+	if stats.Subscribers != 2 {
+		t.Errorf("subscribers = %d before unsubscribe, want 2", stats.Subscribers)
+	}
+	hub.Unsubscribe(slow)
+	hub.Unsubscribe(slow)
+	if n := hub.Stats().Subscribers; n != 1 {
+		t.Errorf("subscribers = %d after unsubscribing twice, want 1", n)
+	}
+}
+
+func TestConcurrentPublishersGiveEverySubscriberTheSameOrder(t *testing.T) {
+	t.Parallel()
+	const publishers, each = 4, 250
+	hub := newTestHub(t, publishers*each)
+	subs := []*Subscriber{subscribe(t, hub, DefaultTopic), subscribe(t, hub, DefaultTopic), subscribe(t, hub, DefaultTopic)}
+
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Go(func() {
+			for i := range each {
+				if _, _, err := hub.Publish(DefaultTopic, fmt.Sprintf("%d-%d", p, i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+
+	first := receive(t, subs[0], publishers*each)
+	for i, m := range first {
+		if m.ID != uint64(i+1) {
+			t.Fatalf("message %d has id %d: ids must follow delivery order", i, m.ID)
+		}
+	}
+	for _, s := range subs[1:] {
+		for i, m := range receive(t, s, publishers*each) {
+			if m != first[i] {
+				t.Fatalf("subscriber %d message %d is %q, subscriber %d had %q", s.ID(), i, m.Text, subs[0].ID(), first[i].Text)
+			}
+		}
+	}
+}
+
+func TestPublishRefusesBadText(t *testing.T) {
+	t.Parallel()
+	hub := newTestHub(t, 1)
+	tests := []struct {
+		name      string
+		givenText string
+		expectErr error
+	}{
+		{"whenEmpty", "", ErrEmptyMessage},
+		{"whenOverLimit", strings.Repeat("x", 1<<10+1), ErrMessageTooLarge},
+		{"whenInvalidUTF8", "bad \xff byte", ErrInvalidUTF8},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, _, err := hub.Publish(DefaultTopic, tc.givenText); !errors.Is(err, tc.expectErr) {
+				t.Errorf("got %v, want %v", err, tc.expectErr)
+			}
+		})
+	}
+	if _, _, err := hub.Publish(DefaultTopic, strings.Repeat("é", 512)); err != nil {
+		t.Errorf("a message of exactly the limit was refused: %v", err)
+	}
+}
+
+func TestShutdownEndsEverySubscriptionAndWaitsForThem(t *testing.T) {
+	t.Parallel()
+	hub := newTestHub(t, 4)
+	subs := []*Subscriber{subscribe(t, hub, DefaultTopic), subscribe(t, hub, "other")}
+
+	shutdownDone := make(chan error, 1)
+	go func() { shutdownDone <- hub.Shutdown(context.Background()) }()
+
+	for _, s := range subs {
+		<-s.Done()
+		if !errors.Is(s.Err(), ErrHubClosed) {
+			t.Errorf("subscriber ended with %v, want ErrHubClosed", s.Err())
+		}
+	}
+	select {
+	case err := <-shutdownDone:
+		t.Fatalf("shutdown returned %v while subscribers were still connected", err)
+	default:
+	}
+	for _, s := range subs {
+		hub.Unsubscribe(s)
+	}
+	if err := <-shutdownDone; err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if _, err := hub.Subscribe(DefaultTopic, "late"); !errors.Is(err, ErrHubClosed) {
+		t.Errorf("subscribe after shutdown: %v, want ErrHubClosed", err)
+	}
+	if _, _, err := hub.Publish(DefaultTopic, "late"); !errors.Is(err, ErrHubClosed) {
+		t.Errorf("publish after shutdown: %v, want ErrHubClosed", err)
+	}
+}
+
+func TestShutdownGivesUpWhenContextEnds(t *testing.T) {
+	t.Parallel()
+	hub := newTestHub(t, 1)
+	subscribe(t, hub, DefaultTopic) // never unsubscribes
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := hub.Shutdown(ctx); !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v, want context.Canceled", err)
+	}
+}

@@ -1,0 +1,243 @@
+package handlers
+
+import (
+	"bytes"
+	"encoding/json"
+	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/labstack/echo/v4"
+
+	"herald/app"
+)
+
+type testServer struct {
+	e   *echo.Echo
+	hub *app.Hub
+}
+
+func newTestServer(t *testing.T, configure func(*app.Config)) *testServer {
+	t.Helper()
+	cfg := app.DefaultConfig()
+	if configure != nil {
+		configure(&cfg)
+	}
+	hub, err := app.NewHub(app.HubOptions{QueueSize: 16, MaxMessageBytes: cfg.Limits.MaxMessageBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Options{Config: cfg, Hub: hub, Templates: os.DirFS("../templates"), Static: os.DirFS("../static")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testServer{e: e, hub: hub}
+}
+
+func (s *testServer) do(req *http.Request) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	s.e.ServeHTTP(rec, req)
+	return rec
+}
+
+func multipartBody(t *testing.T, fields map[string]string) (string, *bytes.Buffer) {
+	t.Helper()
+	var buf bytes.Buffer
+	w := multipart.NewWriter(&buf)
+	for k, v := range fields {
+		if err := w.WriteField(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return w.FormDataContentType(), &buf
+}
+
+func TestNotifyPublishes(t *testing.T) {
+	t.Parallel()
+	formType, formBody := multipartBody(t, map[string]string{"other": "x", "msg": "from multipart"})
+	tests := []struct {
+		name       string
+		whenMethod string
+		whenTarget string
+		whenType   string
+		whenBody   string
+		expectText string
+	}{
+		{"givenSeedGET", http.MethodGet, "/notify?msg=HelloWorld", "", "", "HelloWorld"},
+		{"givenGETWithEncodedSpaces", http.MethodGet, "/notify?msg=Hello%20World%21", "", "", "Hello World!"},
+		{"givenForm", http.MethodPost, "/notify", echo.MIMEApplicationForm, "msg=hi+there&x=1", "hi there"},
+		{"givenTextPlain", http.MethodPost, "/notify", "text/plain; charset=utf-8", "line one\nline two", "line one\nline two"},
+		{"givenNoContentType", http.MethodPost, "/notify", "", "raw body", "raw body"},
+		{"givenJSON", http.MethodPost, "/notify", echo.MIMEApplicationJSON, `{"msg": "from JSON", "extra": true}`, "from JSON"},
+		{"givenMultipart", http.MethodPost, "/notify", formType, formBody.String(), "from multipart"},
+		{"givenPOSTWithQueryOnly", http.MethodPost, "/notify?msg=query", "", "", "query"},
+		{"givenHTMLLookalike", http.MethodGet, "/notify?msg=%3Cimg+src%3Dx+onerror%3Dalert(1)%3E", "", "", "<img src=x onerror=alert(1)>"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newTestServer(t, nil)
+			sub, err := s.hub.Subscribe(app.DefaultTopic, "test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			req := httptest.NewRequest(tc.whenMethod, tc.whenTarget, strings.NewReader(tc.whenBody))
+			if tc.whenType != "" {
+				req.Header.Set(echo.HeaderContentType, tc.whenType)
+			}
+			rec := s.do(req)
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status %d: %s", rec.Code, rec.Body)
+			}
+			var got receipt
+			if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
+				t.Fatalf("receipt %q: %v", rec.Body, err)
+			}
+			if got != (receipt{ID: "1", Subscribers: 1}) {
+				t.Errorf("receipt = %+v, want id 1 to 1 subscriber", got)
+			}
+			select {
+			case m := <-sub.Messages():
+				if m.Text != tc.expectText {
+					t.Errorf("published %q, want %q", m.Text, tc.expectText)
+				}
+			default:
+				t.Fatal("nothing was published")
+			}
+		})
+	}
+}
+
+func TestNotifyRefusesBadRequestsWithJSONErrors(t *testing.T) {
+	t.Parallel()
+	const limit = 64
+	oversizedForm := "msg=" + strings.Repeat("x", limit+1)
+	tests := []struct {
+		name         string
+		whenMethod   string
+		whenTarget   string
+		whenType     string
+		whenBody     string
+		whenChunked  bool
+		expectStatus int
+		expectError  string
+	}{
+		{"whenNoMsg", http.MethodGet, "/notify", "", "", false, 400, "msg is empty"},
+		{"whenEmptyMsg", http.MethodGet, "/notify?msg=", "", "", false, 400, "msg is empty"},
+		{"whenEmptyBody", http.MethodPost, "/notify", "text/plain", "", false, 400, "msg is empty"},
+		{"whenFormWithoutMsg", http.MethodPost, "/notify", echo.MIMEApplicationForm, "hello world", false, 400, "form has no msg field"},
+		{"whenJSONWithoutMsg", http.MethodPost, "/notify", echo.MIMEApplicationJSON, `{"message": "x"}`, false, 400, `JSON body has no "msg" field`},
+		{"whenJSONMsgNotString", http.MethodPost, "/notify", echo.MIMEApplicationJSON, `{"msg": 5}`, false, 400, "JSON msg must be a string"},
+		{"whenJSONMalformed", http.MethodPost, "/notify", echo.MIMEApplicationJSON, `{"msg": `, false, 400, "JSON body is malformed"},
+		{"whenJSONTwoValues", http.MethodPost, "/notify", echo.MIMEApplicationJSON, `{"msg": "a"} {"msg": "b"}`, false, 400, "more than one value"},
+		{"whenMultipartWithoutBoundary", http.MethodPost, "/notify", "multipart/form-data", "x", false, 400, "no boundary"},
+		{"whenUnsupportedType", http.MethodPost, "/notify", "application/xml", "<msg/>", false, 415, `Content-Type "application/xml" is not supported`},
+		{"whenMalformedType", http.MethodPost, "/notify", "text/plain; ===", "x", false, 400, "is malformed"},
+		{"whenInvalidUTF8InQuery", http.MethodGet, "/notify?msg=%FF%FE", "", "", false, 400, "not valid UTF-8"},
+		{"whenInvalidUTF8InBody", http.MethodPost, "/notify", "text/plain", "bad \xff", false, 400, "not valid UTF-8"},
+		{"whenQueryMsgTooLarge", http.MethodGet, "/notify?msg=" + strings.Repeat("x", limit+1), "", "", false, 413, "message is too large"},
+		{"whenDeclaredBodyTooLarge", http.MethodPost, "/notify", "text/plain", strings.Repeat("x", limit+1), false, 413, "the limit is 64"},
+		{"whenChunkedBodyTooLarge", http.MethodPost, "/notify", "text/plain", strings.Repeat("x", limit+1), true, 413, "the limit is 64"},
+		{"whenFormMsgTooLarge", http.MethodPost, "/notify", echo.MIMEApplicationForm, oversizedForm, false, 413, "message is too large"},
+		{"whenWrongMethod", http.MethodDelete, "/notify", "", "", false, 405, "method not allowed"},
+		{"whenUnknownPath", http.MethodGet, "/nope", "", "", false, 404, "no route at this path"},
+		{"whenPlainHTTPOnWebSocketRoute", http.MethodGet, "/ws", "", "", false, 426, "this is the WebSocket route"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newTestServer(t, func(c *app.Config) { c.Limits.MaxMessageBytes = limit })
+			req := httptest.NewRequest(tc.whenMethod, tc.whenTarget, strings.NewReader(tc.whenBody))
+			if tc.whenType != "" {
+				req.Header.Set(echo.HeaderContentType, tc.whenType)
+			}
+			if tc.whenChunked {
+				req.ContentLength = -1
+			}
+			rec := s.do(req)
+			if rec.Code != tc.expectStatus {
+				t.Fatalf("status %d, want %d: %s", rec.Code, tc.expectStatus, rec.Body)
+			}
+			if ct := rec.Header().Get(echo.HeaderContentType); !strings.HasPrefix(ct, echo.MIMEApplicationJSON) {
+				t.Errorf("Content-Type %q, want JSON", ct)
+			}
+			var body errorResponse
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+				t.Fatalf("body %q is not a JSON error: %v", rec.Body, err)
+			}
+			if !strings.Contains(body.Error, tc.expectError) {
+				t.Errorf("error %q does not contain %q", body.Error, tc.expectError)
+			}
+			if got := s.hub.Stats().Published; got != 0 {
+				t.Errorf("a refused request published %d messages", got)
+			}
+		})
+	}
+}
+
+func TestWrongMethodListsAllowedMethods(t *testing.T) {
+	t.Parallel()
+	rec := newTestServer(t, nil).do(httptest.NewRequest(http.MethodPut, "/notify", nil))
+	if allow := rec.Header().Get(echo.HeaderAllow); !strings.Contains(allow, "GET") || !strings.Contains(allow, "POST") {
+		t.Errorf("Allow = %q, want GET and POST", allow)
+	}
+}
+
+func TestBrowsersGetPagesAndRedirects(t *testing.T) {
+	t.Parallel()
+	const browserAccept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+	t.Run("givenFormPostWithoutJavaScript_expectRedirectToPage", func(t *testing.T) {
+		t.Parallel()
+		s := newTestServer(t, func(c *app.Config) { c.Paths.Page = "/watch" })
+		req := httptest.NewRequest(http.MethodPost, "/notify", strings.NewReader("msg=hello"))
+		req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationForm)
+		req.Header.Set(echo.HeaderAccept, browserAccept)
+		rec := s.do(req)
+		if rec.Code != http.StatusSeeOther || rec.Header().Get(echo.HeaderLocation) != "/watch" {
+			t.Fatalf("status %d Location %q, want 303 to /watch", rec.Code, rec.Header().Get(echo.HeaderLocation))
+		}
+		if s.hub.Stats().Published != 1 {
+			t.Error("the form post did not publish")
+		}
+	})
+	t.Run("givenUnknownPath_expectHTMLErrorPage", func(t *testing.T) {
+		t.Parallel()
+		req := httptest.NewRequest(http.MethodGet, "/missing", nil)
+		req.Header.Set(echo.HeaderAccept, browserAccept)
+		rec := newTestServer(t, nil).do(req)
+		if rec.Code != http.StatusNotFound || !strings.HasPrefix(rec.Header().Get(echo.HeaderContentType), echo.MIMETextHTML) {
+			t.Fatalf("status %d type %q, want a 404 page", rec.Code, rec.Header().Get(echo.HeaderContentType))
+		}
+		if !strings.Contains(rec.Body.String(), "404 · Not Found") {
+			t.Errorf("page does not say 404: %s", rec.Body)
+		}
+	})
+}
+
+func TestPageUsesConfiguredPaths(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, func(c *app.Config) {
+		c.Paths = app.PathsConfig{Page: "/watch", WS: "/live", Notify: "/send", Static: "/assets"}
+	})
+	rec := s.do(httptest.NewRequest(http.MethodGet, "/watch", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("page status %d", rec.Code)
+	}
+	for _, want := range []string{`data-ws-path="/live"`, `data-notify-path="/send"`, `action="/send"`, `src="/assets/app.js"`, `id="publish-form"`, `name="msg"`} {
+		if !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("page lacks %s", want)
+		}
+	}
+	for path, want := range map[string]int{"/assets/app.js": 200, "/assets/style.css": 200, "/static/app.js": 404, "/": 404, "/notify": 404} {
+		if rec := s.do(httptest.NewRequest(http.MethodGet, path, nil)); rec.Code != want {
+			t.Errorf("GET %s = %d, want %d", path, rec.Code, want)
+		}
+	}
+}

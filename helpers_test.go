@@ -1,0 +1,226 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gorilla "github.com/gorilla/websocket"
+)
+
+// hangGuard bounds how long a test may wait for an event that never comes.
+// It is not an assertion about speed: waits end on the event itself.
+const hangGuard = time.Minute
+
+// heraldProcess is Herald started in-process by run, as main starts it.
+type heraldProcess struct {
+	URL    string // page URL as printed, e.g. http://127.0.0.1:41234/
+	Origin string // scheme and host, e.g. http://127.0.0.1:41234
+	stop   context.CancelFunc
+	done   chan error
+	logs   *testLog
+	result error // run's error, once it has returned
+}
+
+// startHerald runs Herald on a free loopback port with the given YAML added
+// to its config file. It stops when the test ends.
+func startHerald(t *testing.T, extraYAML string) *heraldProcess {
+	t.Helper()
+	return startHeraldEnv(t, "host: 127.0.0.1\nport: 0\n"+extraYAML, nil)
+}
+
+// startHeraldEnv runs Herald with exactly this config and environment.
+func startHeraldEnv(t *testing.T, configYAML string, env map[string]string) *heraldProcess {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte(configYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stdoutReader, stdout := io.Pipe()
+	h := &heraldProcess{stop: cancel, done: make(chan error, 1), logs: newTestLog(t)}
+	go func() {
+		err := run(ctx, []string{"-config", path}, func(k string) string { return env[k] }, stdout, h.logs)
+		stdout.CloseWithError(err)
+		h.done <- err
+	}()
+	line, err := bufio.NewReader(stdoutReader).ReadString('\n')
+	if err != nil {
+		cancel()
+		t.Fatalf("herald did not start: %v", err)
+	}
+	go io.Copy(io.Discard, stdoutReader)
+	h.URL = strings.TrimSpace(strings.TrimPrefix(line, "Herald is listening on "))
+	u, err := url.Parse(h.URL)
+	if err != nil {
+		t.Fatalf("start-up line %q: %v", line, err)
+	}
+	h.Origin = u.Scheme + "://" + u.Host
+	t.Cleanup(func() { h.Stop(t) })
+	return h
+}
+
+// Stop shuts Herald down as SIGTERM would and returns run's error. Calling
+// it again returns the same result.
+func (h *heraldProcess) Stop(t *testing.T) error {
+	t.Helper()
+	h.stop()
+	select {
+	case err, ok := <-h.done:
+		if ok {
+			close(h.done)
+			h.logs.close()
+			h.result = err
+		}
+		return h.result
+	case <-time.After(hangGuard):
+		t.Fatal("herald did not stop")
+		return nil
+	}
+}
+
+// ws returns the WebSocket URL for path.
+func (h *heraldProcess) ws(path string) string {
+	return "ws" + strings.TrimPrefix(h.Origin, "http") + path
+}
+
+// publish GETs the notify route with msg and fails the test unless it is 200.
+func (h *heraldProcess) publish(t *testing.T, msg string) receiptReply {
+	t.Helper()
+	return h.publishTo(t, "/notify", msg)
+}
+
+func (h *heraldProcess) publishTo(t *testing.T, notifyPath, msg string) receiptReply {
+	t.Helper()
+	resp, err := http.Get(h.Origin + notifyPath + "?msg=" + url.QueryEscape(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decodeReceipt(t, resp)
+}
+
+type receiptReply struct {
+	ID          string `json:"id"`
+	Subscribers int    `json:"subscribers"`
+}
+
+// dial connects a gorilla client. It sends no Origin header, like the
+// Python and command-line clients Herald must accept.
+func dial(t *testing.T, url string) *gorilla.Conn {
+	t.Helper()
+	conn, resp, err := gorilla.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("dial %s: %v (status %d)", url, err, status)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// readText reads one frame and fails unless it is a text frame.
+func readText(t *testing.T, conn *gorilla.Conn) string {
+	t.Helper()
+	conn.SetReadDeadline(time.Now().Add(hangGuard))
+	kind, data, err := conn.ReadMessage()
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if kind != gorilla.TextMessage {
+		t.Fatalf("got frame type %d, want text", kind)
+	}
+	return string(data)
+}
+
+// readUntilClosed reads and discards frames until the connection ends and
+// returns the error that ended it.
+func readUntilClosed(conn *gorilla.Conn) error {
+	conn.SetReadDeadline(time.Now().Add(hangGuard))
+	for {
+		if _, _, err := conn.ReadMessage(); err != nil {
+			return err
+		}
+	}
+}
+
+func closeCode(err error) int {
+	var closeErr *gorilla.CloseError
+	if errors.As(err, &closeErr) {
+		return closeErr.Code
+	}
+	return -1
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// testLog sends Herald's log lines to the test log until the server stops,
+// so a failing test shows what the server said.
+type testLog struct {
+	mu     sync.Mutex
+	t      *testing.T
+	closed bool
+}
+
+func newTestLog(t *testing.T) *testLog { return &testLog{t: t} }
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (l *testLog) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.closed = true
+}
+
+func requireEnv(t *testing.T, what string) {
+	t.Helper()
+	if os.Getenv("HERALD_REQUIRE_E2E") != "" {
+		t.Fatalf("%s is missing, and HERALD_REQUIRE_E2E is set", what)
+	}
+	t.Skipf("%s is missing; set HERALD_REQUIRE_E2E=1 to make this a failure", what)
+}
+
+func decodeReceipt(t *testing.T, resp *http.Response) receiptReply {
+	t.Helper()
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("publish: status %d: %s", resp.StatusCode, body)
+	}
+	var r receiptReply
+	if err := json.Unmarshal(body, &r); err != nil {
+		t.Fatalf("publish: receipt %q: %v", body, err)
+	}
+	return r
+}

@@ -1,0 +1,475 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+
+	gorilla "github.com/gorilla/websocket"
+	"go.yaml.in/yaml/v3"
+	xws "golang.org/x/net/websocket"
+
+	"herald/app"
+)
+
+func TestEveryPublishMethodReachesEverySubscriberAsOneTextFrame(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	gorillaSubs := []*gorilla.Conn{dial(t, h.ws("/ws")), dial(t, h.ws("/ws"))}
+	// x/net's own client always sends an Origin; Herald takes both kinds.
+	xnetSub, err := xws.Dial(h.ws("/ws"), "", h.Origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer xnetSub.Close()
+
+	var multipartBody strings.Builder
+	mw := multipart.NewWriter(&multipartBody)
+	mw.WriteField("msg", "multipart ✓")
+	mw.Close()
+
+	publishes := []struct {
+		name, method, path, contentType, body, want string
+	}{
+		{"seed GET", http.MethodGet, "/notify?msg=HelloWorld", "", "", "HelloWorld"},
+		{"form", http.MethodPost, "/notify", "application/x-www-form-urlencoded", "msg=form+post", "form post"},
+		{"raw", http.MethodPost, "/notify", "text/plain", "raw\nbody", "raw\nbody"},
+		{"JSON", http.MethodPost, "/notify", "application/json", `{"msg":"json \"quoted\""}`, `json "quoted"`},
+		{"multipart", http.MethodPost, "/notify", mw.FormDataContentType(), multipartBody.String(), "multipart ✓"},
+	}
+	for i, p := range publishes {
+		req, err := http.NewRequest(p.method, h.Origin+p.path, strings.NewReader(p.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.contentType != "" {
+			req.Header.Set("Content-Type", p.contentType)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := decodeReceipt(t, resp)
+		if got != (receiptReply{ID: fmt.Sprint(i + 1), Subscribers: 3}) {
+			t.Errorf("%s: receipt %+v, want id %d to 3 subscribers", p.name, got, i+1)
+		}
+	}
+	for _, conn := range gorillaSubs {
+		for _, p := range publishes {
+			if got := readText(t, conn); got != p.want {
+				t.Errorf("%s: gorilla subscriber got %q, want %q", p.name, got, p.want)
+			}
+		}
+	}
+	for _, p := range publishes {
+		var got string
+		if err := xws.Message.Receive(xnetSub, &got); err != nil {
+			t.Fatal(err)
+		}
+		if got != p.want {
+			t.Errorf("%s: x/net subscriber got %q, want %q", p.name, got, p.want)
+		}
+	}
+}
+
+func TestConcurrentPublishesReachEverySubscriberInOneOrder(t *testing.T) {
+	t.Parallel()
+	const publishers, each = 4, 100
+	h := startHerald(t, "")
+	subs := []*gorilla.Conn{dial(t, h.ws("/ws")), dial(t, h.ws("/ws"))}
+
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Go(func() {
+			for i := range each {
+				h.publish(t, fmt.Sprintf("%d:%03d", p, i))
+			}
+		})
+	}
+	wg.Wait()
+
+	var first []string
+	for n, conn := range subs {
+		got := make([]string, publishers*each)
+		for i := range got {
+			got[i] = readText(t, conn)
+		}
+		// Each publisher publishes in sequence, so its own messages must
+		// arrive in the order it sent them.
+		next := make([]int, publishers)
+		for _, text := range got {
+			var p, i int
+			fmt.Sscanf(text, "%d:%d", &p, &i)
+			if i != next[p] {
+				t.Fatalf("subscriber %d: publisher %d's message %d arrived when %d was due", n, p, i, next[p])
+			}
+			next[p]++
+		}
+		if first == nil {
+			first = got
+		} else if !reflect.DeepEqual(got, first) {
+			t.Fatalf("subscribers saw different orders")
+		}
+	}
+}
+
+func TestSubscriberThatNeverReadsIsDroppedWhileOthersMissNothing(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "limits:\n  subscriber_queue: 8\n")
+	stalled := dial(t, h.ws("/ws")) // never read until the end
+	const healthyCount = 2
+	received := make([]chan string, healthyCount)
+	for i := range received {
+		conn := dial(t, h.ws("/ws"))
+		received[i] = make(chan string, 100000)
+		go func() {
+			defer close(received[i])
+			for {
+				_, data, err := conn.ReadMessage()
+				if err != nil {
+					return
+				}
+				received[i] <- string(data)
+			}
+		}()
+	}
+
+	// Large messages fill the stalled client's socket buffers, then its
+	// queue, and the hub must drop it. The bound only stops a broken server
+	// from looping for ever.
+	payload := strings.Repeat("x", 16<<10)
+	var sent []string
+	for len(sent) < 20000 {
+		msg := fmt.Sprint(len(sent), payload)
+		r := h.publish(t, msg)
+		sent = append(sent, msg)
+		if r.Subscribers == healthyCount {
+			break
+		}
+	}
+	if got := h.publish(t, "after the drop"); got.Subscribers != healthyCount {
+		t.Fatalf("the stalled subscriber was never dropped: %d subscribers after %d messages", got.Subscribers, len(sent))
+	}
+	sent = append(sent, "after the drop")
+
+	for i, ch := range received {
+		for n, want := range sent {
+			got, ok := <-ch
+			if !ok {
+				t.Fatalf("healthy subscriber %d was disconnected after %d messages", i, n)
+			}
+			if got != want {
+				t.Fatalf("healthy subscriber %d: message %d is wrong (%.20q…, want %.20q…)", i, n, got, want)
+			}
+		}
+	}
+	// The stalled client finds its connection closed once it reads.
+	if err := readUntilClosed(stalled); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("stalled client: %v, want its connection closed by the server", err)
+	}
+}
+
+func TestShutdownDeliversQueuedMessagesThenClosesEveryoneWith1001(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	subs := []*gorilla.Conn{dial(t, h.ws("/ws")), dial(t, h.ws("/ws")), dial(t, h.ws("/ws"))}
+	for i := range 5 {
+		h.publish(t, fmt.Sprint("before shutdown ", i))
+	}
+	if err := h.Stop(t); err != nil {
+		t.Fatalf("run returned %v after a clean shutdown", err)
+	}
+	for n, conn := range subs {
+		for i := range 5 {
+			if got, want := readText(t, conn), fmt.Sprint("before shutdown ", i); got != want {
+				t.Errorf("subscriber %d got %q, want %q", n, got, want)
+			}
+		}
+		if code := closeCode(readUntilClosed(conn)); code != gorilla.CloseGoingAway {
+			t.Errorf("subscriber %d closed with %d, want 1001", n, code)
+		}
+	}
+}
+
+func TestSeedPythonClientPrintsEveryMessage(t *testing.T) {
+	t.Parallel()
+	python := "/usr/bin/python3"
+	if err := exec.Command(python, "-c", "import ws4py").Run(); err != nil {
+		requireEnv(t, "Debian's python3-ws4py (the seed client's library)")
+	}
+	h := startHerald(t, "")
+	cmd := exec.Command(python, "testdata/seed_client.py", h.ws("/ws"))
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	lines := bufio.NewScanner(stdout)
+	nextLine := func() string {
+		if !lines.Scan() {
+			t.Fatalf("seed client stopped printing: %v", lines.Err())
+		}
+		return lines.Text()
+	}
+	if got := nextLine(); got != "Connection opened..." {
+		t.Fatalf("seed client said %q first", got)
+	}
+	messages := []string{"HelloWorld", "héllo wörld ✓", "<b>not bold</b>"}
+	for _, m := range messages {
+		h.publish(t, m)
+	}
+	for _, want := range messages {
+		if got := nextLine(); got != want {
+			t.Errorf("seed client printed %q, want %q", got, want)
+		}
+	}
+	h.Stop(t)
+	if got := nextLine(); !strings.HasPrefix(got, "Closed down 1001") {
+		t.Errorf("seed client printed %q on shutdown, want its close with 1001", got)
+	}
+}
+
+func TestSubscriberFramesAreDiscardedAndAnOversizedOneClosesOnlyItsConnection(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "limits:\n  max_frame_bytes: 128\n")
+	chatty, oversized, bystander := dial(t, h.ws("/ws")), dial(t, h.ws("/ws")), dial(t, h.ws("/ws"))
+
+	if err := chatty.WriteMessage(gorilla.TextMessage, []byte("hello server")); err != nil {
+		t.Fatal(err)
+	}
+	if err := oversized.WriteMessage(gorilla.TextMessage, []byte(strings.Repeat("x", 129))); err != nil {
+		t.Fatal(err)
+	}
+	if code := closeCode(readUntilClosed(oversized)); code != gorilla.CloseMessageTooBig {
+		t.Fatalf("oversized frame: connection closed with %d, want 1009", code)
+	}
+	r := h.publish(t, "still here")
+	if r.Subscribers != 2 {
+		t.Errorf("publish reached %d subscribers, want the 2 well-behaved ones", r.Subscribers)
+	}
+	for _, conn := range []*gorilla.Conn{chatty, bystander} {
+		if got := readText(t, conn); got != "still here" {
+			t.Errorf("got %q", got)
+		}
+	}
+}
+
+func TestMalformedFrameClosesOnlyItsConnection(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	bystander := dial(t, h.ws("/ws"))
+
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.Origin, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	reader := bufio.NewReader(conn)
+	status, err := reader.ReadString('\n')
+	if err != nil || !strings.Contains(status, "101") {
+		t.Fatalf("handshake: %q %v", status, err)
+	}
+	// Clients must mask their frames; this one is unmasked, then garbage.
+	conn.Write([]byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o', 0xff, 0x00, 0x13})
+	if _, err := io.Copy(io.Discard, reader); err != nil {
+		t.Fatalf("malformed client's connection ended with %v, want a clean close by the server", err)
+	}
+
+	if r := h.publish(t, "unharmed"); r.Subscribers != 1 {
+		t.Errorf("publish reached %d subscribers, want 1", r.Subscribers)
+	}
+	if got := readText(t, bystander); got != "unharmed" {
+		t.Errorf("bystander got %q", got)
+	}
+}
+
+func TestSilentPeerIsDroppedWhilePongingPeerStays(t *testing.T) {
+	t.Parallel()
+	// Pings come often, but a ponging peer has a generous second to answer,
+	// so a busy test machine cannot make it look dead.
+	h := startHerald(t, "websocket:\n  ping_interval: 20ms\n  pong_timeout: 1s\n")
+	silent, healthy := dial(t, h.ws("/ws")), dial(t, h.ws("/ws"))
+	pinged := make(chan struct{}, 1)
+	silent.SetPingHandler(func(string) error { // read pings, answer none
+		select {
+		case pinged <- struct{}{}:
+		default:
+		}
+		return nil
+	})
+	healthyDone := make(chan error, 1)
+	healthyGot := make(chan string, 1)
+	go func() {
+		for {
+			_, data, err := healthy.ReadMessage() // answers pings with pongs
+			if err != nil {
+				healthyDone <- err
+				return
+			}
+			healthyGot <- string(data)
+		}
+	}()
+
+	err := readUntilClosed(silent)
+	select {
+	case <-pinged:
+	default:
+		t.Error("the silent peer was never pinged")
+	}
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("silent peer: %v, want its connection cut by the server", err)
+	}
+	// The healthy peer lived through the same silence.
+	h.publish(t, "alive")
+	select {
+	case got := <-healthyGot:
+		if got != "alive" {
+			t.Errorf("healthy peer got %q", got)
+		}
+	case err := <-healthyDone:
+		t.Fatalf("healthy peer was disconnected: %v", err)
+	}
+}
+
+func TestConfiguredPathsMoveEveryRoute(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "paths:\n  page: /watch\n  ws: /live\n  notify: /send\n  static: /assets\n")
+	if !strings.HasSuffix(h.URL, "/watch") {
+		t.Errorf("printed URL %q does not point at the page", h.URL)
+	}
+	sub := dial(t, h.ws("/live"))
+	if r := h.publishTo(t, "/send", "moved"); r.Subscribers != 1 {
+		t.Fatalf("publish reached %d subscribers", r.Subscribers)
+	}
+	if got := readText(t, sub); got != "moved" {
+		t.Errorf("got %q", got)
+	}
+	for _, old := range []string{"/notify?msg=x", "/ws", "/static/app.js", "/"} {
+		resp, err := http.Get(h.Origin + old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("old path %s answered %d, want 404", old, resp.StatusCode)
+		}
+	}
+	if _, _, err := gorilla.DefaultDialer.Dial(h.ws("/ws"), nil); err == nil {
+		t.Error("the old WebSocket path still accepts connections")
+	}
+}
+
+func TestBadConfigurationStopsStartUpWithOneLine(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name        string
+		givenYAML   string
+		givenEnv    map[string]string
+		expectError string
+	}{
+		{"whenUnknownKey", "porr: 9000\n", nil, "porr: unknown key"},
+		{"whenBadPort", "port: 99999\n", nil, "port: 99999 is not a port number"},
+		{"whenPathWithoutSlash", "paths:\n  ws: ws\n", nil, `paths.ws: must start with "/"`},
+		{"whenTwoRoutesOnOnePath", "paths:\n  page: /ws\n", nil, `paths.ws: "/ws" is already used by paths.page`},
+		{"whenHERALDPORTIsNotAPort", "port: 0\n", map[string]string{"HERALD_PORT": "nine"}, `HERALD_PORT: "nine" is not a port number`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := t.TempDir() + "/config.yaml"
+			os.WriteFile(path, []byte(tc.givenYAML), 0o600)
+			err := run(t.Context(), []string{"-config", path}, func(k string) string { return tc.givenEnv[k] }, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.expectError) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("run = %v, want one line containing %q", err, tc.expectError)
+			}
+		})
+	}
+	t.Run("whenConfigFileNamedButMissing", func(t *testing.T) {
+		err := run(t.Context(), []string{"-config", "/nonexistent/herald.yaml"}, os.Getenv, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "/nonexistent/herald.yaml") {
+			t.Errorf("run = %v, want an error naming the file", err)
+		}
+	})
+	t.Run("whenUnknownFlag", func(t *testing.T) {
+		var stderr strings.Builder
+		err := run(t.Context(), []string{"-prot", "1"}, os.Getenv, io.Discard, &stderr)
+		if !errors.Is(err, errUsage) || !strings.Contains(stderr.String(), "flag provided but not defined: -prot") {
+			t.Errorf("run = %v, stderr %q; want a usage error", err, stderr.String())
+		}
+	})
+}
+
+func TestHERALDPORTOverridesTheConfiguredPort(t *testing.T) {
+	t.Parallel()
+	port := freePort(t)
+	h := startHeraldEnv(t, "host: 127.0.0.1\nport: 0\n", map[string]string{"HERALD_PORT": fmt.Sprint(port)})
+	if want := fmt.Sprintf("http://127.0.0.1:%d/", port); h.URL != want {
+		t.Errorf("listening on %s, want %s", h.URL, want)
+	}
+}
+
+func TestShippedConfigStatesEveryKeyWithItsDefault(t *testing.T) {
+	t.Parallel()
+	cfg, err := app.LoadConfig("config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg != app.DefaultConfig() {
+		t.Errorf("config.yaml differs from the built-in defaults:\n file %+v\n code %+v", cfg, app.DefaultConfig())
+	}
+	data, _ := os.ReadFile("config.yaml")
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range configKeys(reflect.TypeFor[app.Config](), "") {
+		if !hasKey(doc.Content[0], strings.Split(key, ".")) {
+			t.Errorf("config.yaml does not list %s", key)
+		}
+	}
+	for i, line := range strings.Split(string(data), "\n") {
+		if strings.Contains(line, ":") && !strings.HasPrefix(strings.TrimSpace(line), "#") && !strings.Contains(line, "#") {
+			t.Errorf("config.yaml line %d has no comment: %q", i+1, line)
+		}
+	}
+}
+
+// configKeys lists the dotted YAML keys of every leaf field of t.
+func configKeys(t reflect.Type, prefix string) []string {
+	var keys []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key := prefix + strings.Split(f.Tag.Get("yaml"), ",")[0]
+		if f.Type.Kind() == reflect.Struct {
+			keys = append(keys, configKeys(f.Type, key+".")...)
+		} else {
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
+func hasKey(node *yaml.Node, path []string) bool {
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		if node.Content[i].Value == path[0] {
+			return len(path) == 1 || hasKey(node.Content[i+1], path[1:])
+		}
+	}
+	return false
+}
