@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"go.uber.org/goleak"
 )
 
 // browser is one headless Chromium shared by every end-to-end test; each
@@ -24,10 +25,18 @@ var browser struct {
 	err    error
 }
 
+// TestMain also fails the run if any goroutine outlives the tests: every
+// server, connection reader and writer must have stopped.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if browser.cancel != nil {
 		browser.cancel()
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines outlived the tests:", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }

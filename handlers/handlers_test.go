@@ -189,6 +189,19 @@ func TestWrongMethodListsAllowedMethods(t *testing.T) {
 	}
 }
 
+func TestHEADAnswersWhereGETReadsButNeverPublishes(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, nil)
+	for path, want := range map[string]int{"/": 200, "/static/app.js": 200, "/notify?msg=x": 405} {
+		if rec := s.do(httptest.NewRequest(http.MethodHead, path, nil)); rec.Code != want {
+			t.Errorf("HEAD %s = %d, want %d", path, rec.Code, want)
+		}
+	}
+	if n := s.hub.Stats().Published; n != 0 {
+		t.Errorf("HEAD published %d messages", n)
+	}
+}
+
 func TestBrowsersGetPagesAndRedirects(t *testing.T) {
 	t.Parallel()
 	const browserAccept = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"

@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
+	"net/http"
 
 	"github.com/labstack/echo/v4"
 
@@ -67,10 +68,13 @@ func New(opts Options) (*echo.Echo, error) {
 		IdleTimeout:   cfg.WebSocket.PingInterval + cfg.WebSocket.PongTimeout,
 	})
 
-	e.GET(paths.Page, page.show)
+	// HEAD is answered wherever GET only reads, for uptime checks and
+	// curl -I; net/http drops the body. It never publishes.
+	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Page, page.show)
 	e.GET(paths.Notify, notify.publish)
 	e.POST(paths.Notify, notify.publish)
 	e.GET(paths.WS, stream.serve, subscription)
-	e.StaticFS(paths.Static+"/", opts.Static)
+	static := echo.StaticDirectoryHandler(opts.Static, !e.EnablePathUnescapingStaticFiles)
+	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Static+"/*", static)
 	return e, nil
 }
