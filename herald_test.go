@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	gorilla "github.com/gorilla/websocket"
 	"go.yaml.in/yaml/v3"
@@ -336,7 +337,9 @@ func TestSilentPeerIsDroppedWhilePongingPeerStays(t *testing.T) {
 		t.Fatalf("silent peer: %v, want its connection cut by the server", err)
 	}
 	// The healthy peer lived through the same silence.
-	h.publish(t, "alive")
+	if r := h.publish(t, "alive"); r.Subscribers != 1 {
+		t.Fatalf("publish reached %d subscribers, want only the ponging one", r.Subscribers)
+	}
 	select {
 	case got := <-healthyGot:
 		if got != "alive" {
@@ -472,4 +475,49 @@ func hasKey(node *yaml.Node, path []string) bool {
 		}
 	}
 	return false
+}
+
+func TestClientPingsAreAnsweredLongAfterTheLastMessage(t *testing.T) {
+	t.Parallel()
+	// A tiny write timeout makes the deadline of the last message lapse
+	// quickly; Herald's own pings are far off.
+	h := startHerald(t, "websocket:\n  write_timeout: 1ms\n  ping_interval: 1h\n")
+	conn := dial(t, h.ws("/ws"))
+	pongs := make(chan string, 1)
+	conn.SetPongHandler(func(data string) error { pongs <- data; return nil })
+	frames := make(chan string, 2)
+	readDone := make(chan error, 1)
+	go func() {
+		for {
+			_, data, err := conn.ReadMessage()
+			if err != nil {
+				readDone <- err
+				return
+			}
+			frames <- string(data)
+		}
+	}()
+
+	h.publish(t, "one")
+	if got := <-frames; got != "one" {
+		t.Fatalf("got %q", got)
+	}
+	// The event under test is a deadline in the past, so here the clock
+	// itself is what must pass: well beyond the 1ms write timeout.
+	time.Sleep(20 * time.Millisecond)
+	if err := conn.WriteControl(gorilla.PingMessage, []byte("are you there"), time.Now().Add(hangGuard)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-pongs:
+		if got != "are you there" {
+			t.Errorf("pong carried %q", got)
+		}
+	case err := <-readDone:
+		t.Fatalf("connection closed instead of answering a ping: %v", err)
+	}
+	h.publish(t, "two")
+	if got := <-frames; got != "two" {
+		t.Errorf("got %q after the ping", got)
+	}
 }

@@ -46,7 +46,7 @@ type Hub struct {
 	mu      sync.Mutex
 	topics  map[string]*topicState
 	nextID  uint64
-	live    int           // subscribed and not yet unsubscribed
+	live    int           // subscribed and not yet unsubscribed (connections still open)
 	closed  bool          // set by Shutdown; refuses new work
 	drained chan struct{} // closed once closed and live == 0
 
@@ -121,27 +121,41 @@ func (h *Hub) Subscribe(topic, label string) (*Subscriber, error) {
 	return s, nil
 }
 
-// Unsubscribe removes s and ends it with ErrUnsubscribed, unless it had
-// already ended for another reason. It is safe to call more than once.
+// Leave stops delivery to s at once and ends it with ErrUnsubscribed,
+// unless it had already ended for another reason. Its connection may still
+// be closing: the subscription keeps its place, which Shutdown waits for,
+// until Unsubscribe. Calling Leave again is harmless.
+func (h *Hub) Leave(s *Subscriber) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.leaveLocked(s)
+}
+
+// Unsubscribe is called once the subscriber's connection is closed: it
+// leaves, if that had not happened yet, and gives up the subscription's
+// place. Calling it again is harmless.
 func (h *Hub) Unsubscribe(s *Subscriber) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if s.unsubscribed {
+	h.leaveLocked(s)
+	if s.released {
 		return
 	}
-	s.unsubscribed = true
-	// An evicted subscriber has already left its topic, but its connection
-	// still counts as live until it gets here.
+	s.released = true
+	h.live--
+	if h.closed && h.live == 0 {
+		close(h.drained)
+	}
+}
+
+func (h *Hub) leaveLocked(s *Subscriber) {
+	// An evicted subscriber has already left its topic.
 	if t, ok := h.topics[s.topic]; ok {
 		t.mu.Lock()
 		delete(t.subscribers, s)
 		t.mu.Unlock()
 	}
 	s.end(ErrUnsubscribed)
-	h.live--
-	if h.closed && h.live == 0 {
-		close(h.drained)
-	}
 }
 
 // Publish stamps text with the topic's next id and the current time and

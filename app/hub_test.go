@@ -196,6 +196,33 @@ func TestShutdownEndsEverySubscriptionAndWaitsForThem(t *testing.T) {
 	}
 }
 
+func TestLeaveStopsDeliveryButShutdownWaitsForUnsubscribe(t *testing.T) {
+	t.Parallel()
+	hub := newTestHub(t, 4)
+	leaving, staying := subscribe(t, hub, DefaultTopic), subscribe(t, hub, DefaultTopic)
+	hub.Leave(leaving)
+	hub.Leave(leaving)
+	if !errors.Is(leaving.Err(), ErrUnsubscribed) {
+		t.Errorf("left subscriber ended with %v", leaving.Err())
+	}
+	if _, delivered, _ := hub.Publish(DefaultTopic, "x"); delivered != 1 {
+		t.Errorf("delivered to %d subscribers after one left, want 1", delivered)
+	}
+	hub.Unsubscribe(staying)
+
+	// The left subscriber's connection is still open, so shutdown cannot
+	// finish: with a context that has already ended, it must say so.
+	ended, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := hub.Shutdown(ended); !errors.Is(err, context.Canceled) {
+		t.Fatalf("shutdown = %v with a connection still open, want context.Canceled", err)
+	}
+	hub.Unsubscribe(leaving)
+	if err := hub.Shutdown(context.Background()); err != nil {
+		t.Fatalf("shutdown after the last unsubscribe: %v", err)
+	}
+}
+
 func TestShutdownGivesUpWhenContextEnds(t *testing.T) {
 	t.Parallel()
 	hub := newTestHub(t, 1)

@@ -25,8 +25,8 @@ type Subscriber struct {
 	topic string
 	label string // who is on the other end, for logs
 
-	// unsubscribed is guarded by the hub's mu.
-	unsubscribed bool
+	// released is set by Unsubscribe; guarded by the hub's mu.
+	released bool
 
 	queue chan *Message
 

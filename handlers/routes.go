@@ -59,13 +59,14 @@ func New(opts Options) (*echo.Echo, error) {
 	stream := &streamHandler{
 		log:          log,
 		pingInterval: cfg.WebSocket.PingInterval,
-		writeTimeout: cfg.WebSocket.WriteTimeout,
+		drainTimeout: cfg.WebSocket.WriteTimeout,
 	}
 	subscription := SubscriptionWithConfig(SubscriptionConfig{
 		Hub:           opts.Hub,
 		Logger:        log,
 		MaxFrameBytes: cfg.Limits.MaxFrameBytes,
 		IdleTimeout:   cfg.WebSocket.PingInterval + cfg.WebSocket.PongTimeout,
+		WriteTimeout:  cfg.WebSocket.WriteTimeout,
 	})
 
 	// HEAD is answered wherever GET only reads, for uptime checks and

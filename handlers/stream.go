@@ -45,7 +45,9 @@ var (
 type streamHandler struct {
 	log          *slog.Logger
 	pingInterval time.Duration
-	writeTimeout time.Duration
+	// drainTimeout bounds how long shutdown spends writing queued messages
+	// to one subscriber.
+	drainTimeout time.Duration
 }
 
 func (h *streamHandler) serve(c echo.Context) error {
@@ -110,7 +112,7 @@ func (s *session) write() {
 	// it hold the connection until its deadline.
 	stopInterrupt := context.AfterFunc(s.Subscriber.Context(), func() {
 		if errors.Is(s.Subscriber.Err(), app.ErrSlowSubscriber) {
-			_ = s.raw.SetWriteDeadline(time.Now())
+			s.raw.interrupt()
 		}
 	})
 	defer stopInterrupt()
@@ -120,12 +122,12 @@ func (s *session) write() {
 	for {
 		select {
 		case m := <-s.Subscriber.Messages():
-			if err := s.send(m, time.Now().Add(s.handler.writeTimeout)); err != nil {
+			if err := websocket.Message.Send(s.Conn, m.Text); err != nil {
 				s.abort("write message", err)
 				return
 			}
 		case <-ping.C:
-			if err := s.withWriteDeadline(func() error { return pingCodec.Send(s.Conn, nil) }); err != nil {
+			if err := pingCodec.Send(s.Conn, nil); err != nil {
 				s.abort("write ping", err)
 				return
 			}
@@ -177,13 +179,13 @@ func (s *session) finishAfterRead() {
 	}
 }
 
-// drain writes whatever is still queued, within one write timeout.
+// drain writes whatever is still queued, for at most drainTimeout.
 func (s *session) drain() {
-	deadline := time.Now().Add(s.handler.writeTimeout)
-	for {
+	deadline := time.Now().Add(s.handler.drainTimeout)
+	for time.Now().Before(deadline) {
 		select {
 		case m := <-s.Subscriber.Messages():
-			if err := s.send(m, deadline); err != nil {
+			if err := websocket.Message.Send(s.Conn, m.Text); err != nil {
 				s.log.Warn("shutdown: queued messages not delivered", "err", err, "left", len(s.Subscriber.Messages())+1)
 				return
 			}
@@ -191,19 +193,16 @@ func (s *session) drain() {
 			return
 		}
 	}
-}
-
-func (s *session) send(m *app.Message, deadline time.Time) error {
-	if err := s.Conn.SetWriteDeadline(deadline); err != nil {
-		return err
+	if left := len(s.Subscriber.Messages()); left > 0 {
+		s.log.Warn("shutdown: queued messages not delivered in time", "left", left)
 	}
-	return websocket.Message.Send(s.Conn, m.Text)
 }
 
 // close sends a close frame and gives the peer closeLinger to answer; the
 // reader sees the answer, or the deadline, and the connection ends.
 func (s *session) close(code int) {
-	if err := s.withWriteDeadline(func() error { return s.Conn.WriteClose(code) }); err != nil {
+	s.Leave()
+	if err := s.Conn.WriteClose(code); err != nil {
 		s.abort("write close", err)
 		return
 	}
@@ -212,15 +211,9 @@ func (s *session) close(code int) {
 
 // abort cuts the connection without a closing handshake.
 func (s *session) abort(what string, err error) {
+	s.Leave()
 	if err != nil {
 		s.log.Debug("connection failed", "during", what, "err", err)
 	}
 	_ = s.raw.Close()
-}
-
-func (s *session) withWriteDeadline(write func() error) error {
-	if err := s.Conn.SetWriteDeadline(time.Now().Add(s.handler.writeTimeout)); err != nil {
-		return err
-	}
-	return write()
 }

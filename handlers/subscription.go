@@ -25,8 +25,14 @@ import (
 type Subscription struct {
 	Conn       *websocket.Conn
 	Subscriber *app.Subscriber
-	raw        *livenessConn
+	hub        *app.Hub
+	raw        *deadlineConn
 }
+
+// Leave stops delivery now, before the connection finishes closing, so that
+// no publish counts a subscriber that is on its way out. The middleware
+// unsubscribes once the connection is closed.
+func (s *Subscription) Leave() { s.hub.Leave(s.Subscriber) }
 
 const subscriptionKey = "herald.subscription"
 
@@ -50,6 +56,8 @@ type SubscriptionConfig struct {
 	// IdleTimeout is how long a peer may send nothing at all, not even a
 	// pong, before it is taken for dead.
 	IdleTimeout time.Duration
+	// WriteTimeout bounds every write to the connection.
+	WriteTimeout time.Duration
 }
 
 // DefaultSubscriptionConfig holds the defaults that SubscriptionWithConfig
@@ -58,6 +66,7 @@ var DefaultSubscriptionConfig = SubscriptionConfig{
 	Skipper:       middleware.DefaultSkipper,
 	MaxFrameBytes: 4 << 10,
 	IdleTimeout:   40 * time.Second,
+	WriteTimeout:  10 * time.Second,
 }
 
 // SubscriptionWithConfig returns middleware that upgrades the request to a
@@ -85,6 +94,9 @@ func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
 	if config.IdleTimeout <= 0 {
 		config.IdleTimeout = DefaultSubscriptionConfig.IdleTimeout
 	}
+	if config.WriteTimeout <= 0 {
+		config.WriteTimeout = DefaultSubscriptionConfig.WriteTimeout
+	}
 	if config.Logger == nil {
 		config.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -107,7 +119,11 @@ func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
 				return app.ErrHubClosed
 			}
 
-			hijacker := &livenessHijacker{ResponseWriter: c.Response().Writer, idleTimeout: config.IdleTimeout}
+			hijacker := &deadlineHijacker{
+				ResponseWriter: c.Response().Writer,
+				idleTimeout:    config.IdleTimeout,
+				writeTimeout:   config.WriteTimeout,
+			}
 			var sub *app.Subscriber
 			defer func() {
 				if sub != nil {
@@ -122,7 +138,7 @@ func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
 				},
 				Handler: func(conn *websocket.Conn) {
 					conn.MaxPayloadBytes = config.MaxFrameBytes
-					c.Set(subscriptionKey, &Subscription{Conn: conn, Subscriber: sub, raw: hijacker.conn})
+					c.Set(subscriptionKey, &Subscription{Conn: conn, Subscriber: sub, hub: config.Hub, raw: hijacker.conn})
 					if err := next(c); err != nil {
 						config.Logger.Warn("websocket handler failed", "remote", c.RealIP(), "err", err)
 					}
@@ -152,15 +168,16 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
-// livenessHijacker hands x/net/websocket a connection wrapped in a
-// livenessConn when it hijacks the request.
-type livenessHijacker struct {
+// deadlineHijacker hands x/net/websocket a connection wrapped in a
+// deadlineConn when it hijacks the request.
+type deadlineHijacker struct {
 	http.ResponseWriter
-	idleTimeout time.Duration
-	conn        *livenessConn // set by Hijack
+	idleTimeout  time.Duration
+	writeTimeout time.Duration
+	conn         *deadlineConn // set by Hijack
 }
 
-func (h *livenessHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (h *deadlineHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	raw, rw, err := h.ResponseWriter.(http.Hijacker).Hijack()
 	if err != nil {
 		return nil, nil, err
@@ -171,7 +188,7 @@ func (h *livenessHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		raw.Close()
 		return nil, nil, err
 	}
-	conn := &livenessConn{Conn: raw, idleTimeout: h.idleTimeout}
+	conn := &deadlineConn{Conn: raw, idleTimeout: h.idleTimeout, writeTimeout: h.writeTimeout}
 	conn.extendReadDeadline()
 	// Bytes net/http has already buffered belong to the WebSocket stream.
 	var reader io.Reader = conn
@@ -183,17 +200,25 @@ func (h *livenessHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return conn, bufio.NewReadWriter(bufio.NewReader(reader), bufio.NewWriter(conn)), nil
 }
 
-// livenessConn pushes its read deadline forward whenever the peer sends
-// anything. x/net/websocket answers pings and swallows pongs inside Receive,
-// so bytes arriving on the wire are the only sign of life the server sees:
-// a peer that answers nothing for idleTimeout is dead.
-type livenessConn struct {
+// errInterrupted fails writes to a connection that has been given up on.
+var errInterrupted = errors.New("connection interrupted: subscriber too slow")
+
+// deadlineConn gives every read and write on a WebSocket connection a
+// deadline, whoever makes it. That matters because x/net/websocket writes
+// pongs and close replies itself, from the reader, outside our writer.
+//
+// Reads: every byte from the peer pushes the read deadline forward. x/net
+// swallows pongs inside Receive, so bytes on the wire are the only sign of
+// life the server sees; a peer that sends nothing for idleTimeout is dead.
+type deadlineConn struct {
 	net.Conn
-	idleTimeout time.Duration
-	closing     atomic.Bool // set once a close frame is sent; deadlines stop moving
+	idleTimeout  time.Duration
+	writeTimeout time.Duration
+	closing      atomic.Bool // a close frame is sent: the read deadline stops moving
+	interrupted  atomic.Bool // writes fail at once
 }
 
-func (c *livenessConn) Read(p []byte) (int, error) {
+func (c *deadlineConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 && !c.closing.Load() {
 		c.extendReadDeadline()
@@ -201,13 +226,29 @@ func (c *livenessConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c *livenessConn) extendReadDeadline() {
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	if c.interrupted.Load() {
+		return 0, errInterrupted
+	}
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+// interrupt fails the write in progress, if any, and every later one.
+func (c *deadlineConn) interrupt() {
+	c.interrupted.Store(true)
+	_ = c.Conn.SetWriteDeadline(time.Now())
+}
+
+func (c *deadlineConn) extendReadDeadline() {
 	_ = c.Conn.SetReadDeadline(time.Now().Add(c.idleTimeout)) // a closed conn fails its next read anyway
 }
 
 // lingerUntil stops extending the read deadline and sets it to t, so a peer
 // gets until t to answer a close frame.
-func (c *livenessConn) lingerUntil(t time.Time) {
+func (c *deadlineConn) lingerUntil(t time.Time) {
 	c.closing.Store(true)
 	_ = c.Conn.SetReadDeadline(t)
 }
