@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -261,5 +262,18 @@ func TestFormWorksWithoutJavaScript(t *testing.T) {
 	}
 	if got := readText(t, subscriber); got != "no script needed" {
 		t.Errorf("subscriber got %q", got)
+	}
+}
+
+func TestPageFitsAPhoneScreen(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	tab := newTab(t)
+	runIn(t, tab, chromedp.EmulateViewport(360, 740), waitLive(h.URL))
+	h.publish(t, strings.Repeat("a-long-unbroken-word-", 20))
+	runIn(t, tab, waitForMessage(strings.Repeat("a-long-unbroken-word-", 20)), chromedp.Click(`details.terminal summary`))
+	overflow := get(t, tab, chromedp.Evaluate[int](`document.documentElement.scrollWidth - window.innerWidth`))
+	if overflow > 0 {
+		t.Errorf("the page is %dpx wider than a 360px screen", overflow)
 	}
 }
