@@ -35,13 +35,13 @@ type heraldProcess struct {
 
 // startHerald runs Herald on a free loopback port with the given YAML added
 // to its config file. It stops when the test ends.
-func startHerald(t *testing.T, extraYAML string) *heraldProcess {
+func startHerald(t testing.TB, extraYAML string) *heraldProcess {
 	t.Helper()
 	return startHeraldEnv(t, "host: 127.0.0.1\nport: 0\n"+extraYAML, nil)
 }
 
 // startHeraldEnv runs Herald with exactly this config and environment.
-func startHeraldEnv(t *testing.T, configYAML string, env map[string]string) *heraldProcess {
+func startHeraldEnv(t testing.TB, configYAML string, env map[string]string) *heraldProcess {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	if err := os.WriteFile(path, []byte(configYAML), 0o600); err != nil {
@@ -73,7 +73,7 @@ func startHeraldEnv(t *testing.T, configYAML string, env map[string]string) *her
 
 // Stop shuts Herald down as SIGTERM would and returns run's error. Calling
 // it again returns the same result.
-func (h *heraldProcess) Stop(t *testing.T) error {
+func (h *heraldProcess) Stop(t testing.TB) error {
 	t.Helper()
 	h.stop()
 	select {
@@ -96,12 +96,12 @@ func (h *heraldProcess) ws(path string) string {
 }
 
 // publish GETs the notify route with msg and fails the test unless it is 200.
-func (h *heraldProcess) publish(t *testing.T, msg string) receiptReply {
+func (h *heraldProcess) publish(t testing.TB, msg string) receiptReply {
 	t.Helper()
 	return h.publishTo(t, "/notify", msg)
 }
 
-func (h *heraldProcess) publishTo(t *testing.T, notifyPath, msg string) receiptReply {
+func (h *heraldProcess) publishTo(t testing.TB, notifyPath, msg string) receiptReply {
 	t.Helper()
 	resp, err := http.Get(h.Origin + notifyPath + "?msg=" + url.QueryEscape(msg))
 	if err != nil {
@@ -117,7 +117,7 @@ type receiptReply struct {
 
 // dial connects a gorilla client. It sends no Origin header, like the
 // Python and command-line clients Herald must accept.
-func dial(t *testing.T, url string) *gorilla.Conn {
+func dial(t testing.TB, url string) *gorilla.Conn {
 	t.Helper()
 	conn, resp, err := gorilla.DefaultDialer.Dial(url, nil)
 	if err != nil {
@@ -132,7 +132,7 @@ func dial(t *testing.T, url string) *gorilla.Conn {
 }
 
 // readText reads one frame and fails unless it is a text frame.
-func readText(t *testing.T, conn *gorilla.Conn) string {
+func readText(t testing.TB, conn *gorilla.Conn) string {
 	t.Helper()
 	conn.SetReadDeadline(time.Now().Add(hangGuard))
 	kind, data, err := conn.ReadMessage()
@@ -165,7 +165,7 @@ func closeCode(err error) int {
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -179,16 +179,16 @@ func freePort(t *testing.T) int {
 // so a failing test shows what the server said.
 type testLog struct {
 	mu     sync.Mutex
-	t      *testing.T
+	t      testing.TB
 	closed bool
 }
 
-func newTestLog(t *testing.T) *testLog { return &testLog{t: t} }
+func newTestLog(t testing.TB) *testLog { return &testLog{t: t} }
 
 func (l *testLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !l.closed {
+	if _, benchmark := l.t.(*testing.B); !l.closed && !benchmark { // logging would be timed too
 		l.t.Log(strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
@@ -208,7 +208,7 @@ func requireEnv(t *testing.T, what string) {
 	t.Skipf("%s is missing; set HERALD_REQUIRE_E2E=1 to make this a failure", what)
 }
 
-func decodeReceipt(t *testing.T, resp *http.Response) receiptReply {
+func decodeReceipt(t testing.TB, resp *http.Response) receiptReply {
 	t.Helper()
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
