@@ -182,22 +182,21 @@ func (h *deadlineHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	// net/http leaves its request deadlines on a hijacked connection; from
-	// here on each read and write sets its own.
-	if err := raw.SetDeadline(time.Time{}); err != nil {
-		raw.Close()
-		return nil, nil, err
-	}
+	// net/http has cleared its request deadlines; from here on each read
+	// and write sets its own.
 	conn := &deadlineConn{Conn: raw, idleTimeout: h.idleTimeout, writeTimeout: h.writeTimeout}
 	conn.extendReadDeadline()
+	// Keep net/http's buffers, but read and write through the deadlineConn.
 	// Bytes net/http has already buffered belong to the WebSocket stream.
 	var reader io.Reader = conn
 	if n := rw.Reader.Buffered(); n > 0 {
 		buffered, _ := rw.Reader.Peek(n)
 		reader = io.MultiReader(bytes.NewReader(bytes.Clone(buffered)), conn)
 	}
+	rw.Reader.Reset(reader)
+	rw.Writer.Reset(conn)
 	h.conn = conn
-	return conn, bufio.NewReadWriter(bufio.NewReader(reader), bufio.NewWriter(conn)), nil
+	return conn, rw, nil
 }
 
 // errInterrupted fails writes to a connection that has been given up on.
