@@ -146,8 +146,13 @@ func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
 			}
 			server.ServeHTTP(hijacker, req)
 			// The connection is hijacked and closed: there is nothing left to
-			// write, and returning an error would make Echo try.
-			c.Response().Status = http.StatusSwitchingProtocols
+			// write, and returning an error would make Echo try. x/net wrote
+			// its own refusal, if any, so the log can only say it was not 101.
+			if sub != nil {
+				c.Response().Status = http.StatusSwitchingProtocols
+			} else {
+				c.Response().Status = http.StatusBadRequest
+			}
 			return nil
 		}
 	}
