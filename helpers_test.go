@@ -145,6 +145,45 @@ func readText(t testing.TB, conn *gorilla.Conn) string {
 	return string(data)
 }
 
+// backgroundReader reads a connection's frames as they come, so that the
+// client never stalls; it stops when the connection ends.
+type backgroundReader struct {
+	frames chan string // every text frame, in order
+	ended  chan error  // why the connection ended; filled once
+}
+
+func readInBackground(conn *gorilla.Conn, buffer int) *backgroundReader {
+	r := &backgroundReader{frames: make(chan string, buffer), ended: make(chan error, 1)}
+	go func() {
+		defer close(r.frames)
+		for {
+			_, data, err := conn.ReadMessage()
+			if err != nil {
+				r.ended <- err
+				return
+			}
+			r.frames <- string(data)
+		}
+	}()
+	return r
+}
+
+// next returns the next frame, failing the test if the connection ends
+// first.
+func (r *backgroundReader) next(t testing.TB) string {
+	t.Helper()
+	select {
+	case frame, ok := <-r.frames:
+		if ok {
+			return frame
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("no frame arrived")
+	}
+	t.Fatalf("connection ended: %v", <-r.ended)
+	return ""
+}
+
 // readUntilClosed reads and discards frames until the connection ends and
 // returns the error that ended it.
 func readUntilClosed(conn *gorilla.Conn) error {

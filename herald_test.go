@@ -129,20 +129,9 @@ func TestSubscriberThatNeverReadsIsDroppedWhileOthersMissNothing(t *testing.T) {
 	h := startHerald(t, "limits:\n  subscriber_queue: 8\n")
 	stalled := dial(t, h.ws("/ws")) // never read until the end
 	const healthyCount = 2
-	received := make([]chan string, healthyCount)
-	for i := range received {
-		conn := dial(t, h.ws("/ws"))
-		received[i] = make(chan string, 100000)
-		go func() {
-			defer close(received[i])
-			for {
-				_, data, err := conn.ReadMessage()
-				if err != nil {
-					return
-				}
-				received[i] <- string(data)
-			}
-		}()
+	healthy := make([]*backgroundReader, healthyCount)
+	for i := range healthy {
+		healthy[i] = readInBackground(dial(t, h.ws("/ws")), 100000)
 	}
 
 	// Large messages fill the stalled client's socket buffers, then its
@@ -163,13 +152,9 @@ func TestSubscriberThatNeverReadsIsDroppedWhileOthersMissNothing(t *testing.T) {
 	}
 	sent = append(sent, "after the drop")
 
-	for i, ch := range received {
+	for i, reader := range healthy {
 		for n, want := range sent {
-			got, ok := <-ch
-			if !ok {
-				t.Fatalf("healthy subscriber %d was disconnected after %d messages", i, n)
-			}
-			if got != want {
+			if got := reader.next(t); got != want {
 				t.Fatalf("healthy subscriber %d: message %d is wrong (%.20q…, want %.20q…)", i, n, got, want)
 			}
 		}
@@ -314,18 +299,7 @@ func TestSilentPeerIsDroppedWhilePongingPeerStays(t *testing.T) {
 		}
 		return nil
 	})
-	healthyDone := make(chan error, 1)
-	healthyGot := make(chan string, 1)
-	go func() {
-		for {
-			_, data, err := healthy.ReadMessage() // answers pings with pongs
-			if err != nil {
-				healthyDone <- err
-				return
-			}
-			healthyGot <- string(data)
-		}
-	}()
+	healthyReader := readInBackground(healthy, 1) // reading answers pings with pongs
 
 	err := readUntilClosed(silent)
 	select {
@@ -340,13 +314,8 @@ func TestSilentPeerIsDroppedWhilePongingPeerStays(t *testing.T) {
 	if r := h.publish(t, "alive"); r.Subscribers != 1 {
 		t.Fatalf("publish reached %d subscribers, want only the ponging one", r.Subscribers)
 	}
-	select {
-	case got := <-healthyGot:
-		if got != "alive" {
-			t.Errorf("healthy peer got %q", got)
-		}
-	case err := <-healthyDone:
-		t.Fatalf("healthy peer was disconnected: %v", err)
+	if got := healthyReader.next(t); got != "alive" {
+		t.Errorf("healthy peer got %q", got)
 	}
 }
 
@@ -485,21 +454,10 @@ func TestClientPingsAreAnsweredLongAfterTheLastMessage(t *testing.T) {
 	conn := dial(t, h.ws("/ws"))
 	pongs := make(chan string, 1)
 	conn.SetPongHandler(func(data string) error { pongs <- data; return nil })
-	frames := make(chan string, 2)
-	readDone := make(chan error, 1)
-	go func() {
-		for {
-			_, data, err := conn.ReadMessage()
-			if err != nil {
-				readDone <- err
-				return
-			}
-			frames <- string(data)
-		}
-	}()
+	reader := readInBackground(conn, 2) // reading is what delivers the pong
 
 	h.publish(t, "one")
-	if got := <-frames; got != "one" {
+	if got := reader.next(t); got != "one" {
 		t.Fatalf("got %q", got)
 	}
 	// The event under test is a deadline in the past, so here the clock
@@ -513,11 +471,11 @@ func TestClientPingsAreAnsweredLongAfterTheLastMessage(t *testing.T) {
 		if got != "are you there" {
 			t.Errorf("pong carried %q", got)
 		}
-	case err := <-readDone:
+	case err := <-reader.ended:
 		t.Fatalf("connection closed instead of answering a ping: %v", err)
 	}
 	h.publish(t, "two")
-	if got := <-frames; got != "two" {
+	if got := reader.next(t); got != "two" {
 		t.Errorf("got %q after the ping", got)
 	}
 }

@@ -43,6 +43,15 @@ func (s *testServer) do(req *http.Request) *httptest.ResponseRecorder {
 	return rec
 }
 
+// newRequest builds a request with a body and, unless empty, a Content-Type.
+func newRequest(method, target, contentType, body string) *http.Request {
+	req := httptest.NewRequest(method, target, strings.NewReader(body))
+	if contentType != "" {
+		req.Header.Set(echo.HeaderContentType, contentType)
+	}
+	return req
+}
+
 func multipartBody(t *testing.T, fields map[string]string) (string, *bytes.Buffer) {
 	t.Helper()
 	var buf bytes.Buffer
@@ -87,11 +96,7 @@ func TestNotifyPublishes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			req := httptest.NewRequest(tc.whenMethod, tc.whenTarget, strings.NewReader(tc.whenBody))
-			if tc.whenType != "" {
-				req.Header.Set(echo.HeaderContentType, tc.whenType)
-			}
-			rec := s.do(req)
+			rec := s.do(newRequest(tc.whenMethod, tc.whenTarget, tc.whenType, tc.whenBody))
 			if rec.Code != http.StatusOK {
 				t.Fatalf("status %d: %s", rec.Code, rec.Body)
 			}
@@ -153,10 +158,7 @@ func TestNotifyRefusesBadRequestsWithJSONErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := newTestServer(t, func(c *app.Config) { c.Limits.MaxMessageBytes = limit })
-			req := httptest.NewRequest(tc.whenMethod, tc.whenTarget, strings.NewReader(tc.whenBody))
-			if tc.whenType != "" {
-				req.Header.Set(echo.HeaderContentType, tc.whenType)
-			}
+			req := newRequest(tc.whenMethod, tc.whenTarget, tc.whenType, tc.whenBody)
 			if tc.whenChunked {
 				req.ContentLength = -1
 			}
@@ -209,8 +211,7 @@ func TestBrowsersGetPagesAndRedirects(t *testing.T) {
 	t.Run("givenFormPostWithoutJavaScript_expectRedirectToPage", func(t *testing.T) {
 		t.Parallel()
 		s := newTestServer(t, func(c *app.Config) { c.Paths.Page = "/watch" })
-		req := httptest.NewRequest(http.MethodPost, "/notify", strings.NewReader("msg=hello"))
-		req.Header.Set(echo.HeaderContentType, echo.MIMEApplicationForm)
+		req := newRequest(http.MethodPost, "/notify", echo.MIMEApplicationForm, "msg=hello")
 		req.Header.Set(echo.HeaderAccept, browserAccept)
 		rec := s.do(req)
 		if rec.Code != http.StatusSeeOther || rec.Header().Get(echo.HeaderLocation) != "/watch" {
