@@ -254,34 +254,79 @@ func TestSubscriberFramesAreDiscardedAndAnOversizedOneClosesOnlyItsConnection(t 
 	}
 }
 
-func TestMalformedFrameClosesOnlyItsConnection(t *testing.T) {
+func TestMalformedFramesCloseOnlyTheirConnection(t *testing.T) {
 	t.Parallel()
+	masked := func(first byte, lengthBytes []byte, payload string) []byte {
+		frame := append([]byte{first}, lengthBytes...)
+		frame[1] |= 0x80                  // masked, as clients must
+		frame = append(frame, 0, 0, 0, 0) // a zero mask leaves the payload as it is
+		return append(frame, payload...)
+	}
+	tests := []struct {
+		name       string
+		whenSent   []byte
+		expectCode int
+	}{
+		{"whenUnmasked", []byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'}, 1002},
+		{"whenUnknownOpcode", masked(0x83, []byte{0x02}, "hi"), 1002},
+		{"whenLengthClaims2To63Bytes", masked(0x81, []byte{127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "x"), 1009},
+		{"whenHTTPAfterTheUpgrade", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 1002},
+	}
 	h := startHerald(t, "")
-	bystander := dial(t, h.ws("/ws"))
+	bystander := readInBackground(dial(t, h.ws("/ws")), 16)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			conn, reader := rawWebSocket(t, h)
+			conn.Write(tc.whenSent)
+			if code := readServerClose(t, reader); code != tc.expectCode {
+				t.Errorf("server closed with %d, want %d", code, tc.expectCode)
+			}
+			msg := "unharmed by " + tc.name
+			h.publish(t, msg)
+			if got := bystander.next(t); got != msg {
+				t.Errorf("bystander got %q", got)
+			}
+		})
+	}
+}
 
+// rawWebSocket completes a WebSocket handshake over plain TCP, so a test
+// can send bytes no real client would.
+func rawWebSocket(t *testing.T, h *heraldProcess) (net.Conn, *bufio.Reader) {
+	t.Helper()
 	conn, err := net.Dial("tcp", strings.TrimPrefix(h.Origin, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(hangGuard))
 	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 	reader := bufio.NewReader(conn)
-	status, err := reader.ReadString('\n')
-	if err != nil || !strings.Contains(status, "101") {
-		t.Fatalf("handshake: %q %v", status, err)
+	resp, err := http.ReadResponse(reader, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", resp, err)
 	}
-	// Clients must mask their frames; this one is unmasked, then garbage.
-	conn.Write([]byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o', 0xff, 0x00, 0x13})
-	if _, err := io.Copy(io.Discard, reader); err != nil {
-		t.Fatalf("malformed client's connection ended with %v, want a clean close by the server", err)
-	}
+	return conn, reader
+}
 
-	if r := h.publish(t, "unharmed"); r.Subscribers != 1 {
-		t.Errorf("publish reached %d subscribers, want 1", r.Subscribers)
-	}
-	if got := readText(t, bystander); got != "unharmed" {
-		t.Errorf("bystander got %q", got)
+// readServerClose reads the server's frames until its close frame and
+// returns the close code, or -1 if the connection ended without one.
+func readServerClose(t *testing.T, r *bufio.Reader) int {
+	t.Helper()
+	for {
+		var header [2]byte
+		if _, err := io.ReadFull(r, header[:]); err != nil {
+			return -1
+		}
+		length := int(header[1] & 0x7f) // the server sends only short frames here
+		payload := make([]byte, length)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			return -1
+		}
+		if header[0]&0x0f == 0x8 && length >= 2 {
+			return int(payload[0])<<8 | int(payload[1])
+		}
 	}
 }
 

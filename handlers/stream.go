@@ -28,15 +28,16 @@ const (
 // destroy the close frame before the peer reads it.
 const closeLinger = 2 * time.Second
 
-// Frames are sent and received through codecs: x/net has no other way to
-// send a ping, and subscribers' frames are read only to be thrown away.
+// x/net has no other way to send a ping than a codec.
+var pingCodec = websocket.Codec{
+	Marshal: func(any) ([]byte, byte, error) { return nil, websocket.PingFrame, nil },
+}
+
+// Reasons the reader stops, besides the connection's own errors.
 var (
-	pingCodec = websocket.Codec{
-		Marshal: func(any) ([]byte, byte, error) { return nil, websocket.PingFrame, nil },
-	}
-	discardCodec = websocket.Codec{
-		Unmarshal: func([]byte, byte, any) error { return nil },
-	}
+	errPeerClosed   = errors.New("peer sent a close frame")
+	errFrameRefused = errors.New("peer sent an unmasked frame, which x/net answered with 1002")
+	errBadOpcode    = errors.New("peer sent a frame with an unknown opcode")
 )
 
 // streamHandler moves messages from a subscription to its WebSocket. Each
@@ -83,25 +84,77 @@ type session struct {
 	readErr   error         // why the reader stopped; read only after readDone
 }
 
-// read discards what the subscriber sends until the connection ends. An
-// oversized frame asks the writer to close with 1009, and reading goes on
-// so that the peer's answer to the close is consumed.
+// read discards what the subscriber sends until the connection ends.
 func (s *session) read() {
 	defer close(s.readDone)
+	s.readErr = s.discardFrames()
+}
+
+// discardFrames reads and throws away the subscriber's frames, one by one.
+// Reading frames rather than x/net's Receive tells a peer's close apart
+// from a frame x/net refused, rejects unknown opcodes, which x/net lets
+// through, and skips payloads without holding them in memory. An oversized
+// frame asks the writer to close with 1009, and reading goes on so that the
+// peer's answer to the close is consumed.
+func (s *session) discardFrames() error {
 	for {
-		err := discardCodec.Receive(s.Conn, nil)
-		if errors.Is(err, websocket.ErrFrameTooLarge) {
+		frame, err := s.Conn.NewFrameReader()
+		if err != nil {
+			return err
+		}
+		opcode := frame.PayloadType()
+		if !knownOpcode(opcode) {
+			return errBadOpcode
+		}
+		// The length overflows to negative near 2^63.
+		if n := payloadLen(frame); n < 0 || n > s.Conn.MaxPayloadBytes {
 			select {
 			case s.closeCode <- closeMessageTooBig:
 			default:
 			}
+			if _, err := io.Copy(io.Discard, frame); err != nil {
+				return err
+			}
 			continue
 		}
-		if err != nil {
-			s.readErr = err
-			return
+		payload, err := s.Conn.HandleFrame(frame) // answers pings, refuses unmasked frames
+		switch {
+		case err != nil && opcode == websocket.CloseFrame:
+			return errPeerClosed
+		case errors.Is(err, io.EOF):
+			return errFrameRefused
+		case err != nil:
+			return err
+		case payload == nil:
+			continue // a ping or pong, already answered
+		}
+		if _, err := io.Copy(io.Discard, payload); err != nil {
+			return err
 		}
 	}
+}
+
+// payloadLen is a frame's payload length. x/net's Len counts the header
+// too, and its HeaderReader holds the header's bytes until HandleFrame
+// consumes them.
+func payloadLen(frame interface {
+	Len() int
+	HeaderReader() io.Reader
+}) int {
+	n := frame.Len()
+	if header, ok := frame.HeaderReader().(interface{ Len() int }); ok {
+		n -= header.Len()
+	}
+	return n
+}
+
+func knownOpcode(opcode byte) bool {
+	switch opcode {
+	case websocket.ContinuationFrame, websocket.TextFrame, websocket.BinaryFrame,
+		websocket.CloseFrame, websocket.PingFrame, websocket.PongFrame:
+		return true
+	}
+	return false
 }
 
 // write sends queued messages and pings until the subscription or the
@@ -166,16 +219,21 @@ func (s *session) finishSubscription() {
 func (s *session) finishAfterRead() {
 	var netErr net.Error
 	switch err := s.readErr; {
-	case errors.Is(err, io.EOF):
-		s.close(closeNormal) // the peer closed; answer its close frame
+	case errors.Is(err, errPeerClosed):
+		s.close(closeNormal) // answer the peer's close frame
+	case errors.Is(err, errBadOpcode):
+		s.log.Info("closing connection: bad frame from peer", "err", err)
+		s.close(closeProtocolError)
+	case errors.Is(err, errFrameRefused):
+		s.log.Info("closing connection: bad frame from peer", "err", err)
+		s.abort("", nil) // x/net has sent the close frame
 	case errors.As(err, &netErr) && netErr.Timeout():
 		s.log.Info("closing connection: peer silent past the idle timeout")
 		s.abort("", nil)
 	case errors.Is(err, net.ErrClosed):
 		// the writer or the server closed it
 	default:
-		s.log.Info("closing connection: bad frame from peer", "err", err)
-		s.close(closeProtocolError)
+		s.abort("read", err) // gone without a close frame, or reset
 	}
 }
 
