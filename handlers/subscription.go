@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -218,14 +219,22 @@ type deadlineConn struct {
 	net.Conn
 	idleTimeout  time.Duration
 	writeTimeout time.Duration
-	closing      atomic.Bool // a close frame is sent: the read deadline stops moving
 	interrupted  atomic.Bool // writes fail at once
+
+	// mu makes "extend unless closing" one step, so a read finishing just
+	// as a close frame goes out cannot push the close's deadline back.
+	mu      sync.Mutex
+	closing bool // a close frame is sent: the read deadline stops moving
 }
 
 func (c *deadlineConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 && !c.closing.Load() {
-		c.extendReadDeadline()
+	if n > 0 {
+		c.mu.Lock()
+		if !c.closing {
+			c.extendReadDeadline()
+		}
+		c.mu.Unlock()
 	}
 	return n, err
 }
@@ -253,6 +262,8 @@ func (c *deadlineConn) extendReadDeadline() {
 // lingerUntil stops extending the read deadline and sets it to t, so a peer
 // gets until t to answer a close frame.
 func (c *deadlineConn) lingerUntil(t time.Time) {
-	c.closing.Store(true)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closing = true
 	_ = c.Conn.SetReadDeadline(t)
 }
