@@ -417,6 +417,19 @@ func TestBadConfigurationStopsStartUpWithOneLine(t *testing.T) {
 			}
 		})
 	}
+	t.Run("whenPortIsTaken", func(t *testing.T) {
+		taken, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer taken.Close()
+		path := t.TempDir() + "/config.yaml"
+		os.WriteFile(path, []byte(fmt.Sprintf("host: 127.0.0.1\nport: %d\n", taken.Addr().(*net.TCPAddr).Port)), 0o600)
+		err = run(t.Context(), []string{"-config", path}, os.Getenv, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "another program has this port; set port in "+path+" or HERALD_PORT") {
+			t.Errorf("run = %v, want a hint to change the port", err)
+		}
+	})
 	t.Run("whenConfigFileNamedButMissing", func(t *testing.T) {
 		err := run(t.Context(), []string{"-config", "/nonexistent/herald.yaml"}, os.Getenv, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), "/nonexistent/herald.yaml") {

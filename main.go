@@ -114,8 +114,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 
 	listener, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w: another program has this port; set port in %s or HERALD_PORT", err, *configPath)
+	}
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err // "listen tcp host:port: ..." says what failed
 	}
 	server := &http.Server{
 		Handler:           e,
