@@ -332,9 +332,9 @@ func readServerClose(t *testing.T, r *bufio.Reader) int {
 
 func TestSilentPeerIsDroppedWhilePongingPeerStays(t *testing.T) {
 	t.Parallel()
-	// Pings come often, but a ponging peer has a generous second to answer,
-	// so a busy test machine cannot make it look dead.
-	h := startHerald(t, "websocket:\n  ping_interval: 20ms\n  pong_timeout: 1s\n")
+	// Pings come often, but a ponging peer has three seconds to answer, so
+	// a busy test machine cannot make it look dead.
+	h := startHerald(t, "websocket:\n  ping_interval: 20ms\n  pong_timeout: 3s\n")
 	silent, healthy := dial(t, h.ws("/ws")), dial(t, h.ws("/ws"))
 	pinged := make(chan struct{}, 1)
 	silent.SetPingHandler(func(string) error { // read pings, answer none
@@ -506,9 +506,10 @@ func hasKey(node *yaml.Node, path []string) bool {
 
 func TestClientPingsAreAnsweredLongAfterTheLastMessage(t *testing.T) {
 	t.Parallel()
-	// A tiny write timeout makes the deadline of the last message lapse
-	// quickly; Herald's own pings are far off.
-	h := startHerald(t, "websocket:\n  write_timeout: 1ms\n  ping_interval: 1h\n")
+	// A short write timeout makes the deadline of the last message lapse
+	// soon; Herald's own pings are far off. It is long enough that no write
+	// of a healthy connection can miss it on a busy machine.
+	h := startHerald(t, "websocket:\n  write_timeout: 250ms\n  ping_interval: 1h\n")
 	conn := dial(t, h.ws("/ws"))
 	pongs := make(chan string, 1)
 	conn.SetPongHandler(func(data string) error { pongs <- data; return nil })
@@ -519,8 +520,8 @@ func TestClientPingsAreAnsweredLongAfterTheLastMessage(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 	// The event under test is a deadline in the past, so here the clock
-	// itself is what must pass: well beyond the 1ms write timeout.
-	time.Sleep(20 * time.Millisecond)
+	// itself is what must pass: well beyond the 250ms write timeout.
+	time.Sleep(400 * time.Millisecond)
 	if err := conn.WriteControl(gorilla.PingMessage, []byte("are you there"), time.Now().Add(hangGuard)); err != nil {
 		t.Fatal(err)
 	}
