@@ -26,8 +26,6 @@ type HubOptions struct {
 	MaxMessageBytes int
 	// Logger receives slow-subscriber disconnects; nil discards them.
 	Logger *slog.Logger
-	// Now stamps messages; nil means time.Now.
-	Now func() time.Time
 }
 
 // Hub owns every local subscription and hands each published message to the
@@ -40,15 +38,14 @@ type Hub struct {
 	queueSize       int
 	maxMessageBytes int
 	log             *slog.Logger
-	now             func() time.Time
 
 	// Lock order: mu before any topicState.mu.
-	mu      sync.Mutex
-	topics  map[string]*topicState
-	nextID  uint64
-	live    int           // subscribed and not yet unsubscribed (connections still open)
-	closed  bool          // set by Shutdown; refuses new work
-	drained chan struct{} // closed once closed and live == 0
+	mu               sync.Mutex
+	topics           map[string]*topicState
+	nextSubscriberID uint64
+	live             int           // subscribed and not yet unsubscribed (connections still open)
+	closed           bool          // set by Shutdown; refuses new work
+	drained          chan struct{} // closed once closed and live == 0
 
 	stats hubCounters
 }
@@ -89,14 +86,10 @@ func NewHub(opts HubOptions) (*Hub, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
 	return &Hub{
 		queueSize:       opts.QueueSize,
 		maxMessageBytes: opts.MaxMessageBytes,
 		log:             opts.Logger,
-		now:             opts.Now,
 		topics:          make(map[string]*topicState),
 		drained:         make(chan struct{}),
 	}, nil
@@ -111,8 +104,8 @@ func (h *Hub) Subscribe(topic, label string) (*Subscriber, error) {
 	if h.closed {
 		return nil, ErrHubClosed
 	}
-	h.nextID++
-	s := newSubscriber(h.nextID, topic, label, h.queueSize)
+	h.nextSubscriberID++
+	s := newSubscriber(h.nextSubscriberID, topic, label, h.queueSize)
 	t := h.topicLocked(topic)
 	t.mu.Lock()
 	t.subscribers[s] = struct{}{}
@@ -176,7 +169,7 @@ func (h *Hub) Publish(topic, text string) (*Message, int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.lastID++
-	m := &Message{ID: t.lastID, Topic: topic, Time: h.now(), Text: text}
+	m := &Message{ID: t.lastID, Topic: topic, Time: time.Now(), Text: text}
 	delivered := 0
 	for s := range t.subscribers {
 		select {

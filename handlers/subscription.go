@@ -52,7 +52,8 @@ type SubscriptionConfig struct {
 	Hub *app.Hub
 	// Logger receives connection problems; nil discards them.
 	Logger *slog.Logger
-	// MaxFrameBytes is the largest frame a subscriber may send.
+	// MaxFrameBytes is the largest frame payload a subscriber may send. It
+	// becomes the Conn's MaxPayloadBytes, which the route's handler enforces.
 	MaxFrameBytes int
 	// IdleTimeout is how long a peer may send nothing at all, not even a
 	// pong, before it is taken for dead.
