@@ -71,7 +71,7 @@ type HubStats struct {
 	Subscribers     int    // live subscriptions
 	Published       uint64 // messages accepted by Publish
 	Delivered       uint64 // message handed to a subscriber's queue, counted per subscriber
-	Dropped         uint64 // messages discarded with subscribers that were too slow
+	Dropped         uint64 // messages handed to a subscriber but never written to it
 	SlowDisconnects uint64 // subscribers ended with ErrSlowSubscriber
 }
 
@@ -135,6 +135,13 @@ func (h *Hub) Unsubscribe(s *Subscriber) {
 		return
 	}
 	s.released = true
+	// Nothing is queued for s any more, and its writer has stopped: what is
+	// left in its queue was never written.
+	if left := len(s.queue); left > 0 {
+		h.stats.dropped.Add(uint64(left))
+		h.log.Warn("subscriber gone with undelivered messages",
+			"subscriber", s.label, "topic", s.topic, "dropped", left, "reason", s.Err())
+	}
 	h.live--
 	if h.closed && h.live == 0 {
 		close(h.drained)
@@ -184,16 +191,16 @@ func (h *Hub) Publish(topic, text string) (*Message, int, error) {
 	return m, delivered, nil
 }
 
-// evictLocked ends a subscriber whose queue is full. The caller holds t.mu.
+// evictLocked ends a subscriber whose queue is full. The message in hand is
+// dropped here; what is still queued is counted when the connection is
+// released. The caller holds t.mu.
 func (h *Hub) evictLocked(t *topicState, s *Subscriber) {
 	delete(t.subscribers, s)
 	s.end(ErrSlowSubscriber)
-	// The message in hand and everything still queued will not be written.
-	dropped := uint64(len(s.queue)) + 1
-	h.stats.dropped.Add(dropped)
+	h.stats.dropped.Add(1)
 	h.stats.slowDisconnects.Add(1)
-	h.log.Warn("disconnected slow subscriber",
-		"subscriber", s.label, "topic", s.topic, "queue_size", h.queueSize, "dropped", dropped)
+	h.log.Warn("disconnected slow subscriber: queue full",
+		"subscriber", s.label, "topic", s.topic, "queue_size", h.queueSize)
 }
 
 func (h *Hub) checkText(text string) error {
