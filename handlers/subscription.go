@@ -241,16 +241,20 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 }
 
 func (c *deadlineConn) Write(p []byte) (int, error) {
-	if c.interrupted.Load() {
-		return 0, errInterrupted
-	}
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
 		return 0, err
+	}
+	// Checked after the deadline is set: an interrupt that lands before
+	// this check is seen here, and one that lands after it moves the
+	// deadline to now, so either way the write is cut short.
+	if c.interrupted.Load() {
+		return 0, errInterrupted
 	}
 	return c.Conn.Write(p)
 }
 
-// interrupt fails the write in progress, if any, and every later one.
+// interrupt fails the write in progress, if any, and every later one. It
+// sets the flag before the deadline; Write does the opposite.
 func (c *deadlineConn) interrupt() {
 	c.interrupted.Store(true)
 	_ = c.Conn.SetWriteDeadline(time.Now())
