@@ -152,8 +152,8 @@ func ParseConfig(source string, data []byte) (Config, error) {
 func ApplyEnv(cfg *Config, getenv func(string) string) error {
 	if v := getenv("HERALD_PORT"); v != "" {
 		port, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil || port < 0 || port > 65535 {
-			return &ConfigError{Source: "HERALD_PORT", Problem: fmt.Sprintf("%q is not a port number (0-65535)", v)}
+		if err != nil || !validPort(port) {
+			return &ConfigError{Source: "HERALD_PORT", Problem: fmt.Sprintf("%q %s", v, notAPort)}
 		}
 		cfg.Port = port
 	}
@@ -169,8 +169,8 @@ func (c Config) validate(source string, lines map[string]int) error {
 	fail := func(key, format string, args ...any) error {
 		return &ConfigError{Source: source, Line: lines[key], Key: key, Problem: fmt.Sprintf(format, args...)}
 	}
-	if c.Port < 0 || c.Port > 65535 {
-		return fail("port", "%d is not a port number (0-65535)", c.Port)
+	if !validPort(c.Port) {
+		return fail("port", "%d %s", c.Port, notAPort)
 	}
 	if c.ShutdownGrace <= 0 {
 		return fail("shutdown_grace", "must be longer than 0s")
@@ -250,6 +250,13 @@ func pathProblem(p string) string {
 	}
 	return ""
 }
+
+// notAPort is how an out-of-range port is refused, from the file or the
+// environment alike.
+const notAPort = "is not a port number (0-65535)"
+
+// validPort reports whether p can be listened on; 0 asks for a free port.
+func validPort(p int) bool { return p >= 0 && p <= 65535 }
 
 func inRange(v, lo, hi int) string {
 	if v < lo || v > hi {
