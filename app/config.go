@@ -26,6 +26,8 @@ type Config struct {
 	Paths     PathsConfig     `yaml:"paths"`
 	Limits    LimitsConfig    `yaml:"limits"`
 	WebSocket WebSocketConfig `yaml:"websocket"`
+	SSE       SSEConfig       `yaml:"sse"`
+	History   HistoryConfig   `yaml:"history"`
 }
 
 // PathsConfig places each route. Every path starts with "/".
@@ -33,6 +35,7 @@ type PathsConfig struct {
 	Page   string `yaml:"page"`
 	WS     string `yaml:"ws"`
 	Notify string `yaml:"notify"`
+	Events string `yaml:"events"`
 	Static string `yaml:"static"`
 }
 
@@ -46,6 +49,10 @@ type LimitsConfig struct {
 	// SubscriberQueue is how many messages may wait for one subscriber before
 	// it is disconnected as too slow.
 	SubscriberQueue int `yaml:"subscriber_queue"`
+	// MaxTopics bounds the topics held at once, counting those with
+	// subscribers or kept history, so that made-up topic names cannot grow
+	// memory without end.
+	MaxTopics int `yaml:"max_topics"`
 }
 
 // WebSocketConfig sets the timing of every WebSocket connection.
@@ -60,11 +67,33 @@ type WebSocketConfig struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 }
 
+// SSEConfig sets the timing of every Server-Sent Events stream. Writes share
+// websocket.write_timeout.
+type SSEConfig struct {
+	// HeartbeatInterval is how often an idle stream gets a comment line, so
+	// that proxies keep it open and dead peers are noticed.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+}
+
+// HistoryConfig sets what each topic keeps for subscribers that resume.
+type HistoryConfig struct {
+	// Size is how many recent messages each topic keeps; 0 keeps none.
+	Size int `yaml:"size"`
+	// TTL is how long a message is kept.
+	TTL time.Duration `yaml:"ttl"`
+	// File, when set, keeps history in this bbolt file so that it survives
+	// restarts; a publish is acknowledged once it is on disk. Empty keeps
+	// history in memory.
+	File string `yaml:"file"`
+}
+
 // Limits on the limits: values outside these ranges are mistakes, not tuning.
 const (
 	maxMessageBytesCeiling = 16 << 20
 	maxFrameBytesCeiling   = 1 << 20
 	subscriberQueueCeiling = 1 << 20
+	historySizeCeiling     = 1 << 20
+	maxTopicsCeiling       = 1 << 24
 )
 
 // DefaultConfig returns the configuration Herald runs with when no file is
@@ -78,17 +107,27 @@ func DefaultConfig() Config {
 			Page:   "/",
 			WS:     "/ws",
 			Notify: "/notify",
+			Events: "/events",
 			Static: "/static",
 		},
 		Limits: LimitsConfig{
 			MaxMessageBytes: 64 << 10,
 			MaxFrameBytes:   4 << 10,
 			SubscriberQueue: 256,
+			MaxTopics:       10000,
 		},
 		WebSocket: WebSocketConfig{
 			PingInterval: 30 * time.Second,
 			PongTimeout:  10 * time.Second,
 			WriteTimeout: 10 * time.Second,
+		},
+		SSE: SSEConfig{
+			HeartbeatInterval: 15 * time.Second,
+		},
+		History: HistoryConfig{
+			Size: 1000,
+			TTL:  24 * time.Hour,
+			File: "",
 		},
 	}
 }
@@ -180,6 +219,7 @@ func (c Config) validate(source string, lines map[string]int) error {
 		{"paths.page", c.Paths.Page},
 		{"paths.ws", c.Paths.WS},
 		{"paths.notify", c.Paths.Notify},
+		{"paths.events", c.Paths.Events},
 		{"paths.static", c.Paths.Static},
 	}
 	for i, r := range routes {
@@ -195,7 +235,7 @@ func (c Config) validate(source string, lines map[string]int) error {
 	if c.Paths.Static == "/" {
 		return fail("paths.static", `must not be "/": static files would hide every other route`)
 	}
-	for _, r := range routes[:3] {
+	for _, r := range routes[:len(routes)-1] {
 		if strings.HasPrefix(r.path, c.Paths.Static+"/") {
 			return fail(r.key, "%q is inside paths.static %q", r.path, c.Paths.Static)
 		}
@@ -210,10 +250,18 @@ func (c Config) validate(source string, lines map[string]int) error {
 	if err := inRange(c.Limits.SubscriberQueue, 1, subscriberQueueCeiling); err != "" {
 		return fail("limits.subscriber_queue", "%s", err)
 	}
+	if err := inRange(c.Limits.MaxTopics, 1, maxTopicsCeiling); err != "" {
+		return fail("limits.max_topics", "%s", err)
+	}
+	if err := inRange(c.History.Size, 0, historySizeCeiling); err != "" {
+		return fail("history.size", "%s", err)
+	}
 	for key, d := range map[string]time.Duration{
 		"websocket.ping_interval": c.WebSocket.PingInterval,
 		"websocket.pong_timeout":  c.WebSocket.PongTimeout,
 		"websocket.write_timeout": c.WebSocket.WriteTimeout,
+		"sse.heartbeat_interval":  c.SSE.HeartbeatInterval,
+		"history.ttl":             c.History.TTL,
 	} {
 		if d <= 0 {
 			return fail(key, "must be longer than 0s")

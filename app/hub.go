@@ -16,6 +16,9 @@ var (
 	ErrEmptyMessage    = errors.New("message is empty")
 	ErrMessageTooLarge = errors.New("message is too large")
 	ErrInvalidUTF8     = errors.New("message is not valid UTF-8")
+	// ErrTooManyTopics: the hub holds its maximum number of topics and the
+	// request would add one.
+	ErrTooManyTopics = errors.New("too many topics")
 )
 
 // HubOptions configures a Hub.
@@ -24,20 +27,47 @@ type HubOptions struct {
 	QueueSize int
 	// MaxMessageBytes is the largest message Publish accepts.
 	MaxMessageBytes int
+	// HistorySize is how many recent messages each topic keeps for resuming
+	// subscribers; 0 keeps none.
+	HistorySize int
+	// HistoryTTL is how long a message is kept for resuming subscribers.
+	HistoryTTL time.Duration
+	// MaxTopics bounds the topics the hub holds at once, counting topics
+	// with subscribers or kept history.
+	MaxTopics int
+	// Store, when set, keeps history on disk: a publish returns only once
+	// the message is stored. Nil keeps history in memory only.
+	Store Store
 	// Logger receives slow-subscriber disconnects; nil discards them.
 	Logger *slog.Logger
+	// Now is the clock; nil means time.Now. Tests move it to expire history.
+	Now func() time.Time
 }
 
-// Hub owns every local subscription and hands each published message to the
-// subscribers of its topic. Publish never blocks on a subscriber: a full
-// queue ends that subscriber, and everyone else carries on in order.
+// Hub owns every local subscription and each topic's history, and hands
+// each published message to the subscribers of its topic. Publish never
+// blocks on a subscriber: a full queue ends that subscriber, and everyone
+// else carries on in order.
+//
+// Ids: a topic's ids rise by one per message. A topic that starts afresh
+// (first use, after its history was forgotten, or after a restart without a
+// store) starts at the current Unix time in microseconds, so its ids stay
+// above any id an earlier run could have given out, unless that run
+// averaged more than a million messages a second on the topic. A client
+// resuming from an id of an earlier run therefore never skips new messages.
 //
 // The hub starts no goroutines, so there is nothing of its own to stop;
-// Shutdown ends the subscriptions and waits for their connections to go.
+// Sweep is called periodically by its owner, and Shutdown ends the
+// subscriptions and waits for their connections to go.
 type Hub struct {
 	queueSize       int
 	maxMessageBytes int
+	historySize     int
+	historyTTL      time.Duration
+	maxTopics       int
+	store           Store
 	log             *slog.Logger
+	now             func() time.Time
 
 	// Lock order: mu before any topicState.mu.
 	mu               sync.Mutex
@@ -50,16 +80,24 @@ type Hub struct {
 	stats hubCounters
 }
 
-// topicState is one topic's subscribers and id sequence. Its lock makes
-// publishing to a topic one critical section, so ids follow publish order
-// and every subscriber sees the same order.
+// topicState is one topic's subscribers, history and id sequence. Its lock
+// makes publishing to a topic one critical section, so ids follow publish
+// order and every subscriber sees the same order, and it makes subscribing
+// one step with reading the history, so a resuming subscriber's replay
+// ends exactly where its live messages begin.
 type topicState struct {
-	mu          sync.Mutex
-	lastID      uint64
-	subscribers map[*Subscriber]struct{}
+	name string
+
+	mu            sync.Mutex
+	sequenceStart uint64 // first id of the unbroken sequence lastID ends
+	lastID        uint64
+	history       *history
+	subscribers   map[*Subscriber]struct{}
+	removed       bool // forgotten by Sweep: look the topic up again
 }
 
 type hubCounters struct {
+	storeErrors     atomic.Uint64
 	published       atomic.Uint64
 	delivered       atomic.Uint64
 	dropped         atomic.Uint64
@@ -73,45 +111,131 @@ type HubStats struct {
 	Delivered       uint64 // message handed to a subscriber's queue, counted per subscriber
 	Dropped         uint64 // messages handed to a subscriber but never written to it
 	SlowDisconnects uint64 // subscribers ended with ErrSlowSubscriber
+	Topics          int    // topics held: with subscribers or kept history
+	StoreErrors     uint64 // publishes and sweeps the store failed
 }
 
-// NewHub returns a hub ready for subscribers.
+// NewHub returns a hub ready for subscribers, with the history its store
+// holds, if it has one.
 func NewHub(opts HubOptions) (*Hub, error) {
-	if opts.QueueSize < 1 {
+	switch {
+	case opts.QueueSize < 1:
 		return nil, fmt.Errorf("new hub: queue size %d is below 1", opts.QueueSize)
-	}
-	if opts.MaxMessageBytes < 1 {
+	case opts.MaxMessageBytes < 1:
 		return nil, fmt.Errorf("new hub: max message bytes %d is below 1", opts.MaxMessageBytes)
+	case opts.HistorySize < 0:
+		return nil, fmt.Errorf("new hub: history size %d is below 0", opts.HistorySize)
+	case opts.HistoryTTL <= 0:
+		return nil, fmt.Errorf("new hub: history ttl %s is not above 0", opts.HistoryTTL)
+	case opts.MaxTopics < 1:
+		return nil, fmt.Errorf("new hub: max topics %d is below 1", opts.MaxTopics)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Hub{
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	h := &Hub{
 		queueSize:       opts.QueueSize,
 		maxMessageBytes: opts.MaxMessageBytes,
+		historySize:     opts.HistorySize,
+		historyTTL:      opts.HistoryTTL,
+		maxTopics:       opts.MaxTopics,
+		store:           opts.Store,
 		log:             opts.Logger,
+		now:             opts.Now,
 		topics:          make(map[string]*topicState),
 		drained:         make(chan struct{}),
-	}, nil
+	}
+	if h.store != nil {
+		if err := h.load(); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
 }
 
-// Subscribe registers a subscriber to topic. label names the other end in
-// logs. Every message published after Subscribe returns reaches the
-// subscriber's queue, until the subscription ends.
-func (h *Hub) Subscribe(topic, label string) (*Subscriber, error) {
+// load restores every stored topic. Stored topics count towards MaxTopics
+// but are never refused: they were acknowledged.
+func (h *Hub) load() error {
+	stored, err := h.store.Load(h.historySize, h.now().Add(-h.historyTTL))
+	if err != nil {
+		return fmt.Errorf("load history: %w", err)
+	}
+	for _, st := range stored {
+		t := h.newTopic(st.Name)
+		t.sequenceStart, t.lastID = st.SequenceStart, st.LastID
+		for _, m := range st.Messages {
+			t.history.push(m)
+		}
+		h.topics[st.Name] = t
+	}
+	return nil
+}
+
+// SubscribeRequest says what a new subscriber receives.
+type SubscribeRequest struct {
+	// Topic is the topic to receive; it must pass CheckTopic.
+	Topic string
+	// Label names the other end in logs.
+	Label string
+	// Resume asks for the kept messages with ids above Since before the
+	// live ones; Since 0 asks for everything kept.
+	Resume bool
+	Since  uint64
+}
+
+// Subscribe registers a subscriber. Every message published after Subscribe
+// returns reaches the subscriber's queue, until the subscription ends. When
+// the request resumes, the subscriber's Backlog holds the kept messages it
+// asked for, up to the last one published before it joined, so that
+// Backlog and then Messages have neither a gap nor a duplicate; Gap says
+// when history did not reach back far enough.
+func (h *Hub) Subscribe(req SubscribeRequest) (*Subscriber, error) {
+	if err := CheckTopic(req.Topic); err != nil {
+		return nil, err
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, ErrHubClosed
 	}
+	t, err := h.topicLocked(req.Topic)
+	if err != nil {
+		return nil, err
+	}
 	h.nextSubscriberID++
-	s := newSubscriber(h.nextSubscriberID, topic, label, h.queueSize)
-	t := h.topicLocked(topic)
+	s := newSubscriber(h.nextSubscriberID, req.Topic, req.Label, h.queueSize)
 	t.mu.Lock()
+	if req.Resume {
+		h.expireLocked(t)
+		s.backlog, s.gap = t.replay(req.Since)
+	}
 	t.subscribers[s] = struct{}{}
 	t.mu.Unlock()
 	h.live++
 	return s, nil
+}
+
+// replay returns the kept messages after since, and the gap between since
+// and the oldest of them, if any. The caller holds t.mu.
+func (t *topicState) replay(since uint64) ([]*Message, *Gap) {
+	if since == 0 {
+		return t.history.after(0), nil
+	}
+	if since > t.lastID || since+1 < t.sequenceStart {
+		// An id this sequence never gave out: from a history this server
+		// no longer has (a restart without a store, or a forgotten topic).
+		// Everything kept is new to the client; what came before is unknown.
+		return t.history.after(0), &Gap{Since: since}
+	}
+	oldest := t.oldestKept()
+	backlog := t.history.after(since)
+	if oldest > since+1 {
+		return backlog, &Gap{Since: since, Missing: oldest - since - 1, Known: true}
+	}
+	return backlog, nil
 }
 
 // Leave stops delivery to s at once and ends it with ErrUnsubscribed,
@@ -158,25 +282,53 @@ func (h *Hub) leaveLocked(s *Subscriber) {
 	s.end(ErrUnsubscribed)
 }
 
-// Publish stamps text with the topic's next id and the current time and
+// Publish stamps text with the topic's next id and the current time, keeps
+// it in the topic's history (on disk first, when there is a store) and
 // hands it to every subscriber of the topic. It returns the message and how
-// many subscribers it was handed to.
+// many subscribers it was handed to. An error means nothing was kept or
+// delivered.
 func (h *Hub) Publish(topic, text string) (*Message, int, error) {
+	if err := CheckTopic(topic); err != nil {
+		return nil, 0, err
+	}
 	if err := h.checkText(text); err != nil {
 		return nil, 0, err
 	}
-	h.mu.Lock()
-	if h.closed {
+	for {
+		h.mu.Lock()
+		if h.closed {
+			h.mu.Unlock()
+			return nil, 0, ErrHubClosed
+		}
+		t, err := h.topicLocked(topic)
 		h.mu.Unlock()
-		return nil, 0, ErrHubClosed
+		if err != nil {
+			return nil, 0, err
+		}
+		t.mu.Lock()
+		if t.removed {
+			t.mu.Unlock() // Sweep forgot it in between: take the new one
+			continue
+		}
+		m, delivered, err := h.publishLocked(t, text)
+		t.mu.Unlock()
+		return m, delivered, err
 	}
-	t := h.topicLocked(topic)
-	h.mu.Unlock()
+}
 
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.lastID++
-	m := &Message{ID: t.lastID, Topic: topic, Time: time.Now(), Text: text}
+// publishLocked does Publish's work with t.mu held.
+func (h *Hub) publishLocked(t *topicState, text string) (*Message, int, error) {
+	h.expireLocked(t)
+	now := h.now()
+	m := &Message{ID: t.lastID + 1, Topic: t.name, Time: now, Text: text}
+	if h.store != nil {
+		if err := h.store.Append(m, t.sequenceStart, t.history.oldestKeptAfterPush(m)); err != nil {
+			h.stats.storeErrors.Add(1) // the caller reports err
+			return nil, 0, err
+		}
+	}
+	t.lastID = m.ID
+	t.history.push(m)
 	delivered := 0
 	for s := range t.subscribers {
 		select {
@@ -257,10 +409,12 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 // Stats returns a snapshot of the hub's counters.
 func (h *Hub) Stats() HubStats {
 	h.mu.Lock()
-	live := h.live
+	live, topics := h.live, len(h.topics)
 	h.mu.Unlock()
 	return HubStats{
 		Subscribers:     live,
+		Topics:          topics,
+		StoreErrors:     h.stats.storeErrors.Load(),
 		Published:       h.stats.published.Load(),
 		Delivered:       h.stats.delivered.Load(),
 		Dropped:         h.stats.dropped.Load(),
@@ -268,12 +422,80 @@ func (h *Hub) Stats() HubStats {
 	}
 }
 
-// topicLocked returns the state of topic, creating it. The caller holds h.mu.
-func (h *Hub) topicLocked(topic string) *topicState {
-	t, ok := h.topics[topic]
-	if !ok {
-		t = &topicState{subscribers: make(map[*Subscriber]struct{})}
-		h.topics[topic] = t
+// topicLocked returns the state of topic, creating it unless the hub holds
+// MaxTopics already. The caller holds h.mu.
+func (h *Hub) topicLocked(topic string) (*topicState, error) {
+	if t, ok := h.topics[topic]; ok {
+		return t, nil
 	}
-	return t
+	if len(h.topics) >= h.maxTopics {
+		return nil, fmt.Errorf("%w: the server holds its limit of %d", ErrTooManyTopics, h.maxTopics)
+	}
+	t := h.newTopic(topic)
+	t.sequenceStart = max(uint64(h.now().UnixMicro()), 1)
+	t.lastID = t.sequenceStart - 1
+	h.topics[topic] = t
+	return t, nil
+}
+
+func (h *Hub) newTopic(name string) *topicState {
+	return &topicState{
+		name:        name,
+		history:     newHistory(h.historySize),
+		subscribers: make(map[*Subscriber]struct{}),
+	}
+}
+
+// expireLocked forgets t's messages older than the history TTL and reports
+// whether any went. The caller holds t.mu.
+func (h *Hub) expireLocked(t *topicState) bool {
+	return t.history.dropOlderThan(h.now().Add(-h.historyTTL)) > 0
+}
+
+// Sweep forgets expired history, on disk too, and every topic left with
+// neither subscribers nor history, so that memory and the store hold only
+// what is in use. The hub's owner calls it periodically.
+func (h *Hub) Sweep() error {
+	trims := map[string]uint64{}
+	h.mu.Lock()
+	var forgotten []string
+	for name, t := range h.topics {
+		t.mu.Lock()
+		expired := h.expireLocked(t)
+		switch {
+		case t.history.len() == 0 && len(t.subscribers) == 0:
+			t.removed = true
+			delete(h.topics, name)
+			forgotten = append(forgotten, name)
+		case expired:
+			trims[name] = t.oldestKept()
+		}
+		t.mu.Unlock()
+	}
+	var errs []error
+	// Still under h.mu, so no publish can bring a forgotten topic back
+	// before the store has let go of it.
+	if h.store != nil {
+		errs = append(errs, h.store.Forget(forgotten))
+	}
+	h.mu.Unlock()
+	// Trimming needs no lock: it only deletes ids below what is kept, and a
+	// topic started afresh has higher ids.
+	if h.store != nil {
+		errs = append(errs, h.store.Trim(trims))
+	}
+	if err := errors.Join(errs...); err != nil {
+		h.stats.storeErrors.Add(1)
+		return fmt.Errorf("sweep history: %w", err)
+	}
+	return nil
+}
+
+// oldestKept is the id of the oldest kept message, or the next id when
+// none is kept. The caller holds t.mu.
+func (t *topicState) oldestKept() uint64 {
+	if t.history.len() == 0 {
+		return t.lastID + 1
+	}
+	return t.history.at(0).ID
 }

@@ -7,11 +7,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func newTestHub(t *testing.T, queueSize int) *Hub {
 	t.Helper()
-	hub, err := NewHub(HubOptions{QueueSize: queueSize, MaxMessageBytes: 1 << 10})
+	hub, err := NewHub(HubOptions{QueueSize: queueSize, MaxMessageBytes: 1 << 10, HistorySize: 16, HistoryTTL: time.Hour, MaxTopics: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +21,7 @@ func newTestHub(t *testing.T, queueSize int) *Hub {
 
 func subscribe(t *testing.T, hub *Hub, topic string) *Subscriber {
 	t.Helper()
-	s, err := hub.Subscribe(topic, t.Name())
+	s, err := hub.Subscribe(SubscribeRequest{Topic: topic, Label: t.Name()})
 	if err != nil {
 		t.Fatalf("subscribe: %v", err)
 	}
@@ -47,18 +48,22 @@ func TestPublishReachesEverySubscriberOfTheTopicInOrder(t *testing.T) {
 	a, b := subscribe(t, hub, DefaultTopic), subscribe(t, hub, DefaultTopic)
 	other := subscribe(t, hub, "other")
 
+	var firstID uint64
 	for i := range 5 {
 		m, delivered, err := hub.Publish(DefaultTopic, fmt.Sprint("m", i))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if delivered != 2 || m.ID != uint64(i+1) || m.Topic != DefaultTopic || m.Time.IsZero() {
-			t.Fatalf("publish %d: got message %+v delivered to %d, want id %d delivered to 2", i, m, delivered, i+1)
+		if i == 0 {
+			firstID = m.ID
+		}
+		if delivered != 2 || m.ID != firstID+uint64(i) || m.Topic != DefaultTopic || m.Time.IsZero() {
+			t.Fatalf("publish %d: got message %+v delivered to %d, want id %d delivered to 2", i, m, delivered, firstID+uint64(i))
 		}
 	}
 	for _, s := range []*Subscriber{a, b} {
 		for i, m := range receive(t, s, 5) {
-			if m.Text != fmt.Sprint("m", i) || m.ID != uint64(i+1) {
+			if m.Text != fmt.Sprint("m", i) || m.ID != firstID+uint64(i) {
 				t.Errorf("subscriber %d message %d = %q id %d", s.ID(), i, m.Text, m.ID)
 			}
 		}
@@ -131,7 +136,7 @@ func TestConcurrentPublishersGiveEverySubscriberTheSameOrder(t *testing.T) {
 
 	first := receive(t, subs[0], publishers*each)
 	for i, m := range first {
-		if m.ID != uint64(i+1) {
+		if m.ID != first[0].ID+uint64(i) {
 			t.Fatalf("message %d has id %d: ids must follow delivery order", i, m.ID)
 		}
 	}
@@ -193,7 +198,7 @@ func TestShutdownEndsEverySubscriptionAndWaitsForThem(t *testing.T) {
 	if err := <-shutdownDone; err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}
-	if _, err := hub.Subscribe(DefaultTopic, "late"); !errors.Is(err, ErrHubClosed) {
+	if _, err := hub.Subscribe(SubscribeRequest{Topic: DefaultTopic, Label: "late"}); !errors.Is(err, ErrHubClosed) {
 		t.Errorf("subscribe after shutdown: %v, want ErrHubClosed", err)
 	}
 	if _, _, err := hub.Publish(DefaultTopic, "late"); !errors.Is(err, ErrHubClosed) {

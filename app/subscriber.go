@@ -30,6 +30,10 @@ type Subscriber struct {
 
 	queue chan *Message
 
+	// Set by Subscribe, read-only afterwards.
+	backlog []*Message
+	gap     *Gap
+
 	// ctx ends when the subscription does; its cause says why.
 	ctx    context.Context
 	cancel context.CancelCauseFunc
@@ -69,3 +73,23 @@ func (s *Subscriber) Context() context.Context { return s.ctx }
 
 // end finishes the subscription; only the first reason counts.
 func (s *Subscriber) end(reason error) { s.cancel(reason) }
+
+// Gap says that history no longer reached back to where a subscriber asked
+// to resume: messages after Since were published but are no longer kept.
+type Gap struct {
+	// Since is the id the subscriber resumed after.
+	Since uint64
+	// Missing is how many messages are gone, when Known.
+	Missing uint64
+	// Known is false when Since came from a history the server no longer
+	// has, such as before a restart without a store.
+	Known bool
+}
+
+// Backlog is what the subscriber resumed with: kept messages, oldest first,
+// to be written before anything from Messages. It is empty unless the
+// subscription resumed.
+func (s *Subscriber) Backlog() []*Message { return s.backlog }
+
+// Gap reports messages lost before the Backlog, or nil.
+func (s *Subscriber) Gap() *Gap { return s.gap }

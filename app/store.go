@@ -1,0 +1,41 @@
+package app
+
+import (
+	"errors"
+	"time"
+)
+
+// ErrStore wraps every failure to read or write the history store. A
+// publish that fails with it was not acknowledged and reached no one.
+var ErrStore = errors.New("history store failed")
+
+// Store keeps topics' history on disk, so that acknowledged messages
+// survive a restart. The hub calls it with the topic's lock held, so calls
+// for one topic never overlap and land in publish order.
+type Store interface {
+	// Load returns every stored topic with its newest messages: at most
+	// limit of them, none published before notBefore.
+	Load(limit int, notBefore time.Time) ([]StoredTopic, error)
+	// Append stores m durably, with the start of the id sequence it belongs
+	// to, and forgets the topic's messages with ids below keepFrom. It
+	// returns once m is safe on disk.
+	Append(m *Message, sequenceStart, keepFrom uint64) error
+	// Trim forgets, for each topic in keepFrom, its messages with ids below
+	// the one given.
+	Trim(keepFrom map[string]uint64) error
+	// Forget removes topics and everything stored about them.
+	Forget(topics []string) error
+	// Close releases the store.
+	Close() error
+}
+
+// StoredTopic is what a Store holds for one topic.
+type StoredTopic struct {
+	Name string
+	// SequenceStart is the first id of the unbroken sequence LastID ends.
+	SequenceStart uint64
+	// LastID is the last id given out in the topic.
+	LastID uint64
+	// Messages are the kept messages, oldest first.
+	Messages []*Message
+}

@@ -1,0 +1,211 @@
+package app
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+	"unicode/utf8"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// BoltStore keeps history in one bbolt file. Each topic is a bucket whose
+// keys are big-endian message ids, so a cursor walks them in publish order,
+// and whose bucket sequence is the topic's last id. A commit is fsynced
+// before Append returns.
+type BoltStore struct {
+	db   *bolt.DB
+	path string
+}
+
+var _ Store = (*BoltStore)(nil)
+
+// sequenceStarts maps each topic to the first id of its current sequence.
+// '#' cannot occur in a topic name, so it never clashes with a topic.
+var sequenceStarts = []byte("#sequence-starts")
+
+// lockWait is how long OpenBoltStore waits for another process to let go
+// of the file before it says so.
+const lockWait = time.Second
+
+// OpenBoltStore opens or creates the store at path. A file that another
+// process holds, that cannot be written or that is not a valid store is an
+// error that says which.
+func OpenBoltStore(path string) (*BoltStore, error) {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait})
+	switch {
+	case errors.Is(err, bolterrors.ErrTimeout):
+		return nil, fmt.Errorf("history file %s is locked by another process (is another Herald using it?)", path)
+	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum),
+		errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrInvalidMapping):
+		return nil, fmt.Errorf("history file %s is corrupt or not a Herald history file: %w", path, err)
+	case err != nil:
+		return nil, fmt.Errorf("open history file: %w", err)
+	}
+	s := &BoltStore{db: db, path: path}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(sequenceStarts)
+		return err
+	}); err != nil {
+		db.Close()
+		return nil, s.wrap("prepare", err)
+	}
+	return s, nil
+}
+
+// Load reads every topic. bbolt panics on some damaged pages instead of
+// returning an error, so a panic here is reported as a corrupt file.
+func (s *BoltStore) Load(limit int, notBefore time.Time) (topics []StoredTopic, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			topics, err = nil, fmt.Errorf("%w: history file %s is corrupt: %v", ErrStore, s.path, p)
+		}
+	}()
+	err = s.db.View(func(tx *bolt.Tx) error {
+		starts := tx.Bucket(sequenceStarts)
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			if slices.Equal(name, sequenceStarts) {
+				return nil
+			}
+			topic := StoredTopic{Name: string(name), LastID: b.Sequence()}
+			if err := CheckTopic(topic.Name); err != nil {
+				return fmt.Errorf("bucket %q: %w", name, err)
+			}
+			if v := starts.Get(name); len(v) == 8 {
+				topic.SequenceStart = binary.BigEndian.Uint64(v)
+			}
+			c := b.Cursor()
+			for k, v := c.Last(); k != nil && len(topic.Messages) < limit; k, v = c.Prev() {
+				m, err := decodeMessage(topic.Name, k, v)
+				if err != nil {
+					return err
+				}
+				if m.Time.Before(notBefore) {
+					break
+				}
+				topic.Messages = append(topic.Messages, m)
+			}
+			slices.Reverse(topic.Messages)
+			if topic.SequenceStart == 0 || topic.SequenceStart > topic.LastID+1 {
+				return fmt.Errorf("topic %q: sequence start %d does not fit last id %d", name, topic.SequenceStart, topic.LastID)
+			}
+			topics = append(topics, topic)
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: history file %s is corrupt: %w", ErrStore, s.path, err)
+	}
+	return topics, nil
+}
+
+// Append stores m and trims below keepFrom in one fsynced transaction.
+func (s *BoltStore) Append(m *Message, sequenceStart, keepFrom uint64) error {
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte(m.Topic))
+		if err != nil {
+			return err
+		}
+		if m.ID >= keepFrom {
+			if err := b.Put(idKey(m.ID), encodeMessage(m)); err != nil {
+				return err
+			}
+		}
+		if err := b.SetSequence(m.ID); err != nil {
+			return err
+		}
+		starts := tx.Bucket(sequenceStarts)
+		if v := starts.Get([]byte(m.Topic)); len(v) != 8 || binary.BigEndian.Uint64(v) != sequenceStart {
+			if err := starts.Put([]byte(m.Topic), idKey(sequenceStart)); err != nil {
+				return err
+			}
+		}
+		return trimBucket(b, keepFrom)
+	})
+	return s.wrap("append to "+m.Topic, err)
+}
+
+// Trim forgets old messages of several topics in one transaction.
+func (s *BoltStore) Trim(keepFrom map[string]uint64) error {
+	if len(keepFrom) == 0 {
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for topic, id := range keepFrom {
+			if b := tx.Bucket([]byte(topic)); b != nil {
+				if err := trimBucket(b, id); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return s.wrap("trim", err)
+}
+
+// Forget deletes topics and their sequence starts.
+func (s *BoltStore) Forget(topics []string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		starts := tx.Bucket(sequenceStarts)
+		for _, topic := range topics {
+			if err := tx.DeleteBucket([]byte(topic)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+				return err
+			}
+			if err := starts.Delete([]byte(topic)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return s.wrap("forget topics", err)
+}
+
+// Close closes the file.
+func (s *BoltStore) Close() error { return s.wrap("close", s.db.Close()) }
+
+func (s *BoltStore) wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %s: %s: %w", ErrStore, s.path, what, err)
+}
+
+// trimBucket deletes keys below keepFrom. It looks up the first key afresh
+// after each delete, since deleting under a moving cursor can skip keys.
+func trimBucket(b *bolt.Bucket, keepFrom uint64) error {
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil && binary.BigEndian.Uint64(k) < keepFrom; k, _ = c.First() {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func idKey(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
+
+// A stored message is its time in Unix nanoseconds, 8 bytes big-endian,
+// then its text.
+func encodeMessage(m *Message) []byte {
+	b := make([]byte, 8, 8+len(m.Text))
+	binary.BigEndian.PutUint64(b, uint64(m.Time.UnixNano()))
+	return append(b, m.Text...)
+}
+
+func decodeMessage(topic string, key, value []byte) (*Message, error) {
+	if len(key) != 8 || len(value) < 9 || !utf8.Valid(value[8:]) {
+		return nil, fmt.Errorf("topic %q: malformed record %x", topic, key)
+	}
+	return &Message{
+		ID:    binary.BigEndian.Uint64(key),
+		Topic: topic,
+		Time:  time.Unix(0, int64(binary.BigEndian.Uint64(value))),
+		Text:  string(value[8:]),
+	}, nil
+}
