@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -112,7 +113,18 @@ func (h *heraldProcess) publishTo(t testing.TB, notifyPath, msg string) receiptR
 
 type receiptReply struct {
 	ID          string `json:"id"`
+	Topic       string `json:"topic"`
 	Subscribers int    `json:"subscribers"`
+}
+
+// id is the receipt's id as a number.
+func (r receiptReply) id(t testing.TB) uint64 {
+	t.Helper()
+	id, err := strconv.ParseUint(r.ID, 10, 64)
+	if err != nil {
+		t.Fatalf("receipt id %q: %v", r.ID, err)
+	}
+	return id
 }
 
 // dial connects a gorilla client. It sends no Origin header, like the

@@ -92,9 +92,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
 
+	var store app.Store
+	if cfg.History.File != "" {
+		bolt, err := app.OpenBoltStore(cfg.History.File)
+		if err != nil {
+			return err
+		}
+		store = bolt
+		defer func() {
+			if err := bolt.Close(); err != nil {
+				logger.Error("close history file", "err", err)
+			}
+		}()
+	}
 	hub, err := app.NewHub(app.HubOptions{
 		QueueSize:       cfg.Limits.SubscriberQueue,
 		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		HistorySize:     cfg.History.Size,
+		HistoryTTL:      cfg.History.TTL,
+		MaxTopics:       cfg.Limits.MaxTopics,
+		Store:           store,
 		Logger:          logger,
 	})
 	if err != nil {
@@ -130,8 +147,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(listener) }()
+	sweepCtx, stopSweeping := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		sweepPeriodically(sweepCtx, hub, sweepInterval(cfg.History.TTL), logger)
+	}()
+	defer func() {
+		stopSweeping()
+		<-swept
+	}()
 
-	logger.Info("herald started", "addr", listener.Addr().String(), "config", source)
+	history := "memory"
+	if store != nil {
+		history = cfg.History.File
+	}
+	logger.Info("herald started", "addr", listener.Addr().String(), "config", source, "history", history)
 	fmt.Fprintf(stdout, "Herald is listening on %s\n", pageURL(cfg, listener.Addr()))
 
 	select {
@@ -143,11 +174,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	logger.Info("shutting down", "grace", cfg.ShutdownGrace)
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
 	defer cancel()
-	// First stop accepting and let in-flight publishes finish. Echo and
-	// net/http do not track hijacked connections, so the hub then closes
-	// every WebSocket with 1001 after its queued messages.
-	httpErr := server.Shutdown(shutdownCtx)
+	// Stop accepting, and meanwhile end every subscription: net/http waits
+	// for event streams, which end only when the hub closes them, and does
+	// not track hijacked WebSockets at all. Each subscriber gets its queued
+	// messages, then a 1001 close or the end of its stream. A publish still
+	// in flight is either queued before the hub closes or refused with 503.
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- server.Shutdown(shutdownCtx) }()
 	hubErr := hub.Shutdown(shutdownCtx)
+	httpErr := <-httpDone
 	<-served
 	if err := errors.Join(httpErr, hubErr); err != nil {
 		server.Close()
@@ -155,6 +190,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// sweepInterval is how often expired history is forgotten: often enough
+// that memory follows history.ttl closely, rarely enough to cost nothing.
+func sweepInterval(ttl time.Duration) time.Duration {
+	return min(max(ttl/10, time.Second), time.Minute)
+}
+
+// sweepPeriodically calls hub.Sweep until ctx ends.
+func sweepPeriodically(ctx context.Context, hub *app.Hub, interval time.Duration, logger *slog.Logger) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if err := hub.Sweep(); err != nil {
+				logger.Error("history sweep failed", "err", err)
+			}
+		}
+	}
 }
 
 // loadConfig reads the configuration and applies the environment. A missing

@@ -85,6 +85,12 @@ func describeError(err error) (int, string) {
 		return http.StatusBadRequest, "msg is not valid UTF-8"
 	case errors.Is(err, app.ErrHubClosed):
 		return http.StatusServiceUnavailable, "server is shutting down; try again shortly"
+	case errors.Is(err, app.ErrInvalidTopic):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, app.ErrTooManyTopics):
+		return http.StatusServiceUnavailable, err.Error() + "; try an existing topic or try again later"
+	case errors.Is(err, app.ErrStore):
+		return http.StatusServiceUnavailable, "the message could not be stored, so it was not published; try again shortly"
 	case errors.As(err, &he):
 		return he.Code, routerMessage(he)
 	}

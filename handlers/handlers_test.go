@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -26,7 +27,13 @@ func newTestServer(t *testing.T, configure func(*app.Config)) *testServer {
 	if configure != nil {
 		configure(&cfg)
 	}
-	hub, err := app.NewHub(app.HubOptions{QueueSize: 16, MaxMessageBytes: cfg.Limits.MaxMessageBytes})
+	hub, err := app.NewHub(app.HubOptions{
+		QueueSize:       16,
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		HistorySize:     cfg.History.Size,
+		HistoryTTL:      cfg.History.TTL,
+		MaxTopics:       cfg.Limits.MaxTopics,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,29 +77,41 @@ func multipartBody(t *testing.T, fields map[string]string) (string, *bytes.Buffe
 func TestNotifyPublishes(t *testing.T) {
 	t.Parallel()
 	formType, formBody := multipartBody(t, map[string]string{"other": "x", "msg": "from multipart"})
+	topicFormType, topicFormBody := multipartBody(t, map[string]string{"topic": "news", "msg": "from multipart"})
 	tests := []struct {
-		name       string
-		whenMethod string
-		whenTarget string
-		whenType   string
-		whenBody   string
-		expectText string
+		name        string
+		whenMethod  string
+		whenTarget  string
+		whenType    string
+		whenBody    string
+		expectText  string
+		expectTopic string
 	}{
-		{"givenSeedGET", http.MethodGet, "/notify?msg=HelloWorld", "", "", "HelloWorld"},
-		{"givenGETWithEncodedSpaces", http.MethodGet, "/notify?msg=Hello%20World%21", "", "", "Hello World!"},
-		{"givenForm", http.MethodPost, "/notify", echo.MIMEApplicationForm, "msg=hi+there&x=1", "hi there"},
-		{"givenTextPlain", http.MethodPost, "/notify", "text/plain; charset=utf-8", "line one\nline two", "line one\nline two"},
-		{"givenNoContentType", http.MethodPost, "/notify", "", "raw body", "raw body"},
-		{"givenJSON", http.MethodPost, "/notify", echo.MIMEApplicationJSON, `{"msg": "from JSON", "extra": true}`, "from JSON"},
-		{"givenMultipart", http.MethodPost, "/notify", formType, formBody.String(), "from multipart"},
-		{"givenPOSTWithQueryOnly", http.MethodPost, "/notify?msg=query", "", "", "query"},
-		{"givenHTMLLookalike", http.MethodGet, "/notify?msg=%3Cimg+src%3Dx+onerror%3Dalert(1)%3E", "", "", "<img src=x onerror=alert(1)>"},
+		{"givenSeedGET", http.MethodGet, "/notify?msg=HelloWorld", "", "", "HelloWorld", app.DefaultTopic},
+		{"givenGETWithEncodedSpaces", http.MethodGet, "/notify?msg=Hello%20World%21", "", "", "Hello World!", app.DefaultTopic},
+		{"givenForm", http.MethodPost, "/notify", echo.MIMEApplicationForm, "msg=hi+there&x=1", "hi there", app.DefaultTopic},
+		{"givenTextPlain", http.MethodPost, "/notify", "text/plain; charset=utf-8", "line one\nline two", "line one\nline two", app.DefaultTopic},
+		{"givenNoContentType", http.MethodPost, "/notify", "", "raw body", "raw body", app.DefaultTopic},
+		{"givenJSON", http.MethodPost, "/notify", echo.MIMEApplicationJSON, `{"msg": "from JSON", "extra": true}`, "from JSON", app.DefaultTopic},
+		{"givenMultipart", http.MethodPost, "/notify", formType, formBody.String(), "from multipart", app.DefaultTopic},
+		{"givenPOSTWithQueryOnly", http.MethodPost, "/notify?msg=query", "", "", "query", app.DefaultTopic},
+		{"givenHTMLLookalike", http.MethodGet, "/notify?msg=%3Cimg+src%3Dx+onerror%3Dalert(1)%3E", "", "", "<img src=x onerror=alert(1)>", app.DefaultTopic},
+		{"givenGETWithTopic", http.MethodGet, "/notify?msg=hi&topic=news", "", "", "hi", "news"},
+		{"givenFormWithTopic", http.MethodPost, "/notify", echo.MIMEApplicationForm, "msg=hi&topic=news.eu-1_x", "hi", "news.eu-1_x"},
+		{"givenJSONWithTopic", http.MethodPost, "/notify", echo.MIMEApplicationJSON, `{"msg": "hi", "topic": "news"}`, "hi", "news"},
+		{"givenMultipartWithTopic", http.MethodPost, "/notify", topicFormType, topicFormBody.String(), "from multipart", "news"},
+		{"givenTextPlainWithQueryTopic", http.MethodPost, "/notify?topic=news", "text/plain", "raw", "raw", "news"},
+		{"givenFormTopicOverQueryTopic", http.MethodPost, "/notify?topic=other", echo.MIMEApplicationForm, "msg=hi&topic=news", "hi", "news"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := newTestServer(t, nil)
-			sub, err := s.hub.Subscribe(app.DefaultTopic, "test")
+			sub, err := s.hub.Subscribe(app.SubscribeRequest{Topic: tc.expectTopic, Label: "test"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			other, err := s.hub.Subscribe(app.SubscribeRequest{Topic: "elsewhere", Label: "test"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -104,16 +123,19 @@ func TestNotifyPublishes(t *testing.T) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 				t.Fatalf("receipt %q: %v", rec.Body, err)
 			}
-			if got != (receipt{ID: "1", Subscribers: 1}) {
-				t.Errorf("receipt = %+v, want id 1 to 1 subscriber", got)
-			}
 			select {
 			case m := <-sub.Messages():
 				if m.Text != tc.expectText {
 					t.Errorf("published %q, want %q", m.Text, tc.expectText)
 				}
+				if want := (receipt{ID: strconv.FormatUint(m.ID, 10), Topic: tc.expectTopic, Subscribers: 1}); got != want {
+					t.Errorf("receipt = %+v, want %+v", got, want)
+				}
 			default:
 				t.Fatal("nothing was published")
+			}
+			if n := len(other.Messages()); n != 0 {
+				t.Errorf("a subscriber of another topic got %d messages", n)
 			}
 		})
 	}
@@ -153,6 +175,18 @@ func TestNotifyRefusesBadRequestsWithJSONErrors(t *testing.T) {
 		{"whenWrongMethod", http.MethodDelete, "/notify", "", "", false, 405, "method not allowed"},
 		{"whenUnknownPath", http.MethodGet, "/nope", "", "", false, 404, "no route at this path"},
 		{"whenPlainHTTPOnWebSocketRoute", http.MethodGet, "/ws", "", "", false, 426, "this is the WebSocket route"},
+		{"whenTopicHasSlash", http.MethodGet, "/notify?msg=x&topic=a/b", "", "", false, 400, `invalid topic "a/b": '/' is not allowed`},
+		{"whenTopicEmpty", http.MethodGet, "/notify?msg=x&topic=", "", "", false, 400, "invalid topic: the name is empty"},
+		{"whenTopicTooLong", http.MethodGet, "/notify?msg=x&topic=" + strings.Repeat("a", 65), "", "", false, 400, "65 bytes long, the limit is 64"},
+		{"whenFormTopicNotASCII", http.MethodPost, "/notify", echo.MIMEApplicationForm, "msg=x&topic=caf%C3%A9", false, 400, "invalid topic"},
+		{"whenJSONTopicNotString", http.MethodPost, "/notify", echo.MIMEApplicationJSON, `{"msg": "x", "topic": 1}`, false, 400, "JSON topic must be a string"},
+		{"whenPageTopicInvalid", http.MethodGet, "/?topic=a%20b", "", "", false, 400, "invalid topic"},
+		{"whenEventsTopicInvalid", http.MethodGet, "/events?topic=%2E%2E%2F", "", "", false, 400, "invalid topic"},
+		{"whenEventsSinceNotANumber", http.MethodGet, "/events?since=abc", "", "", false, 400, `since "abc" is not a message id`},
+		{"whenEventsSinceNegative", http.MethodGet, "/events?since=-1", "", "", false, 400, `since "-1" is not a message id`},
+		{"whenEventsSinceEmpty", http.MethodGet, "/events?since=", "", "", false, 400, `since "" is not a message id`},
+		{"whenEventsSinceTooLarge", http.MethodGet, "/events?since=18446744073709551616", "", "", false, 400, "too large to be a message id"},
+		{"whenEventsFormatUnknown", http.MethodGet, "/events?format=xml", "", "", false, 400, `format "xml" is not known`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -238,7 +272,7 @@ func TestBrowsersGetPagesAndRedirects(t *testing.T) {
 func TestPageUsesConfiguredPaths(t *testing.T) {
 	t.Parallel()
 	s := newTestServer(t, func(c *app.Config) {
-		c.Paths = app.PathsConfig{Page: "/watch", WS: "/live", Notify: "/send", Static: "/assets"}
+		c.Paths = app.PathsConfig{Page: "/watch", WS: "/live", Notify: "/send", Events: "/stream", Static: "/assets"}
 	})
 	rec := s.do(httptest.NewRequest(http.MethodGet, "/watch", nil))
 	if rec.Code != http.StatusOK {
@@ -253,5 +287,47 @@ func TestPageUsesConfiguredPaths(t *testing.T) {
 		if rec := s.do(httptest.NewRequest(http.MethodGet, path, nil)); rec.Code != want {
 			t.Errorf("GET %s = %d, want %d", path, rec.Code, want)
 		}
+	}
+}
+
+func TestStreamRoutesRefuseBadParametersBeforeSubscribing(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name          string
+		whenTarget    string
+		whenHeader    string // Last-Event-ID
+		whenWebSocket bool
+		expectError   string
+	}{
+		{"whenWebSocketTopicInvalid", "/ws?topic=a/b", "", true, "invalid topic"},
+		{"whenWebSocketSinceInvalid", "/ws?since=1e3", "", true, `since "1e3" is not a message id`},
+		{"whenWebSocketFormatUnknown", "/ws?format=binary", "", true, `format "binary" is not known`},
+		{"whenLastEventIDInvalid", "/events", "abc", false, `Last-Event-ID "abc" is not a message id`},
+		{"whenLastEventIDInvalidDespiteGoodSince", "/events?since=1", "-5", false, "Last-Event-ID"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newTestServer(t, nil)
+			req := httptest.NewRequest(http.MethodGet, tc.whenTarget, nil)
+			if tc.whenWebSocket {
+				req.Header.Set("Connection", "Upgrade")
+				req.Header.Set("Upgrade", "websocket")
+			}
+			if tc.whenHeader != "" {
+				req.Header.Set("Last-Event-ID", tc.whenHeader)
+			}
+			rec := s.do(req)
+			var body errorResponse
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); rec.Code != http.StatusBadRequest || err != nil {
+				t.Fatalf("status %d body %q, want a 400 JSON error", rec.Code, rec.Body)
+			}
+			if !strings.Contains(body.Error, tc.expectError) {
+				t.Errorf("error %q does not contain %q", body.Error, tc.expectError)
+			}
+			if stats := s.hub.Stats(); stats.Subscribers != 0 || stats.Topics != 0 {
+				t.Errorf("a refused request left %d subscribers and %d topics", stats.Subscribers, stats.Topics)
+			}
+		})
 	}
 }

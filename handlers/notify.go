@@ -32,40 +32,67 @@ type notifyHandler struct {
 // receipt is the reply to a publish.
 type receipt struct {
 	ID          string `json:"id"`
+	Topic       string `json:"topic"`
 	Subscribers int    `json:"subscribers"`
 }
 
 func (h *notifyHandler) publish(c echo.Context) error {
-	text, err := readMessage(c.Response().Writer, c.Request(), h.hub.MaxMessageBytes())
+	p, err := readPublication(c.Response().Writer, c.Request(), h.hub.MaxMessageBytes())
 	if err != nil {
 		return err
 	}
-	m, delivered, err := h.hub.Publish(app.DefaultTopic, text)
+	topic := app.DefaultTopic
+	if p.topic != nil {
+		if topic, err = checkTopic(*p.topic); err != nil {
+			return err
+		}
+	}
+	m, delivered, err := h.hub.Publish(topic, p.text)
 	if err != nil {
 		return err
 	}
-	// The page's form, posted by a browser without JavaScript, returns to the page.
+	// The page's form, posted by a browser without JavaScript, returns to
+	// the page of the same topic.
 	if c.Request().Method == http.MethodPost && wantsHTML(c.Request()) {
-		return c.Redirect(http.StatusSeeOther, h.pagePath)
+		return c.Redirect(http.StatusSeeOther, pageURL(h.pagePath, topic))
 	}
-	return c.JSON(http.StatusOK, receipt{ID: strconv.FormatUint(m.ID, 10), Subscribers: delivered})
+	return c.JSON(http.StatusOK, receipt{ID: strconv.FormatUint(m.ID, 10), Topic: topic, Subscribers: delivered})
 }
 
-// readMessage extracts the message text from a publish request. The body is
-// never read past its limit: a declared length over it is refused before
-// reading, and an undeclared one stops at the limit. The hub checks the
-// text itself (empty, size, UTF-8).
-func readMessage(w http.ResponseWriter, r *http.Request, maxBytes int) (string, error) {
+// publication is what a publish request asks for.
+type publication struct {
+	text  string
+	topic *string // nil when the request names no topic
+}
+
+// readPublication extracts the message text and topic from a publish
+// request. The topic comes from the same place as the message (query, form
+// field or JSON field), or else from ?topic=. The body is never read past
+// its limit: a declared length over it is refused before reading, and an
+// undeclared one stops at the limit. The hub checks the text itself (empty,
+// size, UTF-8).
+func readPublication(w http.ResponseWriter, r *http.Request, maxBytes int) (publication, error) {
+	p, err := readMessage(w, r, maxBytes)
+	if err == nil && p.topic == nil {
+		if query := r.URL.Query(); query.Has("topic") {
+			topic := query.Get("topic")
+			p.topic = &topic
+		}
+	}
+	return p, err
+}
+
+func readMessage(w http.ResponseWriter, r *http.Request, maxBytes int) (publication, error) {
 	query := r.URL.Query()
 	if r.Method == http.MethodGet {
-		return query.Get("msg"), nil
+		return publication{text: query.Get("msg")}, nil // topic: readPublication
 	}
 
 	mediaType, params := "text/plain", map[string]string{}
 	if ct := r.Header.Get(echo.HeaderContentType); ct != "" {
 		var err error
 		if mediaType, params, err = mime.ParseMediaType(ct); err != nil {
-			return "", newClientError(http.StatusBadRequest, "Content-Type %q is malformed", ct)
+			return publication{}, newClientError(http.StatusBadRequest, "Content-Type %q is malformed", ct)
 		}
 	}
 	limit := int64(maxBytes)
@@ -73,45 +100,46 @@ func readMessage(w http.ResponseWriter, r *http.Request, maxBytes int) (string, 
 		limit = limit*encodedBodyFactor + encodedBodySlack
 	}
 	if r.ContentLength > limit {
-		return "", newClientError(http.StatusRequestEntityTooLarge,
+		return publication{}, newClientError(http.StatusRequestEntityTooLarge,
 			"request body is %d bytes: the limit is %d", r.ContentLength, limit)
 	}
 	body := http.MaxBytesReader(w, r.Body, limit)
 
 	var (
-		text  string
+		p     publication
 		found bool
 		err   error
 	)
 	switch mediaType {
 	case "text/plain":
-		text, err = readAll(body)
-		found = text != ""
+		p.text, err = readAll(body)
+		found = p.text != ""
 	case "application/x-www-form-urlencoded":
-		text, found, err = readFormField(body)
+		p, found, err = readForm(body)
 	case "multipart/form-data":
-		text, found, err = readMultipartField(body, params["boundary"])
+		p, found, err = readMultipartForm(body, params["boundary"])
 	case "application/json":
-		text, err = readJSONMessage(body)
+		p, err = readJSONMessage(body)
 		found = err == nil
 	default:
-		return "", newClientError(http.StatusUnsupportedMediaType,
+		return publication{}, newClientError(http.StatusUnsupportedMediaType,
 			"Content-Type %q is not supported: send a form with msg=, text/plain, or JSON {\"msg\": \"...\"}", mediaType)
 	}
 	if err != nil {
-		return "", err
+		return publication{}, err
 	}
 	if !found {
 		// POST /notify?msg=... with no body is a publish too.
 		if query.Has("msg") {
-			return query.Get("msg"), nil
+			p.text = query.Get("msg")
+			return p, nil
 		}
 		if mediaType != "text/plain" {
-			return "", newClientError(http.StatusBadRequest,
+			return publication{}, newClientError(http.StatusBadRequest,
 				"form has no msg field: send msg=..., or a raw body with Content-Type: text/plain")
 		}
 	}
-	return text, nil
+	return p, nil
 }
 
 func readAll(body io.Reader) (string, error) {
@@ -122,61 +150,76 @@ func readAll(body io.Reader) (string, error) {
 	return string(b), nil
 }
 
-func readFormField(body io.Reader) (string, bool, error) {
+// readForm reads msg and topic from a urlencoded form; found reports msg.
+func readForm(body io.Reader) (p publication, found bool, err error) {
 	b, err := readAll(body)
 	if err != nil {
-		return "", false, err
+		return publication{}, false, err
 	}
 	values, err := url.ParseQuery(b)
 	if err != nil {
-		return "", false, newClientError(http.StatusBadRequest, "form body is malformed: %v", err)
+		return publication{}, false, newClientError(http.StatusBadRequest, "form body is malformed: %v", err)
 	}
-	return values.Get("msg"), values.Has("msg"), nil
+	if values.Has("topic") {
+		topic := values.Get("topic")
+		p.topic = &topic
+	}
+	p.text = values.Get("msg")
+	return p, values.Has("msg"), nil
 }
 
-func readMultipartField(body io.Reader, boundary string) (string, bool, error) {
+// readMultipartForm reads the msg and topic parts; found reports msg. Other
+// parts are skipped unread.
+func readMultipartForm(body io.Reader, boundary string) (p publication, found bool, err error) {
 	if boundary == "" {
-		return "", false, newClientError(http.StatusBadRequest, "multipart body has no boundary")
+		return publication{}, false, newClientError(http.StatusBadRequest, "multipart body has no boundary")
 	}
 	parts := multipart.NewReader(body, boundary)
 	for {
 		part, err := parts.NextPart()
 		if errors.Is(err, io.EOF) {
-			return "", false, nil
+			return p, found, nil
 		}
 		if err != nil {
-			return "", false, bodyError("multipart body is malformed", err)
+			return publication{}, false, bodyError("multipart body is malformed", err)
 		}
-		if part.FormName() != "msg" {
+		name := part.FormName()
+		if name != "msg" && name != "topic" {
 			continue // NextPart discards what this part left unread
 		}
 		b, err := io.ReadAll(part)
 		if err != nil {
-			return "", false, bodyError("multipart body is malformed", err)
+			return publication{}, false, bodyError("multipart body is malformed", err)
 		}
-		return string(b), true, nil
+		if name == "msg" {
+			p.text, found = string(b), true
+		} else {
+			topic := string(b)
+			p.topic = &topic
+		}
 	}
 }
 
-func readJSONMessage(body io.Reader) (string, error) {
+func readJSONMessage(body io.Reader) (publication, error) {
 	var payload struct {
-		Msg *string `json:"msg"`
+		Msg   *string `json:"msg"`
+		Topic *string `json:"topic"`
 	}
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(&payload); err != nil {
 		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) && typeErr.Field == "msg" {
-			return "", newClientError(http.StatusBadRequest, "JSON msg must be a string")
+		if errors.As(err, &typeErr) && (typeErr.Field == "msg" || typeErr.Field == "topic") {
+			return publication{}, newClientError(http.StatusBadRequest, "JSON %s must be a string", typeErr.Field)
 		}
-		return "", bodyError("JSON body is malformed", err)
+		return publication{}, bodyError("JSON body is malformed", err)
 	}
 	if dec.More() {
-		return "", newClientError(http.StatusBadRequest, "JSON body holds more than one value")
+		return publication{}, newClientError(http.StatusBadRequest, "JSON body holds more than one value")
 	}
 	if payload.Msg == nil {
-		return "", newClientError(http.StatusBadRequest, `JSON body has no "msg" field`)
+		return publication{}, newClientError(http.StatusBadRequest, `JSON body has no "msg" field`)
 	}
-	return *payload.Msg, nil
+	return publication{text: *payload.Msg, topic: payload.Topic}, nil
 }
 
 // bodyError keeps a body-size error as it is, for a 413, and turns any other

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"net/http"
+	"net/url"
 
 	"github.com/labstack/echo/v4"
 
@@ -9,16 +10,40 @@ import (
 )
 
 // pageData feeds templates/index.html. The page's script reads the routes
-// from data attributes, so moving a route in config.yaml moves the page's
-// connections with it.
+// and the topic from data attributes, so moving a route in config.yaml
+// moves the page's connections with it.
 type pageData struct {
 	Paths app.PathsConfig
+	// Topic is the topic the page shows and publishes to.
+	Topic string
+	// IsDefaultTopic hides the topic from URLs the page shows, so the
+	// seed's plain commands stay plain.
+	IsDefaultTopic bool
 }
 
 type pageHandler struct {
-	data pageData
+	paths app.PathsConfig
 }
 
+// show renders the page for ?topic=, the default topic when it is absent
+// or empty: the topic switcher is a form, and an empty field means "home".
 func (h *pageHandler) show(c echo.Context) error {
-	return c.Render(http.StatusOK, "index.html", h.data)
+	topic := c.QueryParam("topic")
+	if topic == "" {
+		topic = app.DefaultTopic
+	}
+	if _, err := checkTopic(topic); err != nil {
+		return err
+	}
+	return c.Render(http.StatusOK, "index.html", pageData{
+		Paths: h.paths, Topic: topic, IsDefaultTopic: topic == app.DefaultTopic,
+	})
+}
+
+// pageURL is the page of topic.
+func pageURL(pagePath, topic string) string {
+	if topic == app.DefaultTopic {
+		return pagePath
+	}
+	return pagePath + "?" + url.Values{"topic": {topic}}.Encode()
 }

@@ -1,5 +1,5 @@
 // Package handlers serves Herald over HTTP with Echo: the page, the notify
-// route, the WebSocket route and static files. Every route is listed in New.
+// route, the WebSocket and Server-Sent Events routes and static files. Every route is listed in New.
 package handlers
 
 import (
@@ -54,12 +54,19 @@ func New(opts Options) (*echo.Echo, error) {
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.Use(recoverer(log), requestLogger(log))
 
-	page := &pageHandler{data: pageData{Paths: paths}}
+	page := &pageHandler{paths: paths}
 	notify := &notifyHandler{hub: opts.Hub, pagePath: paths.Page}
 	stream := &streamHandler{
 		log:          log,
 		pingInterval: cfg.WebSocket.PingInterval,
 		drainTimeout: cfg.WebSocket.WriteTimeout,
+	}
+	events := &eventsHandler{
+		hub:               opts.Hub,
+		log:               log,
+		heartbeatInterval: cfg.SSE.HeartbeatInterval,
+		writeTimeout:      cfg.WebSocket.WriteTimeout,
+		drainTimeout:      cfg.WebSocket.WriteTimeout,
 	}
 	subscription := SubscriptionWithConfig(SubscriptionConfig{
 		Hub:           opts.Hub,
@@ -75,6 +82,7 @@ func New(opts Options) (*echo.Echo, error) {
 	e.GET(paths.Notify, notify.publish)
 	e.POST(paths.Notify, notify.publish)
 	e.GET(paths.WS, stream.serve, subscription)
+	e.GET(paths.Events, events.stream)
 	static := echo.StaticDirectoryHandler(opts.Static, !e.EnablePathUnescapingStaticFiles)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Static+"/*", static)
 	return e, nil

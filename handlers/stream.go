@@ -170,12 +170,16 @@ func (s *session) write() {
 	})
 	defer stopInterrupt()
 
+	if err := s.replay(); err != nil {
+		s.abort("replay history", err)
+		return
+	}
 	ping := time.NewTicker(s.handler.pingInterval)
 	defer ping.Stop()
 	for {
 		select {
 		case m := <-s.Subscriber.Messages():
-			if err := websocket.Message.Send(s.Conn, m.Text); err != nil {
+			if err := s.send(m); err != nil {
 				s.abort("write message", err)
 				return
 			}
@@ -196,6 +200,36 @@ func (s *session) write() {
 			return
 		}
 	}
+}
+
+// replay writes what a resuming subscriber asked for before its live
+// messages: in JSON mode a notice of lost messages, if any, then the kept
+// messages. Plain mode has no way to say what was lost, so it only replays.
+func (s *session) replay() error {
+	if gap := s.Subscriber.Gap(); gap != nil && s.JSON {
+		if _, err := s.Conn.Write(lostNotice(s.Subscriber.Topic(), gap)); err != nil {
+			return err
+		}
+	}
+	for _, m := range s.Subscriber.Backlog() {
+		if s.Subscriber.Err() != nil {
+			return nil // the main loop says why
+		}
+		if err := s.send(m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// send writes one message as one text frame: its exact text, or its JSON.
+func (s *session) send(m *app.Message) error {
+	payload := textBytes(m.Text)
+	if s.JSON {
+		payload = m.JSON()
+	}
+	_, err := s.Conn.Write(payload) // a text frame: the server Conn's PayloadType
+	return err
 }
 
 // finishSubscription closes the connection after the hub ended the
@@ -244,7 +278,7 @@ func (s *session) drain() {
 	for time.Now().Before(deadline) {
 		select {
 		case m := <-s.Subscriber.Messages():
-			if err := websocket.Message.Send(s.Conn, m.Text); err != nil {
+			if err := s.send(m); err != nil {
 				s.log.Debug("shutdown: write failed", "err", err)
 				return
 			}

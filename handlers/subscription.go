@@ -26,8 +26,10 @@ import (
 type Subscription struct {
 	Conn       *websocket.Conn
 	Subscriber *app.Subscriber
-	hub        *app.Hub
-	raw        *deadlineConn
+	// JSON is set when the client asked for ?format=json.
+	JSON bool
+	hub  *app.Hub
+	raw  *deadlineConn
 }
 
 // Leave stops delivery now, before the connection finishes closing, so that
@@ -75,9 +77,11 @@ var DefaultSubscriptionConfig = SubscriptionConfig{
 // WebSocket, registers the connection with the hub while it is open and
 // removes it when it closes. The next handler only moves messages.
 //
-// The subscriber is registered during the handshake, before the 101 reply
-// is written: a client that has connected has subscribed, so nothing
-// published after its handshake completes can miss it.
+// The request's ?topic=, ?since= and ?format= are checked first, and a bad
+// one is refused with 400 before any upgrade. The subscriber is registered
+// before the 101 reply is written: a client that has connected has
+// subscribed, so nothing published after its handshake completes can miss
+// it.
 //
 // Clients without an Origin header (curl, Python, other servers) are
 // accepted: x/net's websocket.Handler would refuse them with 403.
@@ -114,33 +118,37 @@ func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
 				return newClientError(http.StatusUpgradeRequired,
 					"this is the WebSocket route: connect with a WebSocket client, not plain HTTP")
 			}
+			params, err := parseStreamParams(req)
+			if err != nil {
+				return err
+			}
 			if _, ok := c.Response().Writer.(http.Hijacker); !ok {
 				return errors.New("websocket upgrade: response writer cannot hijack the connection")
 			}
-			if config.Hub.Closed() {
-				return app.ErrHubClosed
+			sub, err := config.Hub.Subscribe(app.SubscribeRequest{
+				Topic: params.topic, Label: c.RealIP(), Resume: params.resume, Since: params.since,
+			})
+			if err != nil {
+				return err
 			}
+			defer config.Hub.Unsubscribe(sub)
 
 			hijacker := &deadlineHijacker{
 				ResponseWriter: c.Response().Writer,
 				idleTimeout:    config.IdleTimeout,
 				writeTimeout:   config.WriteTimeout,
 			}
-			var sub *app.Subscriber
-			defer func() {
-				if sub != nil {
-					config.Hub.Unsubscribe(sub)
-				}
-			}()
+			upgraded := false
 			server := websocket.Server{
-				Handshake: func(_ *websocket.Config, r *http.Request) error {
-					var err error
-					sub, err = config.Hub.Subscribe(app.DefaultTopic, c.RealIP())
-					return err
-				},
+				// Accept every origin, including none; x/net's default
+				// handshake refuses clients that send no Origin.
+				Handshake: func(*websocket.Config, *http.Request) error { return nil },
 				Handler: func(conn *websocket.Conn) {
+					upgraded = true
 					conn.MaxPayloadBytes = config.MaxFrameBytes
-					c.Set(subscriptionKey, &Subscription{Conn: conn, Subscriber: sub, hub: config.Hub, raw: hijacker.conn})
+					c.Set(subscriptionKey, &Subscription{
+						Conn: conn, Subscriber: sub, JSON: params.json, hub: config.Hub, raw: hijacker.conn,
+					})
 					if err := next(c); err != nil {
 						config.Logger.Warn("websocket handler failed", "remote", c.RealIP(), "err", err)
 					}
@@ -150,7 +158,7 @@ func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
 			// The connection is hijacked and closed: there is nothing left to
 			// write, and returning an error would make Echo try. x/net wrote
 			// its own refusal, if any, so the log can only say it was not 101.
-			if sub != nil {
+			if upgraded {
 				c.Response().Status = http.StatusSwitchingProtocols
 			} else {
 				c.Response().Status = http.StatusBadRequest

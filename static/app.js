@@ -1,6 +1,6 @@
-// Herald's subscriber page: one WebSocket that reconnects by itself, a live
-// list of messages (newest first), and a publish form that works with or
-// without this script.
+// Herald's subscriber page: one WebSocket in JSON mode that reconnects by
+// itself and resumes after the last message it saw, a live list of messages
+// (newest first), and a publish form that works with or without this script.
 (() => {
   "use strict";
 
@@ -11,6 +11,8 @@
   const body = document.body;
   const wsPath = body.dataset.wsPath;
   const notifyPath = body.dataset.notifyPath;
+  const topic = body.dataset.topic;
+  const lostNotice = document.getElementById("lost-notice");
   const statusText = document.getElementById("status-text");
   const list = document.getElementById("messages");
   const empty = document.getElementById("empty");
@@ -24,17 +26,30 @@
   let received = 0;
   let failures = 0;     // consecutive connection attempts that did not go live
   let retryTimer = null;
+  // The id of the newest message shown, as a string (ids are 64-bit). null
+  // until the first connection: that one asks for everything kept.
+  let lastId = null;
 
-  curlExample.textContent = `curl '${new URL(notifyPath, location.href).href}?msg=HelloWorld'`;
+  const notifyURL = new URL(notifyPath, location.href);
+  if (topic !== "default") {
+    notifyURL.searchParams.set("topic", topic);
+  }
+  notifyURL.searchParams.set("msg", "HelloWorld");
+  curlExample.textContent = `curl '${notifyURL.href}'`;
 
   function setState(state, text) {
     body.dataset.state = state;
     statusText.textContent = text;
   }
 
+  // Every connection resumes: the first asks for all the history the
+  // server keeps, each later one for what came after the last message shown.
   function socketURL() {
     const url = new URL(wsPath, location.href);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    url.searchParams.set("topic", topic);
+    url.searchParams.set("format", "json");
+    url.searchParams.set("since", lastId === null ? "0" : lastId);
     return url.href;
   }
 
@@ -53,7 +68,7 @@
       failures = 0;
       setState("live", "Live");
     });
-    socket.addEventListener("message", (event) => show(event.data, new Date()));
+    socket.addEventListener("message", (event) => receive(event.data));
     socket.addEventListener("close", () => {
       const delay = retryDelay(failures);
       failures += 1;
@@ -69,6 +84,33 @@
       connect();
     }
   });
+
+  function receive(data) {
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return; // not from Herald's JSON mode
+    }
+    if (frame.type === "lost") {
+      warnLost(frame.count);
+      return;
+    }
+    // A resumed stream starts after lastId, so this only guards the list.
+    if (lastId !== null && BigInt(frame.id) <= BigInt(lastId)) {
+      return;
+    }
+    lastId = frame.id;
+    show(frame.msg, new Date(frame.time));
+  }
+
+  function warnLost(count) {
+    const what = count === null
+      ? "Some messages may be missing: the server's history no longer goes back to the last message shown here (it may have restarted)."
+      : `${count} message${count === 1 ? " was" : "s were"} published while this page was away and ${count === 1 ? "is" : "are"} no longer kept by the server.`;
+    lostNotice.textContent = what;
+    lostNotice.hidden = false;
+  }
 
   function show(text, at) {
     const item = document.createElement("li");
@@ -107,7 +149,7 @@
       const response = await fetch(notifyPath, {
         method: "POST",
         headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ msg }),
+        body: JSON.stringify({ msg, topic }),
       });
       const reply = await response.json().catch(() => ({}));
       if (!response.ok) {

@@ -1,0 +1,221 @@
+package handlers
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"herald/app"
+)
+
+// sseRetry is the reconnect delay an EventSource is told to use.
+const sseRetry = 2 * time.Second
+
+// eventsHandler serves Server-Sent Events: the same subscriptions as the
+// WebSocket route, for curl -N and the browser's EventSource. The request's
+// goroutine is the stream's only writer.
+type eventsHandler struct {
+	hub               *app.Hub
+	log               *slog.Logger
+	heartbeatInterval time.Duration
+	writeTimeout      time.Duration
+	drainTimeout      time.Duration
+}
+
+func (h *eventsHandler) stream(c echo.Context) error {
+	req := c.Request()
+	params, err := parseStreamParams(req)
+	if err != nil {
+		return err
+	}
+	sub, err := h.hub.Subscribe(app.SubscribeRequest{
+		Topic: params.topic, Label: c.RealIP(), Resume: params.resume, Since: params.since,
+	})
+	if err != nil {
+		return err
+	}
+	defer h.hub.Unsubscribe(sub)
+
+	w := &sseWriter{
+		response:     c.Response(),
+		control:      http.NewResponseController(c.Response()),
+		writeTimeout: h.writeTimeout,
+		json:         params.json,
+	}
+	// The stream outlives the server's request timeouts: no read deadline
+	// (net/http would end the request when it passed), and a deadline per
+	// write instead of one for the whole response.
+	if err := w.control.SetReadDeadline(time.Time{}); err != nil {
+		return err
+	}
+	// A slow subscriber's stream is usually stuck in a write; eviction
+	// breaks it at once.
+	stopInterrupt := context.AfterFunc(sub.Context(), func() {
+		if errors.Is(sub.Err(), app.ErrSlowSubscriber) {
+			w.interrupt()
+		}
+	})
+	defer stopInterrupt()
+
+	header := c.Response().Header()
+	header.Set(echo.HeaderContentType, "text/event-stream; charset=utf-8")
+	header.Set(echo.HeaderCacheControl, "no-store")
+	header.Set("X-Accel-Buffering", "no") // nginx: pass events on at once
+	c.Response().WriteHeader(http.StatusOK)
+
+	log := h.log.With("remote", c.RealIP(), "subscriber", sub.ID())
+	if err := h.serve(req.Context(), sub, w); err != nil {
+		h.hub.Leave(sub)
+		log.Debug("event stream ended", "err", err)
+	}
+	return nil
+}
+
+// serve writes the stream until the subscription or the request ends.
+func (h *eventsHandler) serve(ctx context.Context, sub *app.Subscriber, w *sseWriter) error {
+	w.comment("subscribed to " + sub.Topic())
+	w.buf.WriteString("retry: " + strconv.FormatInt(sseRetry.Milliseconds(), 10) + "\n\n")
+	if gap := sub.Gap(); gap != nil {
+		w.event("lost", lostNotice(sub.Topic(), gap))
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	for _, m := range sub.Backlog() {
+		if sub.Err() != nil {
+			break
+		}
+		if err := w.message(m); err != nil {
+			return err
+		}
+	}
+
+	heartbeat := time.NewTicker(h.heartbeatInterval)
+	defer heartbeat.Stop()
+	for {
+		select {
+		case m := <-sub.Messages():
+			if err := w.message(m); err != nil {
+				return err
+			}
+		case <-heartbeat.C:
+			w.comment("heartbeat")
+			if err := w.flush(); err != nil {
+				return err
+			}
+		case <-sub.Done():
+			if errors.Is(sub.Err(), app.ErrHubClosed) {
+				return h.drain(sub, w)
+			}
+			return sub.Err() // slow: the hub has logged and counted it
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// drain writes what is still queued when the server shuts down, for at
+// most drainTimeout; the hub counts anything left.
+func (h *eventsHandler) drain(sub *app.Subscriber, w *sseWriter) error {
+	deadline := time.Now().Add(h.drainTimeout)
+	for time.Now().Before(deadline) {
+		select {
+		case m := <-sub.Messages():
+			if err := w.message(m); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// sseWriter formats events into a buffer and writes each event, or group
+// of events, with its own deadline.
+type sseWriter struct {
+	response     *echo.Response
+	control      *http.ResponseController
+	writeTimeout time.Duration
+	json         bool
+	interrupted  atomic.Bool // writes fail at once
+	buf          bytes.Buffer
+}
+
+var errStreamInterrupted = errors.New("event stream interrupted: subscriber too slow")
+
+// message writes m as one event: its id, then its text as data lines, or
+// its JSON as one data line.
+func (w *sseWriter) message(m *app.Message) error {
+	w.buf.WriteString("id: ")
+	w.buf.WriteString(strconv.FormatUint(m.ID, 10))
+	w.buf.WriteByte('\n')
+	if w.json {
+		w.data(m.JSON())
+	} else {
+		w.text(m.Text)
+	}
+	w.buf.WriteByte('\n')
+	return w.flush()
+}
+
+// event adds a named event; such events have no id, so they leave an
+// EventSource's Last-Event-ID where it was.
+func (w *sseWriter) event(name string, data []byte) {
+	w.buf.WriteString("event: " + name + "\n")
+	w.data(data)
+	w.buf.WriteByte('\n')
+}
+
+// text adds one data line per line of s. SSE ends a line at CRLF, CR or LF
+// and the client joins data lines with LF, so each line break arrives as LF.
+func (w *sseWriter) text(s string) {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.ReplaceAll(s, "\r", "\n")
+	for line := range strings.SplitSeq(s, "\n") {
+		w.data(textBytes(line))
+	}
+}
+
+func (w *sseWriter) data(b []byte) {
+	w.buf.WriteString("data: ")
+	w.buf.Write(b)
+	w.buf.WriteByte('\n')
+}
+
+// comment adds a comment line, which clients ignore and proxies see as
+// traffic.
+func (w *sseWriter) comment(text string) {
+	w.buf.WriteString(": " + text + "\n\n")
+}
+
+// flush writes what is buffered and pushes it to the client.
+func (w *sseWriter) flush() error {
+	if err := w.control.SetWriteDeadline(time.Now().Add(w.writeTimeout)); err != nil {
+		return err
+	}
+	// Checked after the deadline is set, as deadlineConn.Write does.
+	if w.interrupted.Load() {
+		return errStreamInterrupted
+	}
+	_, err := w.response.Write(w.buf.Bytes())
+	w.buf.Reset()
+	if err != nil {
+		return err
+	}
+	return w.control.Flush()
+}
+
+// interrupt fails the write in progress and every later one.
+func (w *sseWriter) interrupt() {
+	w.interrupted.Store(true)
+	_ = w.control.SetWriteDeadline(time.Now())
+}

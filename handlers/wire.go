@@ -1,0 +1,34 @@
+package handlers
+
+import (
+	"encoding/json"
+	"strconv"
+	"unsafe"
+
+	"herald/app"
+)
+
+// lostNotice is the frame (WebSocket JSON mode) or event data (SSE) that
+// tells a resuming subscriber that history did not reach back far enough:
+// {"type":"lost","topic","since","count"}, count null when unknown.
+// Message frames never have a "type" field, which is how clients tell the
+// two apart.
+func lostNotice(topic string, gap *app.Gap) []byte {
+	notice := struct {
+		Type  string  `json:"type"`
+		Topic string  `json:"topic"`
+		Since string  `json:"since"`
+		Count *uint64 `json:"count"`
+	}{Type: "lost", Topic: topic, Since: strconv.FormatUint(gap.Since, 10)}
+	if gap.Known {
+		notice.Count = &gap.Missing
+	}
+	b, _ := json.Marshal(notice) // strings and a number: Marshal cannot fail
+	return b
+}
+
+// textBytes views a message's text as bytes without copying it once per
+// subscriber. The writers it is passed to only read it.
+func textBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
