@@ -29,6 +29,10 @@ var browser struct {
 // TestMain also fails the run if any goroutine outlives the tests: every
 // server, connection reader and writer must have stopped.
 func TestMain(m *testing.M) {
+	if os.Getenv(asMainEnv) == "1" {
+		main() // a test runs Herald as its own process, to kill it
+		return
+	}
 	code := m.Run()
 	if browser.cancel != nil {
 		browser.cancel()
@@ -233,6 +237,95 @@ func TestPageReconnectsAfterServerRestart(t *testing.T) {
 	runIn(t, tab, chromedp.WaitReady(`body[data-state="live"]`))
 	second.publish(t, "after the restart")
 	runIn(t, tab, waitForMessage("after the restart"), waitForMessage("before the restart"))
+	// History was in memory, so the new server cannot vouch for what came
+	// between; the page says so instead of pretending.
+	notice := get(t, tab, chromedp.Text("#lost-notice"))
+	if !strings.Contains(notice, "may be missing") {
+		t.Errorf("after a restart without a history file the notice says %q", notice)
+	}
+}
+
+// shownMessages is the page's list, oldest first.
+func shownMessages(t *testing.T, tab context.Context) []string {
+	t.Helper()
+	return get(t, tab, chromedp.Evaluate[[]string](
+		`[...document.querySelectorAll("#messages .text")].map(e => e.textContent).reverse()`))
+}
+
+func TestPageKeepsAGapFreeListAcrossARestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	history := fmt.Sprintf("history:\n  file: %s\n", filepath.Join(dir, "history.db"))
+	pageConfig := fmt.Sprintf("host: 127.0.0.1\nport: %d\n%s", freePort(t), history)
+
+	first := startHeraldEnv(t, pageConfig, nil)
+	tab := newTab(t)
+	runIn(t, tab, waitLive(first.URL))
+	first.publish(t, "m1")
+	first.publish(t, "m2")
+	runIn(t, tab, waitForMessage("m2"))
+	first.Stop(t)
+	runIn(t, tab, chromedp.WaitReady(`body[data-state="reconnecting"]`))
+
+	// While the page cannot reach it, the server runs elsewhere on the same
+	// history and takes three messages, then comes back where the page is.
+	elsewhere := startHerald(t, history)
+	for _, m := range []string{"m3", "m4", "m5"} {
+		elsewhere.publish(t, m)
+	}
+	elsewhere.Stop(t)
+	back := startHeraldEnv(t, pageConfig, nil)
+	runIn(t, tab, chromedp.WaitReady(`body[data-state="live"]`))
+	back.publish(t, "m6")
+	runIn(t, tab, waitForMessage("m6"))
+
+	if got := shownMessages(t, tab); strings.Join(got, " ") != "m1 m2 m3 m4 m5 m6" {
+		t.Errorf("the page lists %q, want m1 to m6 once each, in order", got)
+	}
+	if count := get(t, tab, chromedp.Text("#received-count")); count != "6" {
+		t.Errorf("received count %q, want 6", count)
+	}
+	if hidden := get(t, tab, chromedp.Evaluate[bool](`document.getElementById("lost-notice").hidden`)); !hidden {
+		t.Error("the page warns of lost messages although none were lost")
+	}
+}
+
+func TestPageServesAndSwitchesTopics(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	h.publishToTopic(t, "news", "kept before the page opened")
+	newsSubscriber := dial(t, h.ws("/ws?topic=news"))
+	tab := newTab(t)
+	runIn(t, tab,
+		chromedp.Navigate(h.URL),
+		chromedp.WaitReady(`body[data-state="live"]`),
+		chromedp.SetValue("#topic", "news"),
+		chromedp.Submit("#topic-form"),
+		chromedp.WaitReady(`body[data-topic="news"][data-state="live"]`),
+		// The page opens with what the topic has kept.
+		waitForMessage("kept before the page opened"),
+	)
+	h.publish(t, "for the default topic")
+	h.publishToTopic(t, "news", "for news")
+	runIn(t, tab, waitForMessage("for news"))
+	if got := shownMessages(t, tab); strings.Join(got, "|") != "kept before the page opened|for news" {
+		t.Errorf("the news page lists %q", got)
+	}
+	curl := get(t, tab, chromedp.TextContent("#curl-example"))
+	if want := h.Origin + "/notify?topic=news&msg=HelloWorld"; curl != "curl '"+want+"'" {
+		t.Errorf("curl example %q, want one for %s", curl, want)
+	}
+	runIn(t, tab,
+		chromedp.SendKeys("#msg", "from the news form"),
+		chromedp.Click(`#publish-form button[type="submit"]`),
+		waitForMessage("from the news form"),
+	)
+	for _, want := range []string{"for news", "from the news form"} {
+		if got := readText(t, newsSubscriber); got != want {
+			t.Errorf("news subscriber got %q, want %q", got, want)
+		}
+	}
+	screenshot(t, tab, "topic")
 }
 
 func TestFormWorksWithoutJavaScript(t *testing.T) {

@@ -1,0 +1,280 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a clock tests move by hand, so history can expire without
+// waiting.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func newHistoryHub(t *testing.T, size int, ttl time.Duration, clock *fakeClock, store Store) *Hub {
+	t.Helper()
+	opts := HubOptions{QueueSize: 1 << 14, MaxMessageBytes: 1 << 10, HistorySize: size, HistoryTTL: ttl, MaxTopics: 100, Store: store}
+	if clock != nil {
+		opts.Now = clock.Now
+	}
+	hub, err := NewHub(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hub
+}
+
+func publishN(t *testing.T, hub *Hub, topic string, n int) []*Message {
+	t.Helper()
+	out := make([]*Message, 0, n)
+	for i := range n {
+		m, _, err := hub.Publish(topic, fmt.Sprintf("%s-%d", topic, i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func resume(t *testing.T, hub *Hub, topic string, since uint64) *Subscriber {
+	t.Helper()
+	s, err := hub.Subscribe(SubscribeRequest{Topic: topic, Label: t.Name(), Resume: true, Since: since})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func ids(ms []*Message) []uint64 {
+	out := make([]uint64, len(ms))
+	for i, m := range ms {
+		out[i] = m.ID
+	}
+	return out
+}
+
+func TestResumeReplaysWhatCameAfterSince(t *testing.T) {
+	t.Parallel()
+	hub := newHistoryHub(t, 10, time.Hour, nil, nil)
+	sent := publishN(t, hub, "news", 5)
+	publishN(t, hub, "other", 3)
+
+	tests := []struct {
+		name          string
+		whenSince     uint64
+		expectBacklog []*Message
+	}{
+		{"whenSinceZero_expectEverythingKept", 0, sent},
+		{"whenSinceSecond_expectTheRest", sent[1].ID, sent[2:]},
+		{"whenSinceLast_expectNothing", sent[4].ID, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := resume(t, hub, "news", tc.whenSince)
+			if got, want := ids(s.Backlog()), ids(tc.expectBacklog); fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("backlog %v, want %v", got, want)
+			}
+			if s.Gap() != nil {
+				t.Errorf("gap %+v, want none", s.Gap())
+			}
+		})
+	}
+	if s := subscribe(t, hub, "news"); len(s.Backlog()) != 0 {
+		t.Errorf("a subscriber that did not resume got a backlog of %d", len(s.Backlog()))
+	}
+}
+
+func TestResumeReportsWhatHistoryNoLongerHolds(t *testing.T) {
+	t.Parallel()
+	hub := newHistoryHub(t, 3, time.Hour, nil, nil)
+	sent := publishN(t, hub, "news", 10)
+
+	s := resume(t, hub, "news", sent[0].ID)
+	if got, want := ids(s.Backlog()), ids(sent[7:]); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("backlog %v, want the newest three %v", got, want)
+	}
+	// Messages 2 to 7 (six of them) are gone.
+	if gap := s.Gap(); gap == nil || !gap.Known || gap.Missing != 6 || gap.Since != sent[0].ID {
+		t.Errorf("gap %+v, want 6 known missing after %d", gap, sent[0].ID)
+	}
+
+	// An id this history never gave out, as after a restart without a
+	// store: everything kept is replayed, and the loss is unknown.
+	before := resume(t, hub, "news", sent[0].ID-1000)
+	if got := ids(before.Backlog()); fmt.Sprint(got) != fmt.Sprint(ids(sent[7:])) {
+		t.Errorf("backlog %v for an id before the sequence", got)
+	}
+	if gap := before.Gap(); gap == nil || gap.Known {
+		t.Errorf("gap %+v for an id before the sequence, want an unknown count", gap)
+	}
+	future := resume(t, hub, "news", sent[9].ID+1)
+	if gap := future.Gap(); gap == nil || gap.Known || len(future.Backlog()) != 3 {
+		t.Errorf("an id past the last one: gap %+v backlog %d, want unknown gap and all 3 kept", gap, len(future.Backlog()))
+	}
+}
+
+func TestNewTopicsStartAboveAnyEarlierRunsIDs(t *testing.T) {
+	t.Parallel()
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	first := newHistoryHub(t, 10, time.Hour, clock, nil)
+	old := publishN(t, first, "news", 3)
+
+	// A restart without a store, a moment later: a new hub, a new sequence.
+	clock.Advance(time.Second)
+	second := newHistoryHub(t, 10, time.Hour, clock, nil)
+	fresh := publishN(t, second, "news", 2)
+	if fresh[0].ID <= old[2].ID {
+		t.Fatalf("after a restart the first id %d is not above the last id %d of the run before", fresh[0].ID, old[2].ID)
+	}
+	// A client of the old run resumes: it gets all that the new run has.
+	s := resume(t, second, "news", old[2].ID)
+	if got := ids(s.Backlog()); fmt.Sprint(got) != fmt.Sprint(ids(fresh)) {
+		t.Errorf("backlog %v, want %v", got, ids(fresh))
+	}
+	if gap := s.Gap(); gap == nil || gap.Known {
+		t.Errorf("gap %+v, want an unknown count: the old run's tail is gone", gap)
+	}
+}
+
+func TestHistoryExpiresAndSweepForgetsIdleTopics(t *testing.T) {
+	t.Parallel()
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	hub := newHistoryHub(t, 10, time.Minute, clock, nil)
+	old := publishN(t, hub, "news", 2)
+	publishN(t, hub, "idle", 1)
+	clock.Advance(30 * time.Second)
+	recent := publishN(t, hub, "news", 1)
+	clock.Advance(45 * time.Second) // all but recent are past the TTL
+
+	s := resume(t, hub, "news", old[0].ID)
+	if got := ids(s.Backlog()); fmt.Sprint(got) != fmt.Sprint(ids(recent)) {
+		t.Errorf("backlog %v, want only the unexpired %v", got, ids(recent))
+	}
+	if gap := s.Gap(); gap == nil || !gap.Known || gap.Missing != 1 {
+		t.Errorf("gap %+v, want 1 known missing", gap)
+	}
+	hub.Unsubscribe(s)
+
+	if err := hub.Sweep(); err != nil {
+		t.Fatal(err)
+	}
+	if n := hub.Stats().Topics; n != 1 {
+		t.Errorf("after the sweep the hub holds %d topics, want 1: idle's history expired and nobody listens", n)
+	}
+	clock.Advance(time.Minute)
+	if err := hub.Sweep(); err != nil {
+		t.Fatal(err)
+	}
+	if n := hub.Stats().Topics; n != 0 {
+		t.Errorf("after everything expired the hub holds %d topics, want 0", n)
+	}
+	// A forgotten topic starts a new sequence, still above its old ids.
+	again := publishN(t, hub, "news", 1)
+	if again[0].ID <= recent[0].ID {
+		t.Errorf("id %d after the topic was forgotten is not above %d", again[0].ID, recent[0].ID)
+	}
+}
+
+func TestTopicsAreBoundedButExistingOnesStayOpen(t *testing.T) {
+	t.Parallel()
+	hub, err := NewHub(HubOptions{QueueSize: 4, MaxMessageBytes: 64, HistorySize: 4, HistoryTTL: time.Hour, MaxTopics: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishN(t, hub, "a", 1)
+	subscribe(t, hub, "b")
+	if _, _, err := hub.Publish("c", "x"); !errors.Is(err, ErrTooManyTopics) {
+		t.Errorf("publish to a third topic: %v, want ErrTooManyTopics", err)
+	}
+	if _, err := hub.Subscribe(SubscribeRequest{Topic: "c"}); !errors.Is(err, ErrTooManyTopics) {
+		t.Errorf("subscribe to a third topic: %v, want ErrTooManyTopics", err)
+	}
+	if _, _, err := hub.Publish("b", "still fine"); err != nil {
+		t.Errorf("publish to an existing topic at the limit: %v", err)
+	}
+}
+
+func TestTopicNames(t *testing.T) {
+	t.Parallel()
+	for _, good := range []string{"default", "a", "news.eu-1_X", strings.Repeat("z", 64)} {
+		if err := CheckTopic(good); err != nil {
+			t.Errorf("CheckTopic(%q) = %v", good, err)
+		}
+	}
+	for _, bad := range []string{"", strings.Repeat("z", 65), "a/b", "a b", "café", "a\x00", "#sequence-starts", "../x"} {
+		if err := CheckTopic(bad); !errors.Is(err, ErrInvalidTopic) {
+			t.Errorf("CheckTopic(%q) = %v, want ErrInvalidTopic", bad, err)
+		}
+	}
+}
+
+// The seam: subscribers that resume while publishers run must each see
+// every message exactly once, in order, across backlog and live queue.
+func TestResumeUnderConcurrentPublishingHasNoGapAndNoDuplicate(t *testing.T) {
+	t.Parallel()
+	const publishers, each, joiners = 4, 1000, 40
+	hub := newHistoryHub(t, publishers*each, time.Hour, nil, nil)
+	first := publishN(t, hub, "seam", 1)[0]
+
+	var wg sync.WaitGroup
+	for p := range publishers {
+		wg.Go(func() {
+			for i := range each {
+				if _, _, err := hub.Publish("seam", fmt.Sprintf("p%d-%d", p, i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	subs := make(chan *Subscriber, joiners)
+	for range joiners {
+		wg.Go(func() {
+			s, err := hub.Subscribe(SubscribeRequest{Topic: "seam", Resume: true, Since: first.ID})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			subs <- s
+		})
+	}
+	wg.Wait()
+	close(subs)
+
+	last := first.ID + publishers*each
+	for s := range subs {
+		got := ids(s.Backlog())
+		for len(s.Messages()) > 0 {
+			got = append(got, (<-s.Messages()).ID)
+		}
+		if len(got) != publishers*each {
+			t.Fatalf("subscriber %d saw %d messages, want %d", s.ID(), len(got), publishers*each)
+		}
+		for i, id := range got {
+			if id != first.ID+1+uint64(i) {
+				t.Fatalf("subscriber %d: message %d has id %d, want %d (backlog was %d long)", s.ID(), i, id, first.ID+1+uint64(i), len(s.Backlog()))
+			}
+		}
+		if got[len(got)-1] != last {
+			t.Fatalf("subscriber %d ends at %d, want %d", s.ID(), got[len(got)-1], last)
+		}
+	}
+}
