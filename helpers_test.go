@@ -120,9 +120,15 @@ type receiptReply struct {
 // id is the receipt's id as a number.
 func (r receiptReply) id(t testing.TB) uint64 {
 	t.Helper()
-	id, err := strconv.ParseUint(r.ID, 10, 64)
+	return parseID(t, r.ID)
+}
+
+// parseID reads a message id, which Herald sends as a decimal string.
+func parseID(t testing.TB, s string) uint64 {
+	t.Helper()
+	id, err := strconv.ParseUint(s, 10, 64)
 	if err != nil {
-		t.Fatalf("receipt id %q: %v", r.ID, err)
+		t.Fatalf("message id %q: %v", s, err)
 	}
 	return id
 }

@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -45,11 +44,7 @@ func readJSONFrame(t testing.TB, conn *gorilla.Conn) jsonFrame {
 
 func (f jsonFrame) id(t testing.TB) uint64 {
 	t.Helper()
-	id, err := strconv.ParseUint(f.ID, 10, 64)
-	if err != nil {
-		t.Fatalf("frame id %q: %v", f.ID, err)
-	}
-	return id
+	return parseID(t, f.ID)
 }
 
 // publishToTopic publishes msg to topic with the seed's GET.

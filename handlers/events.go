@@ -32,13 +32,7 @@ type eventsHandler struct {
 
 func (h *eventsHandler) stream(c echo.Context) error {
 	req := c.Request()
-	params, err := parseStreamParams(req)
-	if err != nil {
-		return err
-	}
-	sub, err := h.hub.Subscribe(app.SubscribeRequest{
-		Topic: params.topic, Label: c.RealIP(), Resume: params.resume, Since: params.since,
-	})
+	sub, params, err := subscribe(h.hub, req, c.RealIP())
 	if err != nil {
 		return err
 	}

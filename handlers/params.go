@@ -18,6 +18,19 @@ type streamParams struct {
 	json   bool   // each message as {"id","topic","time","msg"}
 }
 
+// subscribe checks a subscription request's parameters and registers the
+// subscriber, for the WebSocket and SSE routes alike.
+func subscribe(hub *app.Hub, r *http.Request, label string) (*app.Subscriber, streamParams, error) {
+	params, err := parseStreamParams(r)
+	if err != nil {
+		return nil, streamParams{}, err
+	}
+	sub, err := hub.Subscribe(app.SubscribeRequest{
+		Topic: params.topic, Label: label, Resume: params.resume, Since: params.since,
+	})
+	return sub, params, err
+}
+
 // lastEventIDHeader carries the id an EventSource saw last when it
 // reconnects.
 const lastEventIDHeader = "Last-Event-ID"

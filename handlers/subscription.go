@@ -118,20 +118,14 @@ func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
 				return newClientError(http.StatusUpgradeRequired,
 					"this is the WebSocket route: connect with a WebSocket client, not plain HTTP")
 			}
-			params, err := parseStreamParams(req)
-			if err != nil {
-				return err
-			}
-			if _, ok := c.Response().Writer.(http.Hijacker); !ok {
-				return errors.New("websocket upgrade: response writer cannot hijack the connection")
-			}
-			sub, err := config.Hub.Subscribe(app.SubscribeRequest{
-				Topic: params.topic, Label: c.RealIP(), Resume: params.resume, Since: params.since,
-			})
+			sub, params, err := subscribe(config.Hub, req, c.RealIP())
 			if err != nil {
 				return err
 			}
 			defer config.Hub.Unsubscribe(sub)
+			if _, ok := c.Response().Writer.(http.Hijacker); !ok {
+				return errors.New("websocket upgrade: response writer cannot hijack the connection")
+			}
 
 			hijacker := &deadlineHijacker{
 				ResponseWriter: c.Response().Writer,
