@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -74,23 +75,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	flags := flag.NewFlagSet("herald", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	configPath := flags.String("config", defaultConfigPath, "read the configuration from `FILE`")
+	showVersion := flags.Bool("version", false, "print the version and exit")
+	flags.Usage = func() {
+		fmt.Fprintf(stderr, "Usage:\n  herald [-config FILE]        serve\n  herald check-config [FILE]   check a config file and print the values in force\n  herald -version              print the version\n\nFlags:\n")
+		flags.PrintDefaults()
+	}
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return errUsage
 	}
-	if flags.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q: the only flag is -config FILE", flags.Arg(0))
-	}
 	configGiven := false
 	flags.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "config" })
+
+	switch {
+	case *showVersion:
+		fmt.Fprintln(stdout, versionLine())
+		return nil
+	case flags.Arg(0) == "check-config":
+		if flags.NArg() > 2 {
+			return fmt.Errorf("check-config takes at most one FILE, got %d arguments", flags.NArg()-1)
+		}
+		if flags.NArg() == 2 {
+			*configPath, configGiven = flags.Arg(1), true
+		}
+		return checkConfig(*configPath, configGiven, getenv, stdout)
+	case flags.NArg() > 0:
+		return fmt.Errorf("unexpected argument %q: run herald -help for usage", flags.Arg(0))
+	}
 
 	cfg, source, err := loadConfig(*configPath, configGiven, getenv)
 	if err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	logger := newLogger(cfg.Log, stderr)
 
 	var store app.Store
 	if cfg.History.File != "" {
@@ -212,6 +231,56 @@ func sweepPeriodically(ctx context.Context, hub *app.Hub, interval time.Duration
 			}
 		}
 	}
+}
+
+// newLogger builds the structured logger that log.format and log.level
+// describe; the config has been validated.
+func newLogger(cfg app.LogConfig, w io.Writer) *slog.Logger {
+	level, _ := cfg.SlogLevel()
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// checkConfig validates a configuration as run would load it and prints the
+// values in force, environment included.
+func checkConfig(path string, given bool, getenv func(string) string, stdout io.Writer) error {
+	cfg, source, err := loadConfig(path, given, getenv)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "# %s is valid. The values in force:\n%s", source, cfg.YAML())
+	return nil
+}
+
+// versionLine says which Herald this is: the module version, the commit it
+// was built from and the Go release, as the build recorded them.
+func versionLine() string {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "herald (no build information)"
+	}
+	version := info.Main.Version
+	if version == "" {
+		version = "(devel)"
+	}
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	line := "herald " + version
+	if rev := settings["vcs.revision"]; rev != "" {
+		line += " commit " + rev
+		if settings["vcs.modified"] == "true" {
+			line += " (modified)"
+		}
+		if at := settings["vcs.time"]; at != "" {
+			line += " " + at
+		}
+	}
+	return line + " " + info.GoVersion
 }
 
 // loadConfig reads the configuration and applies the environment. A missing

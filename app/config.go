@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"reflect"
 	"strconv"
@@ -28,6 +29,7 @@ type Config struct {
 	WebSocket WebSocketConfig `yaml:"websocket"`
 	SSE       SSEConfig       `yaml:"sse"`
 	History   HistoryConfig   `yaml:"history"`
+	Log       LogConfig       `yaml:"log"`
 }
 
 // PathsConfig places each route. Every path starts with "/".
@@ -37,6 +39,11 @@ type PathsConfig struct {
 	Notify string `yaml:"notify"`
 	Events string `yaml:"events"`
 	Static string `yaml:"static"`
+	// Healthz, Readyz and Metrics are for operators: liveness, readiness
+	// and Prometheus metrics.
+	Healthz string `yaml:"healthz"`
+	Readyz  string `yaml:"readyz"`
+	Metrics string `yaml:"metrics"`
 }
 
 // LimitsConfig bounds what any one client can make the server hold.
@@ -75,6 +82,30 @@ type SSEConfig struct {
 	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
 }
 
+// LogConfig sets how Herald logs, always to stderr.
+type LogConfig struct {
+	// Format is "text" (key=value lines) or "json" (one object per line).
+	Format string `yaml:"format"`
+	// Level is the least severe level logged: debug, info, warn or error.
+	Level string `yaml:"level"`
+}
+
+// SlogLevel is the slog level that Level names; ok is false for a name
+// that is not a level.
+func (c LogConfig) SlogLevel() (level slog.Level, ok bool) {
+	switch c.Level {
+	case "debug":
+		return slog.LevelDebug, true
+	case "info":
+		return slog.LevelInfo, true
+	case "warn":
+		return slog.LevelWarn, true
+	case "error":
+		return slog.LevelError, true
+	}
+	return 0, false
+}
+
 // HistoryConfig sets what each topic keeps for subscribers that resume.
 type HistoryConfig struct {
 	// Size is how many recent messages each topic keeps; 0 keeps none.
@@ -104,11 +135,14 @@ func DefaultConfig() Config {
 		Port:          9000,
 		ShutdownGrace: 10 * time.Second,
 		Paths: PathsConfig{
-			Page:   "/",
-			WS:     "/ws",
-			Notify: "/notify",
-			Events: "/events",
-			Static: "/static",
+			Page:    "/",
+			WS:      "/ws",
+			Notify:  "/notify",
+			Events:  "/events",
+			Static:  "/static",
+			Healthz: "/healthz",
+			Readyz:  "/readyz",
+			Metrics: "/metrics",
 		},
 		Limits: LimitsConfig{
 			MaxMessageBytes: 64 << 10,
@@ -128,6 +162,10 @@ func DefaultConfig() Config {
 			Size: 1000,
 			TTL:  24 * time.Hour,
 			File: "",
+		},
+		Log: LogConfig{
+			Format: "text",
+			Level:  "info",
 		},
 	}
 }
@@ -220,6 +258,9 @@ func (c Config) validate(source string, lines map[string]int) error {
 		{"paths.ws", c.Paths.WS},
 		{"paths.notify", c.Paths.Notify},
 		{"paths.events", c.Paths.Events},
+		{"paths.healthz", c.Paths.Healthz},
+		{"paths.readyz", c.Paths.Readyz},
+		{"paths.metrics", c.Paths.Metrics},
 		{"paths.static", c.Paths.Static},
 	}
 	for i, r := range routes {
@@ -249,6 +290,12 @@ func (c Config) validate(source string, lines map[string]int) error {
 	}
 	if err := inRange(c.Limits.SubscriberQueue, 1, subscriberQueueCeiling); err != "" {
 		return fail("limits.subscriber_queue", "%s", err)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return fail("log.format", "%q is not a format: use text or json", c.Log.Format)
+	}
+	if _, ok := c.Log.SlogLevel(); !ok {
+		return fail("log.level", "%q is not a level: use debug, info, warn or error", c.Log.Level)
 	}
 	if err := inRange(c.Limits.MaxTopics, 1, maxTopicsCeiling); err != "" {
 		return fail("limits.max_topics", "%s", err)

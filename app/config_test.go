@@ -116,3 +116,25 @@ func TestApplyEnvOverridesPort(t *testing.T) {
 		t.Errorf("unset HERALD_PORT changed the port to %d (%v)", cfg.Port, err)
 	}
 }
+
+func TestConfigYAMLReadsBackToTheSameConfig(t *testing.T) {
+	t.Parallel()
+	changed := DefaultConfig()
+	changed.Host = `odd "host"`
+	changed.History.TTL = 90 * time.Minute
+	changed.WebSocket.PingInterval = 1500 * time.Millisecond
+	changed.History.File = "/var/lib/herald/history.db"
+	for _, cfg := range []Config{DefaultConfig(), changed} {
+		text := cfg.YAML()
+		back, err := ParseConfig("printed", []byte(text))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, text)
+		}
+		if back != cfg {
+			t.Errorf("read back %+v, want %+v\n%s", back, cfg, text)
+		}
+	}
+	if text := DefaultConfig().YAML(); !strings.Contains(text, "  ttl: 24h\n") || !strings.Contains(text, "shutdown_grace: 10s\n") {
+		t.Errorf("durations are not written the way people write them:\n%s", text)
+	}
+}

@@ -499,3 +499,38 @@ func (t *topicState) oldestKept() uint64 {
 	}
 	return t.history.at(0).ID
 }
+
+// TopicSubscribers returns how many subscribers each topic has, for
+// topics that have any.
+func (h *Hub) TopicSubscribers() map[string]int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	counts := make(map[string]int)
+	for name, t := range h.topics {
+		t.mu.Lock()
+		if n := len(t.subscribers); n > 0 {
+			counts[name] = n
+		}
+		t.mu.Unlock()
+	}
+	return counts
+}
+
+// Pinger is a Store that can check that it still works.
+type Pinger interface {
+	Ping() error
+}
+
+// Ready reports why the hub cannot take work, or nil: it is shutting down,
+// or its store, if it can tell, does not answer.
+func (h *Hub) Ready() error {
+	if h.Closed() {
+		return ErrHubClosed
+	}
+	if p, ok := h.store.(Pinger); ok {
+		if err := p.Ping(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

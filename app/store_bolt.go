@@ -166,6 +166,18 @@ func (s *BoltStore) Forget(topics []string) error {
 	return s.wrap("forget topics", err)
 }
 
+var _ Pinger = (*BoltStore)(nil)
+
+// Ping checks that the file can still be read.
+func (s *BoltStore) Ping() error {
+	return s.wrap("ping", s.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(sequenceStarts) == nil {
+			return errors.New("the file lost its sequence bucket")
+		}
+		return nil
+	}))
+}
+
 // Close closes the file.
 func (s *BoltStore) Close() error { return s.wrap("close", s.db.Close()) }
 

@@ -25,6 +25,7 @@ const sseRetry = 2 * time.Second
 type eventsHandler struct {
 	hub               *app.Hub
 	log               *slog.Logger
+	metrics           *metrics
 	heartbeatInterval time.Duration
 	writeTimeout      time.Duration
 	drainTimeout      time.Duration
@@ -37,6 +38,7 @@ func (h *eventsHandler) stream(c echo.Context) error {
 		return err
 	}
 	defer h.hub.Unsubscribe(sub)
+	defer h.metrics.connected(transportSSE)()
 
 	w := &sseWriter{
 		response:     c.Response(),
@@ -100,6 +102,7 @@ func (h *eventsHandler) serve(ctx context.Context, sub *app.Subscriber, w *sseWr
 			if err := w.message(m); err != nil {
 				return err
 			}
+			h.metrics.delivered(m)
 		case <-heartbeat.C:
 			w.comment("heartbeat")
 			if err := w.flush(); err != nil {

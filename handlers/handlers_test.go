@@ -3,6 +3,7 @@ package handlers
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -272,7 +273,7 @@ func TestBrowsersGetPagesAndRedirects(t *testing.T) {
 func TestPageUsesConfiguredPaths(t *testing.T) {
 	t.Parallel()
 	s := newTestServer(t, func(c *app.Config) {
-		c.Paths = app.PathsConfig{Page: "/watch", WS: "/live", Notify: "/send", Events: "/stream", Static: "/assets"}
+		c.Paths = app.PathsConfig{Page: "/watch", WS: "/live", Notify: "/send", Events: "/stream", Static: "/assets", Healthz: "/alive", Readyz: "/ready", Metrics: "/prom"}
 	})
 	rec := s.do(httptest.NewRequest(http.MethodGet, "/watch", nil))
 	if rec.Code != http.StatusOK {
@@ -329,5 +330,52 @@ func TestStreamRoutesRefuseBadParametersBeforeSubscribing(t *testing.T) {
 				t.Errorf("a refused request left %d subscribers and %d topics", stats.Subscribers, stats.Topics)
 			}
 		})
+	}
+}
+
+func TestReadinessFailsOnceShutdownBegins(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, nil)
+	if rec := s.do(httptest.NewRequest(http.MethodGet, "/readyz", nil)); rec.Code != http.StatusOK {
+		t.Fatalf("readyz before shutdown: %d %s", rec.Code, rec.Body)
+	}
+	if err := s.hub.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rec := s.do(httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	var body map[string]string
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != http.StatusServiceUnavailable || body["status"] != "unavailable" {
+		t.Errorf("readyz during shutdown: %d %s, want 503 unavailable", rec.Code, rec.Body)
+	}
+	if rec := s.do(httptest.NewRequest(http.MethodGet, "/healthz", nil)); rec.Code != http.StatusOK {
+		t.Errorf("healthz during shutdown: %d, want 200: the process still serves", rec.Code)
+	}
+}
+
+func TestTopicMetricsKeepTheirCardinalityBounded(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, nil)
+	const topics = topicLabelLimit + 10
+	for i := range topics {
+		for range 1 + i/topicLabelLimit { // the last ten topics are the busiest
+			if _, err := s.hub.Subscribe(app.SubscribeRequest{Topic: fmt.Sprintf("t%03d", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	body := s.do(httptest.NewRequest(http.MethodGet, "/metrics", nil)).Body.String()
+	series := 0
+	for line := range strings.SplitSeq(body, "\n") {
+		if strings.HasPrefix(line, "herald_topic_subscribers{") {
+			series++
+		}
+	}
+	if series != topicLabelLimit+1 {
+		t.Errorf("%d topic series, want %d and one for the rest", series, topicLabelLimit)
+	}
+	for _, want := range []string{`herald_topic_subscribers{topic="t059"} 2`, `herald_topic_subscribers{topic="(other)"} 10`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
 	}
 }

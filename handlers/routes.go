@@ -11,6 +11,7 @@ import (
 	"net/http"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"herald/app"
 )
@@ -54,16 +55,24 @@ func New(opts Options) (*echo.Echo, error) {
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.Use(recoverer(log), requestLogger(log))
 
+	metrics := newMetrics(opts.Hub)
+	history := "memory"
+	if cfg.History.File != "" {
+		history = "file"
+	}
+	health := &healthHandler{hub: opts.Hub, history: history}
 	page := &pageHandler{paths: paths}
 	notify := &notifyHandler{hub: opts.Hub, pagePath: paths.Page}
 	stream := &streamHandler{
 		log:          log,
+		metrics:      metrics,
 		pingInterval: cfg.WebSocket.PingInterval,
 		drainTimeout: cfg.WebSocket.WriteTimeout,
 	}
 	events := &eventsHandler{
 		hub:               opts.Hub,
 		log:               log,
+		metrics:           metrics,
 		heartbeatInterval: cfg.SSE.HeartbeatInterval,
 		writeTimeout:      cfg.WebSocket.WriteTimeout,
 		drainTimeout:      cfg.WebSocket.WriteTimeout,
@@ -83,6 +92,9 @@ func New(opts Options) (*echo.Echo, error) {
 	e.POST(paths.Notify, notify.publish)
 	e.GET(paths.WS, stream.serve, subscription)
 	e.GET(paths.Events, events.stream)
+	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Healthz, health.live)
+	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Readyz, health.ready)
+	e.GET(paths.Metrics, echo.WrapHandler(promhttp.HandlerFor(metrics.registry, promhttp.HandlerOpts{})))
 	static := echo.StaticDirectoryHandler(opts.Static, !e.EnablePathUnescapingStaticFiles)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Static+"/*", static)
 	return e, nil

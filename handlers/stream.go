@@ -45,6 +45,7 @@ var (
 // writer (started here); only the writer writes frames.
 type streamHandler struct {
 	log          *slog.Logger
+	metrics      *metrics
 	pingInterval time.Duration
 	// drainTimeout bounds how long shutdown spends writing queued messages
 	// to one subscriber.
@@ -63,6 +64,7 @@ func (h *streamHandler) serve(c echo.Context) error {
 		closeCode:    make(chan int, 1),
 		readDone:     make(chan struct{}),
 	}
+	defer s.handler.metrics.connected(transportWebSocket)()
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -183,6 +185,7 @@ func (s *session) write() {
 				s.abort("write message", err)
 				return
 			}
+			s.handler.metrics.delivered(m)
 		case <-ping.C:
 			if err := pingCodec.Send(s.Conn, nil); err != nil {
 				s.abort("write ping", err)

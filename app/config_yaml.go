@@ -1,0 +1,56 @@
+package app
+
+import (
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// YAML renders c as a config file that ParseConfig reads back to c: every
+// key, sections in order, durations with units.
+func (c Config) YAML() string {
+	var b strings.Builder
+	writeYAML(&b, reflect.ValueOf(c), "")
+	return b.String()
+}
+
+func writeYAML(b *strings.Builder, v reflect.Value, indent string) {
+	t := v.Type()
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		field := v.Field(i)
+		if field.Kind() == reflect.Struct && field.Type() != durationType {
+			fmt.Fprintf(b, "%s%s:\n", indent, name)
+			writeYAML(b, field, indent+"  ")
+			continue
+		}
+		fmt.Fprintf(b, "%s%s: %s\n", indent, name, yamlScalar(field))
+	}
+}
+
+func yamlScalar(v reflect.Value) string {
+	switch {
+	case v.Type() == durationType:
+		return formatDuration(time.Duration(v.Int()))
+	case v.Kind() == reflect.String:
+		return strconv.Quote(v.String()) // a YAML double-quoted scalar too
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+// formatDuration writes 24h rather than Go's 24h0m0s.
+func formatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}

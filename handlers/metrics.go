@@ -1,0 +1,139 @@
+package handlers
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"herald/app"
+)
+
+// topicLabelLimit bounds herald_topic_subscribers: the busiest topics get
+// their own series and the rest are summed under otherTopics, so made-up
+// topic names cannot blow up a Prometheus server.
+const topicLabelLimit = 50
+
+// otherTopics labels the sum of the topics past topicLabelLimit. It cannot
+// be a topic name.
+const otherTopics = "(other)"
+
+// Transports, as the herald_connections label names them.
+const (
+	transportWebSocket = "websocket"
+	transportSSE       = "sse"
+)
+
+// metrics holds Herald's Prometheus metrics, in a registry of its own.
+type metrics struct {
+	registry        *prometheus.Registry
+	connections     *prometheus.GaugeVec
+	deliveryLatency prometheus.Histogram
+}
+
+func newMetrics(hub *app.Hub) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "herald_connections",
+			Help: "Open subscriber connections, by transport.",
+		}, []string{"transport"}),
+		deliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "herald_delivery_latency_seconds",
+			Help:    "Time from a publish being accepted to its message being written to a live subscriber.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10), // 100µs to about 26s
+		}),
+	}
+	// Both transports show from the start, at 0.
+	m.connections.WithLabelValues(transportWebSocket)
+	m.connections.WithLabelValues(transportSSE)
+	m.registry.MustRegister(
+		m.connections,
+		m.deliveryLatency,
+		&hubCollector{hub: hub},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return m
+}
+
+// delivered records a live message's latency once it has been written.
+// Replayed history is not counted: its age is not a delivery delay.
+func (m *metrics) delivered(msg *app.Message) {
+	m.deliveryLatency.Observe(time.Since(msg.Time).Seconds())
+}
+
+// connected counts a connection until the returned func is called.
+func (m *metrics) connected(transport string) (disconnected func()) {
+	g := m.connections.WithLabelValues(transport)
+	g.Inc()
+	return g.Dec
+}
+
+// hubCollector reads the hub's counters when Prometheus scrapes, so the hub
+// knows nothing of Prometheus.
+type hubCollector struct {
+	hub *app.Hub
+}
+
+var (
+	subscribersDesc = prometheus.NewDesc("herald_subscribers",
+		"Live subscriptions over every transport.", nil, nil)
+	topicsDesc = prometheus.NewDesc("herald_topics",
+		"Topics held: with subscribers or kept history.", nil, nil)
+	topicSubscribersDesc = prometheus.NewDesc("herald_topic_subscribers",
+		"Subscribers per topic, for the busiest topics; the rest are summed under topic=\"(other)\".", []string{"topic"}, nil)
+	publishedDesc = prometheus.NewDesc("herald_messages_published_total",
+		"Messages accepted by a publish.", nil, nil)
+	deliveredDesc = prometheus.NewDesc("herald_messages_delivered_total",
+		"Messages handed to a subscriber's queue, counted per subscriber.", nil, nil)
+	droppedDesc = prometheus.NewDesc("herald_messages_dropped_total",
+		"Messages handed to a subscriber but never written to it (each is also logged).", nil, nil)
+	slowDesc = prometheus.NewDesc("herald_slow_subscriber_disconnects_total",
+		"Subscribers disconnected because their queue was full.", nil, nil)
+	brokerErrorsDesc = prometheus.NewDesc("herald_broker_errors_total",
+		"Failures of the history store: publishes refused and sweeps that failed.", nil, nil)
+)
+
+func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{subscribersDesc, topicsDesc, topicSubscribersDesc,
+		publishedDesc, deliveredDesc, droppedDesc, slowDesc, brokerErrorsDesc} {
+		ch <- d
+	}
+}
+
+func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
+	stats := c.hub.Stats()
+	ch <- prometheus.MustNewConstMetric(subscribersDesc, prometheus.GaugeValue, float64(stats.Subscribers))
+	ch <- prometheus.MustNewConstMetric(topicsDesc, prometheus.GaugeValue, float64(stats.Topics))
+	ch <- prometheus.MustNewConstMetric(publishedDesc, prometheus.CounterValue, float64(stats.Published))
+	ch <- prometheus.MustNewConstMetric(deliveredDesc, prometheus.CounterValue, float64(stats.Delivered))
+	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(stats.Dropped))
+	ch <- prometheus.MustNewConstMetric(slowDesc, prometheus.CounterValue, float64(stats.SlowDisconnects))
+	ch <- prometheus.MustNewConstMetric(brokerErrorsDesc, prometheus.CounterValue, float64(stats.StoreErrors))
+
+	type topicCount struct {
+		topic string
+		n     int
+	}
+	var counts []topicCount
+	for topic, n := range c.hub.TopicSubscribers() {
+		counts = append(counts, topicCount{topic, n})
+	}
+	slices.SortFunc(counts, func(a, b topicCount) int {
+		return cmp.Or(cmp.Compare(b.n, a.n), cmp.Compare(a.topic, b.topic))
+	})
+	other := 0
+	for i, tc := range counts {
+		if i >= topicLabelLimit {
+			other += tc.n
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(topicSubscribersDesc, prometheus.GaugeValue, float64(tc.n), tc.topic)
+	}
+	if len(counts) > topicLabelLimit {
+		ch <- prometheus.MustNewConstMetric(topicSubscribersDesc, prometheus.GaugeValue, float64(other), otherTopics)
+	}
+}

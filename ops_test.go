@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	dto "github.com/prometheus/client_model/go"
+
+	"herald/app"
+)
+
+func getJSON(t *testing.T, url string, out any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatalf("GET %s: body is not JSON: %v", url, err)
+	}
+	return resp.StatusCode
+}
+
+func TestHealthAndReadiness(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "history:\n  file: "+filepath.Join(t.TempDir(), "h.db")+"\n")
+	var live, ready map[string]string
+	if code := getJSON(t, h.Origin+"/healthz", &live); code != 200 || live["status"] != "ok" {
+		t.Errorf("healthz: %d %v", code, live)
+	}
+	if code := getJSON(t, h.Origin+"/readyz", &ready); code != 200 || ready["status"] != "ready" || ready["history"] != "file" {
+		t.Errorf("readyz: %d %v", code, ready)
+	}
+}
+
+// scrape reads /metrics as Prometheus would.
+func scrape(t *testing.T, h *heraldProcess) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(h.Origin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("metrics are not Prometheus text: %v", err)
+	}
+	return families
+}
+
+func TestMetricsCountConnectionsMessagesAndLatency(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	ws := dial(t, h.ws("/ws"))
+	sse := openEvents(t, h.Origin+"/events?topic=news", "")
+	h.publish(t, "one")
+	h.publish(t, "two")
+	h.publishToTopic(t, "news", "three")
+	h.publishToTopic(t, "news", "four")
+	// Each writer observes a message's latency before it writes the next,
+	// so once the second has arrived the first has been measured.
+	readText(t, ws)
+	readText(t, ws)
+	sse.next(t)
+	sse.next(t)
+
+	families := scrape(t, h)
+	value := func(name string, labels ...string) float64 {
+		t.Helper()
+		family, ok := families[name]
+		if !ok {
+			t.Fatalf("no metric %s", name)
+		}
+	metrics:
+		for _, m := range family.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, l := range m.GetLabel() {
+					found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
+				}
+				if !found {
+					continue metrics
+				}
+			}
+			switch {
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+		t.Fatalf("no %s with labels %v", name, labels)
+		return 0
+	}
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"herald_connections", []string{"transport", "websocket"}, 1},
+		{"herald_connections", []string{"transport", "sse"}, 1},
+		{"herald_subscribers", nil, 2},
+		{"herald_topic_subscribers", []string{"topic", "default"}, 1},
+		{"herald_topic_subscribers", []string{"topic", "news"}, 1},
+		{"herald_messages_published_total", nil, 4},
+		{"herald_messages_delivered_total", nil, 4},
+		{"herald_messages_dropped_total", nil, 0},
+		{"herald_slow_subscriber_disconnects_total", nil, 0},
+		{"herald_broker_errors_total", nil, 0},
+	} {
+		if got := value(c.name, c.labels...); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	if got := value("herald_delivery_latency_seconds"); got < 2 {
+		t.Errorf("delivery latency has %v samples, want at least 2", got)
+	}
+	if _, ok := families["go_goroutines"]; !ok {
+		t.Error("no Go runtime metrics")
+	}
+}
+
+// lockedBuffer collects a server's log lines from its goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestJSONLogsWithoutQueryStrings(t *testing.T) {
+	t.Parallel()
+	configPath := filepath.Join(t.TempDir(), "config.yaml")
+	config := "host: 127.0.0.1\nport: 0\nlog:\n  format: json\n  level: info\n"
+	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stdoutReader, stdout := io.Pipe()
+	var stderr lockedBuffer
+	done := make(chan error, 1)
+	go func() {
+		err := run(ctx, []string{"-config", configPath}, func(string) string { return "" }, stdout, &stderr)
+		stdout.CloseWithError(err)
+		done <- err
+	}()
+	line, err := bufio.NewReader(stdoutReader).ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	go io.Copy(io.Discard, stdoutReader)
+	origin := strings.TrimSuffix(strings.TrimSpace(strings.TrimPrefix(line, "Herald is listening on ")), "/")
+	resp, err := http.Get(origin + "/notify?msg=secret&token=hunter2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get(origin + "/nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	logs := stderr.String()
+	if strings.Contains(logs, "secret") || strings.Contains(logs, "hunter2") {
+		t.Errorf("the log holds a query string:\n%s", logs)
+	}
+	requests := 0
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		if entry["level"] == "DEBUG" {
+			t.Errorf("level info logged %v", entry)
+		}
+		if entry["msg"] == "request" && entry["path"] == "/notify" && entry["status"] == 200.0 {
+			requests++
+		}
+	}
+	if requests != 1 {
+		t.Errorf("the publish was logged %d times, want once:\n%s", requests, logs)
+	}
+}
+
+func TestVersionAndCheckConfig(t *testing.T) {
+	t.Parallel()
+	var stdout strings.Builder
+	if err := run(t.Context(), []string{"-version"}, os.Getenv, &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if v := strings.TrimSpace(stdout.String()); !strings.HasPrefix(v, "herald ") || !strings.HasSuffix(v, runtime.Version()) {
+		t.Errorf("-version printed %q", v)
+	}
+
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(path, []byte("history:\n  ttl: 2h\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	env := func(k string) string { return map[string]string{"HERALD_PORT": "9443"}[k] }
+	if err := run(t.Context(), []string{"check-config", path}, env, &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	printed, err := app.ParseConfig("printed", []byte(stdout.String()))
+	if err != nil {
+		t.Fatalf("check-config printed what does not parse: %v\n%s", err, stdout.String())
+	}
+	want := app.DefaultConfig()
+	want.History.TTL = 2 * 3600e9
+	want.Port = 9443
+	if printed != want {
+		t.Errorf("check-config printed %+v, want the file and the environment over the defaults", printed)
+	}
+
+	if err := os.WriteFile(path, []byte("log:\n  level: loud\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = run(t.Context(), []string{"check-config", path}, os.Getenv, io.Discard, io.Discard)
+	if err == nil || err.Error() != path+`:2: log.level: "loud" is not a level: use debug, info, warn or error` {
+		t.Errorf("check-config of a bad file: %v", err)
+	}
+}
