@@ -370,3 +370,53 @@ func TestPageFitsAPhoneScreen(t *testing.T) {
 		t.Errorf("the page is %dpx wider than a 360px screen", overflow)
 	}
 }
+
+func TestPageCountsWatchersAndWorksFromTheKeyboard(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	tab, other := newTab(t), newTab(t)
+	runIn(t, tab, waitLive(h.URL), waitForText("#watchers", "1"))
+	runIn(t, other, waitLive(h.URL))
+	runIn(t, tab, waitForText("#watchers", "2"))
+	runIn(t, other, chromedp.Navigate("about:blank"))
+	runIn(t, tab, waitForText("#watchers", "1"))
+	h.publish(t, "Deploy to eu-1 finished")
+	h.publish(t, "Build #43 is green")
+	// Screen readers hear each burst once, however many it holds.
+	runIn(t, tab, waitFor(`document.getElementById("announcer").textContent.endsWith("Build #43 is green")`))
+
+	// Keyboard only: focus the field, type, press Enter.
+	runIn(t, tab,
+		chromedp.Focus("#msg"),
+		chromedp.SendKeys("#msg", "typed and sent with Enter\r"),
+		waitForMessage("typed and sent with Enter"),
+		// The message is read out once, through the polite live region.
+		waitForText("#announcer", "New message: typed and sent with Enter"),
+	)
+	labelled := get(t, tab, chromedp.Evaluate[bool](
+		`[...document.querySelectorAll("input:not([type=hidden])")].every(i => i.labels.length > 0)`))
+	if !labelled {
+		t.Error("an input has no label")
+	}
+	// The picture in the README: HERALD_SCREENSHOT_DIR=testdata.
+	runIn(t, tab, chromedp.Click(`details.terminal summary`), waitForText("#received-count", "3"))
+	screenshot(t, tab, "page")
+}
+
+// waitForText waits until the element's text is exactly want.
+func waitForText(selector, want string) step {
+	sel, _ := json.Marshal(selector)
+	text, _ := json.Marshal(want)
+	return waitFor(fmt.Sprintf(`document.querySelector(%s)?.textContent === %s`, sel, text))
+}
+
+// waitFor waits until a JavaScript expression is true, checking it on every
+// DOM change: requestAnimationFrame, the default, does not run in a tab
+// that is not in front.
+func waitFor(expression string) step {
+	poll := chromedp.Poll[bool](expression, chromedp.WithPollingMutation())
+	return chromedp.Func(func(ctx context.Context, target *chromedp.Target) error {
+		_, err := poll(ctx, target)
+		return err
+	})
+}

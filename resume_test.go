@@ -435,3 +435,34 @@ func TestUnusableHistoryFileStopsStartUp(t *testing.T) {
 		})
 	}
 }
+
+func TestPresenceFramesFollowJoinsAndLeaves(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	watcher := dial(t, h.ws("/ws?topic=room&format=json&presence=1"))
+	expect := func(want uint64) {
+		t.Helper()
+		var f struct {
+			Type        string `json:"type"`
+			Topic       string `json:"topic"`
+			Subscribers uint64 `json:"subscribers"`
+		}
+		if err := json.Unmarshal([]byte(readText(t, watcher)), &f); err != nil || f.Type != "presence" || f.Topic != "room" || f.Subscribers != want {
+			t.Fatalf("frame %+v (%v), want presence %d", f, err, want)
+		}
+	}
+	expect(1)
+	other := dial(t, h.ws("/ws?topic=room"))
+	expect(2)
+	other.Close()
+	expect(1)
+	// Presence notices are JSON; text mode cannot carry them.
+	resp, err := http.Get(h.Origin + "/events?presence=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("presence in text mode: %d, want 400", resp.StatusCode)
+	}
+}

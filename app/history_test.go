@@ -278,3 +278,43 @@ func TestResumeUnderConcurrentPublishingHasNoGapAndNoDuplicate(t *testing.T) {
 		}
 	}
 }
+
+func TestPresenceTellsWatchersOfJoinsAndLeaves(t *testing.T) {
+	t.Parallel()
+	hub := newHistoryHub(t, 4, time.Hour, nil, nil)
+	watcher, err := hub.Subscribe(SubscribeRequest{Topic: "room", Presence: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changed := func() int {
+		t.Helper()
+		select {
+		case <-watcher.PresenceChanged():
+			return watcher.TopicSubscribers()
+		default:
+			t.Fatal("no presence notice")
+			return 0
+		}
+	}
+	if n := changed(); n != 1 {
+		t.Errorf("after joining alone the count is %d", n)
+	}
+	// Joins pile into one pending notice that reads the count when taken.
+	others := []*Subscriber{subscribe(t, hub, "room"), subscribe(t, hub, "room"), subscribe(t, hub, "room")}
+	subscribe(t, hub, "elsewhere")
+	if n := changed(); n != 4 {
+		t.Errorf("after three joins the count is %d, want 4", n)
+	}
+	select {
+	case <-watcher.PresenceChanged():
+		t.Error("three joins gave more than one pending notice")
+	default:
+	}
+	hub.Unsubscribe(others[0])
+	if n := changed(); n != 3 {
+		t.Errorf("after a leave the count is %d, want 3", n)
+	}
+	if others[1].PresenceChanged() != nil {
+		t.Error("a subscriber that did not ask for presence has a presence channel")
+	}
+}

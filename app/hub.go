@@ -93,7 +93,10 @@ type topicState struct {
 	lastID        uint64
 	history       *history
 	subscribers   map[*Subscriber]struct{}
-	removed       bool // forgotten by Sweep: look the topic up again
+	// watchers counts subscribers for their writers to read without the
+	// lock; it changes only under mu, with subscribers.
+	watchers atomic.Int64
+	removed  bool // forgotten by Sweep: look the topic up again
 }
 
 type hubCounters struct {
@@ -184,6 +187,9 @@ type SubscribeRequest struct {
 	// live ones; Since 0 asks for everything kept.
 	Resume bool
 	Since  uint64
+	// Presence asks to be told whenever the topic's subscriber count
+	// changes; see Subscriber.PresenceChanged.
+	Presence bool
 }
 
 // Subscribe registers a subscriber. Every message published after Subscribe
@@ -207,15 +213,36 @@ func (h *Hub) Subscribe(req SubscribeRequest) (*Subscriber, error) {
 	}
 	h.nextSubscriberID++
 	s := newSubscriber(h.nextSubscriberID, req.Topic, req.Label, h.queueSize)
+	s.watchers = &t.watchers
+	if req.Presence {
+		s.presence = make(chan struct{}, 1)
+	}
 	t.mu.Lock()
 	if req.Resume {
 		h.expireLocked(t)
 		s.backlog, s.gap = t.replay(req.Since)
 	}
 	t.subscribers[s] = struct{}{}
+	t.countChangedLocked()
 	t.mu.Unlock()
 	h.live++
 	return s, nil
+}
+
+// countChangedLocked publishes the topic's subscriber count and tells the
+// subscribers that asked. A notice still pending stands for this one too,
+// so a burst of joins costs each watcher one frame, not one per join. The
+// caller holds t.mu.
+func (t *topicState) countChangedLocked() {
+	t.watchers.Store(int64(len(t.subscribers)))
+	for s := range t.subscribers {
+		if s.presence != nil {
+			select {
+			case s.presence <- struct{}{}:
+			default:
+			}
+		}
+	}
 }
 
 // replay returns the kept messages after since, and the gap between since
@@ -276,7 +303,10 @@ func (h *Hub) leaveLocked(s *Subscriber) {
 	// An evicted subscriber has already left its topic.
 	if t, ok := h.topics[s.topic]; ok {
 		t.mu.Lock()
-		delete(t.subscribers, s)
+		if _, ok := t.subscribers[s]; ok {
+			delete(t.subscribers, s)
+			t.countChangedLocked()
+		}
 		t.mu.Unlock()
 	}
 	s.end(ErrUnsubscribed)
@@ -329,14 +359,18 @@ func (h *Hub) publishLocked(t *topicState, text string) (*Message, int, error) {
 	}
 	t.lastID = m.ID
 	t.history.push(m)
-	delivered := 0
+	delivered, evicted := 0, false
 	for s := range t.subscribers {
 		select {
 		case s.queue <- m:
 			delivered++
 		default:
 			h.evictLocked(t, s)
+			evicted = true
 		}
+	}
+	if evicted {
+		t.countChangedLocked()
 	}
 	h.stats.published.Add(1)
 	h.stats.delivered.Add(uint64(delivered))
@@ -390,6 +424,7 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 				s.end(ErrHubClosed)
 				delete(t.subscribers, s)
 			}
+			t.watchers.Store(0)
 			t.mu.Unlock()
 		}
 		if h.live == 0 {

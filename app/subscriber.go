@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 )
 
 // Reasons a subscription ends, reported by Subscriber.Err.
@@ -31,8 +32,10 @@ type Subscriber struct {
 	queue chan *Message
 
 	// Set by Subscribe, read-only afterwards.
-	backlog []*Message
-	gap     *Gap
+	backlog  []*Message
+	gap      *Gap
+	presence chan struct{} // nil unless presence was asked for
+	watchers *atomic.Int64 // the topic's subscriber count
 
 	// ctx ends when the subscription does; its cause says why.
 	ctx    context.Context
@@ -93,3 +96,12 @@ func (s *Subscriber) Backlog() []*Message { return s.backlog }
 
 // Gap reports messages lost before the Backlog, or nil.
 func (s *Subscriber) Gap() *Gap { return s.gap }
+
+// PresenceChanged receives when the topic's subscriber count may have
+// changed since it last did; read the count with TopicSubscribers. It is
+// nil, and never receives, unless the subscription asked for presence.
+func (s *Subscriber) PresenceChanged() <-chan struct{} { return s.presence }
+
+// TopicSubscribers is how many subscribers the topic has now, this one
+// included while it is subscribed.
+func (s *Subscriber) TopicSubscribers() int { return int(s.watchers.Load()) }

@@ -103,6 +103,11 @@ func (h *eventsHandler) serve(ctx context.Context, sub *app.Subscriber, w *sseWr
 				return err
 			}
 			h.metrics.delivered(m)
+		case <-sub.PresenceChanged():
+			w.event("presence", presenceNotice(sub.Topic(), sub.TopicSubscribers()))
+			if err := w.flush(); err != nil {
+				return err
+			}
 		case <-heartbeat.C:
 			w.comment("heartbeat")
 			if err := w.flush(); err != nil {

@@ -16,6 +16,9 @@ type streamParams struct {
 	resume bool   // since was given: replay history first
 	since  uint64 // replay messages with ids above this
 	json   bool   // each message as {"id","topic","time","msg"}
+	// presence asks for a notice whenever the topic's subscriber count
+	// changes; JSON mode only, since plain frames must be messages.
+	presence bool
 }
 
 // subscribe checks a subscription request's parameters and registers the
@@ -26,7 +29,7 @@ func subscribe(hub *app.Hub, r *http.Request, label string) (*app.Subscriber, st
 		return nil, streamParams{}, err
 	}
 	sub, err := hub.Subscribe(app.SubscribeRequest{
-		Topic: params.topic, Label: label, Resume: params.resume, Since: params.since,
+		Topic: params.topic, Label: label, Resume: params.resume, Since: params.since, Presence: params.presence,
 	})
 	return sub, params, err
 }
@@ -62,7 +65,17 @@ func parseStreamParams(r *http.Request) (streamParams, error) {
 	case "json":
 		p.json = true
 	default:
-		return streamParams{}, newClientError(http.StatusBadRequest, "format %q is not known: use text or json", format)
+		return streamParams{}, newClientError(http.StatusBadRequest, "format %q is not known: use text or json", clip(format))
+	}
+	switch presence := query.Get("presence"); presence {
+	case "", "0", "false":
+	case "1", "true":
+		if !p.json {
+			return streamParams{}, newClientError(http.StatusBadRequest, "presence needs format=json: in text mode every frame is a message")
+		}
+		p.presence = true
+	default:
+		return streamParams{}, newClientError(http.StatusBadRequest, "presence %q is not known: use 1 or 0", clip(presence))
 	}
 	return p, nil
 }

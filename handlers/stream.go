@@ -186,6 +186,12 @@ func (s *session) write() {
 				return
 			}
 			s.handler.metrics.delivered(m)
+		case <-s.Subscriber.PresenceChanged():
+			notice := presenceNotice(s.Subscriber.Topic(), s.Subscriber.TopicSubscribers())
+			if _, err := s.Conn.Write(notice); err != nil {
+				s.abort("write presence", err)
+				return
+			}
 		case <-ping.C:
 			if err := pingCodec.Send(s.Conn, nil); err != nil {
 				s.abort("write ping", err)

@@ -27,6 +27,17 @@ func lostNotice(topic string, gap *app.Gap) []byte {
 	return b
 }
 
+// presenceNotice tells a subscriber how many subscribers its topic has:
+// {"type":"presence","topic","subscribers"}.
+func presenceNotice(topic string, subscribers int) []byte {
+	b, _ := json.Marshal(struct {
+		Type        string `json:"type"`
+		Topic       string `json:"topic"`
+		Subscribers int    `json:"subscribers"`
+	}{"presence", topic, subscribers}) // cannot fail
+	return b
+}
+
 // textBytes views a message's text as bytes without copying it once per
 // subscriber. The writers it is passed to only read it.
 func textBytes(s string) []byte {

@@ -13,6 +13,9 @@
   const notifyPath = body.dataset.notifyPath;
   const topic = body.dataset.topic;
   const lostNotice = document.getElementById("lost-notice");
+  const watchers = document.getElementById("watchers");
+  const announcer = document.getElementById("announcer");
+  const copyButton = document.getElementById("copy-curl");
   const statusText = document.getElementById("status-text");
   const list = document.getElementById("messages");
   const empty = document.getElementById("empty");
@@ -36,6 +39,18 @@
   }
   notifyURL.searchParams.set("msg", "HelloWorld");
   curlExample.textContent = `curl '${notifyURL.href}'`;
+  if (navigator.clipboard) {
+    copyButton.hidden = false;
+    copyButton.addEventListener("click", async () => {
+      try {
+        await navigator.clipboard.writeText(curlExample.textContent);
+        copyButton.textContent = "Copied";
+      } catch {
+        copyButton.textContent = "Select the command to copy it";
+      }
+      setTimeout(() => { copyButton.textContent = "Copy command"; }, 2000);
+    });
+  }
 
   function setState(state, text) {
     body.dataset.state = state;
@@ -49,6 +64,7 @@
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     url.searchParams.set("topic", topic);
     url.searchParams.set("format", "json");
+    url.searchParams.set("presence", "1");
     url.searchParams.set("since", lastId === null ? "0" : lastId);
     return url.href;
   }
@@ -60,16 +76,25 @@
     return Math.round(ceiling / 2 + Math.random() * ceiling / 2);
   }
 
+  let socket = null;     // the current connection, if any
+  let hidden = false;    // the page is in the back/forward cache
+
   function connect() {
     retryTimer = null;
     setState(failures === 0 ? "connecting" : "reconnecting", failures === 0 ? "Connecting…" : "Reconnecting…");
-    const socket = new WebSocket(socketURL());
-    socket.addEventListener("open", () => {
+    const current = new WebSocket(socketURL());
+    socket = current;
+    current.addEventListener("open", () => {
       failures = 0;
       setState("live", "Live");
     });
-    socket.addEventListener("message", (event) => receive(event.data));
-    socket.addEventListener("close", () => {
+    current.addEventListener("message", (event) => receive(event.data));
+    current.addEventListener("close", () => {
+      if (socket !== current || hidden) {
+        return; // closed on purpose; pageshow reconnects
+      }
+      socket = null;
+      watchers.textContent = "–";
       const delay = retryDelay(failures);
       failures += 1;
       setState("reconnecting", `Reconnecting in ${Math.ceil(delay / 1000)} s…`);
@@ -77,9 +102,27 @@
     });
   }
 
+  // A page kept in the back/forward cache would hold its connection open,
+  // frozen, and count as a watcher: let go of it, and resume on return.
+  window.addEventListener("pagehide", () => {
+    hidden = true;
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    if (socket !== null) {
+      socket.close(1000, "page hidden");
+      socket = null;
+    }
+  });
+  window.addEventListener("pageshow", (event) => {
+    hidden = false;
+    if (event.persisted && socket === null) {
+      connect();
+    }
+  });
+
   // A network that comes back is worth trying at once.
   window.addEventListener("online", () => {
-    if (retryTimer !== null) {
+    if (retryTimer !== null && !hidden) {
       clearTimeout(retryTimer);
       connect();
     }
@@ -94,6 +137,10 @@
     }
     if (frame.type === "lost") {
       warnLost(frame.count);
+      return;
+    }
+    if (frame.type === "presence") {
+      watchers.textContent = String(frame.subscribers);
       return;
     }
     // A resumed stream starts after lastId, so this only guards the list.
@@ -129,6 +176,26 @@
     received += 1;
     receivedCount.textContent = String(received);
     empty.hidden = true;
+    announce(text);
+  }
+
+  // Screen readers hear one summary per burst (a replay of history, a
+  // flurry of publishes) rather than every message read out in turn.
+  let pendingAnnouncements = 0;
+  let latestText = "";
+  let announceTimer = null;
+  function announce(text) {
+    pendingAnnouncements += 1;
+    latestText = text;
+    if (announceTimer === null) {
+      announceTimer = setTimeout(() => {
+        announcer.textContent = pendingAnnouncements === 1
+          ? `New message: ${latestText}`
+          : `${pendingAnnouncements} new messages. Latest: ${latestText}`;
+        pendingAnnouncements = 0;
+        announceTimer = null;
+      }, 400);
+    }
   }
 
   function report(text, isError) {
