@@ -129,7 +129,6 @@ http {
 	}
 }
 
-
 // waitForListener waits until addr accepts connections. nginx has no way to
 // say that it is ready, so this is the one place that polls: a refused
 // dial is tried again a moment later, for at most hangGuard.
