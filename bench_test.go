@@ -18,7 +18,7 @@ func BenchmarkFanOut(b *testing.B) {
 			// The shipped queue size: a channel's buffer is allocated up front,
 			// so a deeper queue would mostly measure the garbage collector
 			// scanning it. A subscriber evicted as slow fails the benchmark.
-			h := startHerald(b, "")
+			h := startHerald(b, unlimitedPublishing)
 			var received sync.WaitGroup
 			for range subscribers {
 				conn := dial(b, h.ws("/ws"))

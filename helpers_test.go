@@ -24,6 +24,10 @@ import (
 // It is not an assertion about speed: waits end on the event itself.
 const hangGuard = time.Minute
 
+// unlimitedPublishing turns the per-address publish rate limit off, for
+// tests that publish more than a burst from one address on purpose.
+const unlimitedPublishing = "limits:\n  publish_per_second: 0\n"
+
 // heraldProcess is Herald started in-process by run, as main starts it.
 type heraldProcess struct {
 	URL    string // page URL as printed, e.g. http://127.0.0.1:41234/

@@ -92,7 +92,7 @@ func TestEveryPublishMethodReachesEverySubscriberAsOneTextFrame(t *testing.T) {
 func TestConcurrentPublishesReachEverySubscriberInOneOrder(t *testing.T) {
 	t.Parallel()
 	const publishers, each = 4, 100
-	h := startHerald(t, "")
+	h := startHerald(t, unlimitedPublishing)
 	subs := []*gorilla.Conn{dial(t, h.ws("/ws")), dial(t, h.ws("/ws"))}
 
 	var wg sync.WaitGroup
@@ -132,7 +132,7 @@ func TestConcurrentPublishesReachEverySubscriberInOneOrder(t *testing.T) {
 
 func TestSubscriberThatNeverReadsIsDroppedWhileOthersMissNothing(t *testing.T) {
 	t.Parallel()
-	h := startHerald(t, "limits:\n  subscriber_queue: 8\n")
+	h := startHerald(t, "limits:\n  subscriber_queue: 8\n  publish_per_second: 0\n")
 	stalled := dial(t, h.ws("/ws")) // never read until the end
 	const healthyCount = 2
 	healthy := make([]*backgroundReader, healthyCount)
@@ -466,7 +466,7 @@ func TestShippedConfigStatesEveryKeyWithItsDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg != app.DefaultConfig() {
+	if !reflect.DeepEqual(cfg, app.DefaultConfig()) {
 		t.Errorf("config.yaml differs from the built-in defaults:\n file %+v\n code %+v", cfg, app.DefaultConfig())
 	}
 	data, _ := os.ReadFile("config.yaml")

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"errors"
 	"flag"
@@ -149,6 +150,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 
+	var tlsConfig *tls.Config
+	if cfg.TLS.Cert != "" {
+		pair, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			return fmt.Errorf("tls: load %s and %s: %w", cfg.TLS.Cert, cfg.TLS.Key, err)
+		}
+		// HTTP/1.1 only: WebSocket upgrades need it, and x/net/websocket
+		// has no HTTP/2 support.
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	}
+
 	listener, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Errorf("%w: another program has this port; set port in %s or HERALD_PORT", err, *configPath)
@@ -163,9 +175,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		TLSConfig:         tlsConfig,
 	}
 	served := make(chan error, 1)
-	go func() { served <- server.Serve(listener) }()
+	go func() {
+		if tlsConfig != nil {
+			served <- server.ServeTLS(listener, "", "")
+			return
+		}
+		served <- server.Serve(listener)
+	}()
 	sweepCtx, stopSweeping := context.WithCancel(ctx)
 	swept := make(chan struct{})
 	go func() {
@@ -251,7 +270,7 @@ func checkConfig(path string, given bool, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "# %s is valid. The values in force:\n%s", source, cfg.YAML())
+	fmt.Fprintf(stdout, "# %s is valid. The values in force (tokens hidden):\n%s", source, cfg.Redacted().YAML())
 	return nil
 }
 
@@ -312,5 +331,9 @@ func pageURL(cfg app.Config, addr net.Addr) string {
 	if tcp, ok := addr.(*net.TCPAddr); ok {
 		port = tcp.Port
 	}
-	return "http://" + net.JoinHostPort(host, strconv.Itoa(port)) + cfg.Paths.Page
+	scheme := "http"
+	if cfg.TLS.Cert != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + net.JoinHostPort(host, strconv.Itoa(port)) + cfg.Paths.Page
 }

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"strings"
 	"sync"
@@ -239,7 +240,7 @@ func TestVersionAndCheckConfig(t *testing.T) {
 	want := app.DefaultConfig()
 	want.History.TTL = 2 * 3600e9
 	want.Port = 9443
-	if printed != want {
+	if !reflect.DeepEqual(printed, want) {
 		t.Errorf("check-config printed %+v, want the file and the environment over the defaults", printed)
 	}
 

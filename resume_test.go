@@ -133,7 +133,7 @@ func TestTopicsAreIsolated(t *testing.T) {
 func TestResumingClientsMissNothingWhilePublishing(t *testing.T) {
 	t.Parallel()
 	const messages, clients = 2000, 3
-	h := startHerald(t, "history:\n  size: 5000\n")
+	h := startHerald(t, "history:\n  size: 5000\n"+unlimitedPublishing)
 	first := h.publishToTopic(t, "seam", "start") // every client resumes from here
 
 	var wg sync.WaitGroup
@@ -274,7 +274,7 @@ func TestEventsStreamResumesWithLastEventID(t *testing.T) {
 
 func TestEventsJSONModeLostNoticeAndHeartbeats(t *testing.T) {
 	t.Parallel()
-	h := startHerald(t, "history:\n  size: 1\nsse:\n  heartbeat_interval: 50ms\n")
+	h := startHerald(t, "history:\n  size: 1\nsse:\n  heartbeat_interval: 50ms\n"+unlimitedPublishing)
 	first := h.publishToTopic(t, "news", "gone")
 	h.publishToTopic(t, "news", "gone too")
 	kept := h.publishToTopic(t, "news", "kept")

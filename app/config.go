@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -30,6 +31,35 @@ type Config struct {
 	SSE       SSEConfig       `yaml:"sse"`
 	History   HistoryConfig   `yaml:"history"`
 	Log       LogConfig       `yaml:"log"`
+	Security  SecurityConfig  `yaml:"security"`
+	Notify    NotifyConfig    `yaml:"notify"`
+	TLS       TLSConfig       `yaml:"tls"`
+}
+
+// SecurityConfig says who may subscribe and publish.
+type SecurityConfig struct {
+	// AllowedOrigins are the browser origins, besides the server's own,
+	// that may open WebSockets and publish, such as https://app.example.com.
+	// Requests without an Origin header (curl, scripts, servers) are not
+	// affected.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// PublishToken, when set, is required to publish.
+	PublishToken string `yaml:"publish_token"`
+	// SubscribeToken, when set, is required to subscribe.
+	SubscribeToken string `yaml:"subscribe_token"`
+}
+
+// NotifyConfig sets how the notify route publishes.
+type NotifyConfig struct {
+	// AllowGet lets GET /notify?msg= publish, as the seed's clients do. Turn
+	// it off where following a link must never publish.
+	AllowGet bool `yaml:"allow_get"`
+}
+
+// TLSConfig serves https and wss directly when both files are set.
+type TLSConfig struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
 }
 
 // PathsConfig places each route. Every path starts with "/".
@@ -60,6 +90,17 @@ type LimitsConfig struct {
 	// subscribers or kept history, so that made-up topic names cannot grow
 	// memory without end.
 	MaxTopics int `yaml:"max_topics"`
+	// MaxConnections bounds open subscriber connections (WebSocket and
+	// SSE); one more gets 503 before any upgrade.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerIP bounds one client address's open subscriber
+	// connections; one more gets 429.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// PublishPerSecond and PublishBurst rate-limit publishing per client
+	// address: a bucket of PublishBurst refilled at PublishPerSecond. 0
+	// turns the limit off.
+	PublishPerSecond float64 `yaml:"publish_per_second"`
+	PublishBurst     int     `yaml:"publish_burst"`
 }
 
 // WebSocketConfig sets the timing of every WebSocket connection.
@@ -125,6 +166,7 @@ const (
 	subscriberQueueCeiling = 1 << 20
 	historySizeCeiling     = 1 << 20
 	maxTopicsCeiling       = 1 << 24
+	maxConnectionsCeiling  = 1 << 24
 )
 
 // DefaultConfig returns the configuration Herald runs with when no file is
@@ -149,6 +191,12 @@ func DefaultConfig() Config {
 			MaxFrameBytes:   4 << 10,
 			SubscriberQueue: 256,
 			MaxTopics:       10000,
+			// A public server: thousands of watchers, a busy page or script
+			// per address, and publishing at a human or webhook pace.
+			MaxConnections:      10000,
+			MaxConnectionsPerIP: 100,
+			PublishPerSecond:    10,
+			PublishBurst:        50,
 		},
 		WebSocket: WebSocketConfig{
 			PingInterval: 30 * time.Second,
@@ -166,6 +214,12 @@ func DefaultConfig() Config {
 		Log: LogConfig{
 			Format: "text",
 			Level:  "info",
+		},
+		Security: SecurityConfig{
+			AllowedOrigins: []string{},
+		},
+		Notify: NotifyConfig{
+			AllowGet: true,
 		},
 	}
 }
@@ -225,8 +279,21 @@ func ParseConfig(source string, data []byte) (Config, error) {
 	return cfg, nil
 }
 
-// ApplyEnv applies environment overrides to cfg: HERALD_PORT sets the port.
+// ApplyEnv applies environment overrides to cfg: HERALD_PORT sets the port,
+// and HERALD_PUBLISH_TOKEN and HERALD_SUBSCRIBE_TOKEN set the tokens, so
+// secrets can stay out of the config file.
 func ApplyEnv(cfg *Config, getenv func(string) string) error {
+	for name, token := range map[string]*string{
+		"HERALD_PUBLISH_TOKEN":   &cfg.Security.PublishToken,
+		"HERALD_SUBSCRIBE_TOKEN": &cfg.Security.SubscribeToken,
+	} {
+		if v := getenv(name); v != "" {
+			if v != strings.TrimSpace(v) {
+				return &ConfigError{Source: name, Problem: "has spaces at its start or end, which clients would not send"}
+			}
+			*token = v
+		}
+	}
 	if v := getenv("HERALD_PORT"); v != "" {
 		port, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || !validPort(port) {
@@ -297,6 +364,36 @@ func (c Config) validate(source string, lines map[string]int) error {
 	if _, ok := c.Log.SlogLevel(); !ok {
 		return fail("log.level", "%q is not a level: use debug, info, warn or error", c.Log.Level)
 	}
+	for i, origin := range c.Security.AllowedOrigins {
+		if problem := originProblem(origin); problem != "" {
+			return fail("security.allowed_origins", "item %d: %s (got %q)", i+1, problem, origin)
+		}
+	}
+	for key, token := range map[string]string{
+		"security.publish_token":   c.Security.PublishToken,
+		"security.subscribe_token": c.Security.SubscribeToken,
+	} {
+		if token != strings.TrimSpace(token) {
+			return fail(key, "has spaces at its start or end, which clients would not send")
+		}
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return fail("tls.cert", "set both tls.cert and tls.key, or neither")
+	}
+	if err := inRange(c.Limits.MaxConnections, 1, maxConnectionsCeiling); err != "" {
+		return fail("limits.max_connections", "%s", err)
+	}
+	if err := inRange(c.Limits.MaxConnectionsPerIP, 1, maxConnectionsCeiling); err != "" {
+		return fail("limits.max_connections_per_ip", "%s", err)
+	}
+	if r := c.Limits.PublishPerSecond; r < 0 || r > 1e6 || r != r {
+		return fail("limits.publish_per_second", "%v is outside 0-1000000 (0 turns the limit off)", r)
+	}
+	if c.Limits.PublishPerSecond > 0 {
+		if err := inRange(c.Limits.PublishBurst, 1, maxConnectionsCeiling); err != "" {
+			return fail("limits.publish_burst", "%s", err)
+		}
+	}
 	if err := inRange(c.Limits.MaxTopics, 1, maxTopicsCeiling); err != "" {
 		return fail("limits.max_topics", "%s", err)
 	}
@@ -342,6 +439,29 @@ func pathProblem(p string) string {
 		if !ok {
 			return fmt.Sprintf("may hold only letters, digits and / - _ . ~, not %q", r)
 		}
+	}
+	return ""
+}
+
+// originProblem explains what is wrong with an allowed origin, or returns
+// "". An origin is what browsers send: scheme://host[:port], nothing more.
+// "*" allows every origin.
+func originProblem(origin string) string {
+	if origin == "*" {
+		return ""
+	}
+	u, err := url.Parse(origin)
+	switch {
+	case err != nil:
+		return "is not a URL"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "must start with http:// or https://"
+	case u.Host == "":
+		return "has no host"
+	case u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return "must be scheme://host[:port] only, as browsers send it, with no path"
+	case strings.ToLower(origin) != origin:
+		return "must be lower case, as browsers send it"
 	}
 	return ""
 }
@@ -401,6 +521,12 @@ func (d decoder) decodeStruct(node *yaml.Node, out reflect.Value, prefix string)
 			}
 			continue
 		}
+		if field.Kind() == reflect.Slice {
+			if err := d.decodeList(valueNode, field, key); err != nil {
+				return err
+			}
+			continue
+		}
 		if valueNode.Kind != yaml.ScalarNode {
 			return &ConfigError{Source: d.source, Line: valueNode.Line, Key: key, Problem: "want " + kindName(field.Type())}
 		}
@@ -409,6 +535,26 @@ func (d decoder) decodeStruct(node *yaml.Node, out reflect.Value, prefix string)
 				Problem: fmt.Sprintf("want %s, got %q", kindName(field.Type()), valueNode.Value)}
 		}
 	}
+	return nil
+}
+
+// decodeList fills a list of strings; an empty value is an empty list.
+func (d decoder) decodeList(node *yaml.Node, out reflect.Value, key string) error {
+	if node.Kind == yaml.ScalarNode && node.Tag == "!!null" {
+		out.Set(reflect.MakeSlice(out.Type(), 0, 0))
+		return nil
+	}
+	if node.Kind != yaml.SequenceNode {
+		return &ConfigError{Source: d.source, Line: node.Line, Key: key, Problem: "want " + kindName(out.Type())}
+	}
+	list := reflect.MakeSlice(out.Type(), len(node.Content), len(node.Content))
+	for i, item := range node.Content {
+		if item.Kind != yaml.ScalarNode || item.Decode(list.Index(i).Addr().Interface()) != nil {
+			return &ConfigError{Source: d.source, Line: item.Line, Key: key,
+				Problem: fmt.Sprintf("item %d: want %s", i+1, kindName(out.Type().Elem()))}
+		}
+	}
+	out.Set(list)
 	return nil
 }
 
@@ -433,6 +579,10 @@ func kindName(t reflect.Type) string {
 		return "a string"
 	case t.Kind() == reflect.Bool:
 		return "true or false"
+	case t.Kind() == reflect.Float64:
+		return "a number"
+	case t.Kind() == reflect.Slice:
+		return "a list of " + strings.TrimPrefix(kindName(t.Elem()), "a ") + "s, such as [a, b]"
 	}
 	return t.String()
 }

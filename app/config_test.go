@@ -2,6 +2,7 @@ package app
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ websocket:
 	want.Port = 8080
 	want.Paths.WS = "/live"
 	want.WebSocket.PingInterval = time.Minute
-	if cfg != want {
+	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("got %+v\nwant %+v", cfg, want)
 	}
 }
@@ -32,7 +33,7 @@ func TestParseConfigEmptyFileMeansDefaults(t *testing.T) {
 	t.Parallel()
 	for _, given := range []string{"", "# only a comment\n", "paths:\n"} {
 		cfg, err := ParseConfig("test.yaml", []byte(given))
-		if err != nil || cfg != DefaultConfig() {
+		if err != nil || !reflect.DeepEqual(cfg, DefaultConfig()) {
 			t.Errorf("ParseConfig(%q) = %+v, %v; want the defaults", given, cfg, err)
 		}
 	}
@@ -130,7 +131,7 @@ func TestConfigYAMLReadsBackToTheSameConfig(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v\n%s", err, text)
 		}
-		if back != cfg {
+		if !reflect.DeepEqual(back, cfg) {
 			t.Errorf("read back %+v, want %+v\n%s", back, cfg, text)
 		}
 	}

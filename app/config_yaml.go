@@ -39,8 +39,24 @@ func yamlScalar(v reflect.Value) string {
 		return formatDuration(time.Duration(v.Int()))
 	case v.Kind() == reflect.String:
 		return strconv.Quote(v.String()) // a YAML double-quoted scalar too
+	case v.Kind() == reflect.Slice:
+		items := make([]string, v.Len())
+		for i := range items {
+			items[i] = yamlScalar(v.Index(i))
+		}
+		return "[" + strings.Join(items, ", ") + "]"
 	}
 	return fmt.Sprint(v.Interface())
+}
+
+// Redacted returns c with its tokens replaced, for printing.
+func (c Config) Redacted() Config {
+	for _, token := range []*string{&c.Security.PublishToken, &c.Security.SubscribeToken} {
+		if *token != "" {
+			*token = "(set)"
+		}
+	}
+	return c
 }
 
 // formatDuration writes 24h rather than Go's 24h0m0s.

@@ -59,6 +59,14 @@ func (h *notifyHandler) publish(c echo.Context) error {
 	return c.JSON(http.StatusOK, receipt{ID: strconv.FormatUint(m.ID, 10), Topic: topic, Subscribers: delivered})
 }
 
+// getPublishingOff answers GET on the notify route when notify.allow_get is
+// false.
+func getPublishingOff(c echo.Context) error {
+	c.Response().Header().Set(echo.HeaderAllow, http.MethodPost)
+	return newClientError(http.StatusMethodNotAllowed,
+		"publishing with GET is turned off on this server (notify.allow_get: false): POST the message instead")
+}
+
 // publication is what a publish request asks for.
 type publication struct {
 	text  string

@@ -19,10 +19,15 @@ type pageData struct {
 	// IsDefaultTopic hides the topic from URLs the page shows, so the
 	// seed's plain commands stay plain.
 	IsDefaultTopic bool
+	// The page asks for the tokens the server requires.
+	PublishTokenRequired   bool
+	SubscribeTokenRequired bool
 }
 
 type pageHandler struct {
-	paths app.PathsConfig
+	paths                  app.PathsConfig
+	publishTokenRequired   bool
+	subscribeTokenRequired bool
 }
 
 // show renders the page for ?topic=, the default topic when it is absent
@@ -37,6 +42,7 @@ func (h *pageHandler) show(c echo.Context) error {
 	}
 	return c.Render(http.StatusOK, "index.html", pageData{
 		Paths: h.paths, Topic: topic, IsDefaultTopic: topic == app.DefaultTopic,
+		PublishTokenRequired: h.publishTokenRequired, SubscribeTokenRequired: h.subscribeTokenRequired,
 	})
 }
 

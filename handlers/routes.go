@@ -53,7 +53,7 @@ func New(opts Options) (*echo.Echo, error) {
 	e.HTTPErrorHandler = newErrorHandler(log, paths)
 	// Forwarding headers are trusted only once trusted proxies are configured.
 	e.IPExtractor = echo.ExtractIPDirect()
-	e.Use(recoverer(log), requestLogger(log))
+	e.Use(recoverer(log), requestLogger(log), secureHeaders(cfg.TLS.Cert != ""))
 
 	metrics := newMetrics(opts.Hub)
 	history := "memory"
@@ -61,7 +61,11 @@ func New(opts Options) (*echo.Echo, error) {
 		history = "file"
 	}
 	health := &healthHandler{hub: opts.Hub, history: history}
-	page := &pageHandler{paths: paths}
+	page := &pageHandler{
+		paths:                  paths,
+		publishTokenRequired:   cfg.Security.PublishToken != "",
+		subscribeTokenRequired: cfg.Security.SubscribeToken != "",
+	}
 	notify := &notifyHandler{hub: opts.Hub, pagePath: paths.Page}
 	stream := &streamHandler{
 		log:          log,
@@ -85,13 +89,33 @@ func New(opts Options) (*echo.Echo, error) {
 		WriteTimeout:  cfg.WebSocket.WriteTimeout,
 	})
 
+	// Who may publish and subscribe: browsers only from this site or an
+	// allowed origin, only with the token when one is set, only so often
+	// and so many at once.
+	origins := newOriginPolicy(cfg.Security.AllowedOrigins)
+	connections := newConnectionLimiter(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
+	publishGuards := []echo.MiddlewareFunc{
+		origins.middleware("publishing"),
+		publishRateLimit(cfg.Limits.PublishPerSecond, cfg.Limits.PublishBurst),
+		requireToken(cfg.Security.PublishToken, "publishing"),
+	}
+	subscribeGuards := []echo.MiddlewareFunc{
+		origins.middleware("subscribing"),
+		requireToken(cfg.Security.SubscribeToken, "subscribing"),
+		connections.middleware,
+	}
+
 	// HEAD is answered wherever GET only reads, for uptime checks and
 	// curl -I; net/http drops the body. It never publishes.
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Page, page.show)
-	e.GET(paths.Notify, notify.publish)
-	e.POST(paths.Notify, notify.publish)
-	e.GET(paths.WS, stream.serve, subscription)
-	e.GET(paths.Events, events.stream)
+	if cfg.Notify.AllowGet {
+		e.GET(paths.Notify, notify.publish, publishGuards...)
+	} else {
+		e.GET(paths.Notify, getPublishingOff)
+	}
+	e.POST(paths.Notify, notify.publish, publishGuards...)
+	e.GET(paths.WS, stream.serve, append(subscribeGuards, subscription)...)
+	e.GET(paths.Events, events.stream, subscribeGuards...)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Healthz, health.live)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Readyz, health.ready)
 	e.GET(paths.Metrics, echo.WrapHandler(promhttp.HandlerFor(metrics.registry, promhttp.HandlerOpts{})))

@@ -1,0 +1,215 @@
+package handlers
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"golang.org/x/time/rate"
+)
+
+// originPolicy decides which browser origins may subscribe and publish. It
+// stops other sites from acting for a visitor (cross-site WebSocket
+// hijacking, cross-site publishing) without getting in the way of clients
+// that are not browsers, which send no Origin.
+type originPolicy struct {
+	allowed map[string]bool // exact origins, as browsers send them
+	any     bool            // "*" was listed
+}
+
+func newOriginPolicy(allowed []string) *originPolicy {
+	p := &originPolicy{allowed: map[string]bool{}}
+	for _, origin := range allowed {
+		p.any = p.any || origin == "*"
+		p.allowed[origin] = true
+	}
+	return p
+}
+
+// check refuses a request from a browser on another site. Same-site means
+// the Origin's host is the host the request was sent to, whatever the
+// scheme, so a TLS-terminating proxy changes nothing. A request without
+// Origin that a browser marks cross-site (Sec-Fetch-Site) is refused too,
+// except a plain navigation, which is what following a link is.
+func (p *originPolicy) check(r *http.Request, doing string) error {
+	origin := r.Header.Get(echo.HeaderOrigin)
+	if origin == "" {
+		if r.Header.Get("Sec-Fetch-Site") == "cross-site" && r.Header.Get("Sec-Fetch-Mode") != "navigate" && !p.any {
+			return newClientError(http.StatusForbidden, "%s from another site is not allowed", doing)
+		}
+		return nil
+	}
+	if p.any || p.allowed[strings.ToLower(origin)] {
+		return nil
+	}
+	if u, err := url.Parse(origin); err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host) {
+		return nil
+	}
+	return newClientError(http.StatusForbidden,
+		"%s from origin %q is not allowed: list it in security.allowed_origins", doing, clip(origin))
+}
+
+// middleware applies check to every request of a route.
+func (p *originPolicy) middleware(doing string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if err := p.check(c.Request(), doing); err != nil {
+				return err
+			}
+			return next(c)
+		}
+	}
+}
+
+// requireToken returns middleware that lets a request through only with
+// the token, from "Authorization: Bearer" or ?token=. With no token
+// configured it lets everything through. Tokens are compared as SHA-256
+// digests in constant time, so neither their content nor their length
+// leaks through timing.
+func requireToken(token, doing string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		if token == "" {
+			return next
+		}
+		want := sha256.Sum256([]byte(token))
+		return func(c echo.Context) error {
+			given, found := presentedToken(c.Request())
+			if !found {
+				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="herald"`)
+				return newClientError(http.StatusUnauthorized,
+					"%s needs a token: send Authorization: Bearer <token>, or ?token=<token>", doing)
+			}
+			got := sha256.Sum256([]byte(given))
+			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="herald", error="invalid_token"`)
+				return newClientError(http.StatusUnauthorized, "the token for %s is not valid", doing)
+			}
+			return next(c)
+		}
+	}
+}
+
+func presentedToken(r *http.Request) (string, bool) {
+	if auth := r.Header.Get(echo.HeaderAuthorization); auth != "" {
+		scheme, token, ok := strings.Cut(auth, " ")
+		if ok && strings.EqualFold(scheme, "Bearer") {
+			return strings.TrimSpace(token), true
+		}
+	}
+	if query := r.URL.Query(); query.Has("token") {
+		return query.Get("token"), true
+	}
+	return "", false
+}
+
+// Refusals from connectionLimiter.
+var (
+	errTooManyConnections      = errors.New("the server holds its limit of subscriber connections")
+	errTooManyConnectionsForIP = errors.New("too many subscriber connections from this address")
+)
+
+// connectionLimiter bounds open subscriber connections, in all and per
+// client address. It holds an entry only for addresses with connections
+// open, so its memory follows the connections.
+type connectionLimiter struct {
+	max, maxPerIP int
+
+	mu    sync.Mutex
+	total int
+	perIP map[string]int
+}
+
+func newConnectionLimiter(max, maxPerIP int) *connectionLimiter {
+	return &connectionLimiter{max: max, maxPerIP: maxPerIP, perIP: map[string]int{}}
+}
+
+// acquire takes a place for ip, or says why there is none. The caller
+// calls release once the connection ends.
+func (l *connectionLimiter) acquire(ip string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.total >= l.max:
+		return newClientError(http.StatusServiceUnavailable, "%v (%d); try again later", errTooManyConnections, l.max)
+	case l.perIP[ip] >= l.maxPerIP:
+		return newClientError(http.StatusTooManyRequests, "%v (%d)", errTooManyConnectionsForIP, l.maxPerIP)
+	}
+	l.total++
+	l.perIP[ip]++
+	return nil
+}
+
+func (l *connectionLimiter) release(ip string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.perIP[ip]--; l.perIP[ip] <= 0 {
+		delete(l.perIP, ip)
+	}
+}
+
+// middleware holds a place for the request's address while the rest of
+// the chain, which is the whole connection, runs.
+func (l *connectionLimiter) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ip := c.RealIP()
+		if err := l.acquire(ip); err != nil {
+			return err
+		}
+		defer l.release(ip)
+		return next(c)
+	}
+}
+
+// publishRateLimit limits publishing per client address with a token
+// bucket: burst publishes at once, then perSecond. Over it, the client gets
+// 429 with Retry-After. Buckets of addresses that stop publishing expire,
+// so memory follows the active publishers.
+func publishRateLimit(perSecond float64, burst int) echo.MiddlewareFunc {
+	if perSecond <= 0 {
+		return func(next echo.HandlerFunc) echo.HandlerFunc { return next }
+	}
+	retryAfter := strconv.Itoa(int(math.Ceil(1 / perSecond)))
+	return middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
+		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+			Rate: rate.Limit(perSecond), Burst: burst, ExpiresIn: 3 * time.Minute,
+		}),
+		IdentifierExtractor: func(c echo.Context) (string, error) { return c.RealIP(), nil },
+		DenyHandler: func(c echo.Context, _ string, _ error) error {
+			c.Response().Header().Set(echo.HeaderRetryAfter, retryAfter)
+			return newClientError(http.StatusTooManyRequests,
+				"too many publishes from this address: the limit is %s a second, %d at once; retry after %ss",
+				strconv.FormatFloat(perSecond, 'f', -1, 64), burst, retryAfter)
+		},
+	})
+}
+
+// contentSecurityPolicy lets the page load only its own files, run no
+// inline script, connect only back to this server, and be framed by no one.
+const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+	"connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+
+// secureHeaders sets the headers every response gets. hsts is for servers
+// that serve TLS themselves.
+func secureHeaders(hsts bool) echo.MiddlewareFunc {
+	config := middleware.SecureConfig{
+		ContentTypeNosniff:    "nosniff",
+		XFrameOptions:         "DENY",
+		ContentSecurityPolicy: contentSecurityPolicy,
+		ReferrerPolicy:        "same-origin",
+	}
+	if hsts {
+		config.HSTSMaxAge = int((180 * 24 * time.Hour).Seconds())
+	}
+	return middleware.SecureWithConfig(config)
+}
