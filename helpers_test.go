@@ -242,6 +242,7 @@ type testLog struct {
 	mu     sync.Mutex
 	t      testing.TB
 	closed bool
+	all    strings.Builder // everything written, for tests that check the log
 }
 
 func newTestLog(t testing.TB) *testLog { return &testLog{t: t} }
@@ -249,10 +250,18 @@ func newTestLog(t testing.TB) *testLog { return &testLog{t: t} }
 func (l *testLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.all.Write(p)
 	if _, benchmark := l.t.(*testing.B); !l.closed && !benchmark { // logging would be timed too
 		l.t.Log(strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
+}
+
+// String is everything logged so far.
+func (l *testLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.all.String()
 }
 
 func (l *testLog) close() {
