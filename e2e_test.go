@@ -420,3 +420,30 @@ func waitFor(expression string) step {
 		return err
 	})
 }
+
+func TestPageAsksForTokensAndUsesThem(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "security:\n  publish_token: pub-token-1234\n  subscribe_token: sub-token-5678\n")
+	tab := newTab(t)
+	runIn(t, tab,
+		chromedp.Navigate(h.URL),
+		chromedp.WaitVisible("#token-form"),
+		chromedp.SendKeys("#subscribe-token", "sub-token-5678"),
+		chromedp.SendKeys("#publish-token", "pub-token-1234"),
+		chromedp.Click(`#token-form button[type="submit"]`),
+		chromedp.WaitReady(`body[data-state="live"]`),
+		chromedp.SendKeys("#msg", "published with a token\r"),
+		waitForMessage("published with a token"),
+	)
+	if result := get(t, tab, chromedp.Text("#publish-result")); result != "Published to 1 subscriber." {
+		t.Errorf("publish result %q", result)
+	}
+	// The tokens stay in the tab, never in the page's URL or the server log.
+	if url := get(t, tab, chromedp.Location()); strings.Contains(url, "token") {
+		t.Errorf("the page URL holds a token: %s", url)
+	}
+	h.Stop(t)
+	if logs := h.logs.String(); strings.Contains(logs, "token-1234") || strings.Contains(logs, "token-5678") {
+		t.Error("a token reached the log")
+	}
+}

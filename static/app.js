@@ -16,6 +16,15 @@
   const watchers = document.getElementById("watchers");
   const announcer = document.getElementById("announcer");
   const copyButton = document.getElementById("copy-curl");
+  const tokenForm = document.getElementById("token-form");
+  const needsSubscribeToken = body.dataset.subscribeTokenRequired === "true";
+  const needsPublishToken = body.dataset.publishTokenRequired === "true";
+
+  // Tokens live in sessionStorage: this tab only, gone when it closes.
+  const tokens = {
+    get: (kind) => sessionStorage.getItem(`herald.${kind}Token`) || "",
+    set: (kind, value) => sessionStorage.setItem(`herald.${kind}Token`, value),
+  };
   const statusText = document.getElementById("status-text");
   const list = document.getElementById("messages");
   const empty = document.getElementById("empty");
@@ -66,6 +75,9 @@
     url.searchParams.set("format", "json");
     url.searchParams.set("presence", "1");
     url.searchParams.set("since", lastId === null ? "0" : lastId);
+    if (needsSubscribeToken) {
+      url.searchParams.set("token", tokens.get("subscribe")); // browsers cannot set WebSocket headers
+    }
     return url.href;
   }
 
@@ -97,6 +109,9 @@
       watchers.textContent = "–";
       const delay = retryDelay(failures);
       failures += 1;
+      if (needsSubscribeToken && failures >= 2) {
+        askForToken("The server did not accept the connection. If the token is wrong, correct it; Herald keeps trying meanwhile.");
+      }
       setState("reconnecting", `Reconnecting in ${Math.ceil(delay / 1000)} s…`);
       retryTimer = setTimeout(connect, delay);
     });
@@ -213,12 +228,15 @@
     const button = form.querySelector("button");
     button.disabled = true;
     try {
-      const response = await fetch(notifyPath, {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ msg, topic }),
-      });
+      const headers = { "Content-Type": "application/json", Accept: "application/json" };
+      if (needsPublishToken) {
+        headers.Authorization = `Bearer ${tokens.get("publish")}`;
+      }
+      const response = await fetch(notifyPath, { method: "POST", headers, body: JSON.stringify({ msg, topic }) });
       const reply = await response.json().catch(() => ({}));
+      if (response.status === 401) {
+        askForToken(reply.error || "Publishing needs a token.");
+      }
       if (!response.ok) {
         throw new Error(reply.error || `${response.status} ${response.statusText}`);
       }
@@ -233,5 +251,38 @@
     }
   });
 
-  connect();
+  function askForToken(problem) {
+    if (!tokenForm) {
+      return;
+    }
+    document.getElementById("token-problem").textContent = problem;
+    tokenForm.hidden = false;
+  }
+
+  if (tokenForm) {
+    tokenForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      for (const kind of ["subscribe", "publish"]) {
+        const field = document.getElementById(`${kind}-token`);
+        if (field) {
+          tokens.set(kind, field.value.trim());
+        }
+      }
+      tokenForm.hidden = true;
+      if (socket === null) {
+        clearTimeout(retryTimer);
+        failures = 0;
+        connect();
+      } else if (needsSubscribeToken) {
+        socket.close(); // reconnect with the new token
+      }
+    });
+  }
+
+  if (needsSubscribeToken && tokens.get("subscribe") === "") {
+    setState("connecting", "Waiting for a token");
+    askForToken("");
+  } else {
+    connect();
+  }
 })();
