@@ -87,7 +87,7 @@ func requireToken(token, doing string) echo.MiddlewareFunc {
 			if !found {
 				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="herald"`)
 				return newClientError(http.StatusUnauthorized,
-					"%s needs a token: send Authorization: Bearer <token>, or ?token=<token>", doing)
+					"%s needs a token: send the header Authorization: Bearer TOKEN, or ?token=TOKEN", doing)
 			}
 			got := sha256.Sum256([]byte(given))
 			if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
