@@ -85,13 +85,8 @@ func (h *eventsHandler) serve(ctx context.Context, sub *app.Subscriber, w *sseWr
 	if err := w.flush(); err != nil {
 		return err
 	}
-	for _, m := range sub.Backlog() {
-		if sub.Err() != nil {
-			break
-		}
-		if err := w.message(m); err != nil {
-			return err
-		}
+	if err := writeBacklog(sub, w.message); err != nil {
+		return err
 	}
 
 	heartbeat := time.NewTicker(h.heartbeatInterval)
@@ -115,30 +110,13 @@ func (h *eventsHandler) serve(ctx context.Context, sub *app.Subscriber, w *sseWr
 			}
 		case <-sub.Done():
 			if errors.Is(sub.Err(), app.ErrHubClosed) {
-				return h.drain(sub, w)
+				return drainQueue(sub, h.drainTimeout, w.message)
 			}
 			return sub.Err() // slow: the hub has logged and counted it
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
 	}
-}
-
-// drain writes what is still queued when the server shuts down, for at
-// most drainTimeout; the hub counts anything left.
-func (h *eventsHandler) drain(sub *app.Subscriber, w *sseWriter) error {
-	deadline := time.Now().Add(h.drainTimeout)
-	for time.Now().Before(deadline) {
-		select {
-		case m := <-sub.Messages():
-			if err := w.message(m); err != nil {
-				return err
-			}
-		default:
-			return nil
-		}
-	}
-	return nil
 }
 
 // sseWriter formats events into a buffer and writes each event, or group

@@ -220,15 +220,7 @@ func (s *session) replay() error {
 			return err
 		}
 	}
-	for _, m := range s.Subscriber.Backlog() {
-		if s.Subscriber.Err() != nil {
-			return nil // the main loop says why
-		}
-		if err := s.send(m); err != nil {
-			return err
-		}
-	}
-	return nil
+	return writeBacklog(s.Subscriber, s.send)
 }
 
 // send writes one message as one text frame: its exact text, or its JSON.
@@ -283,17 +275,8 @@ func (s *session) finishAfterRead() {
 // drain writes whatever is still queued, for at most drainTimeout. The hub
 // counts and logs anything left when the subscriber is released.
 func (s *session) drain() {
-	deadline := time.Now().Add(s.handler.drainTimeout)
-	for time.Now().Before(deadline) {
-		select {
-		case m := <-s.Subscriber.Messages():
-			if err := s.send(m); err != nil {
-				s.log.Debug("shutdown: write failed", "err", err)
-				return
-			}
-		default:
-			return
-		}
+	if err := drainQueue(s.Subscriber, s.handler.drainTimeout, s.send); err != nil {
+		s.log.Debug("shutdown: write failed", "err", err)
 	}
 }
 
