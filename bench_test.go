@@ -18,7 +18,8 @@ func BenchmarkFanOut(b *testing.B) {
 			// The shipped queue size: a channel's buffer is allocated up front,
 			// so a deeper queue would mostly measure the garbage collector
 			// scanning it. A subscriber evicted as slow fails the benchmark.
-			h := startHerald(b, unlimitedPublishing)
+			// Every client is on one address, past the per-address limit.
+			h := startHerald(b, "limits:\n  publish_per_second: 0\n  max_connections_per_ip: 2000\n")
 			var received sync.WaitGroup
 			for range subscribers {
 				conn := dial(b, h.ws("/ws"))
