@@ -37,7 +37,7 @@ func (h *pageHandler) show(c echo.Context) error {
 	if topic == "" {
 		topic = app.DefaultTopic
 	}
-	if _, err := checkTopic(topic); err != nil {
+	if err := app.CheckTopic(topic); err != nil {
 		return err
 	}
 	return c.Render(http.StatusOK, "index.html", pageData{

@@ -86,12 +86,8 @@ func topicParam(values url.Values) (string, error) {
 	if !values.Has("topic") {
 		return app.DefaultTopic, nil
 	}
-	return checkTopic(values.Get("topic"))
-}
-
-// checkTopic returns topic if it is a valid name; the error handler turns
-// app.ErrInvalidTopic into a 400 that says why.
-func checkTopic(topic string) (string, error) {
+	// The error handler turns app.ErrInvalidTopic into a 400 that says why.
+	topic := values.Get("topic")
 	if err := app.CheckTopic(topic); err != nil {
 		return "", err
 	}
