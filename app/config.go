@@ -349,15 +349,48 @@ func (c Config) validate(source string, lines map[string]int) error {
 		}
 	}
 
-	if err := inRange(c.Limits.MaxMessageBytes, 1, maxMessageBytesCeiling); err != "" {
-		return fail("limits.max_message_bytes", "%s", err)
+	// Whole numbers with their ranges, and durations that must be positive,
+	// checked in this order so that the first problem reported is stable.
+	type wholeNumber struct {
+		key       string
+		value     int
+		low, high int
 	}
-	if err := inRange(c.Limits.MaxFrameBytes, 1, maxFrameBytesCeiling); err != "" {
-		return fail("limits.max_frame_bytes", "%s", err)
+	numbers := []wholeNumber{
+		{"limits.max_message_bytes", c.Limits.MaxMessageBytes, 1, maxMessageBytesCeiling},
+		{"limits.max_frame_bytes", c.Limits.MaxFrameBytes, 1, maxFrameBytesCeiling},
+		{"limits.subscriber_queue", c.Limits.SubscriberQueue, 1, subscriberQueueCeiling},
+		{"limits.max_connections", c.Limits.MaxConnections, 1, maxConnectionsCeiling},
+		{"limits.max_connections_per_ip", c.Limits.MaxConnectionsPerIP, 1, maxConnectionsCeiling},
+		{"limits.max_topics", c.Limits.MaxTopics, 1, maxTopicsCeiling},
+		{"history.size", c.History.Size, 0, historySizeCeiling},
 	}
-	if err := inRange(c.Limits.SubscriberQueue, 1, subscriberQueueCeiling); err != "" {
-		return fail("limits.subscriber_queue", "%s", err)
+	if c.Limits.PublishPerSecond > 0 { // the burst matters only while the rate limit is on
+		numbers = append(numbers, wholeNumber{"limits.publish_burst", c.Limits.PublishBurst, 1, maxConnectionsCeiling})
 	}
+	for _, n := range numbers {
+		if problem := inRange(n.value, n.low, n.high); problem != "" {
+			return fail(n.key, "%s", problem)
+		}
+	}
+	if r := c.Limits.PublishPerSecond; r < 0 || r > 1e6 || r != r {
+		return fail("limits.publish_per_second", "%v is outside 0-1000000 (0 turns the limit off)", r)
+	}
+	for _, d := range []struct {
+		key   string
+		value time.Duration
+	}{
+		{"websocket.ping_interval", c.WebSocket.PingInterval},
+		{"websocket.pong_timeout", c.WebSocket.PongTimeout},
+		{"websocket.write_timeout", c.WebSocket.WriteTimeout},
+		{"sse.heartbeat_interval", c.SSE.HeartbeatInterval},
+		{"history.ttl", c.History.TTL},
+	} {
+		if d.value <= 0 {
+			return fail(d.key, "must be longer than 0s")
+		}
+	}
+
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		return fail("log.format", "%q is not a format: use text or json", c.Log.Format)
 	}
@@ -369,47 +402,16 @@ func (c Config) validate(source string, lines map[string]int) error {
 			return fail("security.allowed_origins", "item %d: %s (got %q)", i+1, problem, origin)
 		}
 	}
-	for key, token := range map[string]string{
-		"security.publish_token":   c.Security.PublishToken,
-		"security.subscribe_token": c.Security.SubscribeToken,
+	for _, token := range []struct{ key, value string }{
+		{"security.publish_token", c.Security.PublishToken},
+		{"security.subscribe_token", c.Security.SubscribeToken},
 	} {
-		if token != strings.TrimSpace(token) {
-			return fail(key, "has spaces at its start or end, which clients would not send")
+		if token.value != strings.TrimSpace(token.value) {
+			return fail(token.key, "has spaces at its start or end, which clients would not send")
 		}
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return fail("tls.cert", "set both tls.cert and tls.key, or neither")
-	}
-	if err := inRange(c.Limits.MaxConnections, 1, maxConnectionsCeiling); err != "" {
-		return fail("limits.max_connections", "%s", err)
-	}
-	if err := inRange(c.Limits.MaxConnectionsPerIP, 1, maxConnectionsCeiling); err != "" {
-		return fail("limits.max_connections_per_ip", "%s", err)
-	}
-	if r := c.Limits.PublishPerSecond; r < 0 || r > 1e6 || r != r {
-		return fail("limits.publish_per_second", "%v is outside 0-1000000 (0 turns the limit off)", r)
-	}
-	if c.Limits.PublishPerSecond > 0 {
-		if err := inRange(c.Limits.PublishBurst, 1, maxConnectionsCeiling); err != "" {
-			return fail("limits.publish_burst", "%s", err)
-		}
-	}
-	if err := inRange(c.Limits.MaxTopics, 1, maxTopicsCeiling); err != "" {
-		return fail("limits.max_topics", "%s", err)
-	}
-	if err := inRange(c.History.Size, 0, historySizeCeiling); err != "" {
-		return fail("history.size", "%s", err)
-	}
-	for key, d := range map[string]time.Duration{
-		"websocket.ping_interval": c.WebSocket.PingInterval,
-		"websocket.pong_timeout":  c.WebSocket.PongTimeout,
-		"websocket.write_timeout": c.WebSocket.WriteTimeout,
-		"sse.heartbeat_interval":  c.SSE.HeartbeatInterval,
-		"history.ttl":             c.History.TTL,
-	} {
-		if d <= 0 {
-			return fail(key, "must be longer than 0s")
-		}
 	}
 	return nil
 }
