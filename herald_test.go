@@ -132,7 +132,7 @@ func TestConcurrentPublishesReachEverySubscriberInOneOrder(t *testing.T) {
 
 func TestSubscriberThatNeverReadsIsDroppedWhileOthersMissNothing(t *testing.T) {
 	t.Parallel()
-	h := startHerald(t, "limits:\n  subscriber_queue: 8\n  publish_per_second: 0\n")
+	h := startHerald(t, "limits:\n  publish_per_second: 0\n")
 	stalled := dial(t, h.ws("/ws")) // never read until the end
 	const healthyCount = 2
 	healthy := make([]*backgroundReader, healthyCount)

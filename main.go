@@ -126,7 +126,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}()
 	}
 	hub, err := app.NewHub(app.HubOptions{
-		QueueSize:       cfg.Limits.SubscriberQueue,
+		MaxLagBytes:     cfg.Limits.MaxLagBytes,
 		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 		HistorySize:     cfg.History.Size,
 		HistoryTTL:      cfg.History.TTL,

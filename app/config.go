@@ -83,9 +83,12 @@ type LimitsConfig struct {
 	// MaxFrameBytes is the largest frame a subscriber may send; such frames are
 	// read and discarded, and a larger one closes that connection.
 	MaxFrameBytes int `yaml:"max_frame_bytes"`
-	// SubscriberQueue is how many messages may wait for one subscriber before
-	// it is disconnected as too slow.
-	SubscriberQueue int `yaml:"subscriber_queue"`
+	// MaxLagBytes is how far, in bytes of messages, a subscriber may fall
+	// behind its topic before it is disconnected as too slow. It bounds the
+	// memory one stalled subscriber can hold; bytes, not a message count,
+	// so that a busy server does not take its healthy subscribers, all a
+	// few small messages behind, for slow ones.
+	MaxLagBytes int `yaml:"max_lag_bytes"`
 	// MaxTopics bounds the topics held at once, counting those with
 	// subscribers or kept history, so that made-up topic names cannot grow
 	// memory without end.
@@ -163,7 +166,7 @@ type HistoryConfig struct {
 const (
 	maxMessageBytesCeiling = 16 << 20
 	maxFrameBytesCeiling   = 1 << 20
-	subscriberQueueCeiling = 1 << 20
+	maxLagBytesCeiling     = 1 << 30
 	historySizeCeiling     = 1 << 20
 	maxTopicsCeiling       = 1 << 24
 	maxConnectionsCeiling  = 1 << 24
@@ -189,7 +192,7 @@ func DefaultConfig() Config {
 		Limits: LimitsConfig{
 			MaxMessageBytes: 64 << 10,
 			MaxFrameBytes:   4 << 10,
-			SubscriberQueue: 256,
+			MaxLagBytes:     16 << 20,
 			MaxTopics:       10000,
 			// A public server: thousands of watchers, a busy page or script
 			// per address, and publishing at a human or webhook pace.
@@ -359,7 +362,7 @@ func (c Config) validate(source string, lines map[string]int) error {
 	numbers := []wholeNumber{
 		{"limits.max_message_bytes", c.Limits.MaxMessageBytes, 1, maxMessageBytesCeiling},
 		{"limits.max_frame_bytes", c.Limits.MaxFrameBytes, 1, maxFrameBytesCeiling},
-		{"limits.subscriber_queue", c.Limits.SubscriberQueue, 1, subscriberQueueCeiling},
+		{"limits.max_lag_bytes", c.Limits.MaxLagBytes, 1, maxLagBytesCeiling},
 		{"limits.max_connections", c.Limits.MaxConnections, 1, maxConnectionsCeiling},
 		{"limits.max_connections_per_ip", c.Limits.MaxConnectionsPerIP, 1, maxConnectionsCeiling},
 		{"limits.max_topics", c.Limits.MaxTopics, 1, maxTopicsCeiling},
@@ -508,7 +511,11 @@ func (d decoder) decodeStruct(node *yaml.Node, out reflect.Value, prefix string)
 		}
 		index, known := fields[keyNode.Value]
 		if !known {
-			return &ConfigError{Source: d.source, Line: keyNode.Line, Key: key, Problem: "unknown key"}
+			problem := "unknown key"
+			if replacement := retiredKey(key); replacement != "" {
+				problem = "no longer used: " + replacement + "; remove this key"
+			}
+			return &ConfigError{Source: d.source, Line: keyNode.Line, Key: key, Problem: problem}
 		}
 		if seen[key] {
 			return &ConfigError{Source: d.source, Line: keyNode.Line, Key: key, Problem: "given twice"}
@@ -558,6 +565,16 @@ func (d decoder) decodeList(node *yaml.Node, out reflect.Value, key string) erro
 	}
 	out.Set(list)
 	return nil
+}
+
+// retiredKey says what took the place of a key that earlier versions read,
+// or returns "" for a key that never existed.
+func retiredKey(key string) string {
+	switch key {
+	case "limits.subscriber_queue":
+		return "a subscriber's lag is bounded in bytes by limits.max_lag_bytes"
+	}
+	return ""
 }
 
 // yamlFields maps each yaml tag of a struct type to its field index.

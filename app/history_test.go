@@ -30,7 +30,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 func newHistoryHub(t *testing.T, size int, ttl time.Duration, clock *fakeClock, store Store) *Hub {
 	t.Helper()
-	opts := HubOptions{QueueSize: 1 << 14, MaxMessageBytes: 1 << 10, HistorySize: size, HistoryTTL: ttl, MaxTopics: 100, Store: store}
+	opts := HubOptions{MaxLagBytes: 1 << 20, MaxMessageBytes: 1 << 10, HistorySize: size, HistoryTTL: ttl, MaxTopics: 100, Store: store}
 	if clock != nil {
 		opts.Now = clock.Now
 	}
@@ -89,7 +89,7 @@ func TestResumeReplaysWhatCameAfterSince(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := resume(t, hub, "news", tc.whenSince)
-			if got, want := ids(s.Backlog()), ids(tc.expectBacklog); fmt.Sprint(got) != fmt.Sprint(want) {
+			if got, want := ids(takeAll(s)), ids(tc.expectBacklog); fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("backlog %v, want %v", got, want)
 			}
 			if s.Gap() != nil {
@@ -97,8 +97,8 @@ func TestResumeReplaysWhatCameAfterSince(t *testing.T) {
 			}
 		})
 	}
-	if s := subscribe(t, hub, "news"); len(s.Backlog()) != 0 {
-		t.Errorf("a subscriber that did not resume got a backlog of %d", len(s.Backlog()))
+	if got := takeAll(subscribe(t, hub, "news")); len(got) != 0 {
+		t.Errorf("a subscriber that did not resume got a backlog of %d", len(got))
 	}
 }
 
@@ -108,7 +108,7 @@ func TestResumeReportsWhatHistoryNoLongerHolds(t *testing.T) {
 	sent := publishN(t, hub, "news", 10)
 
 	s := resume(t, hub, "news", sent[0].ID)
-	if got, want := ids(s.Backlog()), ids(sent[7:]); fmt.Sprint(got) != fmt.Sprint(want) {
+	if got, want := ids(takeAll(s)), ids(sent[7:]); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("backlog %v, want the newest three %v", got, want)
 	}
 	// Messages 2 to 7 (six of them) are gone.
@@ -119,15 +119,15 @@ func TestResumeReportsWhatHistoryNoLongerHolds(t *testing.T) {
 	// An id this history never gave out, as after a restart without a
 	// store: everything kept is replayed, and the loss is unknown.
 	before := resume(t, hub, "news", sent[0].ID-1000)
-	if got := ids(before.Backlog()); fmt.Sprint(got) != fmt.Sprint(ids(sent[7:])) {
+	if got := ids(takeAll(before)); fmt.Sprint(got) != fmt.Sprint(ids(sent[7:])) {
 		t.Errorf("backlog %v for an id before the sequence", got)
 	}
 	if gap := before.Gap(); gap == nil || gap.Known {
 		t.Errorf("gap %+v for an id before the sequence, want an unknown count", gap)
 	}
 	future := resume(t, hub, "news", sent[9].ID+1)
-	if gap := future.Gap(); gap == nil || gap.Known || len(future.Backlog()) != 3 {
-		t.Errorf("an id past the last one: gap %+v backlog %d, want unknown gap and all 3 kept", gap, len(future.Backlog()))
+	if gap, backlog := future.Gap(), takeAll(future); gap == nil || gap.Known || len(backlog) != 3 {
+		t.Errorf("an id past the last one: gap %+v backlog %d, want unknown gap and all 3 kept", gap, len(backlog))
 	}
 }
 
@@ -146,7 +146,7 @@ func TestNewTopicsStartAboveAnyEarlierRunsIDs(t *testing.T) {
 	}
 	// A client of the old run resumes: it gets all that the new run has.
 	s := resume(t, second, "news", old[2].ID)
-	if got := ids(s.Backlog()); fmt.Sprint(got) != fmt.Sprint(ids(fresh)) {
+	if got := ids(takeAll(s)); fmt.Sprint(got) != fmt.Sprint(ids(fresh)) {
 		t.Errorf("backlog %v, want %v", got, ids(fresh))
 	}
 	if gap := s.Gap(); gap == nil || gap.Known {
@@ -165,7 +165,7 @@ func TestHistoryExpiresAndSweepForgetsIdleTopics(t *testing.T) {
 	clock.Advance(45 * time.Second) // all but recent are past the TTL
 
 	s := resume(t, hub, "news", old[0].ID)
-	if got := ids(s.Backlog()); fmt.Sprint(got) != fmt.Sprint(ids(recent)) {
+	if got := ids(takeAll(s)); fmt.Sprint(got) != fmt.Sprint(ids(recent)) {
 		t.Errorf("backlog %v, want only the unexpired %v", got, ids(recent))
 	}
 	if gap := s.Gap(); gap == nil || !gap.Known || gap.Missing != 1 {
@@ -195,7 +195,7 @@ func TestHistoryExpiresAndSweepForgetsIdleTopics(t *testing.T) {
 
 func TestTopicsAreBoundedButExistingOnesStayOpen(t *testing.T) {
 	t.Parallel()
-	hub, err := NewHub(HubOptions{QueueSize: 4, MaxMessageBytes: 64, HistorySize: 4, HistoryTTL: time.Hour, MaxTopics: 2})
+	hub, err := NewHub(HubOptions{MaxLagBytes: 1 << 20, MaxMessageBytes: 64, HistorySize: 4, HistoryTTL: time.Hour, MaxTopics: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,16 +261,13 @@ func TestResumeUnderConcurrentPublishingHasNoGapAndNoDuplicate(t *testing.T) {
 
 	last := first.ID + publishers*each
 	for s := range subs {
-		got := ids(s.Backlog())
-		for len(s.Messages()) > 0 {
-			got = append(got, (<-s.Messages()).ID)
-		}
+		got := ids(takeAll(s))
 		if len(got) != publishers*each {
 			t.Fatalf("subscriber %d saw %d messages, want %d", s.ID(), len(got), publishers*each)
 		}
 		for i, id := range got {
 			if id != first.ID+1+uint64(i) {
-				t.Fatalf("subscriber %d: message %d has id %d, want %d (backlog was %d long)", s.ID(), i, id, first.ID+1+uint64(i), len(s.Backlog()))
+				t.Fatalf("subscriber %d: message %d has id %d, want %d )", s.ID(), i, id, first.ID+1+uint64(i))
 			}
 		}
 		if got[len(got)-1] != last {

@@ -23,8 +23,12 @@ var (
 
 // HubOptions configures a Hub.
 type HubOptions struct {
-	// QueueSize is how many messages may wait for one subscriber.
-	QueueSize int
+	// MaxLagBytes is how far, in bytes of message text, a subscriber may
+	// fall behind the newest message of its topic before it is ended with
+	// ErrSlowSubscriber. Lag is counted in bytes rather than messages so
+	// that a busy server, whose healthy subscribers are all a little
+	// behind, does not mistake many small messages for a stalled client.
+	MaxLagBytes int
 	// MaxMessageBytes is the largest message Publish accepts.
 	MaxMessageBytes int
 	// HistorySize is how many recent messages each topic keeps for resuming
@@ -44,10 +48,11 @@ type HubOptions struct {
 	Now func() time.Time
 }
 
-// Hub owns every local subscription and each topic's history, and hands
-// each published message to the subscribers of its topic. Publish never
-// blocks on a subscriber: a full queue ends that subscriber, and everyone
-// else carries on in order.
+// Hub owns every local subscription and each topic's log, and wakes the
+// subscribers of a topic when a message is published to it. Publish never
+// blocks on a subscriber: each reads the shared log through its own
+// cursor, a subscriber that falls more than MaxLagBytes behind is ended,
+// and everyone else carries on in order.
 //
 // Ids: a topic's ids rise by one per message. A topic that starts afresh
 // (first use, after its history was forgotten, or after a restart without a
@@ -60,7 +65,7 @@ type HubOptions struct {
 // Sweep is called periodically by its owner, and Shutdown ends the
 // subscriptions and waits for their connections to go.
 type Hub struct {
-	queueSize       int
+	maxLagBytes     uint64
 	maxMessageBytes int
 	historySize     int
 	historyTTL      time.Duration
@@ -80,18 +85,25 @@ type Hub struct {
 	stats hubCounters
 }
 
-// topicState is one topic's subscribers, history and id sequence. Its lock
+// topicState is one topic's subscribers, log and id sequence. Its lock
 // makes publishing to a topic one critical section, so ids follow publish
-// order and every subscriber sees the same order, and it makes subscribing
-// one step with reading the history, so a resuming subscriber's replay
-// ends exactly where its live messages begin.
+// order and every subscriber sees the same order, and it makes placing a
+// subscriber's cursor one step with joining, so a resuming subscriber's
+// replay ends exactly where its live messages begin.
+//
+// The history window is the ids [windowStart, lastID]: the newest
+// HistorySize messages younger than HistoryTTL, which resuming subscribers
+// may read. The log holds the window and, beyond it, whatever a live
+// subscriber's cursor has not yet passed.
 type topicState struct {
 	name string
 
 	mu            sync.Mutex
 	sequenceStart uint64 // first id of the unbroken sequence lastID ends
 	lastID        uint64
-	history       *history
+	windowStart   uint64
+	totalBytes    uint64 // text bytes kept since the topic started here; offsets count from it
+	log           topicLog
 	subscribers   map[*Subscriber]struct{}
 	// watchers counts subscribers for their writers to read without the
 	// lock; it changes only under mu, with subscribers.
@@ -111,8 +123,8 @@ type hubCounters struct {
 type HubStats struct {
 	Subscribers     int    // live subscriptions
 	Published       uint64 // messages accepted by Publish
-	Delivered       uint64 // message handed to a subscriber's queue, counted per subscriber
-	Dropped         uint64 // messages handed to a subscriber but never written to it
+	Delivered       uint64 // messages published to a subscriber, counted per subscriber
+	Dropped         uint64 // messages published to a subscriber but never written to it
 	SlowDisconnects uint64 // subscribers ended with ErrSlowSubscriber
 	Topics          int    // topics held: with subscribers or kept history
 	StoreErrors     uint64 // publishes and sweeps the store failed
@@ -122,8 +134,8 @@ type HubStats struct {
 // holds, if it has one.
 func NewHub(opts HubOptions) (*Hub, error) {
 	switch {
-	case opts.QueueSize < 1:
-		return nil, fmt.Errorf("new hub: queue size %d is below 1", opts.QueueSize)
+	case opts.MaxLagBytes < 1:
+		return nil, fmt.Errorf("new hub: max lag bytes %d is below 1", opts.MaxLagBytes)
 	case opts.MaxMessageBytes < 1:
 		return nil, fmt.Errorf("new hub: max message bytes %d is below 1", opts.MaxMessageBytes)
 	case opts.HistorySize < 0:
@@ -140,7 +152,7 @@ func NewHub(opts HubOptions) (*Hub, error) {
 		opts.Now = time.Now
 	}
 	h := &Hub{
-		queueSize:       opts.QueueSize,
+		maxLagBytes:     uint64(opts.MaxLagBytes),
 		maxMessageBytes: opts.MaxMessageBytes,
 		historySize:     opts.HistorySize,
 		historyTTL:      opts.HistoryTTL,
@@ -167,10 +179,18 @@ func (h *Hub) load() error {
 		return fmt.Errorf("load history: %w", err)
 	}
 	for _, st := range stored {
-		t := h.newTopic(st.Name)
-		t.sequenceStart, t.lastID = st.SequenceStart, st.LastID
+		t := h.newTopic(st.Name, st.SequenceStart)
+		if len(st.Messages) > 0 {
+			t.lastID = st.Messages[0].ID - 1
+			t.windowStart = st.Messages[0].ID
+		}
 		for _, m := range st.Messages {
-			t.history.push(m)
+			t.keep(m, h.historySize)
+		}
+		t.lastID = max(t.lastID, st.LastID)
+		t.windowStart = min(t.windowStart, t.lastID+1)
+		if t.log.len() == 0 {
+			t.windowStart = t.lastID + 1
 		}
 		h.topics[st.Name] = t
 	}
@@ -193,11 +213,10 @@ type SubscribeRequest struct {
 }
 
 // Subscribe registers a subscriber. Every message published after Subscribe
-// returns reaches the subscriber's queue, until the subscription ends. When
-// the request resumes, the subscriber's Backlog holds the kept messages it
-// asked for, up to the last one published before it joined, so that
-// Backlog and then Messages have neither a gap nor a duplicate; Gap says
-// when history did not reach back far enough.
+// returns can be taken by the subscriber, until the subscription ends. When
+// the request resumes, Take first returns the kept messages it asked for,
+// with neither a gap nor a duplicate before the live ones; Gap says when
+// history did not reach back far enough.
 func (h *Hub) Subscribe(req SubscribeRequest) (*Subscriber, error) {
 	if err := CheckTopic(req.Topic); err != nil {
 		return nil, err
@@ -212,15 +231,16 @@ func (h *Hub) Subscribe(req SubscribeRequest) (*Subscriber, error) {
 		return nil, err
 	}
 	h.nextSubscriberID++
-	s := newSubscriber(h.nextSubscriberID, req.Topic, req.Label, h.queueSize)
-	s.watchers = &t.watchers
+	s := newSubscriber(h.nextSubscriberID, t, req.Label)
 	if req.Presence {
 		s.presence = make(chan struct{}, 1)
 	}
 	t.mu.Lock()
+	s.joinID = t.lastID + 1
+	s.cursor, s.lagBase = s.joinID, t.totalBytes
 	if req.Resume {
 		h.expireLocked(t)
-		s.backlog, s.gap = t.replay(req.Since)
+		s.cursor, s.gap = t.resumeFrom(req.Since)
 	}
 	t.subscribers[s] = struct{}{}
 	t.countChangedLocked()
@@ -245,24 +265,22 @@ func (t *topicState) countChangedLocked() {
 	}
 }
 
-// replay returns the kept messages after since, and the gap between since
-// and the oldest of them, if any. The caller holds t.mu.
-func (t *topicState) replay(since uint64) ([]*Message, *Gap) {
-	if since == 0 {
-		return t.history.after(0), nil
-	}
-	if since > t.lastID || since+1 < t.sequenceStart {
+// resumeFrom returns where a subscriber resuming after since starts
+// reading, and the gap between since and that place, if any. The caller
+// holds t.mu.
+func (t *topicState) resumeFrom(since uint64) (uint64, *Gap) {
+	switch {
+	case since == 0:
+		return t.windowStart, nil
+	case since > t.lastID || since+1 < t.sequenceStart:
 		// An id this sequence never gave out: from a history this server
 		// no longer has (a restart without a store, or a forgotten topic).
 		// Everything kept is new to the client; what came before is unknown.
-		return t.history.after(0), &Gap{Since: since}
+		return t.windowStart, &Gap{Since: since}
+	case t.windowStart > since+1:
+		return t.windowStart, &Gap{Since: since, Missing: t.windowStart - since - 1, Known: true}
 	}
-	oldest := t.oldestKept()
-	backlog := t.history.after(since)
-	if oldest > since+1 {
-		return backlog, &Gap{Since: since, Missing: oldest - since - 1, Known: true}
-	}
-	return backlog, nil
+	return since + 1, nil
 }
 
 // Leave stops delivery to s at once and ends it with ErrUnsubscribed,
@@ -286,12 +304,19 @@ func (h *Hub) Unsubscribe(s *Subscriber) {
 		return
 	}
 	s.released = true
-	// Nothing is queued for s any more, and its writer has stopped: what is
-	// left in its queue was never written.
-	if left := len(s.queue); left > 0 {
-		h.stats.dropped.Add(uint64(left))
+	// s has left its topic and its writer has stopped: what was published
+	// to it and not taken, or taken and not written, never reached it.
+	t := s.topic
+	t.mu.Lock()
+	untaken := uint64(0)
+	if from := max(s.cursor, s.joinID); s.leftAt+1 > from {
+		untaken = s.leftAt + 1 - from
+	}
+	t.mu.Unlock()
+	if lost := untaken + s.unwritten.Load(); lost > 0 {
+		h.stats.dropped.Add(lost)
 		h.log.Warn("subscriber gone with undelivered messages",
-			"subscriber", s.label, "topic", s.topic, "dropped", left, "reason", s.Err())
+			"subscriber", s.label, "topic", t.name, "dropped", lost, "reason", s.Err())
 	}
 	h.live--
 	if h.closed && h.live == 0 {
@@ -300,16 +325,51 @@ func (h *Hub) Unsubscribe(s *Subscriber) {
 }
 
 func (h *Hub) leaveLocked(s *Subscriber) {
-	// An evicted subscriber has already left its topic.
-	if t, ok := h.topics[s.topic]; ok {
-		t.mu.Lock()
-		if _, ok := t.subscribers[s]; ok {
-			delete(t.subscribers, s)
-			t.countChangedLocked()
-		}
-		t.mu.Unlock()
+	t := s.topic
+	t.mu.Lock()
+	if t.removeLocked(s) {
+		t.countChangedLocked()
+		t.releaseLogLocked()
 	}
+	t.mu.Unlock()
 	s.end(ErrUnsubscribed)
+}
+
+// removeLocked takes s out of t's subscribers, remembering where it left,
+// and reports whether it was there. The caller holds t.mu.
+func (t *topicState) removeLocked(s *Subscriber) bool {
+	if _, ok := t.subscribers[s]; !ok {
+		return false
+	}
+	delete(t.subscribers, s)
+	s.left, s.leftAt = true, t.lastID
+	return true
+}
+
+// releaseLogLocked forgets what only departed subscribers held back in the
+// log. Shutdown skips it: its subscribers still drain. The caller holds
+// t.mu.
+func (t *topicState) releaseLogLocked() {
+	if t.log.len() > 0 && t.log.firstID() < t.windowStart {
+		t.trimLocked(t.neededLocked())
+	}
+}
+
+// Stalled ends s because its connection took no data for a whole write
+// timeout: the peer has stopped reading. It is counted and logged as a
+// slow subscriber.
+func (h *Hub) Stalled(s *Subscriber, timeout time.Duration) {
+	t := s.topic
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s.Err() != nil {
+		return // already ended, and counted if it was slow
+	}
+	if t.removeLocked(s) {
+		t.countChangedLocked()
+		t.releaseLogLocked()
+	}
+	h.endSlowLocked(s, fmt.Sprintf("its connection took no data for %s", timeout))
 }
 
 // Publish stamps text with the topic's next id and the current time, keeps
@@ -352,41 +412,82 @@ func (h *Hub) publishLocked(t *topicState, text string) (*Message, int, error) {
 	now := h.now()
 	m := &Message{ID: t.lastID + 1, Topic: t.name, Time: now, Text: text}
 	if h.store != nil {
-		if err := h.store.Append(m, t.sequenceStart, t.history.oldestKeptAfterPush(m)); err != nil {
+		if err := h.store.Append(m, t.sequenceStart, windowStartAfter(t.windowStart, m.ID, h.historySize)); err != nil {
 			h.stats.storeErrors.Add(1) // the caller reports err
 			return nil, 0, err
 		}
 	}
-	t.lastID = m.ID
-	t.history.push(m)
-	delivered, evicted := 0, false
+	t.keep(m, h.historySize)
+	// One pass wakes every subscriber, ends those too far behind, and finds
+	// the oldest message anyone still needs.
+	needed, evicted := t.lastID+1, false
 	for s := range t.subscribers {
-		select {
-		case s.queue <- m:
-			delivered++
-		default:
-			h.evictLocked(t, s)
+		if lag := t.totalBytes - s.lagBase; lag > h.maxLagBytes {
+			t.removeLocked(s)
+			h.endSlowLocked(s, fmt.Sprintf("it fell %d bytes behind its topic, over the limit of %d", lag, h.maxLagBytes))
 			evicted = true
+			continue
 		}
+		needed = min(needed, s.cursor)
+		s.signal()
 	}
+	t.trimLocked(needed)
 	if evicted {
 		t.countChangedLocked()
 	}
+	delivered := len(t.subscribers)
 	h.stats.published.Add(1)
 	h.stats.delivered.Add(uint64(delivered))
 	return m, delivered, nil
 }
 
-// evictLocked ends a subscriber whose queue is full. The message in hand is
-// dropped here; what is still queued is counted when the connection is
-// released. The caller holds t.mu.
-func (h *Hub) evictLocked(t *topicState, s *Subscriber) {
-	delete(t.subscribers, s)
-	s.end(ErrSlowSubscriber)
-	h.stats.dropped.Add(1)
+// endSlowLocked ends a subscriber that has left its topic for being slow,
+// and counts and logs it. What it never got is counted when its connection
+// is released. The caller holds s.topic.mu.
+func (h *Hub) endSlowLocked(s *Subscriber, why string) {
+	s.end(fmt.Errorf("%w: %s", ErrSlowSubscriber, why))
 	h.stats.slowDisconnects.Add(1)
-	h.log.Warn("disconnected slow subscriber: queue full",
-		"subscriber", s.label, "topic", s.topic, "queue_size", h.queueSize)
+	h.log.Warn("disconnected slow subscriber",
+		"subscriber", s.label, "topic", s.topic.name, "reason", why)
+}
+
+// keep appends m to the log and moves the history window up to it. The
+// caller holds t.mu.
+func (t *topicState) keep(m *Message, historySize int) {
+	t.totalBytes += uint64(len(m.Text))
+	m.offset = t.totalBytes
+	t.log.push(m)
+	t.lastID = m.ID
+	t.windowStart = windowStartAfter(t.windowStart, m.ID, historySize)
+}
+
+// windowStartAfter is where a history window of size messages starts once
+// lastID is kept, given that it started at start.
+func windowStartAfter(start, lastID uint64, size int) uint64 {
+	if lastID+1 < uint64(size) {
+		return start
+	}
+	return max(start, lastID+1-uint64(size))
+}
+
+// trimLocked forgets the messages that are outside the history window and
+// below needed, the oldest id a subscriber has yet to take. The caller
+// holds t.mu.
+func (t *topicState) trimLocked(needed uint64) {
+	keepFrom := min(t.windowStart, needed)
+	for t.log.len() > 0 && t.log.firstID() < keepFrom {
+		t.log.popFront()
+	}
+}
+
+// neededLocked is the oldest id a subscriber of t has yet to take. The
+// caller holds t.mu.
+func (t *topicState) neededLocked() uint64 {
+	needed := t.lastID + 1
+	for s := range t.subscribers {
+		needed = min(needed, s.cursor)
+	}
+	return needed
 }
 
 func (h *Hub) checkText(text string) error {
@@ -421,8 +522,8 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		for _, t := range h.topics {
 			t.mu.Lock()
 			for s := range t.subscribers {
+				t.removeLocked(s)
 				s.end(ErrHubClosed)
-				delete(t.subscribers, s)
 			}
 			t.watchers.Store(0)
 			t.mu.Unlock()
@@ -466,25 +567,40 @@ func (h *Hub) topicLocked(topic string) (*topicState, error) {
 	if len(h.topics) >= h.maxTopics {
 		return nil, fmt.Errorf("%w: the server holds its limit of %d", ErrTooManyTopics, h.maxTopics)
 	}
-	t := h.newTopic(topic)
-	t.sequenceStart = max(uint64(h.now().UnixMicro()), 1)
-	t.lastID = t.sequenceStart - 1
+	t := h.newTopic(topic, max(uint64(h.now().UnixMicro()), 1))
 	h.topics[topic] = t
 	return t, nil
 }
 
-func (h *Hub) newTopic(name string) *topicState {
+// newTopic returns an empty topic whose first id will be sequenceStart.
+func (h *Hub) newTopic(name string, sequenceStart uint64) *topicState {
 	return &topicState{
-		name:        name,
-		history:     newHistory(h.historySize),
-		subscribers: make(map[*Subscriber]struct{}),
+		name:          name,
+		sequenceStart: sequenceStart,
+		lastID:        sequenceStart - 1,
+		windowStart:   sequenceStart,
+		subscribers:   make(map[*Subscriber]struct{}),
 	}
 }
 
-// expireLocked forgets t's messages older than the history TTL and reports
-// whether any went. The caller holds t.mu.
+// expireLocked moves t's history window past the messages older than the
+// history TTL, forgets those no subscriber still needs, and reports whether
+// any left the window. The caller holds t.mu.
 func (h *Hub) expireLocked(t *topicState) bool {
-	return t.history.dropOlderThan(h.now().Add(-h.historyTTL)) > 0
+	cutoff := h.now().Add(-h.historyTTL)
+	start := t.windowStart
+	for t.windowStart <= t.lastID {
+		m := t.log.byID(t.windowStart)
+		if m == nil || !m.Time.Before(cutoff) {
+			break
+		}
+		t.windowStart++
+	}
+	if t.windowStart == start {
+		return false
+	}
+	t.trimLocked(t.neededLocked())
+	return true
 }
 
 // Sweep forgets expired history, on disk too, and every topic left with
@@ -498,7 +614,7 @@ func (h *Hub) Sweep() error {
 		t.mu.Lock()
 		expired := h.expireLocked(t)
 		switch {
-		case t.history.len() == 0 && len(t.subscribers) == 0:
+		case t.windowStart > t.lastID && len(t.subscribers) == 0:
 			t.removed = true
 			delete(h.topics, name)
 			forgotten = append(forgotten, name)
@@ -526,14 +642,9 @@ func (h *Hub) Sweep() error {
 	return nil
 }
 
-// oldestKept is the id of the oldest kept message, or the next id when
-// none is kept. The caller holds t.mu.
-func (t *topicState) oldestKept() uint64 {
-	if t.history.len() == 0 {
-		return t.lastID + 1
-	}
-	return t.history.at(0).ID
-}
+// oldestKept is the id of the oldest message in the history window, or the
+// next id when the window is empty. The caller holds t.mu.
+func (t *topicState) oldestKept() uint64 { return t.windowStart }
 
 // TopicSubscribers returns how many subscribers each topic has, for
 // topics that have any.

@@ -10,9 +10,14 @@ import (
 	"time"
 )
 
-func newTestHub(t *testing.T, queueSize int) *Hub {
+func newTestHub(t *testing.T) *Hub {
 	t.Helper()
-	hub, err := NewHub(HubOptions{QueueSize: queueSize, MaxMessageBytes: 1 << 10, HistorySize: 16, HistoryTTL: time.Hour, MaxTopics: 100})
+	return newLagHub(t, 1<<20)
+}
+
+func newLagHub(t *testing.T, maxLagBytes int) *Hub {
+	t.Helper()
+	hub, err := NewHub(HubOptions{MaxLagBytes: maxLagBytes, MaxMessageBytes: 1 << 10, HistorySize: 16, HistoryTTL: time.Hour, MaxTopics: 100})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,23 +33,30 @@ func subscribe(t *testing.T, hub *Hub, topic string) *Subscriber {
 	return s
 }
 
+// takeAll takes everything waiting for s, in as many batches as it takes.
+func takeAll(s *Subscriber) []*Message {
+	var got []*Message
+	for {
+		n := len(got)
+		if got = s.Take(got, 4<<10); len(got) == n {
+			return got
+		}
+	}
+}
+
+// receive takes what waits for s and fails unless it is exactly n messages.
 func receive(t *testing.T, s *Subscriber, n int) []*Message {
 	t.Helper()
-	got := make([]*Message, 0, n)
-	for range n {
-		select {
-		case m := <-s.Messages():
-			got = append(got, m)
-		default:
-			t.Fatalf("subscriber %d has %d messages, want %d", s.ID(), len(got), n)
-		}
+	got := takeAll(s)
+	if len(got) != n {
+		t.Fatalf("subscriber %d has %d messages, want %d", s.ID(), len(got), n)
 	}
 	return got
 }
 
 func TestPublishReachesEverySubscriberOfTheTopicInOrder(t *testing.T) {
 	t.Parallel()
-	hub := newTestHub(t, 16)
+	hub := newTestHub(t)
 	a, b := subscribe(t, hub, DefaultTopic), subscribe(t, hub, DefaultTopic)
 	other := subscribe(t, hub, "other")
 
@@ -68,36 +80,44 @@ func TestPublishReachesEverySubscriberOfTheTopicInOrder(t *testing.T) {
 			}
 		}
 	}
-	if n := len(other.Messages()); n != 0 {
+	if n := len(takeAll(other)); n != 0 {
 		t.Errorf("subscriber of another topic got %d messages", n)
+	}
+	select {
+	case <-other.Ready():
+		t.Error("a subscriber of another topic was woken")
+	default:
 	}
 }
 
-func TestFullQueueEndsOnlyThatSubscriber(t *testing.T) {
+func TestSubscriberTooManyBytesBehindIsEndedAlone(t *testing.T) {
 	t.Parallel()
-	hub := newTestHub(t, 2)
+	hub := newLagHub(t, 1000)
 	slow, healthy := subscribe(t, hub, DefaultTopic), subscribe(t, hub, DefaultTopic)
 
-	for i := range 5 {
-		if _, _, err := hub.Publish(DefaultTopic, fmt.Sprint(i)); err != nil {
+	text := strings.Repeat("x", 100)
+	for i := range 11 {
+		if slow.Err() != nil {
+			t.Fatalf("the slow subscriber was ended after %d messages of 100 bytes, within the 1000-byte limit", i)
+		}
+		if _, _, err := hub.Publish(DefaultTopic, text); err != nil {
 			t.Fatal(err)
 		}
-		receive(t, healthy, 1) // the healthy one keeps up; the slow one never reads
+		receive(t, healthy, 1) // the healthy one keeps up; the slow one never takes
 	}
+	// 1100 bytes behind now: over the limit.
 	if !errors.Is(slow.Err(), ErrSlowSubscriber) {
 		t.Fatalf("slow subscriber ended with %v, want ErrSlowSubscriber", slow.Err())
 	}
 	if healthy.Err() != nil {
 		t.Fatalf("healthy subscriber ended: %v", healthy.Err())
 	}
-	_, delivered, _ := hub.Publish(DefaultTopic, "after")
-	if delivered != 1 {
+	if _, delivered, _ := hub.Publish(DefaultTopic, "after"); delivered != 1 {
 		t.Errorf("after eviction the message reached %d subscribers, want 1", delivered)
 	}
 	stats := hub.Stats()
-	// The third publish found the queue full and was dropped.
-	if stats.SlowDisconnects != 1 || stats.Dropped != 1 {
-		t.Errorf("stats = %+v, want 1 slow disconnect and 1 dropped", stats)
+	if stats.SlowDisconnects != 1 || stats.Dropped != 0 {
+		t.Errorf("stats = %+v, want 1 slow disconnect and nothing counted dropped before release", stats)
 	}
 	// The evicted connection still counts until it unsubscribes.
 	if stats.Subscribers != 2 {
@@ -109,16 +129,70 @@ func TestFullQueueEndsOnlyThatSubscriber(t *testing.T) {
 	if stats.Subscribers != 1 {
 		t.Errorf("subscribers = %d after unsubscribing twice, want 1", stats.Subscribers)
 	}
-	// The two messages still queued were never written: dropped, once.
-	if stats.Dropped != 3 {
-		t.Errorf("dropped = %d after the evicted subscriber was released, want 3", stats.Dropped)
+	// All 11 published to it were never taken: dropped, once.
+	if stats.Dropped != 11 {
+		t.Errorf("dropped = %d after the evicted subscriber was released, want 11", stats.Dropped)
+	}
+}
+
+// A server that is behind makes every subscriber lag by many messages at
+// once. Counted in bytes, that is no reason to drop anyone, and the log
+// keeps what they have yet to take beyond the history window.
+func TestManySmallMessagesBehindIsNotSlow(t *testing.T) {
+	t.Parallel()
+	hub := newLagHub(t, 1<<20)
+	behind := subscribe(t, hub, DefaultTopic)
+	sent := make([]*Message, 0, 20000)
+	for i := range cap(sent) {
+		m, _, err := hub.Publish(DefaultTopic, fmt.Sprint(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, m)
+	}
+	if err := behind.Err(); err != nil {
+		t.Fatalf("a subscriber 20000 small messages behind was ended: %v", err)
+	}
+	got := receive(t, behind, len(sent))
+	for i := range got {
+		if got[i] != sent[i] {
+			t.Fatalf("message %d is %q, want %q", i, got[i].Text, sent[i].Text)
+		}
+	}
+	// Once taken, the log holds the history window again, no more.
+	if _, _, err := hub.Publish(DefaultTopic, "one more"); err != nil {
+		t.Fatal(err)
+	}
+	topic := behind.topic
+	topic.mu.Lock()
+	held := topic.log.len()
+	topic.mu.Unlock()
+	if held != 16 {
+		t.Errorf("the log holds %d messages after everyone caught up, want the 16 of the history window", held)
+	}
+}
+
+func TestStalledConnectionEndsItsSubscriberAsSlow(t *testing.T) {
+	t.Parallel()
+	hub := newTestHub(t)
+	stalled, other := subscribe(t, hub, DefaultTopic), subscribe(t, hub, DefaultTopic)
+	hub.Stalled(stalled, 10*time.Second)
+	hub.Stalled(stalled, 10*time.Second) // counted once
+	if !errors.Is(stalled.Err(), ErrSlowSubscriber) || other.Err() != nil {
+		t.Fatalf("stalled ended with %v and the other with %v, want only the stalled one slow", stalled.Err(), other.Err())
+	}
+	if _, delivered, _ := hub.Publish(DefaultTopic, "x"); delivered != 1 {
+		t.Errorf("a publish after the stall reached %d subscribers, want 1", delivered)
+	}
+	if n := hub.Stats().SlowDisconnects; n != 1 {
+		t.Errorf("slow disconnects = %d, want 1", n)
 	}
 }
 
 func TestConcurrentPublishersGiveEverySubscriberTheSameOrder(t *testing.T) {
 	t.Parallel()
 	const publishers, each = 4, 250
-	hub := newTestHub(t, publishers*each)
+	hub := newTestHub(t)
 	subs := []*Subscriber{subscribe(t, hub, DefaultTopic), subscribe(t, hub, DefaultTopic), subscribe(t, hub, DefaultTopic)}
 
 	var wg sync.WaitGroup
@@ -151,7 +225,7 @@ func TestConcurrentPublishersGiveEverySubscriberTheSameOrder(t *testing.T) {
 
 func TestPublishRefusesBadText(t *testing.T) {
 	t.Parallel()
-	hub := newTestHub(t, 1)
+	hub := newTestHub(t)
 	tests := []struct {
 		name      string
 		givenText string
@@ -175,7 +249,7 @@ func TestPublishRefusesBadText(t *testing.T) {
 
 func TestShutdownEndsEverySubscriptionAndWaitsForThem(t *testing.T) {
 	t.Parallel()
-	hub := newTestHub(t, 4)
+	hub := newTestHub(t)
 	subs := []*Subscriber{subscribe(t, hub, DefaultTopic), subscribe(t, hub, "other")}
 
 	shutdownDone := make(chan error, 1)
@@ -208,7 +282,7 @@ func TestShutdownEndsEverySubscriptionAndWaitsForThem(t *testing.T) {
 
 func TestLeaveStopsDeliveryButShutdownWaitsForUnsubscribe(t *testing.T) {
 	t.Parallel()
-	hub := newTestHub(t, 4)
+	hub := newTestHub(t)
 	leaving, staying := subscribe(t, hub, DefaultTopic), subscribe(t, hub, DefaultTopic)
 	hub.Leave(leaving)
 	hub.Leave(leaving)
@@ -235,7 +309,7 @@ func TestLeaveStopsDeliveryButShutdownWaitsForUnsubscribe(t *testing.T) {
 
 func TestShutdownGivesUpWhenContextEnds(t *testing.T) {
 	t.Parallel()
-	hub := newTestHub(t, 1)
+	hub := newTestHub(t)
 	subscribe(t, hub, DefaultTopic) // never unsubscribes
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

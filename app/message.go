@@ -24,6 +24,11 @@ type Message struct {
 	// Text is the message exactly as published: valid UTF-8, never empty.
 	Text string
 
+	// offset is the topic's byte count up to and including this message,
+	// set once when the message is kept: a subscriber's lag is the
+	// distance in bytes between two offsets.
+	offset uint64
+
 	// The JSON form is built once, by the first subscriber that wants it,
 	// however many subscribers receive the message.
 	encodeOnce sync.Once

@@ -8,47 +8,55 @@ import (
 
 // Reasons a subscription ends, reported by Subscriber.Err.
 var (
-	// ErrSlowSubscriber: the subscriber's queue was full when a message
-	// arrived, so it was disconnected rather than allowed to delay others.
-	ErrSlowSubscriber = errors.New("subscriber too slow: queue full")
+	// ErrSlowSubscriber: the subscriber fell more than the hub's lag limit
+	// behind its topic, or its connection took no data for a whole write
+	// timeout. The error that ends a subscriber wraps it with the detail.
+	ErrSlowSubscriber = errors.New("subscriber too slow")
 	// ErrHubClosed: the server is shutting down.
 	ErrHubClosed = errors.New("hub closed: server shutting down")
 	// ErrUnsubscribed: the connection went away and was unsubscribed.
 	ErrUnsubscribed = errors.New("unsubscribed")
 )
 
-// Subscriber is one connection's subscription to a topic. The hub is its
-// only producer and never blocks on it: messages wait in a bounded queue,
-// and a subscriber whose queue is full is ended with ErrSlowSubscriber.
-// Exactly one goroutine, the connection's writer, consumes Messages.
+// Subscriber is one connection's subscription to a topic. It holds no
+// queue of its own: it reads its topic's log through a cursor, so a
+// subscriber that is behind costs a position, not a copy of each message.
+// The hub wakes it when there is more to read; exactly one goroutine, the
+// connection's writer, calls Take.
 type Subscriber struct {
 	id    uint64
-	topic string
+	topic *topicState
 	label string // who is on the other end, for logs
+
+	// Guarded by topic.mu.
+	cursor  uint64 // id of the next message to take
+	joinID  uint64 // the first id published after Subscribe
+	lagBase uint64 // topic byte offset up to which this subscriber has taken live messages
+	leftAt  uint64 // the topic's last id when the subscriber left it
+	left    bool
 
 	// released is set by Unsubscribe; guarded by the hub's mu.
 	released bool
+	// unwritten counts messages taken but never written, reported by the
+	// connection's writer.
+	unwritten atomic.Uint64
 
-	queue chan *Message
-
-	// Set by Subscribe, read-only afterwards.
-	backlog  []*Message
+	wake     chan struct{} // a message may be waiting
 	gap      *Gap
 	presence chan struct{} // nil unless presence was asked for
-	watchers *atomic.Int64 // the topic's subscriber count
 
 	// ctx ends when the subscription does; its cause says why.
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 }
 
-func newSubscriber(id uint64, topic, label string, queueSize int) *Subscriber {
+func newSubscriber(id uint64, t *topicState, label string) *Subscriber {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	return &Subscriber{
 		id:     id,
-		topic:  topic,
+		topic:  t,
 		label:  label,
-		queue:  make(chan *Message, queueSize),
+		wake:   make(chan struct{}, 1),
 		ctx:    ctx,
 		cancel: cancel,
 	}
@@ -58,17 +66,62 @@ func newSubscriber(id uint64, topic, label string, queueSize int) *Subscriber {
 func (s *Subscriber) ID() uint64 { return s.id }
 
 // Topic is the topic the subscriber receives.
-func (s *Subscriber) Topic() string { return s.topic }
+func (s *Subscriber) Topic() string { return s.topic.name }
 
-// Messages delivers the subscriber's messages in publish order. The hub
-// never closes it; watch Done to learn that no more will come.
-func (s *Subscriber) Messages() <-chan *Message { return s.queue }
+// Ready receives when messages may be waiting for Take. One signal stands
+// for any number of publishes, so a writer that wakes should take until
+// Take returns nothing.
+func (s *Subscriber) Ready() <-chan struct{} { return s.wake }
+
+// Take appends to dst the messages the subscriber has not yet taken,
+// oldest first, stopping once they add up to maxBytes of text (at least one
+// message is taken when any waits), and returns dst. The first calls of a
+// resuming subscriber return the kept messages it asked for; the seam
+// between those and the live ones has neither a gap nor a duplicate.
+//
+// After the subscription has ended, Take still returns what was published
+// to it before it ended, for a writer that drains on shutdown.
+func (s *Subscriber) Take(dst []*Message, maxBytes int) []*Message {
+	t := s.topic
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	last := t.lastID
+	if s.left {
+		last = s.leftAt
+	}
+	if t.log.len() > 0 && s.cursor < t.log.firstID() {
+		// Only a subscriber that has left can be passed by the log's trim;
+		// what it never took is counted when it is released.
+		s.cursor = t.log.firstID()
+	}
+	size := 0
+	for s.cursor <= last && (size < maxBytes || size == 0) {
+		m := t.log.byID(s.cursor)
+		if m == nil {
+			break
+		}
+		dst = append(dst, m)
+		size += len(m.Text)
+		s.cursor++
+		s.lagBase = max(s.lagBase, m.offset)
+	}
+	return dst
+}
+
+// Live reports whether m was published after the subscriber joined, as
+// opposed to replayed from history.
+func (s *Subscriber) Live(m *Message) bool { return m.ID >= s.joinID }
+
+// NotWritten tells the hub that n taken messages never reached the
+// connection, so that they are counted as dropped.
+func (s *Subscriber) NotWritten(n int) { s.unwritten.Add(uint64(n)) }
 
 // Done is closed when the subscription ends.
 func (s *Subscriber) Done() <-chan struct{} { return s.ctx.Done() }
 
-// Err reports why the subscription ended: ErrSlowSubscriber, ErrHubClosed or
-// ErrUnsubscribed. It is nil while the subscription is live.
+// Err reports why the subscription ended: an error wrapping
+// ErrSlowSubscriber, ErrHubClosed or ErrUnsubscribed. It is nil while the
+// subscription is live.
 func (s *Subscriber) Err() error { return context.Cause(s.ctx) }
 
 // Context ends when the subscription does, with Err as its cause.
@@ -76,6 +129,15 @@ func (s *Subscriber) Context() context.Context { return s.ctx }
 
 // end finishes the subscription; only the first reason counts.
 func (s *Subscriber) end(reason error) { s.cancel(reason) }
+
+// signal wakes the subscriber's writer; a signal already pending stands
+// for this one too.
+func (s *Subscriber) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
 
 // Gap says that history no longer reached back to where a subscriber asked
 // to resume: messages after Since were published but are no longer kept.
@@ -89,12 +151,7 @@ type Gap struct {
 	Known bool
 }
 
-// Backlog is what the subscriber resumed with: kept messages, oldest first,
-// to be written before anything from Messages. It is empty unless the
-// subscription resumed.
-func (s *Subscriber) Backlog() []*Message { return s.backlog }
-
-// Gap reports messages lost before the Backlog, or nil.
+// Gap reports messages lost before the first message Take returns, or nil.
 func (s *Subscriber) Gap() *Gap { return s.gap }
 
 // PresenceChanged receives when the topic's subscriber count may have
@@ -104,4 +161,4 @@ func (s *Subscriber) PresenceChanged() <-chan struct{} { return s.presence }
 
 // TopicSubscribers is how many subscribers the topic has now, this one
 // included while it is subscribed.
-func (s *Subscriber) TopicSubscribers() int { return int(s.watchers.Load()) }
+func (s *Subscriber) TopicSubscribers() int { return int(s.topic.watchers.Load()) }

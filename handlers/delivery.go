@@ -1,43 +1,125 @@
 package handlers
 
 import (
+	"errors"
+	"os"
 	"time"
 
 	"herald/app"
 )
 
-// Both transports, WebSocket and SSE, hand a subscriber its messages the
-// same way around the live loop: the backlog first, and on shutdown what is
-// still queued. write sends one message in the transport's form.
+// maxBatchBytes bounds the message text one write carries: enough to send
+// a burst in a few writes, little enough that a write's deadline still
+// measures whether the peer is making progress.
+const maxBatchBytes = 64 << 10
 
-// writeBacklog writes the messages a resuming subscriber asked for, oldest
-// first, and stops early if the subscription ends meanwhile; the caller's
-// loop then sees why.
-func writeBacklog(sub *app.Subscriber, write func(*app.Message) error) error {
-	for _, m := range sub.Backlog() {
-		if sub.Err() != nil {
+// transport is one subscriber connection, WebSocket or SSE, as the
+// delivery loop sees it: frames are added to a batch, and flush sends the
+// whole batch in one write with one deadline. Only the connection's writer
+// calls it.
+type transport interface {
+	// addMessage adds one message, in the form the subscriber asked for.
+	addMessage(m *app.Message)
+	// addNotice adds a JSON notice, such as "lost" or "presence"; a
+	// transport whose client cannot tell notices from messages skips it.
+	addNotice(kind string, data []byte)
+	// addKeepalive adds what keeps an idle connection open through proxies.
+	addKeepalive()
+	// pending reports whether anything waits to be flushed.
+	pending() bool
+	// flush writes the batch. A write that times out means the peer took
+	// nothing for a whole write timeout.
+	flush() error
+}
+
+// delivery moves one subscriber's messages to its connection. It batches:
+// each time the writer wakes, it takes everything published since it last
+// did, up to maxBatchBytes, and writes it at once. So a writer that falls
+// behind catches up in a few writes rather than one write per message.
+type delivery struct {
+	hub          *app.Hub
+	sub          *app.Subscriber
+	out          transport
+	metrics      *metrics
+	keepalive    time.Duration
+	writeTimeout time.Duration
+	batch        []*app.Message
+}
+
+// run writes what the subscriber is owed until the subscription ends,
+// peerGone or closeAsked closes (nil never does), or a write fails, which
+// it returns.
+func (d *delivery) run(peerGone, closeAsked <-chan struct{}) error {
+	if gap := d.sub.Gap(); gap != nil {
+		d.out.addNotice("lost", lostNotice(d.sub.Topic(), gap))
+	}
+	keepalive := time.NewTicker(d.keepalive)
+	defer keepalive.Stop()
+	for {
+		taken := d.take()
+		if d.out.pending() {
+			if err := d.flush(); err != nil {
+				return err
+			}
+		}
+		if taken {
+			continue // more may have come while writing: take it before waiting
+		}
+		select {
+		case <-d.sub.Ready():
+		case <-d.sub.PresenceChanged():
+			d.out.addNotice("presence", presenceNotice(d.sub.Topic(), d.sub.TopicSubscribers()))
+		case <-keepalive.C:
+			d.out.addKeepalive()
+		case <-d.sub.Done():
+			return nil
+		case <-peerGone:
+			return nil
+		case <-closeAsked:
 			return nil
 		}
-		if err := write(m); err != nil {
+	}
+}
+
+// drain writes what was published to the subscriber before it ended, for
+// at most timeout; the hub counts whatever is left when the subscriber is
+// released.
+func (d *delivery) drain(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) && d.take() {
+		if err := d.flush(); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// drainQueue writes what is still queued for sub, for at most timeout. The
-// hub counts and logs whatever is left when the subscriber is released.
-func drainQueue(sub *app.Subscriber, timeout time.Duration, write func(*app.Message) error) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		select {
-		case m := <-sub.Messages():
-			if err := write(m); err != nil {
-				return err
-			}
-		default:
-			return nil
+// take adds the next batch of messages to the transport and reports
+// whether there was any.
+func (d *delivery) take() bool {
+	d.batch = d.sub.Take(d.batch[:0], maxBatchBytes)
+	for _, m := range d.batch {
+		d.out.addMessage(m)
+	}
+	return len(d.batch) > 0
+}
+
+// flush writes the batch. A write that times out is a stalled peer: the
+// hub ends, counts and logs the subscriber as slow.
+func (d *delivery) flush() error {
+	if err := d.out.flush(); err != nil {
+		d.sub.NotWritten(len(d.batch))
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			d.hub.Stalled(d.sub, d.writeTimeout)
+		}
+		return err
+	}
+	for _, m := range d.batch {
+		if d.sub.Live(m) {
+			d.metrics.delivered(m)
 		}
 	}
+	clear(d.batch) // let written messages go
+	d.batch = d.batch[:0]
 	return nil
 }

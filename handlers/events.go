@@ -68,55 +68,25 @@ func (h *eventsHandler) stream(c echo.Context) error {
 	c.Response().WriteHeader(http.StatusOK)
 
 	log := h.log.With("remote", c.RealIP(), "subscriber", sub.ID())
-	if err := h.serve(req.Context(), sub, w); err != nil {
-		h.hub.Leave(sub)
-		log.Debug("event stream ended", "err", err)
-	}
-	return nil
-}
-
-// serve writes the stream until the subscription or the request ends.
-func (h *eventsHandler) serve(ctx context.Context, sub *app.Subscriber, w *sseWriter) error {
 	w.comment("subscribed to " + sub.Topic())
 	w.buf.WriteString("retry: " + strconv.FormatInt(sseRetry.Milliseconds(), 10) + "\n\n")
-	if gap := sub.Gap(); gap != nil {
-		w.event("lost", lostNotice(sub.Topic(), gap))
+	d := &delivery{
+		hub:          h.hub,
+		sub:          sub,
+		out:          w,
+		metrics:      h.metrics,
+		keepalive:    h.heartbeatInterval,
+		writeTimeout: h.writeTimeout,
 	}
-	if err := w.flush(); err != nil {
-		return err
+	err = d.run(req.Context().Done(), nil)
+	if err == nil && errors.Is(sub.Err(), app.ErrHubClosed) {
+		err = d.drain(h.drainTimeout) // acknowledged messages go out before the stream ends
 	}
-	if err := writeBacklog(sub, w.message); err != nil {
-		return err
+	if err != nil {
+		log.Debug("event stream ended", "err", err)
 	}
-
-	heartbeat := time.NewTicker(h.heartbeatInterval)
-	defer heartbeat.Stop()
-	for {
-		select {
-		case m := <-sub.Messages():
-			if err := w.message(m); err != nil {
-				return err
-			}
-			h.metrics.delivered(m)
-		case <-sub.PresenceChanged():
-			w.event("presence", presenceNotice(sub.Topic(), sub.TopicSubscribers()))
-			if err := w.flush(); err != nil {
-				return err
-			}
-		case <-heartbeat.C:
-			w.comment("heartbeat")
-			if err := w.flush(); err != nil {
-				return err
-			}
-		case <-sub.Done():
-			if errors.Is(sub.Err(), app.ErrHubClosed) {
-				return drainQueue(sub, h.drainTimeout, w.message)
-			}
-			return sub.Err() // slow: the hub has logged and counted it
-		case <-ctx.Done():
-			return context.Cause(ctx)
-		}
-	}
+	h.hub.Leave(sub)
+	return nil
 }
 
 // sseWriter formats events into a buffer and writes each event, or group
@@ -132,9 +102,11 @@ type sseWriter struct {
 
 var errStreamInterrupted = errors.New("event stream interrupted: subscriber too slow")
 
-// message writes m as one event: its id, then its text as data lines, or
+var _ transport = (*sseWriter)(nil)
+
+// addMessage adds m as one event: its id, then its text as data lines, or
 // its JSON as one data line.
-func (w *sseWriter) message(m *app.Message) error {
+func (w *sseWriter) addMessage(m *app.Message) {
 	w.buf.WriteString("id: ")
 	w.buf.WriteString(strconv.FormatUint(m.ID, 10))
 	w.buf.WriteByte('\n')
@@ -144,12 +116,11 @@ func (w *sseWriter) message(m *app.Message) error {
 		w.text(m.Text)
 	}
 	w.buf.WriteByte('\n')
-	return w.flush()
 }
 
-// event adds a named event; such events have no id, so they leave an
+// addNotice adds a named event; such events have no id, so they leave an
 // EventSource's Last-Event-ID where it was.
-func (w *sseWriter) event(name string, data []byte) {
+func (w *sseWriter) addNotice(name string, data []byte) {
 	w.buf.WriteString("event: " + name + "\n")
 	w.data(data)
 	w.buf.WriteByte('\n')
@@ -170,6 +141,10 @@ func (w *sseWriter) data(b []byte) {
 	w.buf.Write(b)
 	w.buf.WriteByte('\n')
 }
+
+func (w *sseWriter) addKeepalive() { w.comment("heartbeat") }
+
+func (w *sseWriter) pending() bool { return w.buf.Len() > 0 }
 
 // comment adds a comment line, which clients ignore and proxies see as
 // traffic.

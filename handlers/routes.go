@@ -68,9 +68,12 @@ func New(opts Options) (*echo.Echo, error) {
 	}
 	notify := &notifyHandler{hub: opts.Hub, pagePath: paths.Page}
 	stream := &streamHandler{
+		hub:          opts.Hub,
 		log:          log,
 		metrics:      metrics,
+		buffers:      &batchBuffers{},
 		pingInterval: cfg.WebSocket.PingInterval,
+		writeTimeout: cfg.WebSocket.WriteTimeout,
 		drainTimeout: cfg.WebSocket.WriteTimeout,
 	}
 	events := &eventsHandler{

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -28,11 +29,6 @@ const (
 // destroy the close frame before the peer reads it.
 const closeLinger = 2 * time.Second
 
-// x/net has no other way to send a ping than a codec.
-var pingCodec = websocket.Codec{
-	Marshal: func(any) ([]byte, byte, error) { return nil, websocket.PingFrame, nil },
-}
-
 // Reasons the reader stops, besides the connection's own errors.
 var (
 	errPeerClosed   = errors.New("peer sent a close frame")
@@ -44,9 +40,12 @@ var (
 // connection has exactly one reader (the request's goroutine) and one
 // writer (started here); only the writer writes frames.
 type streamHandler struct {
+	hub          *app.Hub
 	log          *slog.Logger
 	metrics      *metrics
+	buffers      *batchBuffers
 	pingInterval time.Duration
+	writeTimeout time.Duration
 	// drainTimeout bounds how long shutdown spends writing queued messages
 	// to one subscriber.
 	drainTimeout time.Duration
@@ -61,7 +60,7 @@ func (h *streamHandler) serve(c echo.Context) error {
 		Subscription: sub,
 		handler:      h,
 		log:          h.log.With("remote", c.RealIP(), "subscriber", sub.Subscriber.ID()),
-		closeCode:    make(chan int, 1),
+		frameTooBig:  make(chan struct{}),
 		readDone:     make(chan struct{}),
 	}
 	defer s.handler.metrics.connected(transportWebSocket)()
@@ -78,12 +77,14 @@ func (h *streamHandler) serve(c echo.Context) error {
 // session is the state one connection's reader and writer share.
 type session struct {
 	*Subscription
-	handler *streamHandler
-	log     *slog.Logger
+	handler  *streamHandler
+	log      *slog.Logger
+	delivery *delivery // the writer's
 
-	closeCode chan int      // reader to writer: close with this code
-	readDone  chan struct{} // closed by the reader when it stops
-	readErr   error         // why the reader stopped; read only after readDone
+	frameTooBig chan struct{} // closed by the reader: close with 1009
+	tooBigOnce  sync.Once
+	readDone    chan struct{} // closed by the reader when it stops
+	readErr     error         // why the reader stopped; read only after readDone
 }
 
 // read discards what the subscriber sends until the connection ends.
@@ -110,10 +111,7 @@ func (s *session) discardFrames() error {
 		}
 		// The length overflows to negative near 2^63.
 		if n := payloadLen(frame); n < 0 || n > s.Conn.MaxPayloadBytes {
-			select {
-			case s.closeCode <- closeMessageTooBig:
-			default:
-			}
+			s.tooBigOnce.Do(func() { close(s.frameTooBig) })
 			if _, err := io.Copy(io.Discard, frame); err != nil {
 				return err
 			}
@@ -159,8 +157,9 @@ func knownOpcode(opcode byte) bool {
 	return false
 }
 
-// write sends queued messages and pings until the subscription or the
-// connection ends, then closes the connection the way the ending calls for.
+// write sends the subscriber's messages and pings until the subscription
+// or the connection ends, then closes the connection the way the ending
+// calls for.
 func (s *session) write() {
 	// A slow subscriber's writer is usually stuck in a write that the peer
 	// is not reading; eviction breaks that write at once instead of letting
@@ -172,65 +171,35 @@ func (s *session) write() {
 	})
 	defer stopInterrupt()
 
-	if err := s.replay(); err != nil {
-		s.abort("replay history", err)
-		return
+	s.delivery = &delivery{
+		hub:          s.handler.hub,
+		sub:          s.Subscriber,
+		out:          &wsTransport{conn: s.raw, json: s.JSON, buffers: s.handler.buffers},
+		metrics:      s.handler.metrics,
+		keepalive:    s.handler.pingInterval,
+		writeTimeout: s.handler.writeTimeout,
 	}
-	ping := time.NewTicker(s.handler.pingInterval)
-	defer ping.Stop()
-	for {
-		select {
-		case m := <-s.Subscriber.Messages():
-			if err := s.send(m); err != nil {
-				s.abort("write message", err)
-				return
-			}
-			s.handler.metrics.delivered(m)
-		case <-s.Subscriber.PresenceChanged():
-			notice := presenceNotice(s.Subscriber.Topic(), s.Subscriber.TopicSubscribers())
-			if _, err := s.Conn.Write(notice); err != nil {
-				s.abort("write presence", err)
-				return
-			}
-		case <-ping.C:
-			if err := pingCodec.Send(s.Conn, nil); err != nil {
-				s.abort("write ping", err)
-				return
-			}
-		case code := <-s.closeCode:
-			s.log.Info("closing connection: subscriber sent an oversized frame")
-			s.close(code)
-			return
-		case <-s.Subscriber.Done():
-			s.finishSubscription()
-			return
-		case <-s.readDone:
-			s.finishAfterRead()
-			return
-		}
+	err := s.delivery.run(s.readDone, s.frameTooBig)
+	switch {
+	case err != nil:
+		s.abort("write", err)
+	case isClosed(s.frameTooBig):
+		s.log.Info("closing connection: subscriber sent an oversized frame")
+		s.close(closeMessageTooBig)
+	case isClosed(s.readDone):
+		s.finishAfterRead()
+	default:
+		s.finishSubscription()
 	}
 }
 
-// replay writes what a resuming subscriber asked for before its live
-// messages: in JSON mode a notice of lost messages, if any, then the kept
-// messages. Plain mode has no way to say what was lost, so it only replays.
-func (s *session) replay() error {
-	if gap := s.Subscriber.Gap(); gap != nil && s.JSON {
-		if _, err := s.Conn.Write(lostNotice(s.Subscriber.Topic(), gap)); err != nil {
-			return err
-		}
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
-	return writeBacklog(s.Subscriber, s.send)
-}
-
-// send writes one message as one text frame: its exact text, or its JSON.
-func (s *session) send(m *app.Message) error {
-	payload := textBytes(m.Text)
-	if s.JSON {
-		payload = m.JSON()
-	}
-	_, err := s.Conn.Write(payload) // a text frame: the server Conn's PayloadType
-	return err
 }
 
 // finishSubscription closes the connection after the hub ended the
@@ -272,10 +241,11 @@ func (s *session) finishAfterRead() {
 	}
 }
 
-// drain writes whatever is still queued, for at most drainTimeout. The hub
-// counts and logs anything left when the subscriber is released.
+// drain writes what was published before the shutdown, for at most
+// drainTimeout. The hub counts and logs anything left when the subscriber
+// is released.
 func (s *session) drain() {
-	if err := drainQueue(s.Subscriber, s.handler.drainTimeout, s.send); err != nil {
+	if err := s.delivery.drain(s.handler.drainTimeout); err != nil {
 		s.log.Debug("shutdown: write failed", "err", err)
 	}
 }
