@@ -88,11 +88,11 @@ var (
 	publishedDesc = prometheus.NewDesc("herald_messages_published_total",
 		"Messages accepted by a publish.", nil, nil)
 	deliveredDesc = prometheus.NewDesc("herald_messages_delivered_total",
-		"Messages handed to a subscriber's queue, counted per subscriber.", nil, nil)
+		"Messages published to a subscriber, counted per subscriber.", nil, nil)
 	droppedDesc = prometheus.NewDesc("herald_messages_dropped_total",
-		"Messages handed to a subscriber but never written to it (each is also logged).", nil, nil)
+		"Messages published to a subscriber but never written to it (each is also logged).", nil, nil)
 	slowDesc = prometheus.NewDesc("herald_slow_subscriber_disconnects_total",
-		"Subscribers disconnected because their queue was full.", nil, nil)
+		"Subscribers cut off as too slow: too far behind in bytes, or a write that took no data for the write timeout.", nil, nil)
 	brokerErrorsDesc = prometheus.NewDesc("herald_broker_errors_total",
 		"Failures of the history store: publishes refused and sweeps that failed.", nil, nil)
 )
