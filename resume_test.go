@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -433,6 +435,64 @@ func TestUnusableHistoryFileStopsStartUp(t *testing.T) {
 				t.Errorf("printed %q although it did not start", stdout.String())
 			}
 		})
+	}
+}
+
+// A history file cut short, as a full disk or a partial copy leaves it,
+// must stop Herald with one line that says what to do, not a crash loop of
+// stack dumps inside bbolt, and must stay exactly as it was.
+func TestTruncatedHistoryFileStopsHeraldWithOneLine(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "history.db")
+	h := startHerald(t, fmt.Sprintf("limits:\n  publish_per_second: 0\nhistory:\n  file: %s\n", file))
+	big := strings.Repeat("x", 60_000)
+	for range 40 {
+		resp, err := http.Post(h.Origin+"/notify", "text/plain", strings.NewReader(big))
+		if err != nil {
+			t.Fatal(err)
+		}
+		decodeReceipt(t, resp)
+	}
+	if err := h.Stop(t); err != nil {
+		t.Fatal(err)
+	}
+	whole, err := os.ReadFile(file)
+	if err != nil || len(whole) < 2_000_000 {
+		t.Fatalf("the history file is %d bytes (%v), want about 2 MB", len(whole), err)
+	}
+	cut := filepath.Join(dir, "cut.db")
+	if err := os.WriteFile(cut, whole[:100_000], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	configPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(configPath, []byte(fmt.Sprintf("port: 0\nhistory:\n  file: %s\n", cut)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	cmd := exec.Command(os.Args[0], "-config", configPath)
+	cmd.Env = append(os.Environ(), asMainEnv+"=1")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err = cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+		t.Fatalf("herald on a truncated file: %v, want exit status 1\nstderr: %s", err, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	if len(lines) != 1 || strings.Contains(stderr.String(), "goroutine") {
+		t.Fatalf("stderr is %d lines, want one line and no stack:\n%s", len(lines), stderr.String())
+	}
+	for _, want := range []string{cut, "damaged", "cut short", "move it aside"} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("%q does not say %q", lines[0], want)
+		}
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("printed %q although it did not start", stdout.String())
+	}
+	if after, err := os.ReadFile(cut); err != nil || !bytes.Equal(after, whole[:100_000]) {
+		t.Errorf("the truncated file was changed (%v)", err)
 	}
 }
 

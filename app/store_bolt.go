@@ -35,13 +35,22 @@ const lockWait = time.Second
 // process holds, that cannot be written or that is not a valid store is an
 // error that says which.
 func OpenBoltStore(path string) (*BoltStore, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait})
+	if err := checkBoltFile(path); err != nil {
+		return nil, err
+	}
+	var db *bolt.DB
+	err := faultsAsErrors(path, func() (err error) {
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait})
+		return err
+	})
 	switch {
+	case errors.Is(err, ErrDamagedStore):
+		return nil, err
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return nil, fmt.Errorf("history file %s is locked by another process (is another Herald using it?)", path)
 	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum),
 		errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrInvalidMapping):
-		return nil, fmt.Errorf("history file %s is corrupt or not a Herald history file: %w", path, err)
+		return nil, fmt.Errorf("%w: %s is corrupt or not a Herald history file (%w). Herald left it untouched: move it aside to start with an empty history, or restore it from a backup", ErrDamagedStore, path, err)
 	case err != nil:
 		return nil, fmt.Errorf("open history file: %w", err)
 	}
@@ -57,14 +66,20 @@ func OpenBoltStore(path string) (*BoltStore, error) {
 }
 
 // Load reads every topic. bbolt panics on some damaged pages instead of
-// returning an error, so a panic here is reported as a corrupt file.
+// returning an error, so a panic here is reported as a damaged file.
 func (s *BoltStore) Load(limit int, notBefore time.Time) (topics []StoredTopic, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			topics, err = nil, fmt.Errorf("%w: history file %s is corrupt: %v", ErrStore, s.path, p)
-		}
-	}()
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = faultsAsErrors(s.path, func() error { return s.load(limit, notBefore, &topics) })
+	if errors.Is(err, ErrDamagedStore) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w: %s: %w. Herald left it untouched: move it aside to start with an empty history, or restore it from a backup", ErrStore, ErrDamagedStore, s.path, err)
+	}
+	return topics, nil
+}
+
+func (s *BoltStore) load(limit int, notBefore time.Time, out *[]StoredTopic) error {
+	return s.db.View(func(tx *bolt.Tx) error {
 		starts := tx.Bucket(sequenceStarts)
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 			if slices.Equal(name, sequenceStarts) {
@@ -92,14 +107,10 @@ func (s *BoltStore) Load(limit int, notBefore time.Time) (topics []StoredTopic, 
 			if topic.SequenceStart == 0 || topic.SequenceStart > topic.LastID+1 {
 				return fmt.Errorf("topic %q: sequence start %d does not fit last id %d", name, topic.SequenceStart, topic.LastID)
 			}
-			topics = append(topics, topic)
+			*out = append(*out, topic)
 			return nil
 		})
 	})
-	if err != nil {
-		return nil, fmt.Errorf("%w: history file %s is corrupt: %w", ErrStore, s.path, err)
-	}
-	return topics, nil
 }
 
 // Append stores m and trims below keepFrom in one fsynced transaction.

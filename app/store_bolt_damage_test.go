@@ -1,0 +1,89 @@
+package app
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// writeHistoryFile makes a store of about 2 MB, as a busy server leaves it.
+func writeHistoryFile(t *testing.T, path string) []byte {
+	t.Helper()
+	s := openStore(t, path)
+	s.db.NoSync = true // a test file need not survive a power cut
+	text := strings.Repeat("x", 7000)
+	for i := range 300 {
+		topic := fmt.Sprint("topic-", i%7)
+		m := &Message{ID: uint64(1000 + i), Topic: topic, Time: time.Unix(1_800_000_000, int64(i)), Text: text}
+		if err := s.Append(m, 1000, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// A history file cut short must give one clear error, not a memory fault
+// inside bbolt, and must be left exactly as it was.
+func TestTruncatedHistoryFileIsRefusedAndLeftUntouched(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	whole := writeHistoryFile(t, filepath.Join(dir, "whole.db"))
+	if len(whole) < 1<<20 {
+		t.Fatalf("the test file is %d bytes, want over 1 MiB", len(whole))
+	}
+	// bbolt grows its file ahead of use; the meta page says how much of it
+	// is in use, and any cut below that loses pages.
+	meta, ok := readBoltMeta(bytes.NewReader(whole), 0)
+	if !ok {
+		t.Fatal("the test file has no valid first meta page")
+	}
+	inUse := int(meta.pgid) * int(meta.pageSize)
+	for _, cut := range []int{100, 4096, 4096 + 80, 8192, 100_000, inUse / 2, inUse - 1} {
+		t.Run(fmt.Sprint("whenCutAt", cut), func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(dir, fmt.Sprintf("cut-%d.db", cut))
+			if err := os.WriteFile(path, whole[:cut], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			s, err := OpenBoltStore(path)
+			if err == nil {
+				_, err = s.Load(1000, time.Time{})
+				s.Close()
+			}
+			if !errors.Is(err, ErrDamagedStore) {
+				t.Fatalf("opening a file cut at %d of %d bytes: %v, want ErrDamagedStore", cut, len(whole), err)
+			}
+			for _, want := range []string{path, "damaged", "move it aside"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error %q is more than one line", err)
+			}
+			after, readErr := os.ReadFile(path)
+			if readErr != nil || !bytes.Equal(after, whole[:cut]) {
+				t.Errorf("the damaged file was changed (%v)", readErr)
+			}
+		})
+	}
+	// The whole file still opens and reads.
+	s := openStore(t, filepath.Join(dir, "whole.db"))
+	defer s.Close()
+	topics, err := s.Load(1000, time.Time{})
+	if err != nil || len(topics) != 7 {
+		t.Fatalf("the whole file: %d topics, %v; want 7", len(topics), err)
+	}
+}
