@@ -276,7 +276,7 @@ func TestMalformedFramesCloseOnlyTheirConnection(t *testing.T) {
 		{"whenUnmasked", []byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o'}, 1002},
 		{"whenUnknownOpcode", masked(0x83, []byte{0x02}, "hi"), 1002},
 		{"whenLengthClaims2To63Bytes", masked(0x81, []byte{127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "x"), 1009},
-		{"whenHTTPAfterTheUpgrade", []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), 1002},
+		{"whenHTTPAfterTheUpgrade", []byte("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 1002},
 	}
 	h := startHerald(t, "")
 	bystander := readInBackground(dial(t, h.ws("/ws")), 16)
@@ -306,7 +306,7 @@ func rawWebSocket(t *testing.T, h *heraldProcess) (net.Conn, *bufio.Reader) {
 	}
 	t.Cleanup(func() { conn.Close() })
 	conn.SetDeadline(time.Now().Add(hangGuard))
-	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 	reader := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(reader, nil)

@@ -32,7 +32,7 @@ func TestHostileClientsHarmNobodyElse(t *testing.T) {
 	attacker := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
 	addr := strings.TrimPrefix(h.Origin, "http://")
 	attackerHTTP := &http.Client{Transport: &http.Transport{DialContext: attacker.DialContext, MaxIdleConnsPerHost: 64}}
-	handshake := "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+	handshake := "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
 	upgraded := func() net.Conn {
 		conn, err := attacker.Dial("tcp", addr)
@@ -86,7 +86,7 @@ func TestHostileClientsHarmNobodyElse(t *testing.T) {
 					t.Error(err)
 					break
 				}
-				io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\n") // and never the end
+				io.WriteString(conn, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n") // and never the end
 				open = append(open, conn)
 			}
 			// They stay open while the healthy publisher works, below.

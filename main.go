@@ -271,6 +271,9 @@ func checkConfig(path string, given bool, getenv func(string) string, stdout io.
 		return err
 	}
 	fmt.Fprintf(stdout, "# %s is valid. The values in force (tokens hidden):\n%s", source, cfg.Redacted().YAML())
+	if len(cfg.Security.AllowedHosts) == 0 {
+		fmt.Fprintln(stdout, "# security.allowed_hosts is empty: only localhost names and IP addresses are answered.\n# A server reached by a public name must list that name there.")
+	}
 	return nil
 }
 

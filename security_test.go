@@ -9,16 +9,19 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	gorilla "github.com/gorilla/websocket"
 )
 
@@ -318,4 +321,155 @@ func TestBadTLSFilesStopStartUp(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "tls: load /nope/cert.pem and /nope/key.pem") {
 		t.Errorf("run = %v", err)
 	}
+}
+
+// Following a link, submitting a GET form or setting location from another
+// site must never publish; curl and a URL typed into the address bar must.
+func TestCrossSiteNavigationsNeverPublish(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	sub := dial(t, h.ws("/ws"))
+	tests := []struct {
+		name         string
+		givenSite    string // Sec-Fetch-Site, "" for none sent
+		givenMode    string // Sec-Fetch-Mode
+		expectStatus int
+	}{
+		{"givenCurl_noFetchMetadata", "", "", 200},
+		{"givenTypedIntoTheAddressBar", "none", "navigate", 200},
+		{"givenThisSitesOwnLink", "same-origin", "navigate", 200},
+		{"givenALinkFromAnotherSite", "cross-site", "navigate", 403},
+		{"givenALinkFromASiblingSubdomain", "same-site", "navigate", 403},
+	}
+	for _, tc := range tests {
+		header := http.Header{}
+		if tc.givenSite != "" {
+			header.Set("Sec-Fetch-Site", tc.givenSite)
+			header.Set("Sec-Fetch-Mode", tc.givenMode)
+		}
+		got := request(t, http.MethodGet, h.Origin+"/notify?msg="+tc.name, header, "")
+		if got.status != tc.expectStatus {
+			t.Errorf("%s: GET notify %d %q, want %d", tc.name, got.status, got.error, tc.expectStatus)
+		}
+		if tc.expectStatus == 200 {
+			if msg := readText(t, sub); msg != tc.name {
+				t.Errorf("%s: subscriber got %q", tc.name, msg)
+			}
+		}
+	}
+	if got := publishedNext(t, h, sub); got != "sentinel" {
+		t.Errorf("a refused navigation published %q", got)
+	}
+}
+
+// publishedNext publishes a sentinel and returns the first message the
+// subscriber reads after everything before it: proof, without waiting,
+// that nothing else was published in between.
+func publishedNext(t *testing.T, h *heraldProcess, sub *gorilla.Conn) string {
+	t.Helper()
+	h.publish(t, "sentinel")
+	return readText(t, sub)
+}
+
+// The same, in a real browser: a page on another site submits a GET form
+// to the notify route as soon as it loads.
+func TestBrowserOnAnotherSiteCannotPublishByNavigating(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	sub := dial(t, h.ws("/ws"))
+	attacker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprintf(w, `<form id=f method=GET action="%s/notify"><input name=msg value=forged></form>
+<script>document.getElementById("f").submit()</script>`, h.Origin)
+	}))
+	defer attacker.Close()
+	// localhost and 127.0.0.1 are different sites to the browser.
+	attackerURL := strings.Replace(attacker.URL, "127.0.0.1", "localhost", 1)
+
+	tab := newTab(t)
+	runIn(t, tab, chromedp.Navigate(attackerURL))
+	landed := chromedp.Poll[bool](fmt.Sprintf(`location.href.startsWith(%q)`, h.Origin+"/notify"))
+	if _, err := chromedp.Run(tab, landed); err != nil {
+		t.Fatalf("the form never navigated to the notify route: %v", err)
+	}
+	body := get(t, tab, chromedp.Evaluate[string](`document.body.innerText`))
+	if !strings.Contains(body, "another site") {
+		t.Errorf("the refused navigation shows %q, want it to say why", body)
+	}
+	if got := publishedNext(t, h, sub); got != "sentinel" {
+		t.Errorf("a cross-site form published %q", got)
+	}
+}
+
+// DNS rebinding: a name the attacker controls, pointed at this server,
+// arrives with matching Host and Origin headers.
+func TestRequestsForUnknownHostNamesAreRefused(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	port := strings.TrimPrefix(h.Origin, "http://127.0.0.1:")
+	tests := []struct {
+		name         string
+		givenHost    string
+		expectStatus int
+	}{
+		{"givenTheIPAddress", "127.0.0.1:" + port, 200},
+		{"givenLocalhost", "localhost:" + port, 200},
+		{"givenASubdomainOfLocalhost", "herald.localhost:" + port, 200},
+		{"givenIPv6Loopback", "[::1]:" + port, 200},
+		{"givenAnotherIPAddress", "10.1.2.3", 200},
+		{"givenARebindingName", "evil.example:" + port, 403},
+		{"givenARebindingNameWithoutPort", "evil.example", 403},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			host := strings.TrimSuffix(strings.TrimSuffix(tc.givenHost, ":"+port), "]")
+			origin := "http://" + tc.givenHost
+			header := http.Header{"Host": {tc.givenHost}, "Origin": {origin}}
+			got := requestHost(t, http.MethodPost, h.Origin+"/notify", tc.givenHost, origin, "msg=x")
+			if got.status != tc.expectStatus {
+				t.Errorf("notify for host %q: %d %q, want %d", host, got.status, got.error, tc.expectStatus)
+			}
+			if tc.expectStatus == 403 && !strings.Contains(got.error, "security.allowed_hosts") {
+				t.Errorf("refusal %q does not name security.allowed_hosts", got.error)
+			}
+			wantWS := map[int]int{200: 101, 403: 403}[tc.expectStatus]
+			if _, status := dialWith(t, h.ws("/ws"), header); status != wantWS {
+				t.Errorf("WebSocket for host %q: %d, want %d", host, status, wantWS)
+			}
+		})
+	}
+
+	// A deployment at a real name lists it, and works.
+	named := startHerald(t, "security:\n  allowed_hosts: [herald.example.com, .example.org]\n")
+	for host, want := range map[string]int{
+		"herald.example.com": 200, "a.b.example.org": 200, "example.org": 200,
+		"evil.example": 403, "herald.example.com.evil.example": 403,
+	} {
+		if got := requestHost(t, http.MethodPost, named.Origin+"/notify", host, "http://"+host, "msg=x"); got.status != want {
+			t.Errorf("allowed_hosts set: host %q: %d %q, want %d", host, got.status, got.error, want)
+		}
+	}
+}
+
+// requestHost sends a request with the Host and Origin headers a browser
+// sends when a page reaches this server under host.
+func requestHost(t *testing.T, method, url, host, origin, body string) refusal {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	req.Header.Set("Origin", origin)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var reply struct {
+		Error string `json:"error"`
+	}
+	json.NewDecoder(resp.Body).Decode(&reply)
+	return refusal{status: resp.StatusCode, header: resp.Header, error: reply.Error}
 }

@@ -43,6 +43,11 @@ type SecurityConfig struct {
 	// Requests without an Origin header (curl, scripts, servers) are not
 	// affected.
 	AllowedOrigins []string `yaml:"allowed_origins"`
+	// AllowedHosts are the host names, besides loopback names and IP
+	// addresses, that this server answers to, such as herald.example.com;
+	// ".example.com" allows every subdomain too, and "*" any name. A request
+	// for any other name is refused, which stops DNS rebinding.
+	AllowedHosts []string `yaml:"allowed_hosts"`
 	// PublishToken, when set, is required to publish.
 	PublishToken string `yaml:"publish_token"`
 	// SubscribeToken, when set, is required to subscribe.
@@ -220,6 +225,7 @@ func DefaultConfig() Config {
 		},
 		Security: SecurityConfig{
 			AllowedOrigins: []string{},
+			AllowedHosts:   []string{},
 		},
 		Notify: NotifyConfig{
 			AllowGet: true,
@@ -405,6 +411,11 @@ func (c Config) validate(source string, lines map[string]int) error {
 			return fail("security.allowed_origins", "item %d: %s (got %q)", i+1, problem, origin)
 		}
 	}
+	for i, host := range c.Security.AllowedHosts {
+		if problem := hostProblem(host); problem != "" {
+			return fail("security.allowed_hosts", "item %d: %s (got %q)", i+1, problem, host)
+		}
+	}
 	for _, token := range []struct{ key, value string }{
 		{"security.publish_token", c.Security.PublishToken},
 		{"security.subscribe_token", c.Security.SubscribeToken},
@@ -467,6 +478,34 @@ func originProblem(origin string) string {
 		return "must be scheme://host[:port] only, as browsers send it, with no path"
 	case strings.ToLower(origin) != origin:
 		return "must be lower case, as browsers send it"
+	}
+	return ""
+}
+
+// hostProblem explains what is wrong with an allowed host, or returns "".
+// A host is a name as it appears in the Host header, without a port.
+func hostProblem(host string) string {
+	if host == "*" {
+		return ""
+	}
+	name := strings.TrimPrefix(host, ".")
+	switch {
+	case name == "":
+		return "is empty"
+	case strings.Contains(host, "://"):
+		return "must be a host name such as herald.example.com, without a scheme"
+	case strings.ToLower(host) != host:
+		return "must be lower case"
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 {
+			return "is not a host name: each dot-separated part must be 1 to 63 characters"
+		}
+		for _, r := range label {
+			if !(r == '-' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9')) {
+				return fmt.Sprintf("is not a host name: %q is not allowed (give the name without a port or path)", r)
+			}
+		}
 	}
 	return ""
 }

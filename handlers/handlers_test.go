@@ -25,6 +25,7 @@ type testServer struct {
 func newTestServer(t *testing.T, configure func(*app.Config)) *testServer {
 	t.Helper()
 	cfg := app.DefaultConfig()
+	cfg.Security.AllowedHosts = []string{"example.com"} // httptest.NewRequest's host
 	if configure != nil {
 		configure(&cfg)
 	}

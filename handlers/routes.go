@@ -53,7 +53,8 @@ func New(opts Options) (*echo.Echo, error) {
 	e.HTTPErrorHandler = newErrorHandler(log, paths)
 	// Forwarding headers are trusted only once trusted proxies are configured.
 	e.IPExtractor = echo.ExtractIPDirect()
-	e.Use(recoverer(log), requestLogger(log), secureHeaders(cfg.TLS.Cert != ""))
+	hosts := newHostPolicy(cfg.Security.AllowedHosts, cfg.Host)
+	e.Use(recoverer(log), requestLogger(log), secureHeaders(cfg.TLS.Cert != ""), hosts.middleware)
 
 	metrics := newMetrics(opts.Hub)
 	history := "memory"
@@ -98,13 +99,13 @@ func New(opts Options) (*echo.Echo, error) {
 	origins := newOriginPolicy(cfg.Security.AllowedOrigins)
 	connections := newConnectionLimiter(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
 	publishGuards := []echo.MiddlewareFunc{
-		origins.middleware("publishing"),
+		origins.middleware(publishing),
 		publishRateLimit(cfg.Limits.PublishPerSecond, cfg.Limits.PublishBurst),
-		requireToken(cfg.Security.PublishToken, "publishing"),
+		requireToken(cfg.Security.PublishToken, publishing),
 	}
 	subscribeGuards := []echo.MiddlewareFunc{
-		origins.middleware("subscribing"),
-		requireToken(cfg.Security.SubscribeToken, "subscribing"),
+		origins.middleware(subscribing),
+		requireToken(cfg.Security.SubscribeToken, subscribing),
 		connections.middleware,
 	}
 

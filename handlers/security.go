@@ -6,6 +6,7 @@ import (
 	"errors"
 
 	"math"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -38,14 +39,23 @@ func newOriginPolicy(allowed []string) *originPolicy {
 
 // check refuses a request from a browser on another site. Same-site means
 // the Origin's host is the host the request was sent to, whatever the
-// scheme, so a TLS-terminating proxy changes nothing. A request without
-// Origin that a browser marks cross-site (Sec-Fetch-Site) is refused too,
-// except a plain navigation, which is what following a link is.
-func (p *originPolicy) check(r *http.Request, doing string) error {
+// scheme, so a TLS-terminating proxy changes nothing; the host policy has
+// already made sure that host is one of this server's names.
+//
+// A request without Origin that a browser marks as coming from another
+// site (Sec-Fetch-Site cross-site or same-site) is refused too. Only a
+// subscription may come from a navigation, which is what following a link
+// is: a link, a GET form or a script's location change must never publish.
+// curl and scripts send no Sec-Fetch-Site, and a URL typed into the address
+// bar sends "none", so both still publish.
+func (p *originPolicy) check(r *http.Request, a action) error {
 	origin := r.Header.Get(echo.HeaderOrigin)
 	if origin == "" {
-		if r.Header.Get("Sec-Fetch-Site") == "cross-site" && r.Header.Get("Sec-Fetch-Mode") != "navigate" && !p.any {
-			return newClientError(http.StatusForbidden, "%s from another site is not allowed", doing)
+		site := r.Header.Get("Sec-Fetch-Site")
+		fromElsewhere := site == "cross-site" || site == "same-site"
+		navigation := r.Header.Get("Sec-Fetch-Mode") == "navigate"
+		if fromElsewhere && !p.any && (a == publishing || !navigation) {
+			return newClientError(http.StatusForbidden, "%s from another site is not allowed", a)
 		}
 		return nil
 	}
@@ -56,18 +66,94 @@ func (p *originPolicy) check(r *http.Request, doing string) error {
 		return nil
 	}
 	return newClientError(http.StatusForbidden,
-		"%s from origin %q is not allowed: list it in security.allowed_origins", doing, clip(origin))
+		"%s from origin %q is not allowed: list it in security.allowed_origins", a, clip(origin))
 }
 
+// action is what a guarded route lets a client do.
+type action string
+
+const (
+	publishing  action = "publishing"
+	subscribing action = "subscribing"
+)
+
 // middleware applies check to every request of a route.
-func (p *originPolicy) middleware(doing string) echo.MiddlewareFunc {
+func (p *originPolicy) middleware(a action) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			if err := p.check(c.Request(), doing); err != nil {
+			if err := p.check(c.Request(), a); err != nil {
 				return err
 			}
 			return next(c)
 		}
+	}
+}
+
+// hostPolicy refuses requests addressed to a host name this server does
+// not answer to. That defeats DNS rebinding: a page on evil.example whose
+// name an attacker re-points at 127.0.0.1 reaches a Herald on a laptop or
+// a private network, and since its Origin then matches its Host, the
+// origin check alone would take it for this server's own page. Loopback
+// names and IP literals are always answered (rebinding needs a name);
+// public names must be listed in security.allowed_hosts.
+type hostPolicy struct {
+	any     bool
+	exact   map[string]bool
+	domains []string // ".example.com" also allows every subdomain
+}
+
+func newHostPolicy(allowed []string, listenHost string) *hostPolicy {
+	p := &hostPolicy{exact: map[string]bool{}}
+	for _, h := range allowed {
+		switch {
+		case h == "*":
+			p.any = true
+		case strings.HasPrefix(h, "."):
+			p.domains = append(p.domains, h)
+			p.exact[h[1:]] = true
+		default:
+			p.exact[h] = true
+		}
+	}
+	if listenHost != "" && net.ParseIP(listenHost) == nil {
+		p.exact[strings.ToLower(listenHost)] = true // the name it was told to listen on
+	}
+	return p
+}
+
+// allows reports whether hostport, a Host header, names this server.
+func (p *hostPolicy) allows(hostport string) bool {
+	if p.any || hostport == "" {
+		return true // HTTP/1.0 has no Host; browsers always send one
+	}
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.ToLower(strings.Trim(host, "[]")), ".")
+	if net.ParseIP(host) != nil || host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	if p.exact[host] {
+		return true
+	}
+	for _, d := range p.domains {
+		if strings.HasSuffix(host, d) {
+			return true
+		}
+	}
+	return false
+}
+
+// middleware refuses every request whose Host is not allowed.
+func (p *hostPolicy) middleware(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if host := c.Request().Host; !p.allows(host) {
+			return newClientError(http.StatusForbidden,
+				"this server does not answer to the host name %q: if it is this server's name, list it in security.allowed_hosts (the check stops DNS rebinding)",
+				clip(host))
+		}
+		return next(c)
 	}
 }
 
@@ -76,7 +162,7 @@ func (p *originPolicy) middleware(doing string) echo.MiddlewareFunc {
 // configured it lets everything through. Tokens are compared as SHA-256
 // digests in constant time, so neither their content nor their length
 // leaks through timing.
-func requireToken(token, doing string) echo.MiddlewareFunc {
+func requireToken(token string, doing action) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		if token == "" {
 			return next
