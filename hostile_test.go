@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	gorilla "github.com/gorilla/websocket"
 )
 
 // A server under attack from many sides at once stays up, keeps its memory
@@ -200,4 +202,33 @@ func manyAtOnce(n int, f func()) {
 		wg.Go(f)
 	}
 	wg.Wait()
+}
+
+// One address opening and closing subscriptions to made-up topic names
+// must not block new topics for everyone until the next sweep.
+func TestOpeningAndClosingSubscriptionsDoesNotUseUpTopics(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "limits:\n  max_topics: 20\n")
+	for i := range 100 {
+		conn := dial(t, h.ws(fmt.Sprintf("/ws?topic=made-up-%d", i)))
+		// The server leaves the topic before it answers the close, so once
+		// the answer is read the topic is free.
+		if err := conn.WriteMessage(gorilla.CloseMessage, gorilla.FormatCloseMessage(gorilla.CloseNormalClosure, "")); err != nil {
+			t.Fatal(err)
+		}
+		if code := closeCode(readUntilClosed(conn)); code != gorilla.CloseNormalClosure {
+			t.Fatalf("subscription %d: closed with %d, want 1000", i, code)
+		}
+	}
+	sub := dial(t, h.ws("/ws?topic=brand-new"))
+	resp, err := http.Get(h.Origin + "/notify?topic=brand-new&msg=still+open")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := decodeReceipt(t, resp); r.Subscribers != 1 {
+		t.Errorf("publish to a new topic reached %d subscribers, want 1", r.Subscribers)
+	}
+	if got := readText(t, sub); got != "still open" {
+		t.Errorf("subscriber got %q", got)
+	}
 }

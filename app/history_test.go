@@ -315,3 +315,39 @@ func TestPresenceTellsWatchersOfJoinsAndLeaves(t *testing.T) {
 		t.Error("a subscriber that did not ask for presence has a presence channel")
 	}
 }
+
+// One client subscribing to made-up names and leaving again holds nothing,
+// so it must not use up the topic limit for everyone else.
+func TestTopicsThatHoldNothingAreFreedWhenTheLastSubscriberLeaves(t *testing.T) {
+	t.Parallel()
+	hub, err := NewHub(HubOptions{MaxLagBytes: 1 << 20, MaxMessageBytes: 64, HistorySize: 4, HistoryTTL: time.Hour, MaxTopics: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		s, err := hub.Subscribe(SubscribeRequest{Topic: fmt.Sprint("made-up-", i)})
+		if err != nil {
+			t.Fatalf("subscription %d to a new topic: %v", i, err)
+		}
+		hub.Unsubscribe(s)
+	}
+	if n := hub.Stats().Topics; n != 0 {
+		t.Errorf("after everyone left, the hub holds %d topics, want 0", n)
+	}
+	// Without history, a publish to a topic nobody watches holds nothing too.
+	noHistory, err := NewHub(HubOptions{MaxLagBytes: 1 << 20, MaxMessageBytes: 64, HistorySize: 0, HistoryTTL: time.Hour, MaxTopics: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if _, _, err := noHistory.Publish(fmt.Sprint("made-up-", i), "x"); err != nil {
+			t.Fatalf("publish %d to a new topic without history: %v", i, err)
+		}
+	}
+	// The limit still holds against topics that hold something.
+	publishN(t, hub, "kept-a", 1)
+	subscribe(t, hub, "watched-b")
+	if _, err := hub.Subscribe(SubscribeRequest{Topic: "third"}); !errors.Is(err, ErrTooManyTopics) {
+		t.Errorf("a third topic beside one with history and one with a subscriber: %v, want ErrTooManyTopics", err)
+	}
+}

@@ -331,8 +331,25 @@ func (h *Hub) leaveLocked(s *Subscriber) {
 		t.countChangedLocked()
 		t.releaseLogLocked()
 	}
+	h.forgetIfIdleLocked(t)
 	t.mu.Unlock()
 	s.end(ErrUnsubscribed)
+}
+
+// forgetIfIdleLocked forgets t at once if it holds nothing: no subscribers
+// and no history. Such a topic costs nothing to start again, so it must not
+// count towards MaxTopics until the next sweep: one client opening and
+// closing subscriptions to made-up names would otherwise block every new
+// topic. A topic that was published to while a store is in use is left to
+// Sweep, which also forgets it in the store. The caller holds h.mu and
+// t.mu.
+func (h *Hub) forgetIfIdleLocked(t *topicState) {
+	idle := len(t.subscribers) == 0 && t.windowStart > t.lastID && t.log.len() == 0
+	stored := h.store != nil && t.lastID >= t.sequenceStart
+	if idle && !stored && !t.removed && h.topics[t.name] == t {
+		t.removed = true
+		delete(h.topics, t.name)
+	}
 }
 
 // removeLocked takes s out of t's subscribers, remembering where it left,
@@ -401,7 +418,17 @@ func (h *Hub) Publish(topic, text string) (*Message, int, error) {
 			continue
 		}
 		m, delivered, err := h.publishLocked(t, text)
+		idle := err == nil && len(t.subscribers) == 0 && t.windowStart > t.lastID
 		t.mu.Unlock()
+		if idle && h.store == nil {
+			// With history.size 0 and nobody listening, the topic holds
+			// nothing once published to.
+			h.mu.Lock()
+			t.mu.Lock()
+			h.forgetIfIdleLocked(t)
+			t.mu.Unlock()
+			h.mu.Unlock()
+		}
 		return m, delivered, err
 	}
 }
