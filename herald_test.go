@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -277,13 +278,24 @@ func TestMalformedFramesCloseOnlyTheirConnection(t *testing.T) {
 		{"whenUnknownOpcode", masked(0x83, []byte{0x02}, "hi"), 1002},
 		{"whenLengthClaims2To63Bytes", masked(0x81, []byte{127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, "x"), 1009},
 		{"whenHTTPAfterTheUpgrade", []byte("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), 1002},
+		{"whenTextIsNotUTF8", masked(0x81, []byte{0x02}, "\xff\xfe"), 1007},
+		{"whenUTF8BreaksAcrossFragments", concat(masked(0x01, []byte{0x01}, "\xc3"), masked(0x80, []byte{0x01}, "(")), 1007},
+		{"whenARuneIsSplitAcrossFragments_expectItAccepted",
+			concat(masked(0x01, []byte{0x01}, "\xc3"), masked(0x80, []byte{0x01}, "\xa9"), masked(0x88, []byte{0x02}, "\x03\xe8")), 1000},
+		{"whenContinuationStartsNothing", masked(0x80, []byte{0x01}, "x"), 1002},
+		{"whenAMessageStartsInsideAnother", concat(masked(0x01, []byte{0x01}, "a"), masked(0x81, []byte{0x01}, "b")), 1002},
+		{"whenReservedBitsAreSet", masked(0xC1, []byte{0x01}, "x"), 1002},
+		{"whenAPingIsFragmented", masked(0x09, []byte{0x01}, "x"), 1002},
+		// 8 MB in 2000 fragments of 4000 bytes, each under the 4096 limit.
+		{"whenFragmentsAddUpPastTheLimit", fragmented(masked, 2000, 4000), 1009},
 	}
 	h := startHerald(t, "")
 	bystander := readInBackground(dial(t, h.ws("/ws")), 16)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			conn, reader := rawWebSocket(t, h)
-			conn.Write(tc.whenSent)
+			// In the background: the server stops reading once it has closed.
+			go conn.Write(tc.whenSent)
 			if code := readServerClose(t, reader); code != tc.expectCode {
 				t.Errorf("server closed with %d, want %d", code, tc.expectCode)
 			}
@@ -294,6 +306,19 @@ func TestMalformedFramesCloseOnlyTheirConnection(t *testing.T) {
 			}
 		})
 	}
+}
+
+func concat(frames ...[]byte) []byte { return bytes.Join(frames, nil) }
+
+// fragmented is one binary message in count fragments of size bytes each.
+func fragmented(masked func(byte, []byte, string) []byte, count, size int) []byte {
+	length := []byte{126, byte(size >> 8), byte(size)}
+	payload := strings.Repeat("x", size)
+	frames := [][]byte{masked(0x02, length, payload)}
+	for range count - 2 {
+		frames = append(frames, masked(0x00, length, payload))
+	}
+	return concat(append(frames, masked(0x80, length, payload))...)
 }
 
 // rawWebSocket completes a WebSocket handshake over plain TCP, so a test

@@ -60,7 +60,7 @@ func (h *streamHandler) serve(c echo.Context) error {
 		Subscription: sub,
 		handler:      h,
 		log:          h.log.With("remote", c.RealIP(), "subscriber", sub.Subscriber.ID()),
-		frameTooBig:  make(chan struct{}),
+		closeAsked:   make(chan struct{}),
 		readDone:     make(chan struct{}),
 	}
 	defer s.handler.metrics.connected(transportWebSocket)()
@@ -81,8 +81,9 @@ type session struct {
 	log      *slog.Logger
 	delivery *delivery // the writer's
 
-	frameTooBig chan struct{} // closed by the reader: close with 1009
-	tooBigOnce  sync.Once
+	closeAsked  chan struct{} // closed by the reader: close with closeReason
+	closeReason *closeRequest // set once, before closeAsked closes
+	closeOnce   sync.Once
 	readDone    chan struct{} // closed by the reader when it stops
 	readErr     error         // why the reader stopped; read only after readDone
 }
@@ -96,10 +97,13 @@ func (s *session) read() {
 // discardFrames reads and throws away the subscriber's frames, one by one.
 // Reading frames rather than x/net's Receive tells a peer's close apart
 // from a frame x/net refused, rejects unknown opcodes, which x/net lets
-// through, and skips payloads without holding them in memory. An oversized
-// frame asks the writer to close with 1009, and reading goes on so that the
+// through, checks what x/net does not (fragments, whole-message size, UTF-8
+// in text), and skips payloads without holding more than one message of at
+// most max_frame_bytes. A frame that breaks a rule asks the writer to close
+// with the matching code, and reading goes on, discarding, so that the
 // peer's answer to the close is consumed.
 func (s *session) discardFrames() error {
+	messages := messageChecker{limit: s.Conn.MaxPayloadBytes}
 	for {
 		frame, err := s.Conn.NewFrameReader()
 		if err != nil {
@@ -109,9 +113,13 @@ func (s *session) discardFrames() error {
 		if !knownOpcode(opcode) {
 			return errBadOpcode
 		}
+		n, first := payloadLen(frame), frameFirstByte(frame)
+		if problem := headerProblem(first, opcode, n); problem != "" {
+			s.askClose(&closeRequest{closeProtocolError, problem})
+		}
 		// The length overflows to negative near 2^63.
-		if n := payloadLen(frame); n < 0 || n > s.Conn.MaxPayloadBytes {
-			s.tooBigOnce.Do(func() { close(s.frameTooBig) })
+		if n < 0 || n > s.Conn.MaxPayloadBytes {
+			s.askClose(&closeRequest{closeMessageTooBig, "a frame is over limits.max_frame_bytes"})
 			if _, err := io.Copy(io.Discard, frame); err != nil {
 				return err
 			}
@@ -128,10 +136,29 @@ func (s *session) discardFrames() error {
 		case payload == nil:
 			continue // a ping or pong, already answered
 		}
-		if _, err := io.Copy(io.Discard, payload); err != nil {
+		if isClosed(s.closeAsked) {
+			if _, err := io.Copy(io.Discard, payload); err != nil {
+				return err
+			}
+			continue
+		}
+		request, err := messages.frame(opcode, first&0x80 != 0, n, payload)
+		if err != nil {
 			return err
 		}
+		if request != nil {
+			s.askClose(request)
+		}
 	}
+}
+
+// askClose asks the writer to close the connection; only the first
+// request counts.
+func (s *session) askClose(request *closeRequest) {
+	s.closeOnce.Do(func() {
+		s.closeReason = request
+		close(s.closeAsked)
+	})
 }
 
 // payloadLen is a frame's payload length. x/net's Len counts the header
@@ -179,13 +206,13 @@ func (s *session) write() {
 		keepalive:    s.handler.pingInterval,
 		writeTimeout: s.handler.writeTimeout,
 	}
-	err := s.delivery.run(s.readDone, s.frameTooBig)
+	err := s.delivery.run(s.readDone, s.closeAsked)
 	switch {
 	case err != nil:
 		s.abort("write", err)
-	case isClosed(s.frameTooBig):
-		s.log.Info("closing connection: subscriber sent an oversized frame")
-		s.close(closeMessageTooBig)
+	case isClosed(s.closeAsked):
+		s.log.Info("closing connection: the subscriber broke a framing rule", "code", s.closeReason.code, "reason", s.closeReason.why)
+		s.close(s.closeReason.code)
 	case isClosed(s.readDone):
 		s.finishAfterRead()
 	default:
