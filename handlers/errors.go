@@ -78,7 +78,7 @@ func describeError(err error) (int, string) {
 	case errors.Is(err, app.ErrEmptyMessage):
 		return http.StatusBadRequest, "msg is empty: give the message as ?msg=, a form field msg, a text/plain body or JSON {\"msg\": \"...\"}"
 	case errors.Is(err, app.ErrMessageTooLarge):
-		return http.StatusRequestEntityTooLarge, err.Error()
+		return http.StatusRequestEntityTooLarge, err.Error() + " (limits.max_message_bytes)"
 	case errors.As(err, &tooBig):
 		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is too large: the limit is %d bytes", tooBig.Limit)
 	case errors.Is(err, app.ErrInvalidUTF8):

@@ -169,9 +169,13 @@ func TestNotifyRefusesBadRequestsWithJSONErrors(t *testing.T) {
 		{"whenInvalidUTF8InQuery", http.MethodGet, "/notify?msg=%FF%FE", "", "", false, 400, "not valid UTF-8"},
 		{"whenInvalidUTF8InBody", http.MethodPost, "/notify", "text/plain", "bad \xff", false, 400, "not valid UTF-8"},
 		{"whenQueryMsgTooLarge", http.MethodGet, "/notify?msg=" + strings.Repeat("x", limit+1), "", "", false, 413, "message is too large"},
-		{"whenDeclaredBodyTooLarge", http.MethodPost, "/notify", "text/plain", strings.Repeat("x", limit+1), false, 413, "the limit is 64"},
-		{"whenChunkedBodyTooLarge", http.MethodPost, "/notify", "text/plain", strings.Repeat("x", limit+1), true, 413, "the limit is 64"},
-		{"whenFormMsgTooLarge", http.MethodPost, "/notify", echo.MIMEApplicationForm, oversizedForm, false, 413, "message is too large"},
+		{"whenDeclaredBodyTooLarge", http.MethodPost, "/notify", "text/plain", strings.Repeat("x", limit+1), false, 413, "the request body is 65 bytes, and a message may be at most 64 bytes (limits.max_message_bytes)"},
+		{"whenChunkedBodyTooLarge", http.MethodPost, "/notify", "text/plain", strings.Repeat("x", limit+1), true, 413, "a message may be at most 64 bytes (limits.max_message_bytes)"},
+		// The body limit for forms allows for their encoding; the error
+		// still speaks of the message limit that the user configured.
+		{"whenFormBodyFarTooLarge", http.MethodPost, "/notify", echo.MIMEApplicationForm, "msg=" + strings.Repeat("x", 100*limit), false, 413, "a message may be at most 64 bytes (limits.max_message_bytes)"},
+		{"whenChunkedFormFarTooLarge", http.MethodPost, "/notify", echo.MIMEApplicationForm, "msg=" + strings.Repeat("x", 100*limit), true, 413, "a message may be at most 64 bytes (limits.max_message_bytes)"},
+		{"whenFormMsgTooLarge", http.MethodPost, "/notify", echo.MIMEApplicationForm, oversizedForm, false, 413, "message is too large: 65 bytes, the limit is 64 (limits.max_message_bytes)"},
 		{"whenWrongMethod", http.MethodDelete, "/notify", "", "", false, 405, "method not allowed"},
 		{"whenUnknownPath", http.MethodGet, "/nope", "", "", false, 404, "no route at this path"},
 		{"whenPlainHTTPOnWebSocketRoute", http.MethodGet, "/ws", "", "", false, 426, "this is the WebSocket route"},

@@ -3,6 +3,7 @@ package handlers
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"mime/multipart"
@@ -106,8 +107,7 @@ func readMessage(w http.ResponseWriter, r *http.Request, maxBytes int) (publicat
 		limit = limit*encodedBodyFactor + encodedBodySlack
 	}
 	if r.ContentLength > limit {
-		return publication{}, newClientError(http.StatusRequestEntityTooLarge,
-			"request body is %d bytes: the limit is %d", r.ContentLength, limit)
+		return publication{}, messageTooLarge(fmt.Sprintf("the request body is %d bytes", r.ContentLength), maxBytes)
 	}
 	body := http.MaxBytesReader(w, r.Body, limit)
 
@@ -131,6 +131,10 @@ func readMessage(w http.ResponseWriter, r *http.Request, maxBytes int) (publicat
 		return publication{}, newClientError(http.StatusUnsupportedMediaType,
 			"Content-Type %q is not supported: send a form with msg=, text/plain, or JSON {\"msg\": \"...\"}", mediaType)
 	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		return publication{}, messageTooLarge("the request body is longer", maxBytes)
+	}
 	if err != nil {
 		return publication{}, err
 	}
@@ -146,6 +150,14 @@ func readMessage(w http.ResponseWriter, r *http.Request, maxBytes int) (publicat
 		}
 	}
 	return p, nil
+}
+
+// messageTooLarge refuses a message in the units the user configured:
+// bytes of message text, as limits.max_message_bytes counts them, never the
+// allowance a form or JSON encoding adds to the body.
+func messageTooLarge(what string, maxBytes int) error {
+	return newClientError(http.StatusRequestEntityTooLarge,
+		"message is too large: %s, and a message may be at most %d bytes (limits.max_message_bytes)", what, maxBytes)
 }
 
 func readAll(body io.Reader) (string, error) {
