@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -273,7 +274,8 @@ func ParseConfig(source string, data []byte) (Config, error) {
 	cfg := DefaultConfig()
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return Config{}, &ConfigError{Source: source, Problem: yamlProblem(err)}
+		line, problem := yamlProblem(data, err)
+		return Config{}, &ConfigError{Source: source, Line: line, Problem: problem}
 	}
 	lines := map[string]int{}
 	if len(doc.Content) > 0 {
@@ -645,14 +647,39 @@ func kindName(t reflect.Type) string {
 	return t.String()
 }
 
-// yamlProblem turns a YAML syntax error into one line without the library's
-// prefix.
-func yamlProblem(err error) string {
+// yamlProblem turns a YAML syntax error into its line and one line of
+// text without the library's prefix.
+//
+// yaml.v3 often names the line where the enclosing block began rather than
+// the line with the problem (a tab on line 3 is reported on line 2). The
+// line reported here is the first one at which the document, cut off after
+// it, fails with the same problem: that is where the problem is.
+func yamlProblem(data []byte, err error) (int, string) {
+	text := yamlErrorText(err)
+	line := 0
+	lines := strings.SplitAfter(string(data), "\n")
+	for n := 1; n <= len(lines); n++ {
+		var doc yaml.Node
+		prefixErr := yaml.Unmarshal([]byte(strings.Join(lines[:n], "")), &doc)
+		if prefixErr != nil && yamlErrorText(prefixErr) == text {
+			line = n
+			break
+		}
+	}
+	return line, "invalid YAML: " + text
+}
+
+// yamlLinePrefix matches the line yaml.v3 puts at the start of an error.
+var yamlLinePrefix = regexp.MustCompile(`^line \d+: `)
+
+// yamlErrorText is a YAML error's text without the library's prefix and
+// line number.
+func yamlErrorText(err error) string {
 	msg := err.Error()
 	var typeErr *yaml.TypeError
 	if errors.As(err, &typeErr) && len(typeErr.Errors) > 0 {
 		msg = typeErr.Errors[0]
 	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
-	return "invalid YAML: " + strings.ReplaceAll(msg, "\n", " ")
+	return yamlLinePrefix.ReplaceAllString(strings.ReplaceAll(msg, "\n", " "), "")
 }

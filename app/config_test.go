@@ -72,7 +72,10 @@ func TestParseConfigRejectsBadInputWithOneLineNamingTheKey(t *testing.T) {
 		{"whenZeroHeartbeat", "sse:\n  heartbeat_interval: 0s\n", "sse.heartbeat_interval: must be longer than 0s"},
 		{"whenSectionIsAScalar", "paths: /ws\n", "test.yaml:1: paths: want a section of keys"},
 		{"whenValueIsAList", "port: [1, 2]\n", "port: want a whole number"},
-		{"whenNotYAML", "port: 1\n  bad: [\n", "test.yaml: invalid YAML"},
+		{"whenNotYAML", "port: 1\n  bad: [\n", "test.yaml:2: invalid YAML"},
+		{"whenTabIndentsLine3", "port: 1\nhost: x\n\tbad: 1\n", "test.yaml:3: invalid YAML: found a tab character"},
+		{"whenListItemOnLine3", "port: 1\nhost: x\n- item\n", "test.yaml:3: invalid YAML: did not find expected key"},
+		{"whenFlowListSpansLinesBeforeTheProblem", "paths: {ws: /a,\n  page: /b}\nport: : 1\n", "test.yaml:3: invalid YAML: mapping values are not allowed"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
