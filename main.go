@@ -270,40 +270,63 @@ func checkConfig(path string, given bool, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "# %s is valid. The values in force (tokens hidden):\n%s", source, cfg.Redacted().YAML())
+	if source == builtInDefaults {
+		fmt.Fprintf(stdout, "# No config file at %s: Herald runs on its built-in defaults, which are valid. The values in force (tokens hidden):\n%s",
+			path, cfg.Redacted().YAML())
+	} else {
+		fmt.Fprintf(stdout, "# %s is valid. The values in force (tokens hidden):\n%s", source, cfg.Redacted().YAML())
+	}
 	if len(cfg.Security.AllowedHosts) == 0 {
 		fmt.Fprintln(stdout, "# security.allowed_hosts is empty: only localhost names and IP addresses are answered.\n# A server reached by a public name must list that name there.")
 	}
 	return nil
 }
 
-// versionLine says which Herald this is: the module version, the commit it
-// was built from and the Go release, as the build recorded them.
+// version is the release this binary was built as, when the build says
+// so: go build -buildvcs=true -ldflags "-X main.version=v1.2.3". Empty
+// otherwise.
+var version = ""
+
+// versionLine says which Herald this is.
 func versionLine() string {
 	info, ok := debug.ReadBuildInfo()
+	return describeBuild(version, info, ok)
+}
+
+// describeBuild words what a build recorded: the release or module
+// version, the commit and the Go release. go run, go test and
+// -buildvcs=false record no commit, and then the line says how to get one.
+func describeBuild(release string, info *debug.BuildInfo, ok bool) string {
 	if !ok {
-		return "herald (no build information)"
+		return "herald (no build information: build with go build)"
 	}
-	version := info.Main.Version
-	if version == "" {
-		version = "(devel)"
+	if release == "" {
+		release = info.Main.Version
+	}
+	if release == "" || release == "(devel)" {
+		release = "development build"
 	}
 	settings := map[string]string{}
 	for _, s := range info.Settings {
 		settings[s.Key] = s.Value
 	}
-	line := "herald " + version
+	line := "herald " + release
 	if rev := settings["vcs.revision"]; rev != "" {
-		line += " commit " + rev
+		line += ", commit " + rev
 		if settings["vcs.modified"] == "true" {
-			line += " (modified)"
+			line += " with uncommitted changes"
 		}
 		if at := settings["vcs.time"]; at != "" {
-			line += " " + at
+			line += " of " + at
 		}
+	} else {
+		line += ", no commit recorded (go run and -buildvcs=false record none: build with go build -buildvcs=true in a git checkout)"
 	}
-	return line + " " + info.GoVersion
+	return line + ", " + info.GoVersion
 }
+
+// builtInDefaults is the source of the configuration when there is no file.
+const builtInDefaults = "built-in defaults"
 
 // loadConfig reads the configuration and applies the environment. A missing
 // default file means built-in defaults; a missing file named by -config is
@@ -312,7 +335,7 @@ func loadConfig(path string, given bool, getenv func(string) string) (app.Config
 	cfg, err := app.LoadConfig(path)
 	source := path
 	if errors.Is(err, fs.ErrNotExist) && !given {
-		cfg, source, err = app.DefaultConfig(), "built-in defaults", nil
+		cfg, source, err = app.DefaultConfig(), builtInDefaults, nil
 	}
 	if err != nil {
 		return app.Config{}, "", err

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -250,5 +251,69 @@ func TestVersionAndCheckConfig(t *testing.T) {
 	err = run(t.Context(), []string{"check-config", path}, os.Getenv, io.Discard, io.Discard)
 	if err == nil || err.Error() != path+`:2: log.level: "loud" is not a level: use debug, info, warn or error` {
 		t.Errorf("check-config of a bad file: %v", err)
+	}
+}
+
+func TestVersionLineSaysSomethingUsefulWithOrWithoutACommit(t *testing.T) {
+	t.Parallel()
+	withCommit := []debug.BuildSetting{{Key: "vcs.revision", Value: "abc123"}, {Key: "vcs.time", Value: "2026-11-25T10:00:00Z"}}
+	tests := []struct {
+		name        string
+		givenLinked string
+		givenMain   string
+		givenVCS    []debug.BuildSetting
+		expectLine  string
+	}{
+		{"givenGoRun", "", "(devel)", nil,
+			"herald development build, no commit recorded (go run and -buildvcs=false record none: build with go build -buildvcs=true in a git checkout), go1.99"},
+		{"givenGoBuildInACheckout", "", "v0.0.0-20261125-abc123", withCommit,
+			"herald v0.0.0-20261125-abc123, commit abc123 of 2026-11-25T10:00:00Z, go1.99"},
+		{"givenAReleaseVersionLinkedIn", "v1.2.3", "(devel)", withCommit,
+			"herald v1.2.3, commit abc123 of 2026-11-25T10:00:00Z, go1.99"},
+		{"givenUncommittedChanges", "", "(devel)", append(withCommit[:1:1], debug.BuildSetting{Key: "vcs.modified", Value: "true"}),
+			"herald development build, commit abc123 with uncommitted changes, go1.99"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			info := &debug.BuildInfo{GoVersion: "go1.99", Main: debug.Module{Version: tc.givenMain}, Settings: tc.givenVCS}
+			if got := describeBuild(tc.givenLinked, info, true); got != tc.expectLine {
+				t.Errorf("got  %q\nwant %q", got, tc.expectLine)
+			}
+		})
+	}
+}
+
+func TestCheckConfigWithoutAFileSaysItUsesTheDefaults(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "config.yaml")
+	var stdout strings.Builder
+	// The default path, not given on the command line: a missing file means defaults.
+	if err := checkConfig(missing, false, func(string) string { return "" }, &stdout); err != nil {
+		t.Fatal(err)
+	}
+	first, _, _ := strings.Cut(stdout.String(), "\n")
+	if want := "# No config file at " + missing + ": Herald runs on its built-in defaults"; !strings.HasPrefix(first, want) {
+		t.Errorf("check-config without a file began %q, want %q", first, want)
+	}
+	if strings.Contains(stdout.String(), "# built-in defaults is valid") {
+		t.Error("check-config still says \"built-in defaults is valid\"")
+	}
+}
+
+// config.yaml and the README must say the same true thing about readiness.
+func TestReadyzIsDescribedAlikeInConfigAndReadme(t *testing.T) {
+	t.Parallel()
+	const truth = "503 once shutdown has begun or while the history file does not answer"
+	for _, file := range []string{"config.yaml", "README.md"} {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), truth) {
+			t.Errorf("%s does not say %q", file, truth)
+		}
+		if strings.Contains(string(data), "while starting") {
+			t.Errorf("%s says readyz fails while starting: Herald listens only once it is ready", file)
+		}
 	}
 }
