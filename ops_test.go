@@ -317,3 +317,19 @@ func TestReadyzIsDescribedAlikeInConfigAndReadme(t *testing.T) {
 		}
 	}
 }
+
+// The README once said, under "Not yet", that Herald accepts WebSockets from
+// any origin and lets anyone publish, while its Security section said the
+// opposite, which is true.
+func TestReadmeDoesNotContradictItsSecuritySection(t *testing.T) {
+	t.Parallel()
+	data, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, claim := range []string{"accepts WebSocket connections from any origin", "lets anyone who\ncan reach it publish", "lets anyone who can reach it publish"} {
+		if strings.Contains(string(data), claim) {
+			t.Errorf("README claims %q", claim)
+		}
+	}
+}
