@@ -10,11 +10,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"go.uber.org/goleak"
+
+	"herald/app"
 )
 
 // browser is one headless Chromium shared by every end-to-end test; each
@@ -364,10 +367,59 @@ func TestPageFitsAPhoneScreen(t *testing.T) {
 	tab := newTab(t)
 	runIn(t, tab, chromedp.EmulateViewport(360, 740), waitLive(h.URL))
 	h.publish(t, strings.Repeat("a-long-unbroken-word-", 20))
-	runIn(t, tab, waitForMessage(strings.Repeat("a-long-unbroken-word-", 20)), chromedp.Click(`details.terminal summary`))
+	runIn(t, tab, waitForMessage(strings.Repeat("a-long-unbroken-word-", 20))) // the curl line is open, as it should be
 	overflow := get(t, tab, chromedp.Evaluate[int](`document.documentElement.scrollWidth - window.innerWidth`))
 	if overflow > 0 {
 		t.Errorf("the page is %dpx wider than a 360px screen", overflow)
+	}
+}
+
+// What a new user tripped on: at a phone's width the counts must not wrap
+// into cramped columns, the curl line is open (as the README shows it), a
+// message replayed from yesterday shows its date, and on a wide screen the
+// message field is not squeezed into a side column.
+func TestPageReadsWellOnAPhoneAndDatesOldMessages(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "history.db")
+	yesterday := time.Now().Add(-30 * time.Hour)
+	store, err := app.OpenBoltStore(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &app.Message{ID: 1000, Topic: app.DefaultTopic, Time: yesterday, Text: "from yesterday"}
+	if err := store.Append(old, 1000, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	h := startHerald(t, fmt.Sprintf("history:\n  ttl: 72h\n  file: %s\n", file))
+
+	tab := newTab(t)
+	runIn(t, tab, chromedp.EmulateViewport(390, 844), waitLive(h.URL), waitForMessage("from yesterday"))
+	h.publish(t, "from today")
+	runIn(t, tab, waitForMessage("from today"))
+
+	if open := get(t, tab, chromedp.Evaluate[bool](`document.querySelector("details.terminal").open`)); !open {
+		t.Error("the curl line is folded away")
+	}
+	// Counts that wrap make their line taller than one line of text.
+	lines := get(t, tab, chromedp.Evaluate[float64](`(e => e.getBoundingClientRect().height / parseFloat(getComputedStyle(e).lineHeight))(document.querySelector(".counts"))`))
+	if lines > 1.5 {
+		t.Errorf("at 390px the watching and received counts take %.1f lines, want one", lines)
+	}
+	times := get(t, tab, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#messages time")].map(e => e.textContent)`))
+	if len(times) != 2 {
+		t.Fatalf("the page shows %d times, want 2", len(times))
+	}
+	// Newest first: today's time alone, yesterday's with its date.
+	if year := fmt.Sprint(yesterday.Year()); !strings.Contains(times[1], year) || strings.Contains(times[0], year) {
+		t.Errorf("times %q: want the date (with %s) on yesterday's message only", times, year)
+	}
+
+	runIn(t, tab, chromedp.EmulateViewport(1280, 900))
+	if width := get(t, tab, chromedp.Evaluate[float64](`document.getElementById("msg").getBoundingClientRect().width`)); width < 500 {
+		t.Errorf("at 1280px the message field is %.0fpx wide", width)
 	}
 }
 
@@ -399,7 +451,7 @@ func TestPageCountsWatchersAndWorksFromTheKeyboard(t *testing.T) {
 		t.Error("an input has no label")
 	}
 	// The picture in the README: HERALD_SCREENSHOT_DIR=testdata.
-	runIn(t, tab, chromedp.Click(`details.terminal summary`), waitForText("#received-count", "3"))
+	runIn(t, tab, waitForText("#received-count", "3")) // the curl line is open by default
 	screenshot(t, tab, "page")
 }
 

@@ -33,7 +33,13 @@
   const input = document.getElementById("msg");
   const result = document.getElementById("publish-result");
   const curlExample = document.getElementById("curl-example");
+  // Today's messages show the time; older ones, such as history replayed
+  // from yesterday, the date too. The full date and time is in the tooltip.
   const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const dateTimeFormat = new Intl.DateTimeFormat(undefined,
+    { year: "numeric", month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "long" });
+  const sameDay = (a, b) => a.toDateString() === b.toDateString();
 
   let received = 0;
   let failures = 0;     // consecutive connection attempts that did not go live
@@ -179,7 +185,8 @@
     item.className = "fresh";
     const time = document.createElement("time");
     time.dateTime = at.toISOString();
-    time.textContent = timeFormat.format(at);
+    time.textContent = (sameDay(at, new Date()) ? timeFormat : dateTimeFormat).format(at);
+    time.title = fullFormat.format(at);
     const span = document.createElement("span");
     span.className = "text";
     span.textContent = text; // never HTML: a message shows exactly as sent
