@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"herald/app"
+	"herald/bench"
 	"herald/handlers"
 )
 
@@ -78,7 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	configPath := flags.String("config", defaultConfigPath, "read the configuration from `FILE`")
 	showVersion := flags.Bool("version", false, "print the version and exit")
 	flags.Usage = func() {
-		fmt.Fprintf(stderr, "Usage:\n  herald [-config FILE]        serve\n  herald check-config [FILE]   check a config file and print the values in force\n  herald -version              print the version\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage:\n  herald [-config FILE]        serve\n  herald check-config [FILE]   check a config file and print the values in force\n  herald bench [flags]         load-test a server: herald bench -help\n  herald -version              print the version\n\nFlags:\n")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
@@ -102,6 +103,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			*configPath, configGiven = flags.Arg(1), true
 		}
 		return checkConfig(*configPath, configGiven, getenv, stdout)
+	case flags.Arg(0) == "bench":
+		err := bench.Run(ctx, flags.Args()[1:], stdout, stderr)
+		if errors.Is(err, bench.ErrUsage) {
+			return errUsage
+		}
+		return err
 	case flags.NArg() > 0:
 		return fmt.Errorf("unexpected argument %q: run herald -help for usage", flags.Arg(0))
 	}

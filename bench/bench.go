@@ -1,0 +1,307 @@
+// Package bench is Herald's load generator, run as "herald bench". It
+// connects many WebSocket subscribers to any server, publishes numbered,
+// time-stamped messages to a notify URL, and reports what arrived: every
+// delivery is counted against every message sent, so a figure with loss is
+// never passed off as throughput. Given the server's pid it also reports
+// the server's CPU time and resident memory.
+package bench
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// Options is one benchmark run.
+type Options struct {
+	SubscribeURL string        // a WebSocket URL, ws:// or wss://
+	PublishURL   string        // an http(s) URL that publishes a POSTed text/plain body
+	Subscribers  int           // WebSocket connections to open
+	Messages     int           // messages to publish
+	Rate         float64       // messages a second in all; 0 publishes as fast as Publishers go
+	Publishers   int           // concurrent publishing clients
+	Size         int           // bytes per message
+	Wait         time.Duration // how long to wait for stragglers after the last publish
+	ConnectRate  int           // subscribers connecting at once
+	PID          int           // the server's pid, for its CPU time and memory; 0 skips them
+	JSON         bool          // print the report as JSON
+}
+
+// Run parses args as "herald bench" flags, runs the benchmark and prints the
+// report to stdout; progress goes to stderr when it is a terminal.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	opts, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	progress := newProgress(stderr)
+	report, err := run(ctx, opts, progress)
+	progress.done()
+	if err != nil {
+		return err
+	}
+	return report.write(stdout, opts.JSON)
+}
+
+// ErrUsage reports bad flags; the flag package has printed the problem.
+var ErrUsage = errors.New("bench: bad flags")
+
+func parseFlags(args []string, stderr io.Writer) (Options, error) {
+	flags := flag.NewFlagSet("herald bench", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	var o Options
+	flags.StringVar(&o.SubscribeURL, "ws", "ws://127.0.0.1:9000/ws", "WebSocket `URL` subscribers connect to")
+	flags.StringVar(&o.PublishURL, "publish", "http://127.0.0.1:9000/notify", "`URL` that messages are POSTed to as text/plain")
+	flags.IntVar(&o.Subscribers, "subscribers", 1000, "WebSocket subscribers to connect")
+	flags.IntVar(&o.Messages, "messages", 2000, "messages to publish")
+	flags.Float64Var(&o.Rate, "rate", 0, "publishes a second in all; 0 publishes as fast as the publishers go")
+	flags.IntVar(&o.Publishers, "publishers", 8, "concurrent publishers")
+	flags.IntVar(&o.Size, "size", 64, "bytes per message (at least 40, for the sequence number and send time)")
+	flags.DurationVar(&o.Wait, "wait", 10*time.Second, "how long to wait after the last publish for deliveries still on their way")
+	flags.IntVar(&o.ConnectRate, "connect-concurrency", 100, "subscribers connecting at once")
+	flags.IntVar(&o.PID, "pid", 0, "the server's `pid`: report its CPU time and resident memory (Linux)")
+	flags.BoolVar(&o.JSON, "json", false, "print the report as one JSON object instead of key=value lines")
+	flags.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: herald bench [flags]\n\nConnects subscribers, publishes numbered messages and reports what arrived.\n\nFlags:\n")
+		flags.PrintDefaults()
+	}
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Options{}, err
+		}
+		return Options{}, ErrUsage
+	}
+	switch {
+	case flags.NArg() > 0:
+		return Options{}, fmt.Errorf("bench: unexpected argument %q", flags.Arg(0))
+	case o.Subscribers < 1, o.Messages < 1, o.Publishers < 1, o.ConnectRate < 1:
+		return Options{}, errors.New("bench: -subscribers, -messages, -publishers and -connect-concurrency must be at least 1")
+	case o.Size < minPayload:
+		return Options{}, fmt.Errorf("bench: -size must be at least %d bytes", minPayload)
+	case o.Rate < 0:
+		return Options{}, errors.New("bench: -rate must not be negative")
+	case !strings.HasPrefix(o.SubscribeURL, "ws://") && !strings.HasPrefix(o.SubscribeURL, "wss://"):
+		return Options{}, fmt.Errorf("bench: -ws %q is not a ws:// or wss:// URL", o.SubscribeURL)
+	case !strings.HasPrefix(o.PublishURL, "http://") && !strings.HasPrefix(o.PublishURL, "https://"):
+		return Options{}, fmt.Errorf("bench: -publish %q is not an http:// or https:// URL", o.PublishURL)
+	}
+	return o, nil
+}
+
+// run connects, publishes, waits and measures.
+func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
+	report := &Report{Subscribers: o.Subscribers, Messages: o.Messages}
+	server := newServerProbe(o.PID)
+	rssBefore, err := server.rss()
+	if err != nil {
+		return nil, err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	subs, connectTime, err := connectAll(ctx, o, progress)
+	defer func() {
+		for _, s := range subs {
+			s.conn.Close()
+		}
+	}()
+	if err != nil {
+		return nil, err
+	}
+	report.ConnectSeconds = connectTime.Seconds()
+	if rssAfter, err := server.rss(); err == nil && o.PID != 0 {
+		report.ServerRSSKiB = rssAfter
+		report.RSSPerConnectionKiB = float64(rssAfter-rssBefore) / float64(o.Subscribers)
+	}
+
+	var readers sync.WaitGroup
+	for _, s := range subs {
+		readers.Go(func() { s.read(o.Messages) })
+	}
+	cpuBefore, err := server.cpu()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	acked := publishAll(ctx, o, progress)
+	publishTime := time.Since(start)
+
+	// Wait until every subscriber has all it should, or the wait runs out.
+	allIn := make(chan struct{})
+	go func() { readers.Wait(); close(allIn) }()
+	select {
+	case <-allIn:
+	case <-time.After(o.Wait):
+	case <-ctx.Done():
+	}
+	cpuAfter, _ := server.cpu()
+	for _, s := range subs {
+		s.conn.Close() // ends the readers still waiting
+	}
+	<-allIn
+
+	report.summarise(subs, acked, start, publishTime)
+	if o.PID != 0 {
+		report.ServerCPUSeconds = (cpuAfter - cpuBefore).Seconds()
+		if report.Delivered > 0 {
+			report.ServerCPUMicrosPerDelivery = report.ServerCPUSeconds * 1e6 / float64(report.Delivered)
+		}
+	}
+	return report, nil
+}
+
+// connectAll opens every subscriber, ConnectRate at a time.
+func connectAll(ctx context.Context, o Options, progress *progress) ([]*subscriber, time.Duration, error) {
+	dialer := &websocket.Dialer{HandshakeTimeout: 30 * time.Second, ReadBufferSize: 4 << 10, WriteBufferSize: 512}
+	subs := make([]*subscriber, o.Subscribers)
+	var (
+		next      atomic.Int64
+		connected atomic.Int64
+		firstErr  error
+		errOnce   sync.Once
+		wg        sync.WaitGroup
+	)
+	start := time.Now()
+	for range min(o.ConnectRate, o.Subscribers) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= o.Subscribers || ctx.Err() != nil {
+					return
+				}
+				conn, resp, err := dialer.DialContext(ctx, o.SubscribeURL, nil)
+				if err != nil {
+					status := ""
+					if resp != nil {
+						status = fmt.Sprintf(" (HTTP %d)", resp.StatusCode)
+					}
+					errOnce.Do(func() { firstErr = fmt.Errorf("bench: subscriber %d: %w%s", i, err, status) })
+					return
+				}
+				subs[i] = newSubscriber(conn, o.Messages)
+				progress.set("connected %d/%d", int(connected.Add(1)), o.Subscribers)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	opened := subs[:0]
+	for _, s := range subs {
+		if s != nil {
+			opened = append(opened, s)
+		}
+	}
+	return opened, elapsed, firstErr
+}
+
+// publishAll sends o.Messages messages, paced at o.Rate or as fast as
+// o.Publishers go, and returns which the server acknowledged.
+func publishAll(ctx context.Context, o Options, progress *progress) []bool {
+	client := &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: o.Publishers, MaxConnsPerHost: o.Publishers},
+	}
+	defer client.CloseIdleConnections()
+	seqs := make(chan int, o.Publishers)
+	go func() {
+		defer close(seqs)
+		var tick *time.Ticker
+		if o.Rate > 0 {
+			tick = time.NewTicker(time.Duration(float64(time.Second) / o.Rate))
+			defer tick.Stop()
+		}
+		for seq := range o.Messages {
+			if tick != nil {
+				select {
+				case <-tick.C:
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case seqs <- seq:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	acked := make([]bool, o.Messages) // each index written by one publisher
+	var count atomic.Int64
+	var wg sync.WaitGroup
+	for range o.Publishers {
+		wg.Go(func() {
+			for seq := range seqs {
+				if publish(ctx, client, o.PublishURL, encodePayload(seq, time.Now(), o.Size)) {
+					acked[seq] = true
+					progress.set("published %d/%d", int(count.Add(1)), o.Messages)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return acked
+}
+
+// publish POSTs one message and reports whether the server took it.
+func publish(ctx context.Context, client *http.Client, url string, payload []byte) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(payload)))
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode >= 200 && resp.StatusCode < 300
+}
+
+// progress writes one updating line to a terminal, and nothing otherwise.
+type progress struct {
+	mu      sync.Mutex
+	w       io.Writer
+	enabled bool
+	last    time.Time
+}
+
+func newProgress(w io.Writer) *progress {
+	f, ok := w.(*os.File)
+	enabled := false
+	if ok {
+		if info, err := f.Stat(); err == nil && info.Mode()&os.ModeCharDevice != 0 {
+			enabled = true
+		}
+	}
+	return &progress{w: w, enabled: enabled}
+}
+
+func (p *progress) set(format string, args ...any) {
+	if !p.enabled {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	fmt.Fprintf(p.w, "\r\033[K"+format, args...)
+}
+
+func (p *progress) done() {
+	if p.enabled {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}

@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Runs Herald and nchan side by side, as the README's Performance section
+# reports them: each server pinned to CPU 0 and started fresh for every run,
+# the load generator (herald bench) pinned to CPU 1, 64-byte messages, plain
+# WebSocket subscribers, publishes through each server's publish route. Three
+# rounds alternate the two servers; each figure is the median of its three
+# runs, and each ratio is Herald's median over nchan's.
+#
+#   bench/compare.sh            # all scenarios, three rounds
+#   ROUNDS=1 bench/compare.sh   # a quick look
+#
+# It installs nothing. It needs Go, nginx with the nchan module (Debian:
+# nginx-light and libnginx-mod-nchan) and taskset (util-linux).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rounds=${ROUNDS:-3}
+missing=()
+command -v taskset >/dev/null || missing+=("taskset (Debian: util-linux)")
+command -v nginx >/dev/null || missing+=("nginx (Debian: nginx-light)")
+[[ -f /usr/lib/nginx/modules/ngx_nchan_module.so ]] || missing+=("the nchan module (Debian: libnginx-mod-nchan)")
+if ((${#missing[@]})); then
+  printf 'bench/compare.sh needs, and did not find:\n' >&2
+  printf '  %s\n' "${missing[@]}" >&2
+  printf 'On Debian: apt-get install nginx-light libnginx-mod-nchan util-linux\n' >&2
+  exit 1
+fi
+if (($(nproc) < 2)); then
+  echo "bench/compare.sh needs two CPUs: the server on one, the load on the other" >&2
+  exit 1
+fi
+ulimit -n 65536
+
+work=$(mktemp -d)
+server_pid=""
+cleanup() {
+  [[ -n "$server_pid" ]] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+go build -o "$work/herald" .
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_port() {
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "the server did not open port $1" >&2
+  return 1
+}
+
+# start_server NAME PORT: starts one server on CPU 0 and sets server_pid,
+# ws_url and publish_url.
+start_server() {
+  local name=$1 port=$2
+  case "$name" in
+    herald)
+      sed "s/PORT/$port/" bench/herald.yaml >"$work/herald.yaml"
+      taskset -c 0 "$work/herald" -config "$work/herald.yaml" >/dev/null 2>"$work/herald.log" &
+      ws_url="ws://127.0.0.1:$port/ws"
+      publish_url="http://127.0.0.1:$port/notify"
+      ;;
+    nchan)
+      rm -rf "$work/nginx" && mkdir -p "$work/nginx"
+      sed "s/PORT/$port/; s#PREFIX#$work/nginx#g" bench/nchan.conf >"$work/nginx/nginx.conf"
+      taskset -c 0 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+      ws_url="ws://127.0.0.1:$port/sub"
+      publish_url="http://127.0.0.1:$port/pub"
+      ;;
+  esac
+  server_pid=$!
+  wait_port "$port"
+  # nginx forks its worker: measure the worker, which does the work.
+  if [[ "$name" == nchan ]]; then
+    for _ in $(seq 100); do
+      worker=$(pgrep -P "$server_pid" | head -n1 || true)
+      [[ -n "$worker" ]] && break
+      sleep 0.05
+    done
+    measured_pid=$worker
+  else
+    measured_pid=$server_pid
+  fi
+}
+
+stop_server() {
+  kill "$server_pid" 2>/dev/null || true
+  wait "$server_pid" 2>/dev/null || true
+  server_pid=""
+}
+
+# The scenarios: name, then herald bench flags.
+scenarios=(
+  "steady|-subscribers 1000 -messages 1000 -rate 100 -publishers 1"
+  "burst|-subscribers 1000 -messages 2000 -publishers 8"
+  "idle10k|-subscribers 10000 -messages 1 -publishers 1 -connect-concurrency 200"
+)
+
+results="$work/results"
+: >"$results"
+for round in $(seq "$rounds"); do
+  for entry in "${scenarios[@]}"; do
+    scenario=${entry%%|*}
+    flags=${entry#*|}
+    # Alternate which server goes first, round by round.
+    order=(herald nchan)
+    ((round % 2 == 0)) && order=(nchan herald)
+    for server in "${order[@]}"; do
+      port=$(free_port)
+      start_server "$server" "$port"
+      # shellcheck disable=SC2086 # flags are words on purpose
+      out=$(taskset -c 1 "$work/herald" bench -ws "$ws_url" -publish "$publish_url" -size 64 -pid "$measured_pid" $flags)
+      stop_server
+      echo "$out" | sed "s/^/$round $scenario $server /" >>"$results"
+      echo "round $round $scenario $server: $(echo "$out" | grep -E '^(lost|deliveries_per_second|latency_p99_ms|server_cpu_us_per_delivery|connect_seconds|server_rss_per_connection_kib)=' | tr '\n' ' ')" >&2
+    done
+  done
+done
+
+median() { # scenario server key
+  awk -v s="$1" -v v="$2" -v k="$3" '$2==s && $3==v { split($4, kv, "="); if (kv[1]==k) print kv[2] }' "$results" |
+    sort -g | awk '{ a[NR]=$1 } END { if (NR) print a[int((NR+1)/2)]; else print "nan" }'
+}
+sum() { # scenario server key
+  awk -v s="$1" -v v="$2" -v k="$3" '$2==s && $3==v { split($4, kv, "="); if (kv[1]==k) t+=kv[2] } END { print t+0 }' "$results"
+}
+
+row() { # label scenario key
+  local h n
+  h=$(median "$2" herald "$3")
+  n=$(median "$2" nchan "$3")
+  printf '| %s | %s | %s | %s |\n' "$1" "$h" "$n" "$(awk -v h="$h" -v n="$n" 'BEGIN { if (n > 0) printf "%.2f", h/n; else print "-" }')"
+}
+
+echo
+echo "Medians of $rounds rounds; ratio = Herald / nchan (lower is better, except deliveries/s)."
+echo
+echo "| scenario | Herald | nchan | Herald/nchan |"
+echo "|---|---|---|---|"
+row "1,000 subscribers, 100 publishes/s: server CPU µs per delivery" steady server_cpu_us_per_delivery
+row "same: p99 publish-to-receive (ms)" steady latency_p99_ms
+row "1,000 subscribers, 2,000 publishes by 8 publishers: deliveries/s" burst deliveries_per_second
+row "same: server CPU µs per delivery" burst server_cpu_us_per_delivery
+row "same: p99 publish-to-receive (ms)" burst latency_p99_ms
+row "10,000 subscribers: seconds to connect all" idle10k connect_seconds
+row "same: resident memory per connection (KiB)" idle10k server_rss_per_connection_kib
+echo
+for scenario in steady burst idle10k; do
+  for server in herald nchan; do
+    printf 'lost in %s, %s, all rounds: %s of %s (duplicated: %s)\n' "$scenario" "$server" \
+      "$(sum $scenario $server lost)" "$(sum $scenario $server expected_deliveries)" "$(sum $scenario $server duplicated)"
+  done
+done
