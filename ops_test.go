@@ -333,3 +333,28 @@ func TestReadmeDoesNotContradictItsSecuritySection(t *testing.T) {
 		}
 	}
 }
+
+func TestProfilesAreServedOnlyWhenTurnedOn(t *testing.T) {
+	t.Parallel()
+	off := startHerald(t, "")
+	resp, err := http.Get(off.Origin + "/debug/pprof/heap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("profiles with debug.pprof off: %d, want 404", resp.StatusCode)
+	}
+	on := startHerald(t, "debug:\n  pprof: true\n")
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/goroutine?debug=1", "/debug/pprof/profile?seconds=1"} {
+		resp, err := http.Get(on.Origin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || len(body) == 0 {
+			t.Errorf("GET %s: %d with %d bytes, want a profile", path, resp.StatusCode, len(body))
+		}
+	}
+}

@@ -35,6 +35,15 @@ type Config struct {
 	Security  SecurityConfig  `yaml:"security"`
 	Notify    NotifyConfig    `yaml:"notify"`
 	TLS       TLSConfig       `yaml:"tls"`
+	Debug     DebugConfig     `yaml:"debug"`
+}
+
+// DebugConfig turns on what helps to profile a running server.
+type DebugConfig struct {
+	// Pprof serves Go's profiles (net/http/pprof) at paths.pprof, so that
+	// users can profile Herald under their own load. Off by default: a
+	// profile shows what the server is doing to whoever can reach it.
+	Pprof bool `yaml:"pprof"`
 }
 
 // SecurityConfig says who may subscribe and publish.
@@ -80,6 +89,8 @@ type PathsConfig struct {
 	Healthz string `yaml:"healthz"`
 	Readyz  string `yaml:"readyz"`
 	Metrics string `yaml:"metrics"`
+	// Pprof is where Go's profiles are served when debug.pprof is on.
+	Pprof string `yaml:"pprof"`
 }
 
 // LimitsConfig bounds what any one client can make the server hold.
@@ -194,6 +205,7 @@ func DefaultConfig() Config {
 			Healthz: "/healthz",
 			Readyz:  "/readyz",
 			Metrics: "/metrics",
+			Pprof:   "/debug/pprof",
 		},
 		Limits: LimitsConfig{
 			MaxMessageBytes: 64 << 10,
@@ -339,6 +351,7 @@ func (c Config) validate(source string, lines map[string]int) error {
 		{"paths.healthz", c.Paths.Healthz},
 		{"paths.readyz", c.Paths.Readyz},
 		{"paths.metrics", c.Paths.Metrics},
+		{"paths.pprof", c.Paths.Pprof},
 		{"paths.static", c.Paths.Static},
 	}
 	for i, r := range routes {

@@ -29,7 +29,12 @@ if (($(nproc) < 2)); then
   echo "bench/compare.sh needs two CPUs: the server on one, the load on the other" >&2
   exit 1
 fi
-ulimit -n 65536
+# Every connection is a file descriptor, in the server and in the load.
+ulimit -n "$(ulimit -Hn)"
+if (($(ulimit -n) < 10500)); then
+  echo "bench/compare.sh needs 10,500 open files per process; the limit here is $(ulimit -n)" >&2
+  exit 1
+fi
 
 work=$(mktemp -d)
 server_pid=""

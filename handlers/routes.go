@@ -123,6 +123,9 @@ func New(opts Options) (*echo.Echo, error) {
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Healthz, health.live)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Readyz, health.ready)
 	e.GET(paths.Metrics, echo.WrapHandler(promhttp.HandlerFor(metrics.registry, promhttp.HandlerOpts{})))
+	if cfg.Debug.Pprof {
+		addProfiles(e, paths.Pprof)
+	}
 	static := echo.StaticDirectoryHandler(opts.Static, !e.EnablePathUnescapingStaticFiles)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Static+"/*", static)
 	return e, nil
