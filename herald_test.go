@@ -569,3 +569,31 @@ func TestClientPingsAreAnsweredLongAfterTheLastMessage(t *testing.T) {
 		t.Errorf("got %q after the ping", got)
 	}
 }
+
+// A client may send frames right behind its handshake, in the same packet;
+// net/http reads them along with the request, and they must be answered
+// at once, not when the idle timeout wakes the reader.
+func TestFramesThatComeWithTheHandshakeAreReadAtOnce(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "websocket:\n  ping_interval: 1h\n")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.Origin, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(hangGuard))
+	ping := []byte{0x89, 0x80 | 4, 0, 0, 0, 0, 'p', 'i', 'n', 'g'} // masked with a zero key
+	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n%s", ping)
+	reader := bufio.NewReader(conn)
+	if resp, err := http.ReadResponse(reader, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("handshake: %v %v", resp, err)
+	}
+	var pong [6]byte
+	if _, err := io.ReadFull(reader, pong[:]); err != nil {
+		t.Fatalf("no pong for the ping sent with the handshake: %v", err)
+	}
+	if pong[0] != 0x8A || string(pong[2:]) != "ping" {
+		t.Errorf("got frame %x, want a pong carrying \"ping\"", pong)
+	}
+}

@@ -261,6 +261,9 @@ func (t *topicState) countChangedLocked() {
 			case s.presence <- struct{}{}:
 			default:
 			}
+			if s.onWake != nil {
+				s.onWake()
+			}
 		}
 	}
 }

@@ -42,6 +42,7 @@ type Subscriber struct {
 	unwritten atomic.Uint64
 
 	wake     chan struct{} // a message may be waiting
+	onWake   func()        // called instead of signalling wake, when set; guarded by topic.mu
 	gap      *Gap
 	presence chan struct{} // nil unless presence was asked for
 
@@ -131,12 +132,28 @@ func (s *Subscriber) Context() context.Context { return s.ctx }
 func (s *Subscriber) end(reason error) { s.cancel(reason) }
 
 // signal wakes the subscriber's writer; a signal already pending stands
-// for this one too.
+// for this one too. The caller holds s.topic.mu.
 func (s *Subscriber) signal() {
+	if s.onWake != nil {
+		s.onWake()
+		return
+	}
 	select {
 	case s.wake <- struct{}{}:
 	default:
 	}
+}
+
+// OnWake makes the hub call wake, instead of signalling Ready, whenever a
+// message is published to the subscriber or its topic's subscriber count
+// changes, and calls it once now, for anything published before. wake runs
+// under the topic's lock: it must return at once and must not call back
+// into the hub. It suits a writer that is not a goroutine of its own.
+func (s *Subscriber) OnWake(wake func()) {
+	s.topic.mu.Lock()
+	defer s.topic.mu.Unlock()
+	s.onWake = wake
+	wake()
 }
 
 // Gap says that history no longer reached back to where a subscriber asked

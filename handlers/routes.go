@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"runtime"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -54,7 +55,7 @@ func New(opts Options) (*echo.Echo, error) {
 	// Forwarding headers are trusted only once trusted proxies are configured.
 	e.IPExtractor = echo.ExtractIPDirect()
 	hosts := newHostPolicy(cfg.Security.AllowedHosts, cfg.Host)
-	e.Use(recoverer(log), requestLogger(log), secureHeaders(cfg.TLS.Cert != ""), hosts.middleware)
+	e.Use(withScope, recoverer(log), requestLogger(log), secureHeaders(cfg.TLS.Cert != ""), hosts.middleware)
 
 	metrics := newMetrics(opts.Hub)
 	history := "memory"
@@ -69,13 +70,11 @@ func New(opts Options) (*echo.Echo, error) {
 	}
 	notify := &notifyHandler{hub: opts.Hub, pagePath: paths.Page}
 	stream := &streamHandler{
-		hub:          opts.Hub,
 		log:          log,
 		metrics:      metrics,
 		buffers:      &batchBuffers{},
-		pingInterval: cfg.WebSocket.PingInterval,
+		pool:         newWriterPool(runtime.GOMAXPROCS(0), cfg.WebSocket.PingInterval),
 		writeTimeout: cfg.WebSocket.WriteTimeout,
-		drainTimeout: cfg.WebSocket.WriteTimeout,
 	}
 	events := &eventsHandler{
 		hub:               opts.Hub,

@@ -244,15 +244,15 @@ func (l *connectionLimiter) release(ip string) {
 	}
 }
 
-// middleware holds a place for the request's address while the rest of
-// the chain, which is the whole connection, runs.
+// middleware holds a place for the request's address until the
+// connection closes, which for a WebSocket is after the chain returns.
 func (l *connectionLimiter) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		ip := c.RealIP()
 		if err := l.acquire(ip); err != nil {
 			return err
 		}
-		defer l.release(ip)
+		scopeOf(c).onEnd(func() { l.release(ip) }) // when the connection closes
 		return next(c)
 	}
 }

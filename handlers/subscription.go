@@ -27,9 +27,11 @@ type Subscription struct {
 	Conn       *websocket.Conn
 	Subscriber *app.Subscriber
 	// JSON is set when the client asked for ?format=json.
-	JSON bool
-	hub  *app.Hub
-	raw  *deadlineConn
+	JSON   bool
+	hub    *app.Hub
+	raw    *deadlineConn
+	reader *bufio.Reader // the buffer x/net reads frames from
+	early  *bytes.Reader // frames that came with the handshake; nil if none
 }
 
 // Leave stops delivery now, before the connection finishes closing, so that
@@ -122,7 +124,9 @@ func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
 			if err != nil {
 				return err
 			}
-			defer config.Hub.Unsubscribe(sub)
+			// Released when the connection closes, which is after this
+			// returns once the connection is upgraded.
+			scopeOf(c).onEnd(func() { config.Hub.Unsubscribe(sub) })
 			if _, ok := c.Response().Writer.(http.Hijacker); !ok {
 				return errors.New("websocket upgrade: response writer cannot hijack the connection")
 			}
@@ -132,35 +136,62 @@ func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
 				idleTimeout:    config.IdleTimeout,
 				writeTimeout:   config.WriteTimeout,
 			}
-			upgraded := false
-			server := websocket.Server{
+			// x/net's Conn keeps a pointer into this Server for the life
+			// of the connection, so its Handler captures nothing but where
+			// to put the Conn: capturing the request's writer would keep
+			// net/http's buffers for the connection alive as long.
+			var upgraded *websocket.Conn
+			server := &websocket.Server{
 				// Accept every origin, including none; x/net's default
 				// handshake refuses clients that send no Origin.
-				Handshake: func(*websocket.Config, *http.Request) error { return nil },
-				Handler: func(conn *websocket.Conn) {
-					upgraded = true
-					conn.MaxPayloadBytes = config.MaxFrameBytes
-					c.Set(subscriptionKey, &Subscription{
-						Conn: conn, Subscriber: sub, JSON: params.json, hub: config.Hub, raw: hijacker.conn,
-					})
-					if err := next(c); err != nil {
-						config.Logger.Warn("websocket handler failed", "remote", c.RealIP(), "err", err)
-					}
-				},
+				Handshake: acceptAnyOrigin,
+				Handler:   func(conn *websocket.Conn) { upgraded = conn },
 			}
-			server.ServeHTTP(hijacker, req)
-			// The connection is hijacked and closed: there is nothing left to
-			// write, and returning an error would make Echo try. x/net wrote
-			// its own refusal, if any, so the log can only say it was not 101.
-			if upgraded {
-				c.Response().Status = http.StatusSwitchingProtocols
-			} else {
+			server.ServeHTTP(hijacker, handshakeRequest(req))
+			// The connection is hijacked: there is nothing left to write,
+			// and returning an error would make Echo try. x/net wrote its
+			// own refusal, if any, so the log can only say it was not 101.
+			if upgraded == nil {
 				c.Response().Status = http.StatusBadRequest
+				if hijacker.conn != nil {
+					_ = hijacker.conn.closeNow()
+				}
+				return nil
+			}
+			c.Response().Status = http.StatusSwitchingProtocols
+			upgraded.MaxPayloadBytes = config.MaxFrameBytes
+			c.Set(subscriptionKey, &Subscription{
+				Conn: upgraded, Subscriber: sub, JSON: params.json, hub: config.Hub, raw: hijacker.conn, reader: hijacker.reader, early: hijacker.early,
+			})
+			if err := next(c); err != nil {
+				config.Logger.Warn("websocket handler failed", "remote", c.RealIP(), "err", err)
+				_ = hijacker.conn.closeNow()
 			}
 			return nil
 		}
 	}
 }
+
+// handshakeRequest is what x/net needs of the request to complete the
+// handshake, which is all it keeps for the life of the connection: the
+// method, the URL, the host and the WebSocket headers, not every header
+// the client sent.
+func handshakeRequest(r *http.Request) *http.Request {
+	header := make(http.Header, 8)
+	for _, name := range []string{"Upgrade", "Connection", "Origin", "Sec-Websocket-Key", "Sec-Websocket-Version",
+		"Sec-Websocket-Protocol", "Sec-Websocket-Extensions"} {
+		if v, ok := r.Header[name]; ok {
+			header[name] = v
+		}
+	}
+	slim := &http.Request{Method: r.Method, URL: r.URL, Proto: r.Proto, ProtoMajor: r.ProtoMajor, ProtoMinor: r.ProtoMinor,
+		Header: header, Host: r.Host, RemoteAddr: r.RemoteAddr, RequestURI: r.RequestURI, TLS: r.TLS}
+	return slim
+}
+
+// acceptAnyOrigin is the handshake check: origins are checked before the
+// upgrade, by the origin policy, so x/net's own check is not used.
+func acceptAnyOrigin(*websocket.Config, *http.Request) error { return nil }
 
 func isWebSocketUpgrade(r *http.Request) bool {
 	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
@@ -184,6 +215,8 @@ type deadlineHijacker struct {
 	idleTimeout  time.Duration
 	writeTimeout time.Duration
 	conn         *deadlineConn // set by Hijack
+	reader       *bufio.Reader // set by Hijack
+	early        *bytes.Reader // bytes net/http read past the handshake; nil if none
 }
 
 func (h *deadlineHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -194,26 +227,36 @@ func (h *deadlineHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// net/http has cleared its request deadlines; from here on each read
 	// and write sets its own.
 	conn := &deadlineConn{Conn: raw, idleTimeout: h.idleTimeout, writeTimeout: h.writeTimeout}
+	conn.keep() // x/net closes it when its handler returns; Herald closes it with closeNow
 	conn.extendReadDeadline()
-	// Keep net/http's buffers, but read and write through the deadlineConn.
+	// Small buffers of its own instead of net/http's 4 KiB pair, which
+	// would otherwise live as long as the connection: x/net reads frame
+	// headers a byte at a time from the reader and writes only pongs and
+	// closes through the writer, and payloads bypass a small buffer anyway.
 	// Bytes net/http has already buffered belong to the WebSocket stream.
 	var reader io.Reader = conn
 	if n := rw.Reader.Buffered(); n > 0 {
 		buffered, _ := rw.Reader.Peek(n)
-		reader = io.MultiReader(bytes.NewReader(bytes.Clone(buffered)), conn)
+		h.early = bytes.NewReader(bytes.Clone(buffered))
+		reader = io.MultiReader(h.early, conn)
 	}
-	rw.Reader.Reset(reader)
-	rw.Writer.Reset(conn)
 	h.conn = conn
-	return conn, rw, nil
+	h.reader = bufio.NewReaderSize(reader, hijackBufferSize)
+	return conn, bufio.NewReadWriter(h.reader, bufio.NewWriterSize(conn, hijackBufferSize)), nil
 }
+
+// hijackBufferSize is the size of each of a WebSocket connection's two
+// buffers: enough for a frame header and a pong.
+const hijackBufferSize = 256
 
 // errInterrupted fails writes to a connection that has been given up on.
 var errInterrupted = errors.New("connection interrupted: subscriber too slow")
 
 // deadlineConn gives every read and write on a WebSocket connection a
-// deadline, whoever makes it. That matters because x/net/websocket writes
-// pongs and close replies itself, from the reader, outside our writer.
+// deadline, whoever makes it. Once the connection is upgraded, what x/net
+// writes itself (pongs and close replies, from the reader) is diverted to
+// the connection's writer, so that it never lands inside a frame that the
+// writer has half written.
 //
 // Reads: every byte from the peer pushes the read deadline forward. x/net
 // swallows pongs inside Receive, so bytes on the wire are the only sign of
@@ -223,6 +266,8 @@ type deadlineConn struct {
 	idleTimeout  time.Duration
 	writeTimeout time.Duration
 	interrupted  atomic.Bool // writes fail at once
+	kept         atomic.Bool // Close does nothing: Herald closes it with closeNow
+	diverted     func([]byte) (int, error)
 
 	// mu makes "extend unless closing" one step, so a read finishing just
 	// as a close frame goes out cannot push the close's deadline back.
@@ -242,7 +287,38 @@ func (c *deadlineConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Write is how x/net writes: its handshake reply directly, and once the
+// connection is upgraded, its frames through the connection's writer.
 func (c *deadlineConn) Write(p []byte) (int, error) {
+	if c.diverted != nil {
+		return c.diverted(p)
+	}
+	return c.writeDirect(p)
+}
+
+// divert sends every later Write through write. It is set before the
+// reader starts, and only the reader writes through x/net.
+func (c *deadlineConn) divert(write func([]byte) (int, error)) { c.diverted = write }
+
+// keep makes Close do nothing, for x/net, which closes the connection when
+// its handler returns; Herald closes it with closeNow.
+func (c *deadlineConn) keep() { c.kept.Store(true) }
+
+// Close closes the connection, unless it is kept.
+func (c *deadlineConn) Close() error {
+	if c.kept.Load() {
+		return nil
+	}
+	return c.Conn.Close()
+}
+
+// closeNow closes the connection, kept or not.
+func (c *deadlineConn) closeNow() error { return c.Conn.Close() }
+
+// writeDirect writes p to the socket with the write timeout as its
+// deadline, and clears the deadline afterwards: the writer's other writes
+// never block, and the socket refuses even those once a deadline passes.
+func (c *deadlineConn) writeDirect(p []byte) (int, error) {
 	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.writeTimeout)); err != nil {
 		return 0, err
 	}
@@ -252,7 +328,11 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 	if c.interrupted.Load() {
 		return 0, errInterrupted
 	}
-	return c.Conn.Write(p)
+	n, err := c.Conn.Write(p)
+	if err == nil && !c.interrupted.Load() {
+		err = c.Conn.SetWriteDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // interrupt fails the write in progress, if any, and every later one. It

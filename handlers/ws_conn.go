@@ -1,0 +1,560 @@
+package handlers
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/websocket"
+
+	"herald/app"
+)
+
+// WebSocket close codes (RFC 6455, section 7.4.1).
+const (
+	closeNormal        = 1000
+	closeGoingAway     = 1001
+	closeProtocolError = 1002
+	closeMessageTooBig = 1009
+)
+
+// closeLinger is how long a peer gets to answer our close frame before the
+// connection is cut. Waiting for the answer, instead of closing at once,
+// keeps unread bytes from turning our close into a TCP reset that could
+// destroy the close frame before the peer reads it.
+const closeLinger = 2 * time.Second
+
+// Reasons the reader stops, besides the connection's own errors.
+var (
+	errPeerClosed   = errors.New("peer sent a close frame")
+	errFrameRefused = errors.New("peer sent an unmasked frame, which x/net answered with 1002")
+	errBadOpcode    = errors.New("peer sent a frame with an unknown opcode")
+)
+
+// wsConn is one WebSocket subscriber connection. Its reader goroutine owns
+// it: it reads the peer's frames, and when they end it closes the
+// connection and releases what the request held. Writing belongs to
+// whoever holds the writing flag: the writer pool's shard, the reader (for
+// a close), or, while the socket is full, a goroutine of the connection's
+// own. Every byte written goes through that one owner, x/net's pongs
+// included, so frames never interleave.
+type wsConn struct {
+	*Subscription
+	handler *streamHandler
+	remote  string          // the client's address, for logs
+	fd      syscall.RawConn // for writes that never block; nil over TLS
+	reader  *bufio.Reader   // x/net's read buffer, to know whether bytes wait in it
+	shard   *writerShard
+	started time.Time
+
+	queued  atomic.Bool // on the shard's queue
+	dirty   atomic.Bool // something may be pending since the last collect
+	pingDue atomic.Bool
+
+	mu        sync.Mutex
+	idle      sync.Cond // signalled when writing ends
+	writing   bool      // someone owns the socket's writing side
+	closed    bool      // the socket is closed: nothing more is written
+	control   []byte    // x/net's frames (pongs, its close), whole, to go out next
+	closeWith int       // a close frame to send once what is pending is out; 0 for none
+	closeSent bool      // our close frame is written: the peer gets closeLinger to answer
+	gapSent   bool      // the lost notice, if any, has gone out
+	batch     []*app.Message
+
+	closeAsked  chan struct{} // closed by the reader when a frame breaks a rule
+	closeReason *closeRequest
+	closeOnce   sync.Once
+}
+
+func newWSConn(sub *Subscription, h *streamHandler, remote string) *wsConn {
+	c := &wsConn{Subscription: sub, handler: h, remote: remote, started: time.Now(), closeAsked: make(chan struct{}), reader: sub.reader}
+	c.idle.L = &c.mu
+	if tcp, ok := sub.raw.Conn.(*net.TCPConn); ok {
+		if fd, err := tcp.SyscallConn(); err == nil {
+			c.fd = fd
+		}
+	}
+	return c
+}
+
+// logger is the handler's logger with this connection's address and
+// subscriber id, built when there is something to log rather than kept
+// for the life of every connection.
+func (c *wsConn) logger() *slog.Logger {
+	return c.handler.log.With("remote", c.remote, "subscriber", c.Subscriber.ID())
+}
+
+// enqueue asks the connection's shard to write whatever is pending.
+func (c *wsConn) enqueue() {
+	c.dirty.Store(true)
+	if !c.queued.Swap(true) {
+		c.shard.push(c)
+	}
+}
+
+// flush writes what is pending unless another owner is writing, in which
+// case that owner will find it.
+func (c *wsConn) flush() {
+	if c.own() {
+		c.writeOwned()
+	}
+}
+
+// own takes the writing side, if it is free and the socket open.
+func (c *wsConn) own() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.writing || c.closed {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+// release gives up the writing side, unless something arrived meanwhile
+// that the owner must write first; it reports whether it let go.
+func (c *wsConn) release() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// A wake that came while the owner was writing found the side taken:
+	// the owner must look again rather than leave it pending.
+	if !c.closed && (c.dirty.Load() || len(c.control) > 0 || (c.closeWith != 0 && !c.closeSent)) {
+		return false
+	}
+	c.writing = false
+	c.idle.Broadcast()
+	return true
+}
+
+// writeOwned writes batches until nothing is pending. The caller owns the
+// writing side; this returns it, or hands it to a goroutine that waits for
+// a full socket to drain.
+func (c *wsConn) writeOwned() {
+	for {
+		buf, taken, closing := c.collect()
+		if buf == nil {
+			if c.release() {
+				return
+			}
+			continue
+		}
+		n, err := c.tryWrite(buf)
+		if err != nil {
+			c.writeFailed(err, taken)
+			c.handler.buffers.put(buf)
+			return
+		}
+		if n < len(buf) {
+			// The socket is full: a goroutine of its own waits for it.
+			rest := append([]byte(nil), buf[n:]...)
+			c.handler.buffers.put(buf)
+			go c.writeBlocking(rest, taken, closing)
+			return
+		}
+		c.handler.buffers.put(buf)
+		c.written(taken, closing)
+	}
+}
+
+// writeBlocking finishes a write that the socket could not take at once,
+// with the write timeout as the limit on making no progress, then carries
+// on as the writing owner.
+func (c *wsConn) writeBlocking(rest []byte, taken []*app.Message, closing bool) {
+	if _, err := c.raw.writeDirect(rest); err != nil {
+		c.writeFailed(err, taken)
+		return
+	}
+	c.written(taken, closing)
+	c.writeOwned()
+}
+
+// tryWrite writes as much of buf as the socket takes now, without waiting.
+// Over TLS, where the socket is not Herald's to write, it writes nothing
+// and leaves the whole batch to writeBlocking.
+func (c *wsConn) tryWrite(buf []byte) (int, error) {
+	if c.fd == nil {
+		return 0, nil
+	}
+	if c.raw.interrupted.Load() {
+		return 0, errInterrupted
+	}
+	n := 0
+	var writeErr error
+	err := c.fd.Write(func(fd uintptr) bool {
+		for n < len(buf) {
+			m, err := syscall.Write(int(fd), buf[n:])
+			if m > 0 {
+				n += m
+			}
+			switch {
+			case err == syscall.EINTR:
+				continue
+			case err == syscall.EAGAIN:
+			case err != nil:
+				writeErr = err
+			case m > 0:
+				continue
+			}
+			break
+		}
+		return true // never wait here: a full socket goes to writeBlocking
+	})
+	if err == nil {
+		err = writeErr
+	}
+	return n, err
+}
+
+// collect builds the next batch: x/net's frames, a ping if one is due,
+// notices, the messages published since the last batch, and the close
+// frame once the subscription has ended. It returns nil when there is
+// nothing to send.
+func (c *wsConn) collect() (buf []byte, taken []*app.Message, closing bool) {
+	c.dirty.Store(false)
+	if errors.Is(c.Subscriber.Err(), app.ErrSlowSubscriber) {
+		c.closeSocket() // the hub has counted and logged it
+		return nil, nil, false
+	}
+	c.mu.Lock()
+	control := c.control
+	c.control = nil
+	closeWith, closeSent := c.closeWith, c.closeSent
+	c.mu.Unlock()
+	if closeSent {
+		return nil, nil, false // nothing follows a close frame
+	}
+
+	add := func(opcode byte, payload []byte) {
+		if buf == nil {
+			buf = c.handler.buffers.get()
+		}
+		buf = appendFrame(buf, opcode, payload)
+	}
+	if len(control) > 0 {
+		buf = append(c.handler.buffers.get(), control...)
+	}
+	if c.pingDue.Swap(false) {
+		add(opPing, nil)
+	}
+	if !c.gapSent {
+		c.gapSent = true
+		if gap := c.Subscriber.Gap(); gap != nil && c.JSON {
+			add(opText, lostNotice(c.Subscriber.Topic(), gap))
+		}
+	}
+	select {
+	case <-c.Subscriber.PresenceChanged():
+		add(opText, presenceNotice(c.Subscriber.Topic(), c.Subscriber.TopicSubscribers()))
+	default:
+	}
+	if closeWith == 0 {
+		c.batch = c.Subscriber.Take(c.batch[:0], maxBatchBytes)
+		for _, m := range c.batch {
+			payload := textBytes(m.Text)
+			if c.JSON {
+				payload = m.JSON()
+			}
+			add(opText, payload)
+		}
+		taken = c.batch
+		if len(taken) == 0 {
+			closeWith = c.closeForEndedSubscription()
+		}
+	}
+	if closeWith != 0 {
+		add(websocket.CloseFrame, binary.BigEndian.AppendUint16(nil, uint16(closeWith)))
+		c.mu.Lock()
+		c.closeWith, c.closeSent = closeWith, true
+		c.mu.Unlock()
+		closing = true
+	}
+	return buf, taken, closing
+}
+
+// closeForEndedSubscription says how to close once the subscription has
+// ended and everything published to it before is written: 1001 on
+// shutdown. A slow subscriber is cut without a close frame, which would
+// only queue behind data the peer is not reading; a subscriber that left
+// is on its way out through the reader.
+func (c *wsConn) closeForEndedSubscription() int {
+	switch err := c.Subscriber.Err(); {
+	case errors.Is(err, app.ErrHubClosed):
+		return closeGoingAway
+	case errors.Is(err, app.ErrSlowSubscriber):
+		c.closeSocket() // the hub has counted and logged it
+	}
+	return 0
+}
+
+// written records a batch that reached the socket.
+func (c *wsConn) written(taken []*app.Message, closing bool) {
+	for _, m := range taken {
+		if c.Subscriber.Live(m) {
+			c.handler.metrics.delivered(m)
+		}
+	}
+	clear(taken)
+	if closing {
+		c.raw.lingerUntil(time.Now().Add(closeLinger)) // the reader waits for the answer
+	}
+}
+
+// writeFailed gives up on the connection after a failed write. A write
+// that made no progress for the write timeout is a stalled peer, which the
+// hub counts and logs as slow.
+func (c *wsConn) writeFailed(err error, taken []*app.Message) {
+	c.Subscriber.NotWritten(len(taken))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.hub.Stalled(c.Subscriber, c.handler.writeTimeout)
+	}
+	c.logger().Debug("write failed", "err", err)
+	c.closeSocket()
+	c.mu.Lock()
+	c.writing = false
+	c.idle.Broadcast()
+	c.mu.Unlock()
+}
+
+// sendControl queues a frame that x/net wrote (a pong, or its own close)
+// to go out whole at the next frame boundary, and writes it now if no one
+// else is writing.
+func (c *wsConn) sendControl(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, net.ErrClosed
+	}
+	c.control = append(c.control, p...)
+	c.mu.Unlock()
+	c.flush()
+	return len(p), nil
+}
+
+// requestClose has a close frame with code sent after what is already
+// pending, and stops delivery; the reader then waits closeLinger for the
+// peer's answer.
+func (c *wsConn) requestClose(code int) {
+	c.Leave()
+	c.mu.Lock()
+	if c.closeWith == 0 {
+		c.closeWith = code
+	}
+	c.mu.Unlock()
+	c.flush()
+	c.raw.lingerUntil(time.Now().Add(closeLinger))
+}
+
+// closeSocket closes the TCP connection: the reader's next read fails, and
+// so does any write in progress.
+func (c *wsConn) closeSocket() {
+	c.mu.Lock()
+	c.closed = true
+	c.idle.Broadcast()
+	c.mu.Unlock()
+	_ = c.raw.closeNow()
+}
+
+// waitWriterIdle waits until no one is writing, for at most d, after which
+// it closes the socket to stop a write that is stuck.
+func (c *wsConn) waitWriterIdle(d time.Duration) {
+	stuck := time.AfterFunc(d, c.closeSocket)
+	defer stuck.Stop()
+	c.mu.Lock()
+	for c.writing && !c.closed {
+		c.idle.Wait()
+	}
+	c.mu.Unlock()
+}
+
+// serve is the connection's life: it reads until the peer or the server
+// ends it, then closes and releases everything. end runs the request's
+// cleanups (the subscription, the connection slot, the log line).
+func (c *wsConn) serve(end func()) {
+	// When the hub ends the subscription, the writer sends what is owed
+	// and the close; a slow subscriber's stuck write is cut at once.
+	stopWatching := context.AfterFunc(c.Subscriber.Context(), func() {
+		if errors.Is(c.Subscriber.Err(), app.ErrSlowSubscriber) {
+			c.raw.interrupt()
+		}
+		c.enqueue()
+	})
+	c.Subscriber.OnWake(c.enqueue)
+
+	readErr := c.discardFrames()
+	c.finishAfterRead(readErr)
+
+	stopWatching()
+	c.Leave()
+	c.waitWriterIdle(closeLinger)
+	c.closeSocket()
+	c.mu.Lock()
+	for c.writing { // a blocked write fails once the socket is closed
+		c.idle.Wait()
+	}
+	c.mu.Unlock()
+	c.handler.pool.remove(c)
+	c.logger().Info("websocket closed", "duration", time.Since(c.started).Round(time.Millisecond))
+	end()
+}
+
+// finishAfterRead answers however the reading ended.
+func (c *wsConn) finishAfterRead(err error) {
+	c.mu.Lock()
+	closeSent := c.closeSent || c.closeWith != 0
+	c.mu.Unlock()
+	var netErr net.Error
+	switch {
+	case isClosed(c.closeAsked):
+		// The close asked for was sent; the peer answered or ran out of time.
+		c.logger().Info("closed connection: the subscriber broke a framing rule", "code", c.closeReason.code, "reason", c.closeReason.why)
+	case closeSent:
+		// Our close (shutdown) was answered, or the linger ran out.
+	case errors.Is(err, errPeerClosed):
+		c.requestClose(closeNormal) // answer the peer's close frame
+	case errors.Is(err, errBadOpcode):
+		c.logger().Info("closing connection: bad frame from peer", "err", err)
+		c.requestClose(closeProtocolError)
+	case errors.Is(err, errFrameRefused):
+		c.logger().Info("closing connection: bad frame from peer", "err", err) // x/net queued its 1002
+	case errors.As(err, &netErr) && netErr.Timeout():
+		c.logger().Info("closing connection: peer silent past the idle timeout")
+	case errors.Is(err, net.ErrClosed), errors.Is(err, io.EOF):
+		// the writer or the peer closed it
+	default:
+		c.logger().Debug("connection failed", "during", "read", "err", err)
+	}
+}
+
+// discardFrames reads and throws away the subscriber's frames, one by one.
+// Reading frames rather than x/net's Receive tells a peer's close apart
+// from a frame x/net refused, rejects unknown opcodes, which x/net lets
+// through, checks what x/net does not (fragments, whole-message size, UTF-8
+// in text), and skips payloads without holding more than one message of at
+// most max_frame_bytes. A frame that breaks a rule sends a close with the
+// matching code, and reading goes on, discarding, so that the peer's
+// answer to the close is consumed.
+func (c *wsConn) discardFrames() error {
+	messages := messageChecker{limit: c.Conn.MaxPayloadBytes}
+	for {
+		if err := c.waitReadable(); err != nil {
+			return err
+		}
+		frame, err := c.Conn.NewFrameReader()
+		if err != nil {
+			return err
+		}
+		opcode := frame.PayloadType()
+		if !knownOpcode(opcode) {
+			return errBadOpcode
+		}
+		n, first := payloadLen(frame), frameFirstByte(frame)
+		if problem := headerProblem(first, opcode, n); problem != "" {
+			c.askClose(&closeRequest{closeProtocolError, problem})
+		}
+		// The length overflows to negative near 2^63.
+		if n < 0 || n > c.Conn.MaxPayloadBytes {
+			c.askClose(&closeRequest{closeMessageTooBig, "a frame is over limits.max_frame_bytes"})
+			if _, err := io.Copy(io.Discard, frame); err != nil {
+				return err
+			}
+			continue
+		}
+		payload, err := c.Conn.HandleFrame(frame) // answers pings, refuses unmasked frames
+		switch {
+		case err != nil && opcode == websocket.CloseFrame:
+			return errPeerClosed
+		case errors.Is(err, io.EOF):
+			return errFrameRefused
+		case err != nil:
+			return err
+		case payload == nil:
+			continue // a ping or pong, already answered
+		}
+		if isClosed(c.closeAsked) {
+			if _, err := io.Copy(io.Discard, payload); err != nil {
+				return err
+			}
+			continue
+		}
+		request, err := messages.frame(opcode, first&0x80 != 0, n, payload)
+		if err != nil {
+			return err
+		}
+		if request != nil {
+			c.askClose(request)
+		}
+	}
+}
+
+// waitReadable parks the reader, while the peer is silent, at a shallow
+// point of its stack rather than deep inside x/net's frame parsing: the
+// garbage collector shrinks the stack of a goroutine parked there to its
+// smallest size, which most of an idle connection's memory would
+// otherwise be. It returns at once if bytes are buffered or waiting, and
+// when the peer closes or the read deadline passes, so that the read that
+// follows reports it. Bytes that came with the handshake wait in x/net's
+// reader, not in the socket.
+func (c *wsConn) waitReadable() error {
+	if c.fd == nil || c.reader.Buffered() > 0 || (c.early != nil && c.early.Len() > 0) {
+		return nil
+	}
+	var peek [1]byte
+	err := c.fd.Read(func(fd uintptr) bool {
+		_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return err != syscall.EAGAIN
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil // the read that follows times out and says so
+	}
+	return err
+}
+
+// askClose closes with the request's code; only the first request counts.
+func (c *wsConn) askClose(request *closeRequest) {
+	c.closeOnce.Do(func() {
+		c.closeReason = request
+		close(c.closeAsked)
+		c.requestClose(request.code)
+	})
+}
+
+// payloadLen is a frame's payload length. x/net's Len counts the header
+// too, and its HeaderReader holds the header's bytes until HandleFrame
+// consumes them.
+func payloadLen(frame interface {
+	Len() int
+	HeaderReader() io.Reader
+}) int {
+	n := frame.Len()
+	if header, ok := frame.HeaderReader().(interface{ Len() int }); ok {
+		n -= header.Len()
+	}
+	return n
+}
+
+func knownOpcode(opcode byte) bool {
+	switch opcode {
+	case websocket.ContinuationFrame, websocket.TextFrame, websocket.BinaryFrame,
+		websocket.CloseFrame, websocket.PingFrame, websocket.PongFrame:
+		return true
+	}
+	return false
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,131 @@
+package handlers
+
+import (
+	"sync"
+	"time"
+)
+
+// writerPool writes to every WebSocket connection without a goroutine per
+// connection. A connection that has something to send (a message, a ping,
+// a notice, a close) is queued on its shard, and the shard's one goroutine
+// writes to it without blocking: it takes everything pending and sends it
+// in one write. Only a connection whose socket is full gets a goroutine of
+// its own, for as long as it takes to drain it. One timer pings every
+// connection.
+//
+// The pool's goroutines run while it has connections: the first one
+// starts them and the last one to leave stops them, so a server with no
+// WebSocket connections has none, and shutdown needs no extra step.
+type writerPool struct {
+	shards       []*writerShard
+	pingInterval time.Duration
+
+	mu    sync.Mutex
+	conns map[*wsConn]struct{}
+	next  int           // the shard for the next connection
+	stop  chan struct{} // closed when the last connection leaves; nil while none
+}
+
+// writerShard is one writing goroutine and its queue.
+type writerShard struct {
+	mu    sync.Mutex
+	queue []*wsConn
+	spare []*wsConn
+	wake  chan struct{}
+}
+
+func newWriterPool(shards int, pingInterval time.Duration) *writerPool {
+	p := &writerPool{pingInterval: pingInterval, conns: map[*wsConn]struct{}{}}
+	for range max(shards, 1) {
+		p.shards = append(p.shards, &writerShard{wake: make(chan struct{}, 1)})
+	}
+	return p
+}
+
+// add registers c and gives it a shard.
+func (p *writerPool) add(c *wsConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.conns) == 0 {
+		p.stop = make(chan struct{})
+		for _, s := range p.shards {
+			go s.run(p.stop)
+		}
+		go p.ping(p.stop)
+	}
+	p.conns[c] = struct{}{}
+	c.shard = p.shards[p.next%len(p.shards)]
+	p.next++
+}
+
+// remove forgets c; the last connection stops the pool's goroutines.
+func (p *writerPool) remove(c *wsConn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.conns[c]; !ok {
+		return
+	}
+	delete(p.conns, c)
+	if len(p.conns) == 0 {
+		close(p.stop)
+		p.stop = nil
+	}
+}
+
+// ping asks every connection to send a ping, every pingInterval.
+func (p *writerPool) ping(stop <-chan struct{}) {
+	ticker := time.NewTicker(p.pingInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-ticker.C:
+			p.mu.Lock()
+			for c := range p.conns {
+				c.pingDue.Store(true)
+				c.enqueue()
+			}
+			p.mu.Unlock()
+		}
+	}
+}
+
+// push queues c for its shard's goroutine.
+func (s *writerShard) push(c *wsConn) {
+	s.mu.Lock()
+	s.queue = append(s.queue, c)
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run writes to queued connections until stop closes.
+func (s *writerShard) run(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-s.wake:
+		}
+		for {
+			s.mu.Lock()
+			batch := s.queue
+			s.queue, s.spare = s.spare[:0], nil
+			s.mu.Unlock()
+			if len(batch) == 0 {
+				break
+			}
+			for _, c := range batch {
+				c.queued.Store(false)
+				c.flush()
+			}
+			clear(batch) // let closed connections go
+			s.mu.Lock()
+			s.spare = batch[:0]
+			s.mu.Unlock()
+		}
+	}
+}
