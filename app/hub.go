@@ -105,6 +105,9 @@ type topicState struct {
 	totalBytes    uint64 // text bytes kept since the topic started here; offsets count from it
 	log           topicLog
 	subscribers   map[*Subscriber]struct{}
+	// watching holds the subscribers that asked for presence, so that a
+	// join or leave tells them without walking every subscriber.
+	watching map[*Subscriber]struct{}
 	// watchers counts subscribers for their writers to read without the
 	// lock; it changes only under mu, with subscribers.
 	watchers atomic.Int64
@@ -243,6 +246,9 @@ func (h *Hub) Subscribe(req SubscribeRequest) (*Subscriber, error) {
 		s.cursor, s.gap = t.resumeFrom(req.Since)
 	}
 	t.subscribers[s] = struct{}{}
+	if s.presence != nil {
+		t.watching[s] = struct{}{}
+	}
 	t.countChangedLocked()
 	t.mu.Unlock()
 	h.live++
@@ -255,15 +261,13 @@ func (h *Hub) Subscribe(req SubscribeRequest) (*Subscriber, error) {
 // caller holds t.mu.
 func (t *topicState) countChangedLocked() {
 	t.watchers.Store(int64(len(t.subscribers)))
-	for s := range t.subscribers {
-		if s.presence != nil {
-			select {
-			case s.presence <- struct{}{}:
-			default:
-			}
-			if s.onWake != nil {
-				s.onWake()
-			}
+	for s := range t.watching {
+		select {
+		case s.presence <- struct{}{}:
+		default:
+		}
+		if s.onWake != nil {
+			s.onWake()
 		}
 	}
 }
@@ -362,6 +366,7 @@ func (t *topicState) removeLocked(s *Subscriber) bool {
 		return false
 	}
 	delete(t.subscribers, s)
+	delete(t.watching, s)
 	s.left, s.leftAt = true, t.lastID
 	return true
 }
@@ -610,6 +615,7 @@ func (h *Hub) newTopic(name string, sequenceStart uint64) *topicState {
 		lastID:        sequenceStart - 1,
 		windowStart:   sequenceStart,
 		subscribers:   make(map[*Subscriber]struct{}),
+		watching:      make(map[*Subscriber]struct{}),
 	}
 }
 

@@ -49,6 +49,9 @@ type Subscriber struct {
 	// ctx ends when the subscription does; its cause says why.
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	// slow is set when the subscription ends for being slow: writers check
+	// it on every batch, and context.Cause would take a lock each time.
+	slow atomic.Bool
 }
 
 func newSubscriber(id uint64, t *topicState, label string) *Subscriber {
@@ -129,7 +132,16 @@ func (s *Subscriber) Err() error { return context.Cause(s.ctx) }
 func (s *Subscriber) Context() context.Context { return s.ctx }
 
 // end finishes the subscription; only the first reason counts.
-func (s *Subscriber) end(reason error) { s.cancel(reason) }
+func (s *Subscriber) end(reason error) {
+	s.cancel(reason)
+	if errors.Is(context.Cause(s.ctx), ErrSlowSubscriber) {
+		s.slow.Store(true)
+	}
+}
+
+// EndedSlow reports whether the subscription ended for being slow, without
+// a lock: writers check it before every batch.
+func (s *Subscriber) EndedSlow() bool { return s.slow.Load() }
 
 // signal wakes the subscriber's writer; a signal already pending stands
 // for this one too. The caller holds s.topic.mu.

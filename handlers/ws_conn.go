@@ -220,7 +220,7 @@ func (c *wsConn) tryWrite(buf []byte) (int, error) {
 // nothing to send.
 func (c *wsConn) collect() (buf []byte, taken []*app.Message, closing bool) {
 	c.dirty.Store(false)
-	if errors.Is(c.Subscriber.Err(), app.ErrSlowSubscriber) {
+	if c.Subscriber.EndedSlow() {
 		c.closeSocket() // the hub has counted and logged it
 		return nil, nil, false
 	}

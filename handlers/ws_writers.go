@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"runtime"
 	"sync"
 	"time"
 )
@@ -110,6 +111,13 @@ func (s *writerShard) run(stop <-chan struct{}) {
 			return
 		case <-s.wake:
 		}
+		// The publish that woke this goroutine made it the next to run,
+		// ahead of other publishers that are ready too. Letting them go
+		// first means each connection gets everything they publish in one
+		// write, rather than one write per message: under load that is
+		// most of the difference in CPU per delivery. When nothing else is
+		// ready this costs nothing.
+		runtime.Gosched()
 		for {
 			s.mu.Lock()
 			batch := s.queue
