@@ -72,7 +72,6 @@ func New(opts Options) (*echo.Echo, error) {
 	stream := &streamHandler{
 		log:          log,
 		metrics:      metrics,
-		buffers:      &batchBuffers{},
 		pool:         newWriterPool(runtime.GOMAXPROCS(0), cfg.WebSocket.PingInterval),
 		writeTimeout: cfg.WebSocket.WriteTimeout,
 	}

@@ -17,7 +17,6 @@ import (
 type streamHandler struct {
 	log          *slog.Logger
 	metrics      *metrics
-	buffers      *batchBuffers
 	pool         *writerPool
 	writeTimeout time.Duration
 }

@@ -102,10 +102,14 @@ func (c *wsConn) enqueue() {
 }
 
 // flush writes what is pending unless another owner is writing, in which
-// case that owner will find it.
-func (c *wsConn) flush() {
+// case that owner will find it. w is the calling goroutine's writer; nil
+// makes one, for goroutines that write rarely.
+func (c *wsConn) flush(w *batchWriter) {
 	if c.own() {
-		c.writeOwned()
+		if w == nil {
+			w = newBatchWriter()
+		}
+		c.writeOwned(w)
 	}
 }
 
@@ -138,29 +142,27 @@ func (c *wsConn) release() bool {
 // writeOwned writes batches until nothing is pending. The caller owns the
 // writing side; this returns it, or hands it to a goroutine that waits for
 // a full socket to drain.
-func (c *wsConn) writeOwned() {
+func (c *wsConn) writeOwned(w *batchWriter) {
 	for {
-		buf, taken, closing := c.collect()
-		if buf == nil {
+		buf, taken, closing := c.collect(w.buf[:0])
+		w.keep(buf)
+		if len(buf) == 0 {
 			if c.release() {
 				return
 			}
 			continue
 		}
-		n, err := c.tryWrite(buf)
+		n, err := c.tryWrite(w, buf)
 		if err != nil {
 			c.writeFailed(err, taken)
-			c.handler.buffers.put(buf)
 			return
 		}
 		if n < len(buf) {
 			// The socket is full: a goroutine of its own waits for it.
 			rest := append([]byte(nil), buf[n:]...)
-			c.handler.buffers.put(buf)
 			go c.writeBlocking(rest, taken, closing)
 			return
 		}
-		c.handler.buffers.put(buf)
 		c.written(taken, closing)
 	}
 }
@@ -174,55 +176,38 @@ func (c *wsConn) writeBlocking(rest []byte, taken []*app.Message, closing bool) 
 		return
 	}
 	c.written(taken, closing)
-	c.writeOwned()
+	c.writeOwned(newBatchWriter())
 }
 
 // tryWrite writes as much of buf as the socket takes now, without waiting.
 // Over TLS, where the socket is not Herald's to write, it writes nothing
 // and leaves the whole batch to writeBlocking.
-func (c *wsConn) tryWrite(buf []byte) (int, error) {
+func (c *wsConn) tryWrite(w *batchWriter, buf []byte) (int, error) {
 	if c.fd == nil {
 		return 0, nil
 	}
 	if c.raw.interrupted.Load() {
 		return 0, errInterrupted
 	}
-	n := 0
-	var writeErr error
-	err := c.fd.Write(func(fd uintptr) bool {
-		for n < len(buf) {
-			m, err := syscall.Write(int(fd), buf[n:])
-			if m > 0 {
-				n += m
-			}
-			switch {
-			case err == syscall.EINTR:
-				continue
-			case err == syscall.EAGAIN:
-			case err != nil:
-				writeErr = err
-			case m > 0:
-				continue
-			}
-			break
-		}
-		return true // never wait here: a full socket goes to writeBlocking
-	})
+	w.out, w.written, w.err = buf, 0, nil
+	err := c.fd.Write(w.writeFD)
+	n := w.written
 	if err == nil {
-		err = writeErr
+		err = w.err
 	}
+	w.out, w.err = nil, nil
 	return n, err
 }
 
 // collect builds the next batch: x/net's frames, a ping if one is due,
 // notices, the messages published since the last batch, and the close
-// frame once the subscription has ended. It returns nil when there is
-// nothing to send.
-func (c *wsConn) collect() (buf []byte, taken []*app.Message, closing bool) {
+// frame once the subscription has ended, appended to buf. It returns buf
+// unchanged when there is nothing to send.
+func (c *wsConn) collect(buf []byte) (_ []byte, taken []*app.Message, closing bool) {
 	c.dirty.Store(false)
 	if c.Subscriber.EndedSlow() {
 		c.closeSocket() // the hub has counted and logged it
-		return nil, nil, false
+		return buf, nil, false
 	}
 	c.mu.Lock()
 	control := c.control
@@ -230,18 +215,11 @@ func (c *wsConn) collect() (buf []byte, taken []*app.Message, closing bool) {
 	closeWith, closeSent := c.closeWith, c.closeSent
 	c.mu.Unlock()
 	if closeSent {
-		return nil, nil, false // nothing follows a close frame
+		return buf, nil, false // nothing follows a close frame
 	}
 
-	add := func(opcode byte, payload []byte) {
-		if buf == nil {
-			buf = c.handler.buffers.get()
-		}
-		buf = appendFrame(buf, opcode, payload)
-	}
-	if len(control) > 0 {
-		buf = append(c.handler.buffers.get(), control...)
-	}
+	add := func(opcode byte, payload []byte) { buf = appendFrame(buf, opcode, payload) }
+	buf = append(buf, control...)
 	if c.pingDue.Swap(false) {
 		add(opPing, nil)
 	}
@@ -335,7 +313,7 @@ func (c *wsConn) sendControl(p []byte) (int, error) {
 	}
 	c.control = append(c.control, p...)
 	c.mu.Unlock()
-	c.flush()
+	c.flush(nil)
 	return len(p), nil
 }
 
@@ -349,7 +327,7 @@ func (c *wsConn) requestClose(code int) {
 		c.closeWith = code
 	}
 	c.mu.Unlock()
-	c.flush()
+	c.flush(nil)
 	c.raw.lingerUntil(time.Now().Add(closeLinger))
 }
 

@@ -2,9 +2,7 @@ package handlers
 
 import (
 	"encoding/binary"
-	"sync"
-
-	"herald/app"
+	"syscall"
 )
 
 // WebSocket opcodes that the writer sends (RFC 6455, section 5.2).
@@ -31,66 +29,53 @@ func appendFrame(buf []byte, opcode byte, payload []byte) []byte {
 	return append(buf, payload...)
 }
 
-// batchBuffers lends the buffers that batches are built in. A connection
-// holds one only while it writes, so idle connections cost no buffer.
-type batchBuffers struct{ pool sync.Pool }
+// batchWriter is what a goroutine brings to a connection it writes to: a
+// buffer to build batches in, and the callback that hands a batch to the
+// socket, both made once per goroutine so that a write allocates nothing.
+// The writer pool's shards each keep one; goroutines that write rarely
+// make their own.
+type batchWriter struct {
+	buf     []byte
+	writeFD func(fd uintptr) bool
 
-func (b *batchBuffers) get() []byte {
-	if p, ok := b.pool.Get().(*[]byte); ok {
-		return (*p)[:0]
-	}
-	return make([]byte, 0, 4<<10)
+	// The write in progress, for writeFD.
+	out     []byte
+	written int
+	err     error
 }
 
-func (b *batchBuffers) put(buf []byte) {
-	if cap(buf) > 4*maxBatchBytes {
-		return // one huge message: let it go rather than keep it
-	}
-	b.pool.Put(&buf)
+func newBatchWriter() *batchWriter {
+	w := &batchWriter{buf: make([]byte, 0, 4<<10)}
+	w.writeFD = w.write
+	return w
 }
 
-// wsTransport batches frames for one WebSocket connection. x/net's own
-// writes (pong and close replies from the reader) go to the same
-// connection; each write, ours or x/net's, is one call on the connection,
-// which the kernel socket never interleaves.
-type wsTransport struct {
-	conn    *deadlineConn
-	json    bool
-	buffers *batchBuffers
-	buf     []byte // nil between flushes
-}
-
-var _ transport = (*wsTransport)(nil)
-
-func (w *wsTransport) addMessage(m *app.Message) {
-	payload := textBytes(m.Text)
-	if w.json {
-		payload = m.JSON()
-	}
-	w.add(opText, payload)
-}
-
-// addNotice skips notices in text mode, where every frame is a message.
-func (w *wsTransport) addNotice(_ string, data []byte) {
-	if w.json {
-		w.add(opText, data)
+// keep holds on to buf, which may have grown, for the next batch, unless
+// one huge message made it too big to keep.
+func (w *batchWriter) keep(buf []byte) {
+	if cap(buf) <= 4*maxBatchBytes {
+		w.buf = buf[:0]
 	}
 }
 
-func (w *wsTransport) addKeepalive() { w.add(opPing, nil) }
-
-func (w *wsTransport) add(opcode byte, payload []byte) {
-	if w.buf == nil {
-		w.buf = w.buffers.get()
+// write writes w.out to fd without waiting: as much as the socket takes.
+// It always reports done; a full socket is left to the caller.
+func (w *batchWriter) write(fd uintptr) bool {
+	for w.written < len(w.out) {
+		n, err := syscall.Write(int(fd), w.out[w.written:])
+		if n > 0 {
+			w.written += n
+		}
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+		case err != nil:
+			w.err = err
+		case n > 0:
+			continue
+		}
+		break
 	}
-	w.buf = appendFrame(w.buf, opcode, payload)
-}
-
-func (w *wsTransport) pending() bool { return len(w.buf) > 0 }
-
-func (w *wsTransport) flush() error {
-	_, err := w.conn.Write(w.buf)
-	w.buffers.put(w.buf)
-	w.buf = nil
-	return err
+	return true
 }

@@ -105,6 +105,7 @@ func (s *writerShard) push(c *wsConn) {
 
 // run writes to queued connections until stop closes.
 func (s *writerShard) run(stop <-chan struct{}) {
+	w := newBatchWriter() // this goroutine's own: a restarted pool may briefly run two per shard
 	for {
 		select {
 		case <-stop:
@@ -128,7 +129,7 @@ func (s *writerShard) run(stop <-chan struct{}) {
 			}
 			for _, c := range batch {
 				c.queued.Store(false)
-				c.flush()
+				c.flush(w)
 			}
 			clear(batch) // let closed connections go
 			s.mu.Lock()
