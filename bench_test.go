@@ -15,10 +15,8 @@ import (
 func BenchmarkFanOut(b *testing.B) {
 	for _, subscribers := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("subscribers=%d", subscribers), func(b *testing.B) {
-			// The shipped queue size: a channel's buffer is allocated up front,
-			// so a deeper queue would mostly measure the garbage collector
-			// scanning it. A subscriber evicted as slow fails the benchmark.
-			// Every client is on one address, past the per-address limit.
+			// A subscriber cut off as slow fails the benchmark. Every
+			// client is on one address, past the per-address limit.
 			h := startHerald(b, "limits:\n  publish_per_second: 0\n  max_connections_per_ip: 2000\n")
 			var received sync.WaitGroup
 			for range subscribers {

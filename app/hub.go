@@ -105,6 +105,13 @@ type topicState struct {
 	totalBytes    uint64 // text bytes kept since the topic started here; offsets count from it
 	log           topicLog
 	subscribers   map[*Subscriber]struct{}
+	// assigned is the last id given to a publish, which is lastID unless
+	// publishes wait for the store; pending holds those, in id order, and
+	// committing is set while one of them commits them all.
+	assigned   uint64
+	pending    []*pendingPublish
+	committing bool
+	durable    sync.Cond // on mu: a commit finished
 	// watching holds the subscribers that asked for presence, so that a
 	// join or leave tells them without walking every subscriber.
 	watching map[*Subscriber]struct{}
@@ -191,6 +198,7 @@ func (h *Hub) load() error {
 			t.keep(m, h.historySize)
 		}
 		t.lastID = max(t.lastID, st.LastID)
+		t.assigned = t.lastID
 		t.windowStart = min(t.windowStart, t.lastID+1)
 		if t.log.len() == 0 {
 			t.windowStart = t.lastID + 1
@@ -351,7 +359,7 @@ func (h *Hub) leaveLocked(s *Subscriber) {
 // Sweep, which also forgets it in the store. The caller holds h.mu and
 // t.mu.
 func (h *Hub) forgetIfIdleLocked(t *topicState) {
-	idle := len(t.subscribers) == 0 && t.windowStart > t.lastID && t.log.len() == 0
+	idle := len(t.subscribers) == 0 && t.windowStart > t.lastID && t.log.len() == 0 && !t.committing && len(t.pending) == 0
 	stored := h.store != nil && t.lastID >= t.sequenceStart
 	if idle && !stored && !t.removed && h.topics[t.name] == t {
 		t.removed = true
@@ -441,17 +449,87 @@ func (h *Hub) Publish(topic, text string) (*Message, int, error) {
 	}
 }
 
-// publishLocked does Publish's work with t.mu held.
+// publishLocked does Publish's work with t.mu held, and returns with it
+// held. With a store it may let go of the lock while it waits for the disk.
 func (h *Hub) publishLocked(t *topicState, text string) (*Message, int, error) {
 	h.expireLocked(t)
-	now := h.now()
-	m := &Message{ID: t.lastID + 1, Topic: t.name, Time: now, Text: text}
+	m := &Message{ID: t.assigned + 1, Topic: t.name, Time: h.now(), Text: text}
+	t.assigned = m.ID
 	if h.store != nil {
-		if err := h.store.Append(m, t.sequenceStart, windowStartAfter(t.windowStart, m.ID, h.historySize)); err != nil {
-			h.stats.storeErrors.Add(1) // the caller reports err
-			return nil, 0, err
+		return h.publishDurableLocked(t, m)
+	}
+	return m, h.deliverLocked(t, m), nil
+}
+
+// pendingPublish is a publish waiting for its message to be on disk.
+type pendingPublish struct {
+	m         *Message
+	done      bool
+	err       error
+	delivered int
+}
+
+// publishDurableLocked stores m before anyone sees it, sharing one disk
+// commit with every publish to the topic that arrives meanwhile (group
+// commit): the first publisher to find no commit running commits all that
+// is pending, in one transaction and one fsync, without the topic's lock;
+// the others wait for it. Messages become visible in id order once they
+// are on disk. If a commit fails, its publishes fail, and the ids of those
+// still pending, which no one has seen, are given out again so that the
+// sequence stays unbroken. The caller holds t.mu.
+func (h *Hub) publishDurableLocked(t *topicState, m *Message) (*Message, int, error) {
+	p := &pendingPublish{m: m}
+	t.pending = append(t.pending, p)
+	for !p.done {
+		if t.committing {
+			t.durable.Wait()
+			continue
+		}
+		h.commitPendingLocked(t)
+	}
+	if p.err != nil {
+		return nil, 0, p.err
+	}
+	return p.m, p.delivered, nil
+}
+
+// commitPendingLocked writes every pending publish of t to the store in one
+// commit and delivers them, or fails them. It lets go of t.mu while the
+// store works. The caller holds t.mu.
+func (h *Hub) commitPendingLocked(t *topicState) {
+	batch := t.pending
+	t.pending = nil
+	t.committing = true
+	messages := make([]*Message, len(batch))
+	for i, p := range batch {
+		messages[i] = p.m
+	}
+	last := messages[len(messages)-1].ID
+	sequenceStart, keepFrom := t.sequenceStart, windowStartAfter(t.windowStart, last, h.historySize)
+	t.mu.Unlock()
+	err := h.store.Append(messages, sequenceStart, keepFrom)
+	t.mu.Lock()
+	t.committing = false
+	if err != nil {
+		h.stats.storeErrors.Add(1) // each caller reports err
+		t.assigned = t.lastID
+		for _, waiting := range t.pending {
+			t.assigned++
+			waiting.m.ID = t.assigned
 		}
 	}
+	for _, p := range batch {
+		p.done, p.err = true, err
+		if err == nil {
+			p.delivered = h.deliverLocked(t, p.m)
+		}
+	}
+	t.durable.Broadcast()
+}
+
+// deliverLocked keeps m in t's log and wakes the topic's subscribers, and
+// returns how many there are. The caller holds t.mu.
+func (h *Hub) deliverLocked(t *topicState, m *Message) int {
 	t.keep(m, h.historySize)
 	// One pass wakes every subscriber, ends those too far behind, and finds
 	// the oldest message anyone still needs.
@@ -473,7 +551,7 @@ func (h *Hub) publishLocked(t *topicState, text string) (*Message, int, error) {
 	delivered := len(t.subscribers)
 	h.stats.published.Add(1)
 	h.stats.delivered.Add(uint64(delivered))
-	return m, delivered, nil
+	return delivered
 }
 
 // endSlowLocked ends a subscriber that has left its topic for being slow,
@@ -609,14 +687,17 @@ func (h *Hub) topicLocked(topic string) (*topicState, error) {
 
 // newTopic returns an empty topic whose first id will be sequenceStart.
 func (h *Hub) newTopic(name string, sequenceStart uint64) *topicState {
-	return &topicState{
+	t := &topicState{
 		name:          name,
 		sequenceStart: sequenceStart,
 		lastID:        sequenceStart - 1,
+		assigned:      sequenceStart - 1,
 		windowStart:   sequenceStart,
 		subscribers:   make(map[*Subscriber]struct{}),
 		watching:      make(map[*Subscriber]struct{}),
 	}
+	t.durable.L = &t.mu
+	return t
 }
 
 // expireLocked moves t's history window past the messages older than the
@@ -650,7 +731,7 @@ func (h *Hub) Sweep() error {
 		t.mu.Lock()
 		expired := h.expireLocked(t)
 		switch {
-		case t.windowStart > t.lastID && len(t.subscribers) == 0:
+		case t.windowStart > t.lastID && len(t.subscribers) == 0 && !t.committing && len(t.pending) == 0:
 			t.removed = true
 			delete(h.topics, name)
 			forgotten = append(forgotten, name)

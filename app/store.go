@@ -10,16 +10,17 @@ import (
 var ErrStore = errors.New("history store failed")
 
 // Store keeps topics' history on disk, so that acknowledged messages
-// survive a restart. The hub calls it with the topic's lock held, so calls
-// for one topic never overlap and land in publish order.
+// survive a restart. Calls to Append for one topic never overlap, and land
+// in publish order.
 type Store interface {
 	// Load returns every stored topic with its newest messages: at most
 	// limit of them, none published before notBefore.
 	Load(limit int, notBefore time.Time) ([]StoredTopic, error)
-	// Append stores m durably, with the start of the id sequence it belongs
-	// to, and forgets the topic's messages with ids below keepFrom. It
-	// returns once m is safe on disk.
-	Append(m *Message, sequenceStart, keepFrom uint64) error
+	// Append stores messages of one topic durably, in one commit, with the
+	// start of the id sequence they belong to, and forgets the topic's
+	// messages with ids below keepFrom. It returns once all of them are
+	// safe on disk, or none is stored.
+	Append(messages []*Message, sequenceStart, keepFrom uint64) error
 	// Trim forgets, for each topic in keepFrom, its messages with ids below
 	// the one given.
 	Trim(keepFrom map[string]uint64) error

@@ -113,30 +113,37 @@ func (s *BoltStore) load(limit int, notBefore time.Time, out *[]StoredTopic) err
 	})
 }
 
-// Append stores m and trims below keepFrom in one fsynced transaction.
-func (s *BoltStore) Append(m *Message, sequenceStart, keepFrom uint64) error {
+// Append stores messages of one topic and trims below keepFrom in one
+// fsynced transaction.
+func (s *BoltStore) Append(messages []*Message, sequenceStart, keepFrom uint64) error {
+	if len(messages) == 0 {
+		return nil
+	}
+	topic := messages[0].Topic
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists([]byte(m.Topic))
+		b, err := tx.CreateBucketIfNotExists([]byte(topic))
 		if err != nil {
 			return err
 		}
-		if m.ID >= keepFrom {
-			if err := b.Put(idKey(m.ID), encodeMessage(m)); err != nil {
-				return err
+		for _, m := range messages {
+			if m.ID >= keepFrom {
+				if err := b.Put(idKey(m.ID), encodeMessage(m)); err != nil {
+					return err
+				}
 			}
 		}
-		if err := b.SetSequence(m.ID); err != nil {
+		if err := b.SetSequence(messages[len(messages)-1].ID); err != nil {
 			return err
 		}
 		starts := tx.Bucket(sequenceStarts)
-		if v := starts.Get([]byte(m.Topic)); len(v) != 8 || binary.BigEndian.Uint64(v) != sequenceStart {
-			if err := starts.Put([]byte(m.Topic), idKey(sequenceStart)); err != nil {
+		if v := starts.Get([]byte(topic)); len(v) != 8 || binary.BigEndian.Uint64(v) != sequenceStart {
+			if err := starts.Put([]byte(topic), idKey(sequenceStart)); err != nil {
 				return err
 			}
 		}
 		return trimBucket(b, keepFrom)
 	})
-	return s.wrap("append to "+m.Topic, err)
+	return s.wrap("append to "+topic, err)
 }
 
 // Trim forgets old messages of several topics in one transaction.

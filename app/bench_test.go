@@ -1,0 +1,87 @@
+package app
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// BenchmarkPublish is one publish to a topic with no subscribers, history
+// in memory.
+func BenchmarkPublish(b *testing.B) {
+	hub := newBenchHub(b, nil)
+	text := strings.Repeat("x", 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := hub.Publish("bench", text); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFanOut is one publish to 1,000 subscribers, each of which takes
+// what was published, as their writers do. It measures the hub's part of
+// fan-out, without sockets.
+func BenchmarkFanOut(b *testing.B) {
+	hub := newBenchHub(b, nil)
+	subs := make([]*Subscriber, 1000)
+	for i := range subs {
+		s, err := hub.Subscribe(SubscribeRequest{Topic: "bench"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		subs[i] = s
+	}
+	text := strings.Repeat("x", 64)
+	batch := make([]*Message, 0, 16)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := hub.Publish("bench", text); err != nil {
+			b.Fatal(err)
+		}
+		for _, s := range subs {
+			batch = s.Take(batch[:0], 64<<10)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(subs))/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+// BenchmarkDurableAppend is one commit to the history file: one message,
+// or a group of 16 as concurrent publishers share a commit.
+func BenchmarkDurableAppend(b *testing.B) {
+	for _, group := range []int{1, 16} {
+		b.Run(fmt.Sprintf("messages=%d", group), func(b *testing.B) {
+			store, err := OpenBoltStore(filepath.Join(b.TempDir(), "history.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer store.Close()
+			text := strings.Repeat("x", 64)
+			next := uint64(1)
+			messages := make([]*Message, group)
+			b.ReportAllocs()
+			for b.Loop() {
+				for i := range messages {
+					messages[i] = &Message{ID: next, Topic: "bench", Time: time.Now(), Text: text}
+					next++
+				}
+				// Keep the newest 1,000, as history.size does.
+				if err := store.Append(messages, 1, max(next, 1000)-1000); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*group)/b.Elapsed().Seconds(), "messages/s")
+		})
+	}
+}
+
+func newBenchHub(b *testing.B, store Store) *Hub {
+	b.Helper()
+	hub, err := NewHub(HubOptions{MaxLagBytes: 16 << 20, MaxMessageBytes: 64 << 10, HistorySize: 1000, HistoryTTL: time.Hour, MaxTopics: 100, Store: store})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return hub
+}
