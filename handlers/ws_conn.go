@@ -51,10 +51,18 @@ type wsConn struct {
 	*Subscription
 	handler *streamHandler
 	remote  string          // the client's address, for logs
-	fd      syscall.RawConn // for writes that never block; nil over TLS
-	reader  *bufio.Reader   // x/net's read buffer, to know whether bytes wait in it
-	shard   *writerShard
-	started time.Time
+	fd      syscall.RawConn // for waiting on reads at a shallow point; nil over TLS
+	// fdNum is the socket's descriptor, written to directly so that a
+	// write never blocks and costs no more than the system call; -1 over
+	// TLS. fdMu guards it against closing: writes hold it for reading,
+	// closeSocket for writing, so a write never lands on a descriptor
+	// that has been closed and perhaps given to another connection.
+	fdNum    int
+	fdMu     sync.RWMutex
+	fdClosed bool
+	reader   *bufio.Reader // x/net's read buffer, to know whether bytes wait in it
+	shard    *writerShard
+	started  time.Time
 
 	queued  atomic.Bool // on the shard's queue
 	dirty   atomic.Bool // something may be pending since the last collect
@@ -78,9 +86,11 @@ type wsConn struct {
 func newWSConn(sub *Subscription, h *streamHandler, remote string) *wsConn {
 	c := &wsConn{Subscription: sub, handler: h, remote: remote, started: time.Now(), closeAsked: make(chan struct{}), reader: sub.reader}
 	c.idle.L = &c.mu
+	c.fdNum = -1
 	if tcp, ok := sub.raw.Conn.(*net.TCPConn); ok {
 		if fd, err := tcp.SyscallConn(); err == nil {
 			c.fd = fd
+			_ = fd.Control(func(fd uintptr) { c.fdNum = int(fd) })
 		}
 	}
 	return c
@@ -152,7 +162,7 @@ func (c *wsConn) writeOwned(w *batchWriter) {
 			}
 			continue
 		}
-		n, err := c.tryWrite(w, buf)
+		n, err := c.tryWrite(buf)
 		if err != nil {
 			c.writeFailed(err, taken)
 			return
@@ -179,24 +189,40 @@ func (c *wsConn) writeBlocking(rest []byte, taken []*app.Message, closing bool) 
 	c.writeOwned(newBatchWriter())
 }
 
-// tryWrite writes as much of buf as the socket takes now, without waiting.
-// Over TLS, where the socket is not Herald's to write, it writes nothing
-// and leaves the whole batch to writeBlocking.
-func (c *wsConn) tryWrite(w *batchWriter, buf []byte) (int, error) {
-	if c.fd == nil {
+// tryWrite writes as much of buf as the socket takes now, without waiting:
+// the descriptor is non-blocking, as Go's poller keeps it. Over TLS, where
+// the socket is not Herald's to write, it writes nothing and leaves the
+// whole batch to writeBlocking.
+func (c *wsConn) tryWrite(buf []byte) (int, error) {
+	if c.fdNum < 0 {
 		return 0, nil
 	}
 	if c.raw.interrupted.Load() {
 		return 0, errInterrupted
 	}
-	w.out, w.written, w.err = buf, 0, nil
-	err := c.fd.Write(w.writeFD)
-	n := w.written
-	if err == nil {
-		err = w.err
+	c.fdMu.RLock()
+	defer c.fdMu.RUnlock()
+	if c.fdClosed {
+		return 0, net.ErrClosed
 	}
-	w.out, w.err = nil, nil
-	return n, err
+	written := 0
+	for written < len(buf) {
+		n, err := syscall.Write(c.fdNum, buf[written:])
+		if n > 0 {
+			written += n
+		}
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return written, nil // full: the rest goes to writeBlocking
+		case err != nil:
+			return written, err
+		case n == 0:
+			return written, nil
+		}
+	}
+	return written, nil
 }
 
 // collect builds the next batch: x/net's frames, a ping if one is due,
@@ -338,6 +364,9 @@ func (c *wsConn) closeSocket() {
 	c.closed = true
 	c.idle.Broadcast()
 	c.mu.Unlock()
+	c.fdMu.Lock()
+	c.fdClosed = true
+	c.fdMu.Unlock()
 	_ = c.raw.closeNow()
 }
 

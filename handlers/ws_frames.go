@@ -1,9 +1,6 @@
 package handlers
 
-import (
-	"encoding/binary"
-	"syscall"
-)
+import "encoding/binary"
 
 // WebSocket opcodes that the writer sends (RFC 6455, section 5.2).
 const (
@@ -30,25 +27,14 @@ func appendFrame(buf []byte, opcode byte, payload []byte) []byte {
 }
 
 // batchWriter is what a goroutine brings to a connection it writes to: a
-// buffer to build batches in, and the callback that hands a batch to the
-// socket, both made once per goroutine so that a write allocates nothing.
-// The writer pool's shards each keep one; goroutines that write rarely
-// make their own.
+// buffer to build batches in, made once per goroutine so that a write
+// allocates nothing. The writer pool's shards each keep one; goroutines
+// that write rarely make their own.
 type batchWriter struct {
-	buf     []byte
-	writeFD func(fd uintptr) bool
-
-	// The write in progress, for writeFD.
-	out     []byte
-	written int
-	err     error
+	buf []byte
 }
 
-func newBatchWriter() *batchWriter {
-	w := &batchWriter{buf: make([]byte, 0, 4<<10)}
-	w.writeFD = w.write
-	return w
-}
+func newBatchWriter() *batchWriter { return &batchWriter{buf: make([]byte, 0, 4<<10)} }
 
 // keep holds on to buf, which may have grown, for the next batch, unless
 // one huge message made it too big to keep.
@@ -56,26 +42,4 @@ func (w *batchWriter) keep(buf []byte) {
 	if cap(buf) <= 4*maxBatchBytes {
 		w.buf = buf[:0]
 	}
-}
-
-// write writes w.out to fd without waiting: as much as the socket takes.
-// It always reports done; a full socket is left to the caller.
-func (w *batchWriter) write(fd uintptr) bool {
-	for w.written < len(w.out) {
-		n, err := syscall.Write(int(fd), w.out[w.written:])
-		if n > 0 {
-			w.written += n
-		}
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-		case err != nil:
-			w.err = err
-		case n > 0:
-			continue
-		}
-		break
-	}
-	return true
 }
