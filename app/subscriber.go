@@ -1,8 +1,8 @@
 package app
 
 import (
-	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 )
 
@@ -46,23 +46,25 @@ type Subscriber struct {
 	gap      *Gap
 	presence chan struct{} // nil unless presence was asked for
 
-	// ctx ends when the subscription does; its cause says why.
-	ctx    context.Context
-	cancel context.CancelCauseFunc
+	// done closes when the subscription ends, and reason says why. They
+	// cost a fraction of a context and its AfterFunc, which matters once
+	// per connection.
+	done   chan struct{}
+	endMu  sync.Mutex
+	reason error
+	onEnd  func()
 	// slow is set when the subscription ends for being slow: writers check
-	// it on every batch, and context.Cause would take a lock each time.
+	// it on every batch without taking endMu.
 	slow atomic.Bool
 }
 
 func newSubscriber(id uint64, t *topicState, label string) *Subscriber {
-	ctx, cancel := context.WithCancelCause(context.Background())
 	return &Subscriber{
-		id:     id,
-		topic:  t,
-		label:  label,
-		wake:   make(chan struct{}, 1),
-		ctx:    ctx,
-		cancel: cancel,
+		id:    id,
+		topic: t,
+		label: label,
+		wake:  make(chan struct{}, 1),
+		done:  make(chan struct{}),
 	}
 }
 
@@ -121,21 +123,53 @@ func (s *Subscriber) Live(m *Message) bool { return m.ID >= s.joinID }
 func (s *Subscriber) NotWritten(n int) { s.unwritten.Add(uint64(n)) }
 
 // Done is closed when the subscription ends.
-func (s *Subscriber) Done() <-chan struct{} { return s.ctx.Done() }
+func (s *Subscriber) Done() <-chan struct{} { return s.done }
 
 // Err reports why the subscription ended: an error wrapping
 // ErrSlowSubscriber, ErrHubClosed or ErrUnsubscribed. It is nil while the
 // subscription is live.
-func (s *Subscriber) Err() error { return context.Cause(s.ctx) }
+func (s *Subscriber) Err() error {
+	s.endMu.Lock()
+	defer s.endMu.Unlock()
+	return s.reason
+}
 
-// Context ends when the subscription does, with Err as its cause.
-func (s *Subscriber) Context() context.Context { return s.ctx }
+// OnEnd makes the subscription call f when it ends, or now if it has, and
+// returns a function that cancels the call if it has not happened yet. f
+// runs under the hub's locks: it must return at once and must not call
+// into the hub. It suits a writer that has a blocked write to cut short or
+// a queue to join.
+func (s *Subscriber) OnEnd(f func()) (stop func()) {
+	s.endMu.Lock()
+	if s.reason != nil {
+		s.endMu.Unlock()
+		f()
+		return func() {}
+	}
+	s.onEnd = f
+	s.endMu.Unlock()
+	return func() {
+		s.endMu.Lock()
+		s.onEnd = nil
+		s.endMu.Unlock()
+	}
+}
 
 // end finishes the subscription; only the first reason counts.
 func (s *Subscriber) end(reason error) {
-	s.cancel(reason)
-	if errors.Is(context.Cause(s.ctx), ErrSlowSubscriber) {
-		s.slow.Store(true)
+	s.endMu.Lock()
+	if s.reason != nil {
+		s.endMu.Unlock()
+		return
+	}
+	s.reason = reason
+	s.slow.Store(errors.Is(reason, ErrSlowSubscriber))
+	close(s.done)
+	hook := s.onEnd
+	s.onEnd = nil
+	s.endMu.Unlock()
+	if hook != nil {
+		hook()
 	}
 }
 

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -54,8 +53,8 @@ func (h *eventsHandler) stream(c echo.Context) error {
 	}
 	// A slow subscriber's stream is usually stuck in a write; eviction
 	// breaks it at once.
-	stopInterrupt := context.AfterFunc(sub.Context(), func() {
-		if errors.Is(sub.Err(), app.ErrSlowSubscriber) {
+	stopInterrupt := sub.OnEnd(func() {
+		if sub.EndedSlow() {
 			w.interrupt()
 		}
 	})

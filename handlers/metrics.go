@@ -31,6 +31,9 @@ type metrics struct {
 	registry        *prometheus.Registry
 	connections     *prometheus.GaugeVec
 	deliveryLatency prometheus.Histogram
+	// disconnect holds each transport's gauge decrement, bound once
+	// rather than once per connection.
+	disconnect map[string]func()
 }
 
 func newMetrics(hub *app.Hub) *metrics {
@@ -47,8 +50,10 @@ func newMetrics(hub *app.Hub) *metrics {
 		}),
 	}
 	// Both transports show from the start, at 0.
-	m.connections.WithLabelValues(transportWebSocket)
-	m.connections.WithLabelValues(transportSSE)
+	m.disconnect = map[string]func(){}
+	for _, transport := range []string{transportWebSocket, transportSSE} {
+		m.disconnect[transport] = m.connections.WithLabelValues(transport).Dec
+	}
 	m.registry.MustRegister(
 		m.connections,
 		m.deliveryLatency,
@@ -67,9 +72,8 @@ func (m *metrics) delivered(msg *app.Message) {
 
 // connected counts a connection until the returned func is called.
 func (m *metrics) connected(transport string) (disconnected func()) {
-	g := m.connections.WithLabelValues(transport)
-	g.Inc()
-	return g.Dec
+	m.connections.WithLabelValues(transport).Inc()
+	return m.disconnect[transport]
 }
 
 // hubCollector reads the hub's counters when Prometheus scrapes, so the hub

@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"bufio"
-	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -388,8 +387,8 @@ func (c *wsConn) waitWriterIdle(d time.Duration) {
 func (c *wsConn) serve(end func()) {
 	// When the hub ends the subscription, the writer sends what is owed
 	// and the close; a slow subscriber's stuck write is cut at once.
-	stopWatching := context.AfterFunc(c.Subscriber.Context(), func() {
-		if errors.Is(c.Subscriber.Err(), app.ErrSlowSubscriber) {
+	stopWatching := c.Subscriber.OnEnd(func() {
+		if c.Subscriber.EndedSlow() {
 			c.raw.interrupt()
 		}
 		c.enqueue()
