@@ -139,6 +139,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		HistoryTTL:      cfg.History.TTL,
 		MaxTopics:       cfg.Limits.MaxTopics,
 		Store:           store,
+		CommitDelay:     cfg.History.CommitDelay,
 		Logger:          logger,
 	})
 	if err != nil {

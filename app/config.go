@@ -177,6 +177,11 @@ type HistoryConfig struct {
 	// restarts; a publish is acknowledged once it is on disk. Empty keeps
 	// history in memory.
 	File string `yaml:"file"`
+	// CommitDelay is how long a publish that leads a commit to the history
+	// file may wait for concurrent publishes to join it, and only when the
+	// topic's last commit was shared by several: it waits until as many
+	// are pending, or CommitDelay has passed. 0 never waits.
+	CommitDelay time.Duration `yaml:"commit_delay"`
 }
 
 // Limits on the limits: values outside these ranges are mistakes, not tuning.
@@ -228,9 +233,10 @@ func DefaultConfig() Config {
 			HeartbeatInterval: 15 * time.Second,
 		},
 		History: HistoryConfig{
-			Size: 1000,
-			TTL:  24 * time.Hour,
-			File: "",
+			Size:        1000,
+			TTL:         24 * time.Hour,
+			File:        "",
+			CommitDelay: time.Millisecond,
 		},
 		Log: LogConfig{
 			Format: "text",
@@ -415,6 +421,9 @@ func (c Config) validate(source string, lines map[string]int) error {
 		}
 	}
 
+	if d := c.History.CommitDelay; d < 0 || d > time.Second {
+		return fail("history.commit_delay", "%s is outside 0s-1s", d)
+	}
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		return fail("log.format", "%q is not a format: use text or json", c.Log.Format)
 	}

@@ -42,6 +42,11 @@ type HubOptions struct {
 	// Store, when set, keeps history on disk: a publish returns only once
 	// the message is stored. Nil keeps history in memory only.
 	Store Store
+	// CommitDelay is how long the publish that leads a commit to the store
+	// may wait for others to join it, and only when the topic's last commit
+	// was shared: then it waits until as many are pending as last time, or
+	// CommitDelay has passed. 0 never waits.
+	CommitDelay time.Duration
 	// Logger receives slow-subscriber disconnects; nil discards them.
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now. Tests move it to expire history.
@@ -71,6 +76,7 @@ type Hub struct {
 	historyTTL      time.Duration
 	maxTopics       int
 	store           Store
+	commitDelay     time.Duration
 	log             *slog.Logger
 	now             func() time.Time
 
@@ -111,7 +117,9 @@ type topicState struct {
 	assigned   uint64
 	pending    []*pendingPublish
 	committing bool
-	durable    sync.Cond // on mu: a commit finished
+	durable    sync.Cond // on mu: a commit finished, or a publish joined one being gathered
+	gathering  bool      // a leader waits for publishes to join its commit
+	lastBatch  int       // publishes in the topic's last commit
 	// watching holds the subscribers that asked for presence, so that a
 	// join or leave tells them without walking every subscriber.
 	watching map[*Subscriber]struct{}
@@ -168,6 +176,7 @@ func NewHub(opts HubOptions) (*Hub, error) {
 		historyTTL:      opts.HistoryTTL,
 		maxTopics:       opts.MaxTopics,
 		store:           opts.Store,
+		commitDelay:     opts.CommitDelay,
 		log:             opts.Logger,
 		now:             opts.Now,
 		topics:          make(map[string]*topicState),
@@ -480,6 +489,9 @@ type pendingPublish struct {
 func (h *Hub) publishDurableLocked(t *topicState, m *Message) (*Message, int, error) {
 	p := &pendingPublish{m: m}
 	t.pending = append(t.pending, p)
+	if t.gathering {
+		t.durable.Broadcast() // tell the leader another one joined
+	}
 	for !p.done {
 		if t.committing {
 			t.durable.Wait()
@@ -497,6 +509,8 @@ func (h *Hub) publishDurableLocked(t *topicState, m *Message) (*Message, int, er
 // commit and delivers them, or fails them. It lets go of t.mu while the
 // store works. The caller holds t.mu.
 func (h *Hub) commitPendingLocked(t *topicState) {
+	t.committing = true
+	h.gatherLocked(t)
 	batch := t.pending
 	t.pending = nil
 	t.committing = true
@@ -510,6 +524,7 @@ func (h *Hub) commitPendingLocked(t *topicState) {
 	err := h.store.Append(messages, sequenceStart, keepFrom)
 	t.mu.Lock()
 	t.committing = false
+	t.lastBatch = len(batch)
 	if err != nil {
 		h.stats.storeErrors.Add(1) // each caller reports err
 		t.assigned = t.lastID
@@ -525,6 +540,31 @@ func (h *Hub) commitPendingLocked(t *topicState) {
 		}
 	}
 	t.durable.Broadcast()
+}
+
+// gatherLocked waits, up to the commit delay, for as many publishes to be
+// pending as the topic's last commit held, if it held more than one:
+// publishers that were in the last commit are on their way back, and a
+// commit that leaves without them makes them wait for the whole of the
+// next one. A lone publisher never waits. The caller holds t.mu and has
+// set committing, so that arrivals join rather than lead.
+func (h *Hub) gatherLocked(t *topicState) {
+	if h.commitDelay <= 0 || t.lastBatch < 2 || len(t.pending) >= t.lastBatch {
+		return
+	}
+	t.gathering = true
+	timedOut := false
+	timer := time.AfterFunc(h.commitDelay, func() {
+		t.mu.Lock()
+		timedOut = true
+		t.durable.Broadcast()
+		t.mu.Unlock()
+	})
+	for !timedOut && len(t.pending) < t.lastBatch {
+		t.durable.Wait()
+	}
+	timer.Stop()
+	t.gathering = false
 }
 
 // deliverLocked keeps m in t's log and wakes the topic's subscribers, and

@@ -148,3 +148,40 @@ func TestAFailedCommitFailsOnlyItsPublishesAndIDsStayUnbroken(t *testing.T) {
 		t.Errorf("store errors = %d, want 1", n)
 	}
 }
+
+// Once commits are shared, the next leader waits for as many publishes as
+// the last commit held before it commits: they are publishers on their
+// way back. The delay here is an hour, so the test passes only if the
+// leader stops waiting because they arrived, not because time ran out.
+func TestALeaderWaitsForAsManyAsItsTopicsLastCommit(t *testing.T) {
+	t.Parallel()
+	bolt := openStore(t, filepath.Join(t.TempDir(), "history.db"))
+	defer bolt.Close()
+	store := &gatedStore{BoltStore: bolt, gate: make(chan struct{})}
+	hub, err := NewHub(HubOptions{MaxLagBytes: 1 << 20, MaxMessageBytes: 1 << 10, HistorySize: 100, HistoryTTL: time.Hour,
+		MaxTopics: 100, Store: store, CommitDelay: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Commits of 1, then of the 5 that lined up behind it: neither leader
+	// waits, since neither follows a shared commit.
+	if _, errs := lineUp(t, hub, store, 6); errors.Join(errs...) != nil {
+		t.Fatal(errors.Join(errs...))
+	}
+	// Now 5 publish at once, in no particular order: the leader waits for
+	// all 5, and they share one commit.
+	var wg sync.WaitGroup
+	for i := range 5 {
+		wg.Go(func() {
+			if _, _, err := hub.Publish("news", fmt.Sprint("again ", i)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if len(store.commits) != 3 || len(store.commits[1]) != 5 || len(store.commits[2]) != 5 {
+		t.Errorf("commits %v, want 1, then 5, then the next 5 together", store.commits)
+	}
+}
