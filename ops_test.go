@@ -358,3 +358,43 @@ func TestProfilesAreServedOnlyWhenTurnedOn(t *testing.T) {
 		}
 	}
 }
+
+func TestAdminTokenGuardsMetricsAndProfiles(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "security:\n  admin_token: 0p3rator\ndebug:\n  pprof: true\n")
+	for _, path := range []string{"/metrics", "/debug/pprof/heap?debug=1"} {
+		for _, tc := range []struct {
+			name         string
+			givenToken   string
+			expectStatus int
+		}{
+			{"givenNoToken", "", http.StatusUnauthorized},
+			{"givenAWrongToken", "guess", http.StatusUnauthorized},
+			{"givenTheAdminToken", "0p3rator", http.StatusOK},
+		} {
+			req, err := http.NewRequest(http.MethodGet, h.Origin+path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.givenToken != "" {
+				req.Header.Set("Authorization", "Bearer "+tc.givenToken)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.expectStatus {
+				t.Errorf("%s %s: %d, want %d", path, tc.name, resp.StatusCode, tc.expectStatus)
+			}
+			if strings.Contains(string(body), "0p3rator") {
+				t.Errorf("%s %s: the response shows the admin token", path, tc.name)
+			}
+		}
+	}
+	// The publish and subscribe routes do not ask for it.
+	if r := h.publish(t, "no admin needed"); r.Subscribers != 0 {
+		t.Errorf("publish: %+v", r)
+	}
+}

@@ -62,6 +62,9 @@ type SecurityConfig struct {
 	PublishToken string `yaml:"publish_token"`
 	// SubscribeToken, when set, is required to subscribe.
 	SubscribeToken string `yaml:"subscribe_token"`
+	// AdminToken, when set, is required for the operator's routes that
+	// show what the server is doing: metrics and profiles.
+	AdminToken string `yaml:"admin_token"`
 }
 
 // NotifyConfig sets how the notify route publishes.
@@ -309,12 +312,14 @@ func ParseConfig(source string, data []byte) (Config, error) {
 }
 
 // ApplyEnv applies environment overrides to cfg: HERALD_PORT sets the port,
-// and HERALD_PUBLISH_TOKEN and HERALD_SUBSCRIBE_TOKEN set the tokens, so
+// and HERALD_PUBLISH_TOKEN, HERALD_SUBSCRIBE_TOKEN and HERALD_ADMIN_TOKEN
+// set the tokens, so
 // secrets can stay out of the config file.
 func ApplyEnv(cfg *Config, getenv func(string) string) error {
 	for name, token := range map[string]*string{
 		"HERALD_PUBLISH_TOKEN":   &cfg.Security.PublishToken,
 		"HERALD_SUBSCRIBE_TOKEN": &cfg.Security.SubscribeToken,
+		"HERALD_ADMIN_TOKEN":     &cfg.Security.AdminToken,
 	} {
 		if v := getenv(name); v != "" {
 			if v != strings.TrimSpace(v) {
@@ -443,6 +448,7 @@ func (c Config) validate(source string, lines map[string]int) error {
 	for _, token := range []struct{ key, value string }{
 		{"security.publish_token", c.Security.PublishToken},
 		{"security.subscribe_token", c.Security.SubscribeToken},
+		{"security.admin_token", c.Security.AdminToken},
 	} {
 		if token.value != strings.TrimSpace(token.value) {
 			return fail(token.key, "has spaces at its start or end, which clients would not send")

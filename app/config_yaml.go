@@ -51,7 +51,7 @@ func yamlScalar(v reflect.Value) string {
 
 // Redacted returns c with its tokens replaced, for printing.
 func (c Config) Redacted() Config {
-	for _, token := range []*string{&c.Security.PublishToken, &c.Security.SubscribeToken} {
+	for _, token := range []*string{&c.Security.PublishToken, &c.Security.SubscribeToken, &c.Security.AdminToken} {
 		if *token != "" {
 			*token = "(set)"
 		}

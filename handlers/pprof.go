@@ -12,13 +12,14 @@ import (
 
 // addProfiles serves Go's runtime profiles under prefix, as net/http/pprof
 // does under /debug/pprof: the index, CPU profile, trace, and every named
-// profile (heap, goroutine, allocs, block, mutex, threadcreate).
-func addProfiles(e *echo.Echo, prefix string) {
-	e.GET(prefix+"/cmdline", echo.WrapHandler(http.HandlerFunc(pprof.Cmdline)))
-	e.GET(prefix+"/profile", unbounded(pprof.Profile))
-	e.GET(prefix+"/symbol", echo.WrapHandler(http.HandlerFunc(pprof.Symbol)))
-	e.POST(prefix+"/symbol", echo.WrapHandler(http.HandlerFunc(pprof.Symbol)))
-	e.GET(prefix+"/trace", unbounded(pprof.Trace))
+// profile (heap, goroutine, allocs, block, mutex, threadcreate), each
+// behind guards.
+func addProfiles(e *echo.Echo, prefix string, guards ...echo.MiddlewareFunc) {
+	e.GET(prefix+"/cmdline", echo.WrapHandler(http.HandlerFunc(pprof.Cmdline)), guards...)
+	e.GET(prefix+"/profile", unbounded(pprof.Profile), guards...)
+	e.GET(prefix+"/symbol", echo.WrapHandler(http.HandlerFunc(pprof.Symbol)), guards...)
+	e.POST(prefix+"/symbol", echo.WrapHandler(http.HandlerFunc(pprof.Symbol)), guards...)
+	e.GET(prefix+"/trace", unbounded(pprof.Trace), guards...)
 	e.GET(prefix+"/*", func(c echo.Context) error {
 		// pprof.Index serves the index at the prefix and a named profile
 		// below it, but reads the name after "/debug/pprof/"; hand it the
@@ -30,7 +31,7 @@ func addProfiles(e *echo.Echo, prefix string) {
 		}
 		pprof.Handler(name).ServeHTTP(c.Response(), c.Request())
 		return nil
-	})
+	}, guards...)
 }
 
 // unbounded runs a handler that streams for as long as it was asked to

@@ -120,9 +120,10 @@ func New(opts Options) (*echo.Echo, error) {
 	e.GET(paths.Events, events.stream, subscribeGuards...)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Healthz, health.live)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Readyz, health.ready)
-	e.GET(paths.Metrics, echo.WrapHandler(promhttp.HandlerFor(metrics.registry, promhttp.HandlerOpts{})))
+	admin := requireToken(cfg.Security.AdminToken, operating)
+	e.GET(paths.Metrics, echo.WrapHandler(promhttp.HandlerFor(metrics.registry, promhttp.HandlerOpts{})), admin)
 	if cfg.Debug.Pprof {
-		addProfiles(e, paths.Pprof)
+		addProfiles(e, paths.Pprof, admin)
 	}
 	static := echo.StaticDirectoryHandler(opts.Static, !e.EnablePathUnescapingStaticFiles)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Static+"/*", static)

@@ -75,6 +75,7 @@ type action string
 const (
 	publishing  action = "publishing"
 	subscribing action = "subscribing"
+	operating   action = "reading metrics and profiles"
 )
 
 // middleware applies check to every request of a route.
