@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	gorilla "github.com/gorilla/websocket"
 
 	"herald/app"
 )
@@ -81,6 +84,23 @@ func TestNginxConfigProxiesWebSocketsAndEvents(t *testing.T) {
 	}
 
 	h := startHerald(t, "")
+	proxy := startNginx(t, nginx, site, h)
+	viaProxy := &heraldProcess{Origin: "http://" + proxy}
+	ws := dial(t, viaProxy.ws("/ws?format=json&since=0"))
+	events := openEvents(t, viaProxy.Origin+"/events", "")
+	sent := viaProxy.publish(t, "through nginx")
+	if f := readJSONFrame(t, ws); f.ID != sent.ID || f.Msg != "through nginx" {
+		t.Errorf("WebSocket through nginx got %+v", f)
+	}
+	if ev := events.next(t); ev.ID != sent.ID || ev.Data != "through nginx" {
+		t.Errorf("SSE through nginx got %+v", ev)
+	}
+}
+
+// startNginx runs nginx with the shipped site config in front of h and
+// returns the address it listens on.
+func startNginx(t *testing.T, nginx string, site []byte, h *heraldProcess) string {
+	t.Helper()
 	proxy := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	dir := t.TempDir()
 	site = []byte(strings.NewReplacer(
@@ -116,16 +136,67 @@ http {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	waitForListener(t, proxy)
+	return proxy
+}
 
-	viaProxy := &heraldProcess{Origin: "http://" + proxy}
-	ws := dial(t, viaProxy.ws("/ws?format=json&since=0"))
-	events := openEvents(t, viaProxy.Origin+"/events", "")
-	sent := viaProxy.publish(t, "through nginx")
-	if f := readJSONFrame(t, ws); f.ID != sent.ID || f.Msg != "through nginx" {
-		t.Errorf("WebSocket through nginx got %+v", f)
+// Behind the shipped nginx config, with nginx listed as a trusted proxy,
+// per-address limits fall on each client, not on the proxy they share, and
+// a client cannot name itself another address with a forged header.
+func TestBehindNginxLimitsApplyPerClient(t *testing.T) {
+	t.Parallel()
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		requireEnv(t, "nginx (Debian package nginx)")
 	}
-	if ev := events.next(t); ev.ID != sent.ID || ev.Data != "through nginx" {
-		t.Errorf("SSE through nginx got %+v", ev)
+	site, err := os.ReadFile("testdata/deploy/nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := startHerald(t, "security:\n  trusted_proxies: [127.0.0.1]\nlimits:\n  max_connections_per_ip: 2\n")
+	proxy := startNginx(t, nginx, site, h)
+	url := "ws://" + proxy + "/ws"
+
+	// Clients on two loopback addresses, as two machines would be.
+	from := func(ip string, header http.Header) int {
+		dialer := gorilla.Dialer{NetDialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}).DialContext}
+		conn, resp, err := dialer.Dial(url, header)
+		if err == nil {
+			t.Cleanup(func() { conn.Close() })
+			return http.StatusSwitchingProtocols
+		}
+		if resp == nil {
+			t.Fatalf("dial from %s: %v", ip, err)
+		}
+		return resp.StatusCode
+	}
+	for i := range 2 {
+		if status := from("127.0.0.2", nil); status != http.StatusSwitchingProtocols {
+			t.Fatalf("client A's connection %d: %d", i+1, status)
+		}
+	}
+	if status := from("127.0.0.2", nil); status != http.StatusTooManyRequests {
+		t.Errorf("client A's third connection: %d, want 429: the limit is per client", status)
+	}
+	// A forged X-Forwarded-For: nginx appends the real address after it,
+	// and Herald takes the right-most address that is not a trusted proxy.
+	forged := http.Header{"X-Forwarded-For": {"198.51.100.9"}}
+	if status := from("127.0.0.2", forged); status != http.StatusTooManyRequests {
+		t.Errorf("client A with a forged X-Forwarded-For: %d, want 429 still", status)
+	}
+	if status := from("127.0.0.3", nil); status != http.StatusSwitchingProtocols {
+		t.Errorf("client B behind the same proxy: %d, want 101: A's connections are not B's", status)
+	}
+	// Straight to Herald, not through nginx, the same header means nothing:
+	// 127.0.0.4 is not a trusted proxy.
+	direct := gorilla.Dialer{NetDialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.4")}}).DialContext}
+	for i := range 3 {
+		conn, resp, err := direct.Dial(h.ws("/ws"), http.Header{"X-Forwarded-For": {fmt.Sprint("198.51.100.", i)}})
+		if err == nil {
+			t.Cleanup(func() { conn.Close() })
+		}
+		if want := map[bool]int{true: 101, false: 429}[i < 2]; (err == nil && want != 101) || (err != nil && (resp == nil || resp.StatusCode != want)) {
+			t.Errorf("direct connection %d from 127.0.0.4 with a made-up X-Forwarded-For: %v, want %d", i+1, err, want)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -58,6 +59,10 @@ type SecurityConfig struct {
 	// ".example.com" allows every subdomain too, and "*" any name. A request
 	// for any other name is refused, which stops DNS rebinding.
 	AllowedHosts []string `yaml:"allowed_hosts"`
+	// TrustedProxies are the addresses or CIDR ranges of reverse proxies
+	// that may name the client they forward for, in X-Forwarded-For or
+	// X-Real-IP. Empty trusts no one: the client is the TCP peer.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	// PublishToken, when set, is required to publish.
 	PublishToken string `yaml:"publish_token"`
 	// SubscribeToken, when set, is required to subscribe.
@@ -248,6 +253,7 @@ func DefaultConfig() Config {
 		Security: SecurityConfig{
 			AllowedOrigins: []string{},
 			AllowedHosts:   []string{},
+			TrustedProxies: []string{},
 		},
 		Notify: NotifyConfig{
 			AllowGet: true,
@@ -445,6 +451,11 @@ func (c Config) validate(source string, lines map[string]int) error {
 			return fail("security.allowed_hosts", "item %d: %s (got %q)", i+1, problem, host)
 		}
 	}
+	for i, proxy := range c.Security.TrustedProxies {
+		if _, err := ParseAddressRange(proxy); err != nil {
+			return fail("security.trusted_proxies", "item %d: %v", i+1, err)
+		}
+	}
 	for _, token := range []struct{ key, value string }{
 		{"security.publish_token", c.Security.PublishToken},
 		{"security.subscribe_token", c.Security.SubscribeToken},
@@ -510,6 +521,23 @@ func originProblem(origin string) string {
 		return "must be lower case, as browsers send it"
 	}
 	return ""
+}
+
+// ParseAddressRange reads an IP address, as the range of that one
+// address, or a CIDR range such as 10.0.0.0/8.
+func ParseAddressRange(s string) (*net.IPNet, error) {
+	if _, network, err := net.ParseCIDR(s); err == nil {
+		return network, nil
+	}
+	ip := net.ParseIP(s)
+	if ip == nil {
+		return nil, fmt.Errorf("%q is not an IP address or a CIDR range such as 10.0.0.0/8", s)
+	}
+	bits := 8 * net.IPv6len
+	if ip4 := ip.To4(); ip4 != nil {
+		ip, bits = ip4, 8*net.IPv4len
+	}
+	return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
 }
 
 // hostProblem explains what is wrong with an allowed host, or returns "".

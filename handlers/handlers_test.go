@@ -382,3 +382,40 @@ func TestTopicMetricsKeepTheirCardinalityBounded(t *testing.T) {
 		}
 	}
 }
+
+func TestClientAddressTrustsForwardingHeadersOnlyFromTrustedProxies(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		givenTrusted []string
+		givenPeer    string
+		givenXFF     string
+		givenRealIP  string
+		expectClient string
+	}{
+		{"givenNoTrustedProxies_expectThePeerWhateverHeadersSay", nil, "203.0.113.7", "198.51.100.1", "198.51.100.2", "203.0.113.7"},
+		{"givenATrustedProxy_expectTheClientItNames", []string{"10.0.0.5"}, "10.0.0.5", "198.51.100.1", "", "198.51.100.1"},
+		{"givenAForgedEntryBeforeTheProxysOwn_expectTheRightMostUntrusted", []string{"10.0.0.5"}, "10.0.0.5", "6.6.6.6, 198.51.100.1", "", "198.51.100.1"},
+		{"givenTwoTrustedHops_expectTheClientBeforeThem", []string{"10.0.0.0/8"}, "10.0.0.5", "198.51.100.1, 10.1.1.1", "", "198.51.100.1"},
+		{"givenAnUntrustedPeerForging_expectThePeer", []string{"10.0.0.5"}, "203.0.113.7", "198.51.100.1", "198.51.100.2", "203.0.113.7"},
+		{"givenLoopbackNotListed_expectItUntrusted", []string{"10.0.0.5"}, "127.0.0.1", "198.51.100.1", "", "127.0.0.1"},
+		{"givenXRealIPFromATrustedProxy_expectIt", []string{"10.0.0.5"}, "10.0.0.5", "", "198.51.100.2", "198.51.100.2"},
+		{"givenGarbageInXFF_expectThePeer", []string{"10.0.0.5"}, "10.0.0.5", "not-an-address", "", "10.0.0.5"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			req := httptest.NewRequest(http.MethodGet, "/", nil)
+			req.RemoteAddr = tc.givenPeer + ":4242"
+			if tc.givenXFF != "" {
+				req.Header.Set(echo.HeaderXForwardedFor, tc.givenXFF)
+			}
+			if tc.givenRealIP != "" {
+				req.Header.Set(echo.HeaderXRealIP, tc.givenRealIP)
+			}
+			if got := clientAddress(tc.givenTrusted)(req); got != tc.expectClient {
+				t.Errorf("client %q, want %q", got, tc.expectClient)
+			}
+		})
+	}
+}

@@ -52,8 +52,8 @@ func New(opts Options) (*echo.Echo, error) {
 	e.HidePort = true
 	e.Renderer = &echo.TemplateRenderer{Template: templates}
 	e.HTTPErrorHandler = newErrorHandler(log, paths)
-	// Forwarding headers are trusted only once trusted proxies are configured.
-	e.IPExtractor = echo.ExtractIPDirect()
+	// Forwarding headers count only from trusted proxies.
+	e.IPExtractor = clientAddress(cfg.Security.TrustedProxies)
 	hosts := newHostPolicy(cfg.Security.AllowedHosts, cfg.Host)
 	e.Use(withScope, recoverer(log), requestLogger(log), secureHeaders(cfg.TLS.Cert != ""), hosts.middleware)
 

@@ -17,6 +17,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"golang.org/x/time/rate"
+
+	"herald/app"
 )
 
 // originPolicy decides which browser origins may subscribe and publish. It
@@ -155,6 +157,33 @@ func (p *hostPolicy) middleware(next echo.HandlerFunc) echo.HandlerFunc {
 				clip(host))
 		}
 		return next(c)
+	}
+}
+
+// clientAddress returns how a request's client address is found. With no
+// trusted proxies it is the TCP peer, whatever headers say. Otherwise a
+// request from a trusted proxy may name its client: the right-most address
+// in X-Forwarded-For that is not a trusted proxy, or else X-Real-IP. A
+// client that is not a trusted proxy cannot change its address by sending
+// those headers. Only the configured proxies are trusted: not, as Echo
+// would by default, every loopback, link-local and private address.
+func clientAddress(trusted []string) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	options := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, proxy := range trusted {
+		if network, err := app.ParseAddressRange(proxy); err == nil { // validated with the config
+			options = append(options, echo.TrustIPRange(network))
+		}
+	}
+	fromXFF := echo.ExtractIPFromXFFHeader(options...)
+	fromRealIP := echo.ExtractIPFromRealIPHeader(options...)
+	return func(r *http.Request) string {
+		if r.Header.Get(echo.HeaderXForwardedFor) != "" {
+			return fromXFF(r)
+		}
+		return fromRealIP(r)
 	}
 }
 
