@@ -65,14 +65,7 @@ func TestSystemdUnitRunsHeraldAsDocumented(t *testing.T) {
 // keepalives.
 func TestNginxConfigProxiesWebSocketsAndEvents(t *testing.T) {
 	t.Parallel()
-	nginx, err := exec.LookPath("nginx")
-	if err != nil {
-		requireEnv(t, "nginx (Debian package nginx)")
-	}
-	site, err := os.ReadFile("testdata/deploy/nginx.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
+	nginx, site := shippedNginx(t)
 	readTimeout := regexp.MustCompile(`proxy_read_timeout (\d+)s;`).FindSubmatch(site)
 	cfg := app.DefaultConfig()
 	if readTimeout == nil {
@@ -95,6 +88,21 @@ func TestNginxConfigProxiesWebSocketsAndEvents(t *testing.T) {
 	if ev := events.next(t); ev.ID != sent.ID || ev.Data != "through nginx" {
 		t.Errorf("SSE through nginx got %+v", ev)
 	}
+}
+
+// shippedNginx finds nginx, or skips (fails under HERALD_REQUIRE_E2E), and
+// reads the shipped site config.
+func shippedNginx(t *testing.T) (nginx string, site []byte) {
+	t.Helper()
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		requireEnv(t, "nginx (Debian package nginx)")
+	}
+	site, err = os.ReadFile("testdata/deploy/nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nginx, site
 }
 
 // startNginx runs nginx with the shipped site config in front of h and
@@ -144,14 +152,7 @@ http {
 // a client cannot name itself another address with a forged header.
 func TestBehindNginxLimitsApplyPerClient(t *testing.T) {
 	t.Parallel()
-	nginx, err := exec.LookPath("nginx")
-	if err != nil {
-		requireEnv(t, "nginx (Debian package nginx)")
-	}
-	site, err := os.ReadFile("testdata/deploy/nginx.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
+	nginx, site := shippedNginx(t)
 	h := startHerald(t, "security:\n  trusted_proxies: [127.0.0.1]\nlimits:\n  max_connections_per_ip: 2\n")
 	proxy := startNginx(t, nginx, site, h)
 	url := "ws://" + proxy + "/ws"
