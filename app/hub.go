@@ -91,44 +91,6 @@ type Hub struct {
 	stats hubCounters
 }
 
-// topicState is one topic's subscribers, log and id sequence. Its lock
-// makes publishing to a topic one critical section, so ids follow publish
-// order and every subscriber sees the same order, and it makes placing a
-// subscriber's cursor one step with joining, so a resuming subscriber's
-// replay ends exactly where its live messages begin.
-//
-// The history window is the ids [windowStart, lastID]: the newest
-// HistorySize messages younger than HistoryTTL, which resuming subscribers
-// may read. The log holds the window and, beyond it, whatever a live
-// subscriber's cursor has not yet passed.
-type topicState struct {
-	name string
-
-	mu            sync.Mutex
-	sequenceStart uint64 // first id of the unbroken sequence lastID ends
-	lastID        uint64
-	windowStart   uint64
-	totalBytes    uint64 // text bytes kept since the topic started here; offsets count from it
-	log           topicLog
-	subscribers   map[*Subscriber]struct{}
-	// assigned is the last id given to a publish, which is lastID unless
-	// publishes wait for the store; pending holds those, in id order, and
-	// committing is set while one of them commits them all.
-	assigned   uint64
-	pending    []*pendingPublish
-	committing bool
-	durable    sync.Cond // on mu: a commit finished, or a publish joined one being gathered
-	gathering  bool      // a leader waits for publishes to join its commit
-	lastBatch  int       // publishes in the topic's last commit
-	// watching holds the subscribers that asked for presence, so that a
-	// join or leave tells them without walking every subscriber.
-	watching map[*Subscriber]struct{}
-	// watchers counts subscribers for their writers to read without the
-	// lock; it changes only under mu, with subscribers.
-	watchers atomic.Int64
-	removed  bool // forgotten by Sweep: look the topic up again
-}
-
 type hubCounters struct {
 	storeErrors     atomic.Uint64
 	published       atomic.Uint64
@@ -272,41 +234,6 @@ func (h *Hub) Subscribe(req SubscribeRequest) (*Subscriber, error) {
 	return s, nil
 }
 
-// countChangedLocked publishes the topic's subscriber count and tells the
-// subscribers that asked. A notice still pending stands for this one too,
-// so a burst of joins costs each watcher one frame, not one per join. The
-// caller holds t.mu.
-func (t *topicState) countChangedLocked() {
-	t.watchers.Store(int64(len(t.subscribers)))
-	for s := range t.watching {
-		select {
-		case s.presence <- struct{}{}:
-		default:
-		}
-		if s.onWake != nil {
-			s.onWake()
-		}
-	}
-}
-
-// resumeFrom returns where a subscriber resuming after since starts
-// reading, and the gap between since and that place, if any. The caller
-// holds t.mu.
-func (t *topicState) resumeFrom(since uint64) (uint64, *Gap) {
-	switch {
-	case since == 0:
-		return t.windowStart, nil
-	case since > t.lastID || since+1 < t.sequenceStart:
-		// An id this sequence never gave out: from a history this server
-		// no longer has (a restart without a store, or a forgotten topic).
-		// Everything kept is new to the client; what came before is unknown.
-		return t.windowStart, &Gap{Since: since}
-	case t.windowStart > since+1:
-		return t.windowStart, &Gap{Since: since, Missing: t.windowStart - since - 1, Known: true}
-	}
-	return since + 1, nil
-}
-
 // Leave stops delivery to s at once and ends it with ErrUnsubscribed,
 // unless it had already ended for another reason. Its connection may still
 // be closing: the subscription keeps its place, which Shutdown waits for,
@@ -373,27 +300,6 @@ func (h *Hub) forgetIfIdleLocked(t *topicState) {
 	if idle && !stored && !t.removed && h.topics[t.name] == t {
 		t.removed = true
 		delete(h.topics, t.name)
-	}
-}
-
-// removeLocked takes s out of t's subscribers, remembering where it left,
-// and reports whether it was there. The caller holds t.mu.
-func (t *topicState) removeLocked(s *Subscriber) bool {
-	if _, ok := t.subscribers[s]; !ok {
-		return false
-	}
-	delete(t.subscribers, s)
-	delete(t.watching, s)
-	s.left, s.leftAt = true, t.lastID
-	return true
-}
-
-// releaseLogLocked forgets what only departed subscribers held back in the
-// log. Shutdown skips it: its subscribers still drain. The caller holds
-// t.mu.
-func (t *topicState) releaseLogLocked() {
-	if t.log.len() > 0 && t.log.firstID() < t.windowStart {
-		t.trimLocked(t.neededLocked())
 	}
 }
 
@@ -470,103 +376,6 @@ func (h *Hub) publishLocked(t *topicState, text string) (*Message, int, error) {
 	return m, h.deliverLocked(t, m), nil
 }
 
-// pendingPublish is a publish waiting for its message to be on disk.
-type pendingPublish struct {
-	m         *Message
-	done      bool
-	err       error
-	delivered int
-}
-
-// publishDurableLocked stores m before anyone sees it, sharing one disk
-// commit with every publish to the topic that arrives meanwhile (group
-// commit): the first publisher to find no commit running commits all that
-// is pending, in one transaction and one fsync, without the topic's lock;
-// the others wait for it. Messages become visible in id order once they
-// are on disk. If a commit fails, its publishes fail, and the ids of those
-// still pending, which no one has seen, are given out again so that the
-// sequence stays unbroken. The caller holds t.mu.
-func (h *Hub) publishDurableLocked(t *topicState, m *Message) (*Message, int, error) {
-	p := &pendingPublish{m: m}
-	t.pending = append(t.pending, p)
-	if t.gathering {
-		t.durable.Broadcast() // tell the leader another one joined
-	}
-	for !p.done {
-		if t.committing {
-			t.durable.Wait()
-			continue
-		}
-		h.commitPendingLocked(t)
-	}
-	if p.err != nil {
-		return nil, 0, p.err
-	}
-	return p.m, p.delivered, nil
-}
-
-// commitPendingLocked writes every pending publish of t to the store in one
-// commit and delivers them, or fails them. It lets go of t.mu while the
-// store works. The caller holds t.mu.
-func (h *Hub) commitPendingLocked(t *topicState) {
-	t.committing = true
-	h.gatherLocked(t)
-	batch := t.pending
-	t.pending = nil
-	t.committing = true
-	messages := make([]*Message, len(batch))
-	for i, p := range batch {
-		messages[i] = p.m
-	}
-	last := messages[len(messages)-1].ID
-	sequenceStart, keepFrom := t.sequenceStart, windowStartAfter(t.windowStart, last, h.historySize)
-	t.mu.Unlock()
-	err := h.store.Append(messages, sequenceStart, keepFrom)
-	t.mu.Lock()
-	t.committing = false
-	t.lastBatch = len(batch)
-	if err != nil {
-		h.stats.storeErrors.Add(1) // each caller reports err
-		t.assigned = t.lastID
-		for _, waiting := range t.pending {
-			t.assigned++
-			waiting.m.ID = t.assigned
-		}
-	}
-	for _, p := range batch {
-		p.done, p.err = true, err
-		if err == nil {
-			p.delivered = h.deliverLocked(t, p.m)
-		}
-	}
-	t.durable.Broadcast()
-}
-
-// gatherLocked waits, up to the commit delay, for as many publishes to be
-// pending as the topic's last commit held, if it held more than one:
-// publishers that were in the last commit are on their way back, and a
-// commit that leaves without them makes them wait for the whole of the
-// next one. A lone publisher never waits. The caller holds t.mu and has
-// set committing, so that arrivals join rather than lead.
-func (h *Hub) gatherLocked(t *topicState) {
-	if h.commitDelay <= 0 || t.lastBatch < 2 || len(t.pending) >= t.lastBatch {
-		return
-	}
-	t.gathering = true
-	timedOut := false
-	timer := time.AfterFunc(h.commitDelay, func() {
-		t.mu.Lock()
-		timedOut = true
-		t.durable.Broadcast()
-		t.mu.Unlock()
-	})
-	for !timedOut && len(t.pending) < t.lastBatch {
-		t.durable.Wait()
-	}
-	timer.Stop()
-	t.gathering = false
-}
-
 // deliverLocked keeps m in t's log and wakes the topic's subscribers, and
 // returns how many there are. The caller holds t.mu.
 func (h *Hub) deliverLocked(t *topicState, m *Message) int {
@@ -602,45 +411,6 @@ func (h *Hub) endSlowLocked(s *Subscriber, why string) {
 	h.stats.slowDisconnects.Add(1)
 	h.log.Warn("disconnected slow subscriber",
 		"subscriber", s.label, "topic", s.topic.name, "reason", why)
-}
-
-// keep appends m to the log and moves the history window up to it. The
-// caller holds t.mu.
-func (t *topicState) keep(m *Message, historySize int) {
-	t.totalBytes += uint64(len(m.Text))
-	m.offset = t.totalBytes
-	t.log.push(m)
-	t.lastID = m.ID
-	t.windowStart = windowStartAfter(t.windowStart, m.ID, historySize)
-}
-
-// windowStartAfter is where a history window of size messages starts once
-// lastID is kept, given that it started at start.
-func windowStartAfter(start, lastID uint64, size int) uint64 {
-	if lastID+1 < uint64(size) {
-		return start
-	}
-	return max(start, lastID+1-uint64(size))
-}
-
-// trimLocked forgets the messages that are outside the history window and
-// below needed, the oldest id a subscriber has yet to take. The caller
-// holds t.mu.
-func (t *topicState) trimLocked(needed uint64) {
-	keepFrom := min(t.windowStart, needed)
-	for t.log.len() > 0 && t.log.firstID() < keepFrom {
-		t.log.popFront()
-	}
-}
-
-// neededLocked is the oldest id a subscriber of t has yet to take. The
-// caller holds t.mu.
-func (t *topicState) neededLocked() uint64 {
-	needed := t.lastID + 1
-	for s := range t.subscribers {
-		needed = min(needed, s.cursor)
-	}
-	return needed
 }
 
 func (h *Hub) checkText(text string) error {
@@ -798,10 +568,6 @@ func (h *Hub) Sweep() error {
 	}
 	return nil
 }
-
-// oldestKept is the id of the oldest message in the history window, or the
-// next id when the window is empty. The caller holds t.mu.
-func (t *topicState) oldestKept() uint64 { return t.windowStart }
 
 // TopicSubscribers returns how many subscribers each topic has, for
 // topics that have any.
