@@ -414,6 +414,10 @@ func (c Config) validate(source string, lines map[string]int) error {
 			return fail(n.key, "%s", problem)
 		}
 	}
+	if c.Limits.MaxLagBytes < c.Limits.MaxMessageBytes {
+		return fail("limits.max_lag_bytes", "%d is below limits.max_message_bytes (%d): one message would put every subscriber too far behind",
+			c.Limits.MaxLagBytes, c.Limits.MaxMessageBytes)
+	}
 	if r := c.Limits.PublishPerSecond; r < 0 || r > 1e6 || r != r {
 		return fail("limits.publish_per_second", "%v is outside 0-1000000 (0 turns the limit off)", r)
 	}

@@ -61,6 +61,7 @@ func TestParseConfigRejectsBadInputWithOneLineNamingTheKey(t *testing.T) {
 		{"whenBadDuration", "websocket:\n  ping_interval: often\n", `test.yaml:2: websocket.ping_interval: want a duration such as 30s or 1m, got "often"`},
 		{"whenZeroDuration", "websocket:\n  write_timeout: 0s\n", "websocket.write_timeout: must be longer than 0s"},
 		{"whenZeroLag", "limits:\n  max_lag_bytes: 0\n", "test.yaml:2: limits.max_lag_bytes: 0 is outside 1-1073741824"},
+		{"whenLagBelowOneMessage", "limits:\n  max_lag_bytes: 1000\n  max_message_bytes: 2000\n", "test.yaml:2: limits.max_lag_bytes: 1000 is below limits.max_message_bytes (2000)"},
 		{"whenRetiredQueueKey", "limits:\n  subscriber_queue: 8\n", "test.yaml:2: limits.subscriber_queue: no longer used: a subscriber's lag is bounded in bytes by limits.max_lag_bytes; remove this key"},
 		{"whenHugeMessages", "limits:\n  max_message_bytes: 1000000000\n", "limits.max_message_bytes: 1000000000 is outside"},
 		{"whenKeyGivenTwice", "port: 1\nport: 2\n", "port: given twice"},

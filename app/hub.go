@@ -192,6 +192,11 @@ type SubscribeRequest struct {
 	// Presence asks to be told whenever the topic's subscriber count
 	// changes; see Subscriber.PresenceChanged.
 	Presence bool
+	// SkipAhead is for a subscriber whose client can be told of lost
+	// messages (JSON mode, SSE). When it falls MaxLagBytes behind, it skips
+	// ahead to half that far behind, and Take reports the gap, instead of
+	// the subscription ending. The skipped messages count as dropped.
+	SkipAhead bool
 }
 
 // Subscribe registers a subscriber. Every message published after Subscribe
@@ -214,6 +219,7 @@ func (h *Hub) Subscribe(req SubscribeRequest) (*Subscriber, error) {
 	}
 	h.nextSubscriberID++
 	s := newSubscriber(h.nextSubscriberID, t, req.Label)
+	s.skipAhead = req.SkipAhead
 	if req.Presence {
 		s.presence = make(chan struct{}, 1)
 	}
@@ -384,7 +390,9 @@ func (h *Hub) deliverLocked(t *topicState, m *Message) int {
 	// the oldest message anyone still needs.
 	needed, evicted := t.lastID+1, false
 	for s := range t.subscribers {
-		if lag := t.totalBytes - s.lagBase; lag > h.maxLagBytes {
+		if lag := t.totalBytes - s.lagBase; lag > h.maxLagBytes && s.skipAhead {
+			h.skipAheadLocked(t, s)
+		} else if lag > h.maxLagBytes {
 			t.removeLocked(s)
 			h.endSlowLocked(s, fmt.Sprintf("it fell %d bytes behind its topic, over the limit of %d", lag, h.maxLagBytes))
 			evicted = true
@@ -401,6 +409,30 @@ func (h *Hub) deliverLocked(t *topicState, m *Message) int {
 	h.stats.published.Add(1)
 	h.stats.delivered.Add(uint64(delivered))
 	return delivered
+}
+
+// skipAheadLocked moves a subscriber that fell more than MaxLagBytes
+// behind to the oldest message that leaves it half that far behind, and
+// records the gap for Take to report. The caller holds t.mu.
+func (h *Hub) skipAheadLocked(t *topicState, s *Subscriber) {
+	from := s.cursor
+	for s.cursor <= t.lastID {
+		m := t.log.byID(s.cursor)
+		if m == nil || t.totalBytes-(m.offset-uint64(len(m.Text))) <= h.maxLagBytes/2 {
+			break
+		}
+		s.lagBase = m.offset
+		s.cursor++
+	}
+	skipped := s.cursor - from
+	if s.skipped != nil { // not yet reported: one notice covers both
+		s.skipped.Missing += skipped
+	} else {
+		s.skipped = &Gap{Since: from - 1, Missing: skipped, Known: true}
+	}
+	h.stats.dropped.Add(skipped)
+	h.log.Warn("subscriber fell too far behind: skipped ahead and told it",
+		"subscriber", s.label, "topic", t.name, "skipped", skipped, "limit_bytes", h.maxLagBytes)
 }
 
 // endSlowLocked ends a subscriber that has left its topic for being slow,

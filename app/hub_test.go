@@ -38,7 +38,7 @@ func takeAll(s *Subscriber) []*Message {
 	var got []*Message
 	for {
 		n := len(got)
-		if got = s.Take(got, 4<<10); len(got) == n {
+		if got, _ = s.Take(got, 4<<10); len(got) == n {
 			return got
 		}
 	}
@@ -315,5 +315,53 @@ func TestShutdownGivesUpWhenContextEnds(t *testing.T) {
 	cancel()
 	if err := hub.Shutdown(ctx); !errors.Is(err, context.Canceled) {
 		t.Errorf("got %v, want context.Canceled", err)
+	}
+}
+
+// A subscriber whose client can be told what it lost skips ahead when it
+// falls too far behind, and learns how much it missed, in order; one that
+// cannot be told is cut off.
+func TestASubscriberThatCanBeToldSkipsAheadInsteadOfBeingCutOff(t *testing.T) {
+	t.Parallel()
+	hub := newLagHub(t, 1000)
+	told, err := hub.Subscribe(SubscribeRequest{Topic: DefaultTopic, SkipAhead: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := subscribe(t, hub, DefaultTopic)
+
+	text := strings.Repeat("x", 100)
+	sent := publishN(t, hub, DefaultTopic, 0)
+	for range 15 { // 1,500 bytes: over the 1,000-byte limit, with nobody taking
+		m, _, err := hub.Publish(DefaultTopic, text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, m)
+	}
+	if !errors.Is(plain.Err(), ErrSlowSubscriber) {
+		t.Errorf("the plain subscriber ended with %v, want ErrSlowSubscriber", plain.Err())
+	}
+	if err := told.Err(); err != nil {
+		t.Fatalf("the subscriber that can be told was ended: %v", err)
+	}
+	got, gap := told.Take(nil, 1<<20)
+	if gap == nil || !gap.Known || gap.Since != sent[0].ID-1 {
+		t.Fatalf("gap %+v, want a known gap after %d", gap, sent[0].ID-1)
+	}
+	// What it skipped and what it then gets add up to everything, in order.
+	if int(gap.Missing)+len(got) != len(sent) || got[0].ID != sent[gap.Missing].ID {
+		t.Fatalf("skipped %d and got %d starting at %d, want %d in all, carrying on from the skip", gap.Missing, len(got), got[0].ID, len(sent))
+	}
+	// The 11th publish put it 1,100 bytes behind: it skipped the first 6,
+	// to be 500 behind, and the 4 publishes after that wait for it too.
+	if gap.Missing != 6 || len(got) != 9 {
+		t.Errorf("skipped %d and then got %d, want 6 skipped and 9 to take", gap.Missing, len(got))
+	}
+	if _, again := told.Take(nil, 1<<20); again != nil {
+		t.Errorf("the gap was reported twice: %+v", again)
+	}
+	if dropped := hub.Stats().Dropped; dropped != gap.Missing {
+		t.Errorf("dropped = %d, want the %d skipped", dropped, gap.Missing)
 	}
 }

@@ -34,6 +34,10 @@ type Subscriber struct {
 	lagBase uint64 // topic byte offset up to which this subscriber has taken live messages
 	leftAt  uint64 // the topic's last id when the subscriber left it
 	left    bool
+	// skipAhead: when too far behind, skip rather than end (see
+	// SubscribeRequest.SkipAhead); skipped is the gap to report next.
+	skipAhead bool
+	skipped   *Gap
 
 	// released is set by Unsubscribe; guarded by the hub's mu.
 	released bool
@@ -85,12 +89,17 @@ func (s *Subscriber) Ready() <-chan struct{} { return s.wake }
 // resuming subscriber return the kept messages it asked for; the seam
 // between those and the live ones has neither a gap nor a duplicate.
 //
+// gap is not nil when a subscriber that skips ahead fell too far behind:
+// messages were skipped just before those returned, and its client should
+// be told, before them.
+//
 // After the subscription has ended, Take still returns what was published
 // to it before it ended, for a writer that drains on shutdown.
-func (s *Subscriber) Take(dst []*Message, maxBytes int) []*Message {
+func (s *Subscriber) Take(dst []*Message, maxBytes int) (_ []*Message, gap *Gap) {
 	t := s.topic
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	gap, s.skipped = s.skipped, nil
 	last := t.lastID
 	if s.left {
 		last = s.leftAt
@@ -111,7 +120,7 @@ func (s *Subscriber) Take(dst []*Message, maxBytes int) []*Message {
 		s.cursor++
 		s.lagBase = max(s.lagBase, m.offset)
 	}
-	return dst
+	return dst, gap
 }
 
 // Live reports whether m was published after the subscriber joined, as

@@ -97,7 +97,11 @@ func (d *delivery) drain(timeout time.Duration) error {
 // take adds the next batch of messages to the transport and reports
 // whether there was any.
 func (d *delivery) take() bool {
-	d.batch = d.sub.Take(d.batch[:0], maxBatchBytes)
+	var gap *app.Gap
+	d.batch, gap = d.sub.Take(d.batch[:0], maxBatchBytes)
+	if gap != nil {
+		d.out.addNotice("lost", lostNotice(d.sub.Topic(), gap))
+	}
 	for _, m := range d.batch {
 		d.out.addMessage(m)
 	}

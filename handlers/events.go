@@ -32,7 +32,7 @@ type eventsHandler struct {
 
 func (h *eventsHandler) stream(c echo.Context) error {
 	req := c.Request()
-	sub, params, err := subscribe(h.hub, req, c.RealIP())
+	sub, params, err := subscribe(h.hub, req, c.RealIP(), true) // every stream can carry a "lost" event
 	if err != nil {
 		return err
 	}

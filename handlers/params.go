@@ -22,14 +22,18 @@ type streamParams struct {
 }
 
 // subscribe checks a subscription request's parameters and registers the
-// subscriber, for the WebSocket and SSE routes alike.
-func subscribe(hub *app.Hub, r *http.Request, label string) (*app.Subscriber, streamParams, error) {
+// subscriber, for the WebSocket and SSE routes alike. alwaysNotices says
+// the transport can always tell the client of lost messages.
+func subscribe(hub *app.Hub, r *http.Request, label string, alwaysNotices bool) (*app.Subscriber, streamParams, error) {
 	params, err := parseStreamParams(r)
 	if err != nil {
 		return nil, streamParams{}, err
 	}
 	sub, err := hub.Subscribe(app.SubscribeRequest{
 		Topic: params.topic, Label: label, Resume: params.resume, Since: params.since, Presence: params.presence,
+		// A client that can be told what it lost skips ahead when too far
+		// behind, rather than being cut off.
+		SkipAhead: alwaysNotices || params.json,
 	})
 	return sub, params, err
 }

@@ -120,7 +120,7 @@ func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
 				return newClientError(http.StatusUpgradeRequired,
 					"this is the WebSocket route: connect with a WebSocket client, not plain HTTP")
 			}
-			sub, params, err := subscribe(config.Hub, req, c.RealIP())
+			sub, params, err := subscribe(config.Hub, req, c.RealIP(), false) // text mode has no room for notices
 			if err != nil {
 				return err
 			}

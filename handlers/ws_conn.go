@@ -260,7 +260,11 @@ func (c *wsConn) collect(buf []byte) (_ []byte, taken []*app.Message, closing bo
 	default:
 	}
 	if closeWith == 0 {
-		c.batch = c.Subscriber.Take(c.batch[:0], maxBatchBytes)
+		var gap *app.Gap
+		c.batch, gap = c.Subscriber.Take(c.batch[:0], maxBatchBytes)
+		if gap != nil && c.JSON {
+			add(opText, lostNotice(c.Subscriber.Topic(), gap))
+		}
 		for _, m := range c.batch {
 			payload := textBytes(m.Text)
 			if c.JSON {
