@@ -8,38 +8,21 @@ import (
 	"herald/app"
 )
 
-// maxBatchBytes bounds the message text one write carries: enough to send
-// a burst in a few writes, little enough that a write's deadline still
-// measures whether the peer is making progress.
+// maxBatchBytes bounds the message text one write carries, on either
+// transport: enough to send a burst in a few writes, little enough that a
+// write's deadline still measures whether the peer is making progress.
 const maxBatchBytes = 64 << 10
 
-// transport is one subscriber connection, WebSocket or SSE, as the
-// delivery loop sees it: frames are added to a batch, and flush sends the
-// whole batch in one write with one deadline. Only the connection's writer
-// calls it.
-type transport interface {
-	// addMessage adds one message, in the form the subscriber asked for.
-	addMessage(m *app.Message)
-	// addNotice adds a JSON notice, such as "lost" or "presence"; a
-	// transport whose client cannot tell notices from messages skips it.
-	addNotice(kind string, data []byte)
-	// addKeepalive adds what keeps an idle connection open through proxies.
-	addKeepalive()
-	// pending reports whether anything waits to be flushed.
-	pending() bool
-	// flush writes the batch. A write that times out means the peer took
-	// nothing for a whole write timeout.
-	flush() error
-}
-
-// delivery moves one subscriber's messages to its connection. It batches:
-// each time the writer wakes, it takes everything published since it last
-// did, up to maxBatchBytes, and writes it at once. So a writer that falls
-// behind catches up in a few writes rather than one write per message.
+// delivery moves one event stream's messages to its connection, from the
+// request's own goroutine, which net/http keeps for the stream anyway
+// (WebSockets are written by the writer pool instead). It batches: each
+// time it wakes, it takes everything published since it last did, up to
+// maxBatchBytes, and writes it at once, so a stream that falls behind
+// catches up in a few writes rather than one write per message.
 type delivery struct {
 	hub          *app.Hub
 	sub          *app.Subscriber
-	out          transport
+	out          *sseWriter
 	metrics      *metrics
 	keepalive    time.Duration
 	writeTimeout time.Duration
@@ -47,9 +30,8 @@ type delivery struct {
 }
 
 // run writes what the subscriber is owed until the subscription ends,
-// peerGone or closeAsked closes (nil never does), or a write fails, which
-// it returns.
-func (d *delivery) run(peerGone, closeAsked <-chan struct{}) error {
+// peerGone closes, or a write fails, which it returns.
+func (d *delivery) run(peerGone <-chan struct{}) error {
 	if gap := d.sub.Gap(); gap != nil {
 		d.out.addNotice("lost", lostNotice(d.sub.Topic(), gap))
 	}
@@ -75,8 +57,6 @@ func (d *delivery) run(peerGone, closeAsked <-chan struct{}) error {
 			return nil
 		case <-peerGone:
 			return nil
-		case <-closeAsked:
-			return nil
 		}
 	}
 }
@@ -94,7 +74,7 @@ func (d *delivery) drain(timeout time.Duration) error {
 	return nil
 }
 
-// take adds the next batch of messages to the transport and reports
+// take adds the next batch of messages to the stream and reports
 // whether there was any.
 func (d *delivery) take() bool {
 	var gap *app.Gap

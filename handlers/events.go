@@ -77,7 +77,7 @@ func (h *eventsHandler) stream(c echo.Context) error {
 		keepalive:    h.heartbeatInterval,
 		writeTimeout: h.writeTimeout,
 	}
-	err = d.run(req.Context().Done(), nil)
+	err = d.run(req.Context().Done())
 	if err == nil && errors.Is(sub.Err(), app.ErrHubClosed) {
 		err = d.drain(h.drainTimeout) // acknowledged messages go out before the stream ends
 	}
@@ -100,8 +100,6 @@ type sseWriter struct {
 }
 
 var errStreamInterrupted = errors.New("event stream interrupted: subscriber too slow")
-
-var _ transport = (*sseWriter)(nil)
 
 // addMessage adds m as one event: its id, then its text as data lines, or
 // its JSON as one data line.
