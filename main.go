@@ -222,9 +222,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer cancel()
 	// Stop accepting, and meanwhile end every subscription: net/http waits
 	// for event streams, which end only when the hub closes them, and does
-	// not track hijacked WebSockets at all. Each subscriber gets its queued
-	// messages, then a 1001 close or the end of its stream. A publish still
-	// in flight is either queued before the hub closes or refused with 503.
+	// not track hijacked WebSockets at all. Each subscriber gets what was
+	// published to it and not yet sent, then a 1001 close or the end of its
+	// stream. A publish still in flight either reaches the log before the
+	// hub closes or is refused with 503.
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- server.Shutdown(shutdownCtx) }()
 	hubErr := hub.Shutdown(shutdownCtx)
