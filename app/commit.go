@@ -48,7 +48,6 @@ func (h *Hub) commitPendingLocked(t *topicState) {
 	h.gatherLocked(t)
 	batch := t.pending
 	t.pending = nil
-	t.committing = true
 	messages := make([]*Message, len(batch))
 	for i, p := range batch {
 		messages[i] = p.m

@@ -170,7 +170,6 @@ func (h *Hub) load() error {
 		}
 		t.lastID = max(t.lastID, st.LastID)
 		t.assigned = t.lastID
-		t.windowStart = min(t.windowStart, t.lastID+1)
 		if t.log.len() == 0 {
 			t.windowStart = t.lastID + 1
 		}
@@ -301,9 +300,8 @@ func (h *Hub) leaveLocked(s *Subscriber) {
 // Sweep, which also forgets it in the store. The caller holds h.mu and
 // t.mu.
 func (h *Hub) forgetIfIdleLocked(t *topicState) {
-	idle := len(t.subscribers) == 0 && t.windowStart > t.lastID && t.log.len() == 0 && !t.committing && len(t.pending) == 0
 	stored := h.store != nil && t.lastID >= t.sequenceStart
-	if idle && !stored && !t.removed && h.topics[t.name] == t {
+	if t.holdsNothingLocked() && !stored && !t.removed && h.topics[t.name] == t {
 		t.removed = true
 		delete(h.topics, t.name)
 	}
@@ -355,7 +353,7 @@ func (h *Hub) Publish(topic, text string) (*Message, int, error) {
 			continue
 		}
 		m, delivered, err := h.publishLocked(t, text)
-		idle := err == nil && len(t.subscribers) == 0 && t.windowStart > t.lastID
+		idle := err == nil && t.holdsNothingLocked()
 		t.mu.Unlock()
 		if idle && h.store == nil {
 			// With history.size 0 and nobody listening, the topic holds
@@ -390,13 +388,14 @@ func (h *Hub) deliverLocked(t *topicState, m *Message) int {
 	// the oldest message anyone still needs.
 	needed, evicted := t.lastID+1, false
 	for s := range t.subscribers {
-		if lag := t.totalBytes - s.lagBase; lag > h.maxLagBytes && s.skipAhead {
+		if lag := t.totalBytes - s.lagBase; lag > h.maxLagBytes {
+			if !s.skipAhead {
+				t.removeLocked(s)
+				h.endSlowLocked(s, fmt.Sprintf("it fell %d bytes behind its topic, over the limit of %d", lag, h.maxLagBytes))
+				evicted = true
+				continue
+			}
 			h.skipAheadLocked(t, s)
-		} else if lag > h.maxLagBytes {
-			t.removeLocked(s)
-			h.endSlowLocked(s, fmt.Sprintf("it fell %d bytes behind its topic, over the limit of %d", lag, h.maxLagBytes))
-			evicted = true
-			continue
 		}
 		needed = min(needed, s.cursor)
 		s.signal()
@@ -573,7 +572,7 @@ func (h *Hub) Sweep() error {
 		t.mu.Lock()
 		expired := h.expireLocked(t)
 		switch {
-		case t.windowStart > t.lastID && len(t.subscribers) == 0 && !t.committing && len(t.pending) == 0:
+		case t.holdsNothingLocked():
 			t.removed = true
 			delete(h.topics, name)
 			forgotten = append(forgotten, name)

@@ -141,6 +141,14 @@ func (t *topicState) neededLocked() uint64 {
 	return needed
 }
 
+// holdsNothingLocked reports whether t has no subscribers, no history and
+// no publish on its way to the store: forgetting it loses nothing. The
+// caller holds t.mu.
+func (t *topicState) holdsNothingLocked() bool {
+	return len(t.subscribers) == 0 && t.windowStart > t.lastID && t.log.len() == 0 &&
+		!t.committing && len(t.pending) == 0
+}
+
 // oldestKept is the id of the oldest message in the history window, or the
 // next id when the window is empty. The caller holds t.mu.
 func (t *topicState) oldestKept() uint64 { return t.windowStart }
