@@ -228,6 +228,10 @@ func (h *Hub) Subscribe(req SubscribeRequest) (*Subscriber, error) {
 	if req.Resume {
 		h.expireLocked(t)
 		s.cursor, s.gap = t.resumeFrom(req.Since)
+		if s.gap != nil {
+			reported := *s.gap // a skip may add to it; Gap stays as resume found it
+			s.pendingGap = &reported
+		}
 	}
 	t.subscribers[s] = struct{}{}
 	if s.presence != nil {
@@ -424,10 +428,10 @@ func (h *Hub) skipAheadLocked(t *topicState, s *Subscriber) {
 		s.cursor++
 	}
 	skipped := s.cursor - from
-	if s.skipped != nil { // not yet reported: one notice covers both
-		s.skipped.Missing += skipped
+	if s.pendingGap != nil { // not yet reported: one notice covers both
+		s.pendingGap.Missing += skipped
 	} else {
-		s.skipped = &Gap{Since: from - 1, Missing: skipped, Known: true}
+		s.pendingGap = &Gap{Since: from - 1, Missing: skipped, Known: true}
 	}
 	h.stats.dropped.Add(skipped)
 	h.log.Warn("subscriber fell too far behind: skipped ahead and told it",

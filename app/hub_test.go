@@ -365,3 +365,36 @@ func TestASubscriberThatCanBeToldSkipsAheadInsteadOfBeingCutOff(t *testing.T) {
 		t.Errorf("dropped = %d, want the %d skipped", dropped, gap.Missing)
 	}
 }
+
+// A resumed subscriber learns of its resume gap from Take, like a skip;
+// if it also skips before it takes, one notice covers both, and Gap still
+// says what resume found.
+func TestTheResumeGapAndASkipAreReportedOnceTogether(t *testing.T) {
+	t.Parallel()
+	hub, err := NewHub(HubOptions{MaxLagBytes: 1000, MaxMessageBytes: 1 << 10, HistorySize: 2, HistoryTTL: time.Hour, MaxTopics: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := publishN(t, hub, DefaultTopic, 5)
+	s, err := hub.Subscribe(SubscribeRequest{Topic: DefaultTopic, Resume: true, Since: first[0].ID, SkipAhead: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resumed := *s.Gap() // 3 lost: history keeps the newest 2
+	text := strings.Repeat("x", 100)
+	for range 11 { // 1,100 bytes behind: a skip
+		if _, _, err := hub.Publish(DefaultTopic, text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, gap := s.Take(nil, 1<<20)
+	if gap == nil || gap.Since != first[0].ID || gap.Missing <= resumed.Missing {
+		t.Fatalf("Take reported %+v, want one gap after %d covering the %d resume lost and the skip", gap, first[0].ID, resumed.Missing)
+	}
+	if *s.Gap() != resumed {
+		t.Errorf("Gap changed from %+v to %+v after the skip", resumed, *s.Gap())
+	}
+	if _, again := s.Take(nil, 1<<20); again != nil {
+		t.Errorf("the gap was reported twice: %+v", again)
+	}
+}

@@ -35,9 +35,10 @@ type Subscriber struct {
 	leftAt  uint64 // the topic's last id when the subscriber left it
 	left    bool
 	// skipAhead: when too far behind, skip rather than end (see
-	// SubscribeRequest.SkipAhead); skipped is the gap to report next.
-	skipAhead bool
-	skipped   *Gap
+	// SubscribeRequest.SkipAhead). pendingGap is the gap Take reports next:
+	// a copy of the resume gap at first, then any skip.
+	skipAhead  bool
+	pendingGap *Gap
 
 	// released is set by Unsubscribe; guarded by the hub's mu.
 	released bool
@@ -89,9 +90,10 @@ func (s *Subscriber) Ready() <-chan struct{} { return s.wake }
 // resuming subscriber return the kept messages it asked for; the seam
 // between those and the live ones has neither a gap nor a duplicate.
 //
-// gap is not nil when a subscriber that skips ahead fell too far behind:
-// messages were skipped just before those returned, and its client should
-// be told, before them.
+// gap is not nil when messages were lost just before those returned, and
+// the client should be told, before them: on the first call, the gap that
+// resume reported (see Gap); later, when a subscriber that skips ahead fell
+// too far behind. Each gap is returned once.
 //
 // After the subscription has ended, Take still returns what was published
 // to it before it ended, for a writer that drains on shutdown.
@@ -99,7 +101,7 @@ func (s *Subscriber) Take(dst []*Message, maxBytes int) (_ []*Message, gap *Gap)
 	t := s.topic
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	gap, s.skipped = s.skipped, nil
+	gap, s.pendingGap = s.pendingGap, nil
 	last := t.lastID
 	if s.left {
 		last = s.leftAt

@@ -32,9 +32,6 @@ type delivery struct {
 // run writes what the subscriber is owed until the subscription ends,
 // peerGone closes, or a write fails, which it returns.
 func (d *delivery) run(peerGone <-chan struct{}) error {
-	if gap := d.sub.Gap(); gap != nil {
-		d.out.addNotice("lost", lostNotice(d.sub.Topic(), gap))
-	}
 	keepalive := time.NewTicker(d.keepalive)
 	defer keepalive.Stop()
 	for {

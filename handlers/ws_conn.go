@@ -74,7 +74,6 @@ type wsConn struct {
 	control   []byte    // x/net's frames (pongs, its close), whole, to go out next
 	closeWith int       // a close frame to send once what is pending is out; 0 for none
 	closeSent bool      // our close frame is written: the peer gets closeLinger to answer
-	gapSent   bool      // the lost notice, if any, has gone out
 	batch     []*app.Message
 
 	closeAsked  chan struct{} // closed by the reader when a frame breaks a rule
@@ -248,12 +247,6 @@ func (c *wsConn) collect(buf []byte) (_ []byte, taken []*app.Message, closing bo
 	if c.pingDue.Swap(false) {
 		add(opPing, nil)
 	}
-	if !c.gapSent {
-		c.gapSent = true
-		if gap := c.Subscriber.Gap(); gap != nil && c.JSON {
-			add(opText, lostNotice(c.Subscriber.Topic(), gap))
-		}
-	}
 	select {
 	case <-c.Subscriber.PresenceChanged():
 		add(opText, presenceNotice(c.Subscriber.Topic(), c.Subscriber.TopicSubscribers()))
@@ -289,15 +282,12 @@ func (c *wsConn) collect(buf []byte) (_ []byte, taken []*app.Message, closing bo
 
 // closeForEndedSubscription says how to close once the subscription has
 // ended and everything published to it before is written: 1001 on
-// shutdown. A slow subscriber is cut without a close frame, which would
-// only queue behind data the peer is not reading; a subscriber that left
-// is on its way out through the reader.
+// shutdown. A subscriber that left is on its way out through the reader,
+// and a slow one is cut by collect, without a close frame, which would
+// only queue behind data the peer is not reading.
 func (c *wsConn) closeForEndedSubscription() int {
-	switch err := c.Subscriber.Err(); {
-	case errors.Is(err, app.ErrHubClosed):
+	if errors.Is(c.Subscriber.Err(), app.ErrHubClosed) {
 		return closeGoingAway
-	case errors.Is(err, app.ErrSlowSubscriber):
-		c.closeSocket() // the hub has counted and logged it
 	}
 	return 0
 }
