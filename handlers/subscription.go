@@ -227,7 +227,6 @@ func (h *deadlineHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// net/http has cleared its request deadlines; from here on each read
 	// and write sets its own.
 	conn := &deadlineConn{Conn: raw, idleTimeout: h.idleTimeout, writeTimeout: h.writeTimeout}
-	conn.keep() // x/net closes it when its handler returns; Herald closes it with closeNow
 	conn.extendReadDeadline()
 	// Small buffers of its own instead of net/http's 4 KiB pair, which
 	// would otherwise live as long as the connection: x/net reads frame
@@ -266,7 +265,6 @@ type deadlineConn struct {
 	idleTimeout  time.Duration
 	writeTimeout time.Duration
 	interrupted  atomic.Bool // writes fail at once
-	kept         atomic.Bool // Close does nothing: Herald closes it with closeNow
 	diverted     func([]byte) (int, error)
 
 	// mu makes "extend unless closing" one step, so a read finishing just
@@ -300,19 +298,12 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 // reader starts, and only the reader writes through x/net.
 func (c *deadlineConn) divert(write func([]byte) (int, error)) { c.diverted = write }
 
-// keep makes Close do nothing, for x/net, which closes the connection when
-// its handler returns; Herald closes it with closeNow.
-func (c *deadlineConn) keep() { c.kept.Store(true) }
+// Close does nothing. x/net calls it when its handler returns, right after
+// the handshake, while the connection goes on: Herald closes it with
+// closeNow.
+func (c *deadlineConn) Close() error { return nil }
 
-// Close closes the connection, unless it is kept.
-func (c *deadlineConn) Close() error {
-	if c.kept.Load() {
-		return nil
-	}
-	return c.Conn.Close()
-}
-
-// closeNow closes the connection, kept or not.
+// closeNow closes the connection.
 func (c *deadlineConn) closeNow() error { return c.Conn.Close() }
 
 // writeDirect writes p to the socket with the write timeout as its
