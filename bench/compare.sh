@@ -8,6 +8,7 @@
 #
 #   bench/compare.sh            # all scenarios, three rounds
 #   ROUNDS=1 bench/compare.sh   # a quick look
+#   SCENARIOS="steady burst" bench/compare.sh   # some of: steady burst idle10k
 #
 # It installs nothing. It needs Go, nginx with the nchan module (Debian:
 # nginx-light and libnginx-mod-nchan) and taskset (util-linux).
@@ -103,12 +104,14 @@ scenarios=(
   "idle10k|-subscribers 10000 -messages 1 -publishers 1 -connect-concurrency 200"
 )
 
+selected=${SCENARIOS:-steady burst idle10k}
 results="$work/results"
 : >"$results"
 for round in $(seq "$rounds"); do
   for entry in "${scenarios[@]}"; do
     scenario=${entry%%|*}
     flags=${entry#*|}
+    [[ " $selected " == *" $scenario "* ]] || continue
     # Alternate which server goes first, round by round.
     order=(herald nchan)
     ((round % 2 == 0)) && order=(nchan herald)
@@ -134,6 +137,7 @@ sum() { # scenario server key
 
 row() { # label scenario key
   local h n
+  [[ " $selected " == *" $2 "* ]] || return 0
   h=$(median "$2" herald "$3")
   n=$(median "$2" nchan "$3")
   printf '| %s | %s | %s | %s |\n' "$1" "$h" "$n" "$(awk -v h="$h" -v n="$n" 'BEGIN { if (n > 0) printf "%.2f", h/n; else print "-" }')"
@@ -152,7 +156,7 @@ row "same: p99 publish-to-receive (ms)" burst latency_p99_ms
 row "10,000 subscribers: seconds to connect all" idle10k connect_seconds
 row "same: resident memory per connection (KiB)" idle10k server_rss_per_connection_kib
 echo
-for scenario in steady burst idle10k; do
+for scenario in $selected; do
   for server in herald nchan; do
     printf 'lost in %s, %s, all rounds: %s of %s (duplicated: %s)\n' "$scenario" "$server" \
       "$(sum $scenario $server lost)" "$(sum $scenario $server expected_deliveries)" "$(sum $scenario $server duplicated)"
