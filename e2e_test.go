@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,7 +86,10 @@ func newTab(t *testing.T) context.Context {
 	if browser.err != nil {
 		t.Fatalf("start chromium: %v", browser.err)
 	}
-	tab, cancel := chromedp.NewContext(browser.ctx)
+	// Each tab gets a browser context of its own, as a private window
+	// would: cookies are kept per host, not per port, so tests whose
+	// servers all run on 127.0.0.1 would otherwise see each other's.
+	tab, cancel := chromedp.NewContext(browser.ctx, chromedp.WithNewBrowserContext())
 	tab, cancelGuard := context.WithTimeout(tab, hangGuard)
 	t.Cleanup(func() { cancelGuard(); cancel() })
 	return tab
@@ -473,15 +477,20 @@ func waitFor(expression string) step {
 	})
 }
 
-func TestPageAsksForTokensAndUsesThem(t *testing.T) {
+func TestPageAsksForATokenAndUsesIt(t *testing.T) {
 	t.Parallel()
-	h := startHerald(t, "security:\n  publish_token: pub-token-1234\n  subscribe_token: sub-token-5678\n")
+	h := startHerald(t, "security:\n  tokens:\n    - {name: editor, secret: editor-token-1234, read: [\"*\"], write: [\"*\"]}\n")
 	tab := newTab(t)
 	runIn(t, tab,
 		chromedp.Navigate(h.URL),
 		chromedp.WaitVisible("#token-form"),
-		chromedp.SendKeys("#subscribe-token", "sub-token-5678"),
-		chromedp.SendKeys("#publish-token", "pub-token-1234"),
+		chromedp.WaitReady(`body[data-state="waiting"]`),
+	)
+	if says := get(t, tab, chromedp.Text("#empty")); !strings.Contains(says, "Without a token, you cannot watch “default”") {
+		t.Errorf("the page does not say why it is not watching: %q", says)
+	}
+	runIn(t, tab,
+		chromedp.SendKeys("#token", "editor-token-1234"),
 		chromedp.Click(`#token-form button[type="submit"]`),
 		chromedp.WaitReady(`body[data-state="live"]`),
 		chromedp.SendKeys("#msg", "published with a token\r"),
@@ -490,12 +499,47 @@ func TestPageAsksForTokensAndUsesThem(t *testing.T) {
 	if result := get(t, tab, chromedp.Text("#publish-result")); result != "Published to 1 subscriber." {
 		t.Errorf("publish result %q", result)
 	}
-	// The tokens stay in the tab, never in the page's URL or the server log.
+	if summary := get(t, tab, chromedp.Text("#access-summary")); !strings.Contains(summary, "Token “editor”") || !strings.Contains(summary, "every topic") {
+		t.Errorf("the access card says %q", summary)
+	}
+	// The token stays in the cookie, never in the page's URL or the log.
 	if url := get(t, tab, chromedp.Location()); strings.Contains(url, "token") {
 		t.Errorf("the page URL holds a token: %s", url)
 	}
 	h.Stop(t)
-	if logs := h.logs.String(); strings.Contains(logs, "token-1234") || strings.Contains(logs, "token-5678") {
+	if logs := h.logs.String(); strings.Contains(logs, "token-1234") {
 		t.Error("a token reached the log")
+	}
+}
+
+func TestPageWithAReadOnlyTokenWatchesButIsToldItCannotPublish(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, `security:
+  tokens:
+    - {name: viewer, secret: viewer-token-1, read: ["team-*"]}
+    - {name: ci, secret: ci-token-2, write: ["*"]}
+`)
+	tab := newTab(t)
+	runIn(t, tab,
+		chromedp.Navigate(h.URL+"?topic=team-a"),
+		chromedp.WaitVisible("#token-form"),
+		chromedp.SendKeys("#token", "viewer-token-1"),
+		chromedp.Click(`#token-form button[type="submit"]`),
+		chromedp.WaitReady(`body[data-state="live"]`),
+		chromedp.WaitVisible("#publish-denied"),
+	)
+	if says := get(t, tab, chromedp.Text("#publish-denied")); says != "The token “viewer” cannot publish to “team-a”." {
+		t.Errorf("the page says %q", says)
+	}
+	if disabled := get(t, tab, chromedp.Evaluate[bool](`document.getElementById("msg").disabled`)); !disabled {
+		t.Error("the message field is enabled for a token that cannot publish")
+	}
+	got := request(t, http.MethodPost, h.Origin+"/notify?topic=team-a", http.Header{"Authorization": {"Bearer ci-token-2"}}, "msg=from CI")
+	if got.status != 200 {
+		t.Fatalf("publish with the CI token: %d %s", got.status, got.error)
+	}
+	runIn(t, tab, waitForMessage("from CI"))
+	if summary := get(t, tab, chromedp.Text("#access-summary")); !strings.Contains(summary, "Token “viewer”") || !strings.Contains(summary, "team-*") {
+		t.Errorf("the access card says %q", summary)
 	}
 }

@@ -144,7 +144,9 @@ func TestTokensGuardPublishingAndSubscribing(t *testing.T) {
 	}{
 		{"givenNoToken", nil, "", 401},
 		{"givenWrongToken", http.Header{"Authorization": {"Bearer nope"}}, "", 401},
-		{"givenTheSubscribeToken", http.Header{"Authorization": {"Bearer " + subscribeToken}}, "", 401},
+		// A good token that does not cover publishing (RFC 6750's
+		// insufficient_scope).
+		{"givenTheSubscribeToken", http.Header{"Authorization": {"Bearer " + subscribeToken}}, "", 403},
 		{"givenBearer", http.Header{"Authorization": {"Bearer " + publishToken}}, "", 200},
 		{"givenQuery", nil, "&token=" + publishToken, 200},
 	} {
@@ -152,7 +154,7 @@ func TestTokensGuardPublishingAndSubscribing(t *testing.T) {
 		if got.status != tc.expect {
 			t.Errorf("%s: publish %d %q, want %d", tc.name, got.status, got.error, tc.expect)
 		}
-		if got.status == 401 && (got.header.Get("WWW-Authenticate") == "" || got.error == "") {
+		if got.status >= 400 && (got.header.Get("WWW-Authenticate") == "" || got.error == "") {
 			t.Errorf("%s: a 401 without WWW-Authenticate or an explanation", tc.name)
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"herald/app/access"
 )
 
 // Config is Herald's whole configuration. The server only ever sees a Config
@@ -63,13 +65,33 @@ type SecurityConfig struct {
 	// that may name the client they forward for, in X-Forwarded-For or
 	// X-Real-IP. Empty trusts no one: the client is the TCP peer.
 	TrustedProxies []string `yaml:"trusted_proxies"`
-	// PublishToken, when set, is required to publish.
+	// Anonymous is what clients without a token may do: auto, read-write,
+	// read-only, write-only or deny. Auto lets them do an action until
+	// some token or the JWT key can grant it.
+	Anonymous string `yaml:"anonymous"`
+	// Tokens are scoped tokens: each may read and write the topics its
+	// patterns cover.
+	Tokens []access.TokenConfig `yaml:"tokens"`
+	// JWT, when it has a key, accepts JWTs that list their topics.
+	JWT access.JWTConfig `yaml:"jwt"`
+	// PublishToken, when set, may publish to every topic; shorthand for a
+	// token with write: ["*"].
 	PublishToken string `yaml:"publish_token"`
-	// SubscribeToken, when set, is required to subscribe.
+	// SubscribeToken, when set, may subscribe to every topic; shorthand
+	// for a token with read: ["*"].
 	SubscribeToken string `yaml:"subscribe_token"`
 	// AdminToken, when set, is required for the operator's routes that
 	// show what the server is doing: metrics and profiles.
 	AdminToken string `yaml:"admin_token"`
+}
+
+// Access is the part of the security settings that decides who may read
+// and write which topics.
+func (c SecurityConfig) Access() access.Config {
+	return access.Config{
+		Anonymous: c.Anonymous, Tokens: c.Tokens, JWT: c.JWT,
+		PublishToken: c.PublishToken, SubscribeToken: c.SubscribeToken,
+	}
 }
 
 // NotifyConfig sets how the notify route publishes.
@@ -99,6 +121,8 @@ type PathsConfig struct {
 	Metrics string `yaml:"metrics"`
 	// Pprof is where Go's profiles are served when debug.pprof is on.
 	Pprof string `yaml:"pprof"`
+	// Access answers what the token a client presents may do.
+	Access string `yaml:"access"`
 }
 
 // LimitsConfig bounds what any one client can make the server hold.
@@ -219,6 +243,7 @@ func DefaultConfig() Config {
 			Readyz:  "/readyz",
 			Metrics: "/metrics",
 			Pprof:   "/debug/pprof",
+			Access:  "/access",
 		},
 		Limits: LimitsConfig{
 			MaxMessageBytes: 64 << 10,
@@ -254,6 +279,8 @@ func DefaultConfig() Config {
 			AllowedOrigins: []string{},
 			AllowedHosts:   []string{},
 			TrustedProxies: []string{},
+			Anonymous:      access.AnonymousAuto,
+			Tokens:         []access.TokenConfig{},
 		},
 		Notify: NotifyConfig{
 			AllowGet: true,
@@ -351,7 +378,7 @@ func (c Config) Validate() error {
 
 func (c Config) validate(source string, lines map[string]int) error {
 	fail := func(key, format string, args ...any) error {
-		return &ConfigError{Source: source, Line: lines[key], Key: key, Problem: fmt.Sprintf(format, args...)}
+		return &ConfigError{Source: source, Line: lineOf(lines, key), Key: key, Problem: fmt.Sprintf(format, args...)}
 	}
 	if !validPort(c.Port) {
 		return fail("port", "%d %s", c.Port, notAPort)
@@ -369,6 +396,7 @@ func (c Config) validate(source string, lines map[string]int) error {
 		{"paths.readyz", c.Paths.Readyz},
 		{"paths.metrics", c.Paths.Metrics},
 		{"paths.pprof", c.Paths.Pprof},
+		{"paths.access", c.Paths.Access},
 		{"paths.static", c.Paths.Static},
 	}
 	for i, r := range routes {
@@ -468,6 +496,24 @@ func (c Config) validate(source string, lines map[string]int) error {
 		if token.value != strings.TrimSpace(token.value) {
 			return fail(token.key, "has spaces at its start or end, which clients would not send")
 		}
+	}
+	for i, token := range c.Security.Tokens {
+		for field, patterns := range map[string][]string{"read": token.Read, "write": token.Write} {
+			for _, pattern := range patterns {
+				if err := CheckTopic(strings.ReplaceAll(pattern, "*", "x")); pattern != "" && err != nil {
+					return fail(fmt.Sprintf("security.tokens[%d].%s", i+1, field),
+						"%q is not a topic pattern: a topic name in which * stands for any run of characters", pattern)
+				}
+			}
+		}
+	}
+	if c.Security.AdminToken != "" {
+		if _, err := access.ReadSecret(c.Security.AdminToken); err != nil {
+			return fail("security.admin_token", "%v", err)
+		}
+	}
+	if key, err := c.Security.Access().Check(); err != nil {
+		return fail("security."+key, "%v", err)
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return fail("tls.cert", "set both tls.cert and tls.key, or neither")
@@ -648,7 +694,8 @@ func (d decoder) decodeStruct(node *yaml.Node, out reflect.Value, prefix string)
 	return nil
 }
 
-// decodeList fills a list of strings; an empty value is an empty list.
+// decodeList fills a list of strings or of sections; an empty value is an
+// empty list.
 func (d decoder) decodeList(node *yaml.Node, out reflect.Value, key string) error {
 	if node.Kind == yaml.ScalarNode && node.Tag == "!!null" {
 		out.Set(reflect.MakeSlice(out.Type(), 0, 0))
@@ -659,6 +706,14 @@ func (d decoder) decodeList(node *yaml.Node, out reflect.Value, key string) erro
 	}
 	list := reflect.MakeSlice(out.Type(), len(node.Content), len(node.Content))
 	for i, item := range node.Content {
+		if out.Type().Elem().Kind() == reflect.Struct {
+			itemKey := fmt.Sprintf("%s[%d]", key, i+1)
+			d.lines[itemKey] = item.Line
+			if err := d.decodeStruct(item, list.Index(i), itemKey); err != nil {
+				return err
+			}
+			continue
+		}
 		if item.Kind != yaml.ScalarNode || item.Decode(list.Index(i).Addr().Interface()) != nil {
 			return &ConfigError{Source: d.source, Line: item.Line, Key: key,
 				Problem: fmt.Sprintf("item %d: want %s", i+1, kindName(out.Type().Elem()))}
@@ -666,6 +721,22 @@ func (d decoder) decodeList(node *yaml.Node, out reflect.Value, key string) erro
 	}
 	out.Set(list)
 	return nil
+}
+
+// lineOf is the line of key, or of the nearest section or list item
+// around it when the key itself was not given.
+func lineOf(lines map[string]int, key string) int {
+	for key != "" {
+		if line, ok := lines[key]; ok {
+			return line
+		}
+		i := strings.LastIndex(key, ".")
+		if i < 0 {
+			return 0
+		}
+		key = key[:i]
+	}
+	return 0
 }
 
 // retiredKey says what took the place of a key that earlier versions read,
@@ -701,6 +772,8 @@ func kindName(t reflect.Type) string {
 		return "true or false"
 	case t.Kind() == reflect.Float64:
 		return "a number"
+	case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct:
+		return "a list of sections, each starting with \"- \""
 	case t.Kind() == reflect.Slice:
 		return "a list of " + strings.TrimPrefix(kindName(t.Elem()), "a ") + "s, such as [a, b]"
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"herald/app/access"
 )
 
 func TestParseConfigAppliesValuesOverDefaults(t *testing.T) {
@@ -76,6 +78,12 @@ func TestParseConfigRejectsBadInputWithOneLineNamingTheKey(t *testing.T) {
 		{"whenNotYAML", "port: 1\n  bad: [\n", "test.yaml:2: invalid YAML"},
 		{"whenTabIndentsLine3", "port: 1\nhost: x\n\tbad: 1\n", "test.yaml:3: invalid YAML: found a tab character"},
 		{"whenListItemOnLine3", "port: 1\nhost: x\n- item\n", "test.yaml:3: invalid YAML: did not find expected key"},
+		{"whenTokensIsNotAList", "security:\n  tokens: ci\n", `test.yaml:2: security.tokens: want a list of sections, each starting with "- "`},
+		{"whenTokenHasUnknownKey", "security:\n  tokens:\n    - name: ci\n      secret: s\n      writes: [a]\n", "test.yaml:5: security.tokens[1].writes: unknown key"},
+		{"whenSecondTokenHasNoSecret", "security:\n  tokens:\n    - {name: a, secret: s}\n    - name: b\n", "test.yaml:4: security.tokens[2].secret: the secret is empty"},
+		{"whenTokenPatternIsNoTopic", "security:\n  tokens:\n    - name: a\n      secret: s\n      read: [\"team/*\"]\n", `test.yaml:5: security.tokens[1].read: "team/*" is not a topic pattern`},
+		{"whenAnonymousUnknown", "security:\n  anonymous: everyone\n", `test.yaml:2: security.anonymous: "everyone" is not known: use auto, read-write, read-only, write-only or deny`},
+		{"whenJWTSecretShort", "security:\n  jwt:\n    secret: abc\n", "test.yaml:3: security.jwt.secret: the HMAC secret is 3 bytes; use at least 32"},
 		{"whenFlowListSpansLinesBeforeTheProblem", "paths: {ws: /a,\n  page: /b}\nport: : 1\n", "test.yaml:3: invalid YAML: mapping values are not allowed"},
 	}
 	for _, tc := range tests {
@@ -130,6 +138,12 @@ func TestConfigYAMLReadsBackToTheSameConfig(t *testing.T) {
 	changed.History.TTL = 90 * time.Minute
 	changed.WebSocket.PingInterval = 1500 * time.Millisecond
 	changed.History.File = "/var/lib/herald/history.db"
+	changed.Security.Anonymous = "read-only"
+	changed.Security.Tokens = []access.TokenConfig{
+		{Name: "ci", Secret: "s3cret", Write: []string{"deploys"}, Read: []string{}, Expires: "2027-01-31"},
+		{Name: "team", Secret: "env:HOME", Read: []string{"team-*", "status"}, Write: []string{}},
+	}
+	changed.Security.JWT = access.JWTConfig{Secret: "0123456789abcdef0123456789abcdef", Audience: "herald", Issuer: "me"}
 	for _, cfg := range []Config{DefaultConfig(), changed} {
 		text := cfg.YAML()
 		back, err := ParseConfig("printed", []byte(text))
@@ -139,6 +153,9 @@ func TestConfigYAMLReadsBackToTheSameConfig(t *testing.T) {
 		if !reflect.DeepEqual(back, cfg) {
 			t.Errorf("read back %+v, want %+v\n%s", back, cfg, text)
 		}
+	}
+	if text := changed.Redacted().YAML(); strings.Contains(text, "s3cret") || strings.Contains(text, "0123456789abcdef") || !strings.Contains(text, `"env:HOME"`) {
+		t.Errorf("secrets are shown, or where they come from is not:\n%s", text)
 	}
 	if text := DefaultConfig().YAML(); !strings.Contains(text, "  ttl: 24h\n") || !strings.Contains(text, "shutdown_grace: 10s\n") {
 		t.Errorf("durations are not written the way people write them:\n%s", text)

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"herald/app/access"
 )
 
 // YAML renders c as a config file that ParseConfig reads back to c: every
@@ -29,6 +31,16 @@ func writeYAML(b *strings.Builder, v reflect.Value, indent string) {
 			writeYAML(b, field, indent+"  ")
 			continue
 		}
+		if field.Kind() == reflect.Slice && field.Type().Elem().Kind() == reflect.Struct && field.Len() > 0 {
+			fmt.Fprintf(b, "%s%s:\n", indent, name)
+			for j := range field.Len() {
+				// The item's first key follows its dash; the rest line up under it.
+				var item strings.Builder
+				writeYAML(&item, field.Index(j), indent+"    ")
+				fmt.Fprintf(b, "%s  - %s", indent, strings.TrimPrefix(item.String(), indent+"    "))
+			}
+			continue
+		}
 		fmt.Fprintf(b, "%s%s: %s\n", indent, name, yamlScalar(field))
 	}
 }
@@ -49,11 +61,17 @@ func yamlScalar(v reflect.Value) string {
 	return fmt.Sprint(v.Interface())
 }
 
-// Redacted returns c with its tokens replaced, for printing.
+// Redacted returns c with its secrets replaced, for printing. Where a
+// secret is read from (env:NAME, file:PATH) is shown.
 func (c Config) Redacted() Config {
-	for _, token := range []*string{&c.Security.PublishToken, &c.Security.SubscribeToken, &c.Security.AdminToken} {
-		if *token != "" {
-			*token = "(set)"
+	c.Security.Tokens = append([]access.TokenConfig(nil), c.Security.Tokens...)
+	secrets := []*string{&c.Security.PublishToken, &c.Security.SubscribeToken, &c.Security.AdminToken, &c.Security.JWT.Secret}
+	for i := range c.Security.Tokens {
+		secrets = append(secrets, &c.Security.Tokens[i].Secret)
+	}
+	for _, secret := range secrets {
+		if *secret != "" && !access.IsSecretReference(*secret) {
+			*secret = "(set)"
 		}
 	}
 	return c

@@ -26,11 +26,17 @@ type delivery struct {
 	metrics      *metrics
 	keepalive    time.Duration
 	writeTimeout time.Duration
-	batch        []*app.Message
+	// expired fires when the client's credential runs out; nil never.
+	expired <-chan time.Time
+	batch   []*app.Message
 }
 
+// errCredentialExpired ends a stream whose token or JWT ran out.
+var errCredentialExpired = errors.New("the credential expired")
+
 // run writes what the subscriber is owed until the subscription ends,
-// peerGone closes, or a write fails, which it returns.
+// peerGone closes, the credential expires, or a write fails; it returns
+// why, unless the subscription ended or the peer went.
 func (d *delivery) run(peerGone <-chan struct{}) error {
 	keepalive := time.NewTicker(d.keepalive)
 	defer keepalive.Stop()
@@ -50,6 +56,12 @@ func (d *delivery) run(peerGone <-chan struct{}) error {
 			d.out.addNotice("presence", presenceNotice(d.sub.Topic(), d.sub.TopicSubscribers()))
 		case <-keepalive.C:
 			d.out.addKeepalive()
+		case <-d.expired:
+			d.out.addNotice("expired", expiredNotice(d.sub.Topic()))
+			if err := d.flush(); err != nil {
+				return err
+			}
+			return errCredentialExpired
 		case <-d.sub.Done():
 			return nil
 		case <-peerGone:

@@ -17,6 +17,7 @@ import (
 type clientError struct {
 	status  int
 	message string
+	code    string // a machine-readable reason, where clients need to tell refusals apart
 }
 
 func (e *clientError) Error() string { return e.message }
@@ -28,6 +29,9 @@ func newClientError(status int, format string, args ...any) *clientError {
 // errorResponse is the JSON body of every error.
 type errorResponse struct {
 	Error string `json:"error"`
+	// Code tells refusals apart for programs: token_required,
+	// invalid_token, token_expired, insufficient_scope.
+	Code string `json:"code,omitempty"`
 }
 
 // errorPageData feeds templates/error.html.
@@ -46,6 +50,10 @@ func newErrorHandler(log *slog.Logger, paths app.PathsConfig) echo.HTTPErrorHand
 			return
 		}
 		status, message := describeError(err)
+		var code string
+		if ce := (*clientError)(nil); errors.As(err, &ce) {
+			code = ce.code
+		}
 		if status >= http.StatusInternalServerError {
 			log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 		}
@@ -58,7 +66,7 @@ func newErrorHandler(log *slog.Logger, paths app.PathsConfig) echo.HTTPErrorHand
 				Status: status, Title: http.StatusText(status), Message: message, Paths: paths,
 			})
 		default:
-			writeErr = c.JSON(status, errorResponse{Error: message})
+			writeErr = c.JSON(status, errorResponse{Error: message, Code: code})
 		}
 		if writeErr != nil {
 			log.Debug("write error response", "err", writeErr)

@@ -22,6 +22,7 @@ const sseRetry = 2 * time.Second
 // WebSocket route, for curl -N and the browser's EventSource. The request's
 // goroutine is the stream's only writer.
 type eventsHandler struct {
+	now               func() time.Time // the clock credentials expire by
 	hub               *app.Hub
 	log               *slog.Logger
 	metrics           *metrics
@@ -76,6 +77,13 @@ func (h *eventsHandler) stream(c echo.Context) error {
 		metrics:      h.metrics,
 		keepalive:    h.heartbeatInterval,
 		writeTimeout: h.writeTimeout,
+	}
+	if expires := grantExpiry(c); !expires.IsZero() {
+		// The stream ends with an "expired" event when the credential runs
+		// out; the EventSource's reconnect then meets a 401.
+		timer := time.NewTimer(expires.Sub(h.now()))
+		defer timer.Stop()
+		d.expired = timer.C
 	}
 	err = d.run(req.Context().Done())
 	if err == nil && errors.Is(sub.Err(), app.ErrHubClosed) {

@@ -276,7 +276,7 @@ func TestBrowsersGetPagesAndRedirects(t *testing.T) {
 func TestPageUsesConfiguredPaths(t *testing.T) {
 	t.Parallel()
 	s := newTestServer(t, func(c *app.Config) {
-		c.Paths = app.PathsConfig{Page: "/watch", WS: "/live", Notify: "/send", Events: "/stream", Static: "/assets", Healthz: "/alive", Readyz: "/ready", Metrics: "/prom", Pprof: "/profiles"}
+		c.Paths = app.PathsConfig{Page: "/watch", WS: "/live", Notify: "/send", Events: "/stream", Static: "/assets", Healthz: "/alive", Readyz: "/ready", Metrics: "/prom", Pprof: "/profiles", Access: "/whoami"}
 	})
 	rec := s.do(httptest.NewRequest(http.MethodGet, "/watch", nil))
 	if rec.Code != http.StatusOK {

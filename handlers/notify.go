@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"herald/app"
+	"herald/app/access"
 )
 
 // Encoded bodies may be larger than the message they carry:
@@ -28,6 +29,8 @@ const (
 type notifyHandler struct {
 	hub      *app.Hub
 	pagePath string
+	// authorize decides whether the client may publish to the topic.
+	authorize func(echo.Context, access.Action, string) (*access.Grant, error)
 }
 
 // receipt is the reply to a publish.
@@ -44,7 +47,13 @@ func (h *notifyHandler) publish(c echo.Context) error {
 	}
 	topic := app.DefaultTopic
 	if p.topic != nil {
-		topic = *p.topic // Publish refuses an invalid name with app.ErrInvalidTopic
+		topic = *p.topic
+	}
+	if err := app.CheckTopic(topic); err != nil {
+		return err // a bad name is a 400 whoever asks
+	}
+	if _, err := h.authorize(c, access.Write, topic); err != nil {
+		return err
 	}
 	m, delivered, err := h.hub.Publish(topic, p.text)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"herald/app"
+	"herald/app/access"
 )
 
 // pageData feeds templates/index.html. The page's script reads the routes
@@ -19,15 +20,17 @@ type pageData struct {
 	// IsDefaultTopic hides the topic from URLs the page shows, so the
 	// seed's plain commands stay plain.
 	IsDefaultTopic bool
-	// The page asks for the tokens the server requires.
-	PublishTokenRequired   bool
-	SubscribeTokenRequired bool
+	// TokensAccepted offers a token field; the page keeps the token in
+	// the cookie TokenCookie, which its WebSocket and form send along.
+	TokensAccepted bool
+	TokenCookie    string
 }
 
 type pageHandler struct {
-	paths                  app.PathsConfig
-	publishTokenRequired   bool
-	subscribeTokenRequired bool
+	paths app.PathsConfig
+	// tokensAccepted says whether the server takes any credential, so
+	// that the page offers a token field.
+	tokensAccepted bool
 }
 
 // show renders the page for ?topic=, the default topic when it is absent
@@ -42,7 +45,7 @@ func (h *pageHandler) show(c echo.Context) error {
 	}
 	return c.Render(http.StatusOK, "index.html", pageData{
 		Paths: h.paths, Topic: topic, IsDefaultTopic: topic == app.DefaultTopic,
-		PublishTokenRequired: h.publishTokenRequired, SubscribeTokenRequired: h.subscribeTokenRequired,
+		TokensAccepted: h.tokensAccepted, TokenCookie: access.CookieName,
 	})
 }
 

@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"herald/app"
+	"herald/app/access"
 )
 
 // Options is everything the routes need; main builds it once.
@@ -26,6 +28,8 @@ type Options struct {
 	Templates fs.FS
 	// Static holds the files served under paths.static, at its root.
 	Static fs.FS
+	// Now is the clock that credentials expire by; nil is time.Now.
+	Now func() time.Time
 }
 
 // New returns the Echo instance that serves every Herald route.
@@ -39,6 +43,14 @@ func New(opts Options) (*echo.Echo, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	policy, err := access.NewPolicy(opts.Config.Security.Access(), now)
+	if err != nil {
+		return nil, fmt.Errorf("handlers: access: %w", err)
 	}
 	templates, err := template.ParseFS(opts.Templates, "*.html")
 	if err != nil {
@@ -63,19 +75,18 @@ func New(opts Options) (*echo.Echo, error) {
 		history = "file"
 	}
 	health := &healthHandler{hub: opts.Hub, history: history}
-	page := &pageHandler{
-		paths:                  paths,
-		publishTokenRequired:   cfg.Security.PublishToken != "",
-		subscribeTokenRequired: cfg.Security.SubscribeToken != "",
-	}
-	notify := &notifyHandler{hub: opts.Hub, pagePath: paths.Page}
+	page := &pageHandler{paths: paths, tokensAccepted: policy.TakesCredentials()}
+	auth := &authorizer{policy: policy}
+	notify := &notifyHandler{hub: opts.Hub, pagePath: paths.Page, authorize: auth.authorize}
 	stream := &streamHandler{
+		now:          now,
 		log:          log,
 		metrics:      metrics,
 		pool:         newWriterPool(runtime.GOMAXPROCS(0), cfg.WebSocket.PingInterval),
 		writeTimeout: cfg.WebSocket.WriteTimeout,
 	}
 	events := &eventsHandler{
+		now:               now,
 		hub:               opts.Hub,
 		log:               log,
 		metrics:           metrics,
@@ -92,18 +103,18 @@ func New(opts Options) (*echo.Echo, error) {
 	})
 
 	// Who may publish and subscribe: browsers only from this site or an
-	// allowed origin, only with the token when one is set, only so often
-	// and so many at once.
+	// allowed origin, only so often and so many at once, and only to the
+	// topics their credential covers (which the notify handler asks once
+	// it has read the topic from the body).
 	origins := newOriginPolicy(cfg.Security.AllowedOrigins)
 	connections := newConnectionLimiter(cfg.Limits.MaxConnections, cfg.Limits.MaxConnectionsPerIP)
 	publishGuards := []echo.MiddlewareFunc{
 		origins.middleware(publishing),
 		publishRateLimit(cfg.Limits.PublishPerSecond, cfg.Limits.PublishBurst),
-		requireToken(cfg.Security.PublishToken, publishing),
 	}
 	subscribeGuards := []echo.MiddlewareFunc{
 		origins.middleware(subscribing),
-		requireToken(cfg.Security.SubscribeToken, subscribing),
+		auth.subscribers,
 		connections.middleware,
 	}
 
@@ -118,9 +129,16 @@ func New(opts Options) (*echo.Echo, error) {
 	e.POST(paths.Notify, notify.publish, publishGuards...)
 	e.GET(paths.WS, stream.serve, append(subscribeGuards, subscription)...)
 	e.GET(paths.Events, events.stream, subscribeGuards...)
+	e.GET(paths.Access, auth.show)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Healthz, health.live)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Readyz, health.ready)
-	admin := requireToken(cfg.Security.AdminToken, operating)
+	adminToken := cfg.Security.AdminToken
+	if adminToken != "" {
+		if adminToken, err = access.ReadSecret(adminToken); err != nil {
+			return nil, fmt.Errorf("handlers: security.admin_token: %w", err)
+		}
+	}
+	admin := requireToken(adminToken, operating)
 	e.GET(paths.Metrics, echo.WrapHandler(promhttp.HandlerFor(metrics.registry, promhttp.HandlerOpts{})), admin)
 	if cfg.Debug.Pprof {
 		addProfiles(e, paths.Pprof, admin)

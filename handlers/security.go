@@ -188,7 +188,7 @@ func clientAddress(trusted []string) echo.IPExtractor {
 }
 
 // requireToken returns middleware that lets a request through only with
-// the token, from "Authorization: Bearer" or ?token=. With no token
+// the token, presented as any credential is (credentialFrom). With no token
 // configured it lets everything through. Tokens are compared as SHA-256
 // digests in constant time, so neither their content nor their length
 // leaks through timing.
@@ -199,8 +199,8 @@ func requireToken(token string, doing action) echo.MiddlewareFunc {
 		}
 		want := sha256.Sum256([]byte(token))
 		return func(c echo.Context) error {
-			given, found := presentedToken(c.Request())
-			if !found {
+			given := credentialFrom(c.Request())
+			if given == "" {
 				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="herald"`)
 				return newClientError(http.StatusUnauthorized,
 					"%s needs a token: send the header Authorization: Bearer TOKEN, or ?token=TOKEN", doing)
@@ -213,19 +213,6 @@ func requireToken(token string, doing action) echo.MiddlewareFunc {
 			return next(c)
 		}
 	}
-}
-
-func presentedToken(r *http.Request) (string, bool) {
-	if auth := r.Header.Get(echo.HeaderAuthorization); auth != "" {
-		scheme, token, ok := strings.Cut(auth, " ")
-		if ok && strings.EqualFold(scheme, "Bearer") {
-			return strings.TrimSpace(token), true
-		}
-	}
-	if query := r.URL.Query(); query.Has("token") {
-		return query.Get("token"), true
-	}
-	return "", false
 }
 
 // Refusals from connectionLimiter.

@@ -15,6 +15,7 @@ import (
 // request's cleanups run when the connection closes. The writer pool
 // writes to every connection.
 type streamHandler struct {
+	now          func() time.Time // the clock credentials expire by
 	log          *slog.Logger
 	metrics      *metrics
 	pool         *writerPool
@@ -31,6 +32,12 @@ func (h *streamHandler) serve(c echo.Context) error {
 	conn := newWSConn(sub, h, c.RealIP())
 	sub.raw.divert(conn.sendControl) // x/net's pongs and closes go through the writer
 	h.pool.add(conn)
+	if expires := grantExpiry(c); !expires.IsZero() {
+		// The credential was good when the client connected; when it runs
+		// out, so does the subscription, with a close code that says why.
+		timer := time.AfterFunc(expires.Sub(h.now()), func() { conn.requestClose(closeCredentialExpired) })
+		scope.onEnd(func() { timer.Stop() })
+	}
 	go conn.serve(scope.detach())
 	return nil
 }

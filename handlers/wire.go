@@ -38,6 +38,16 @@ func presenceNotice(topic string, subscribers int) []byte {
 	return b
 }
 
+// expiredNotice tells an event stream that its credential ran out:
+// {"type":"expired","topic"}. The stream ends after it.
+func expiredNotice(topic string) []byte {
+	b, _ := json.Marshal(struct {
+		Type  string `json:"type"`
+		Topic string `json:"topic"`
+	}{"expired", topic}) // cannot fail
+	return b
+}
+
 // textBytes views a message's text as bytes without copying it once per
 // subscriber. The writers it is passed to only read it.
 func textBytes(s string) []byte {

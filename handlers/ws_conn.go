@@ -24,7 +24,20 @@ const (
 	closeGoingAway     = 1001
 	closeProtocolError = 1002
 	closeMessageTooBig = 1009
+	// closeCredentialExpired ends a subscription whose token or JWT ran
+	// out while it was connected; 4000-4999 are for applications.
+	closeCredentialExpired = 4401
 )
+
+// closePayload is a close frame's body: the code, and for Herald's own
+// code a reason that says what it means.
+func closePayload(code int) []byte {
+	payload := binary.BigEndian.AppendUint16(nil, uint16(code))
+	if code == closeCredentialExpired {
+		payload = append(payload, "token expired"...)
+	}
+	return payload
+}
 
 // closeLinger is how long a peer gets to answer our close frame before the
 // connection is cut. Waiting for the answer, instead of closing at once,
@@ -271,7 +284,7 @@ func (c *wsConn) collect(buf []byte) (_ []byte, taken []*app.Message, closing bo
 		}
 	}
 	if closeWith != 0 {
-		add(websocket.CloseFrame, binary.BigEndian.AppendUint16(nil, uint16(closeWith)))
+		add(websocket.CloseFrame, closePayload(closeWith))
 		c.mu.Lock()
 		c.closeWith, c.closeSent = closeWith, true
 		c.mu.Unlock()

@@ -16,14 +16,25 @@
   const watchers = document.getElementById("watchers");
   const announcer = document.getElementById("announcer");
   const copyButton = document.getElementById("copy-curl");
+  const accessPath = body.dataset.accessPath;
+  const tokensAccepted = body.dataset.tokensAccepted === "true";
   const tokenForm = document.getElementById("token-form");
-  const needsSubscribeToken = body.dataset.subscribeTokenRequired === "true";
-  const needsPublishToken = body.dataset.publishTokenRequired === "true";
+  const accessSummary = document.getElementById("access-summary");
+  const publishDenied = document.getElementById("publish-denied");
+  const CLOSE_TOKEN_EXPIRED = 4401; // the server's close code when the token runs out
+  const emptyText = document.getElementById("empty").textContent;
 
-  // Tokens live in sessionStorage: this tab only, gone when it closes.
-  const tokens = {
-    get: (kind) => sessionStorage.getItem(`herald.${kind}Token`) || "",
-    set: (kind, value) => sessionStorage.setItem(`herald.${kind}Token`, value),
+  // The token lives in a session cookie for this server only: the
+  // WebSocket, the form and EventSource send it without the page putting
+  // it in a URL, and it is gone when the browser closes.
+  const token = {
+    set(value) {
+      const secure = location.protocol === "https:" ? "; Secure" : "";
+      document.cookie = `${body.dataset.tokenCookie}=${encodeURIComponent(value)}; path=/; SameSite=Strict${secure}`;
+    },
+    forget() {
+      document.cookie = `${body.dataset.tokenCookie}=; path=/; max-age=0; SameSite=Strict`;
+    },
   };
   const statusText = document.getElementById("status-text");
   const list = document.getElementById("messages");
@@ -81,9 +92,6 @@
     url.searchParams.set("format", "json");
     url.searchParams.set("presence", "1");
     url.searchParams.set("since", lastId === null ? "0" : lastId);
-    if (needsSubscribeToken) {
-      url.searchParams.set("token", tokens.get("subscribe")); // browsers cannot set WebSocket headers
-    }
     return url.href;
   }
 
@@ -107,20 +115,99 @@
       setState("live", "Live");
     });
     current.addEventListener("message", (event) => receive(event.data));
-    current.addEventListener("close", () => {
+    current.addEventListener("close", async (event) => {
       if (socket !== current || hidden) {
         return; // closed on purpose; pageshow reconnects
       }
       socket = null;
       watchers.textContent = "–";
-      const delay = retryDelay(failures);
-      failures += 1;
-      if (needsSubscribeToken && failures >= 2) {
-        askForToken("The server did not accept the connection. If the token is wrong, correct it; Herald keeps trying meanwhile.");
+      if (event.code === CLOSE_TOKEN_EXPIRED) {
+        setState("waiting", "Token expired");
+        askForToken("Your token expired. Enter a new one to keep watching; the page catches up on what it missed.");
+        return;
       }
+      failures += 1;
+      // A handshake the server refused may be the token's doing: ask
+      // the server, rather than retrying a token that cannot work.
+      if (tokensAccepted && failures >= 2 && !(await refreshAccess()).read) {
+        return;
+      }
+      if (socket !== null || hidden || retryTimer !== null) {
+        return; // a new token or the page's return reconnected meanwhile
+      }
+      const delay = retryDelay(failures - 1);
       setState("reconnecting", `Reconnecting in ${Math.ceil(delay / 1000)} s…`);
       retryTimer = setTimeout(connect, delay);
     });
+  }
+
+  // What the current token (or none) may do here, from the server: shown
+  // in the Access card, and used to stop a refused page from retrying.
+  // It returns {read, write} for this page's topic.
+  async function refreshAccess() {
+    const url = new URL(accessPath, location.href);
+    url.searchParams.set("topic", topic);
+    let response;
+    let reply = {};
+    try {
+      response = await fetch(url, { headers: { Accept: "application/json" }, cache: "no-store" });
+      reply = await response.json();
+    } catch {
+      return { read: true, write: true }; // the server is away: keep trying
+    }
+    if (!response.ok) {
+      accessSummary.textContent = reply.error || `The server refused the token (${response.status}).`;
+      accessSummary.classList.add("error");
+      setState("waiting", "Needs a valid token");
+      askForToken(reply.error || "The token is not valid here.");
+      allowPublishing(false, "Publishing needs a valid token.");
+      return { read: false, write: false };
+    }
+    accessSummary.classList.remove("error");
+    accessSummary.replaceChildren(...describeAccess(reply));
+    const here = reply.topic || { read: true, write: true };
+    const who = reply.kind === "anonymous" ? "Without a token, you" : `The token “${reply.name}”`;
+    allowPublishing(here.write, `${who} cannot publish to “${topic}”.`);
+    if (!here.read) {
+      setState("waiting", "Not allowed");
+      empty.hidden = false;
+      empty.textContent = `${who} cannot watch “${topic}”.${reply.kind === "anonymous" ? " Use a token that covers it." : " Ask for a token that covers it."}`;
+      askForToken("");
+    }
+    return here;
+  }
+
+  // describeAccess lists what the token covers, as nodes (never HTML).
+  function describeAccess(reply) {
+    const nodes = [];
+    const who = document.createElement("span");
+    who.textContent = reply.kind === "anonymous"
+      ? "No token: this browser has what anyone has."
+      : `Token “${reply.name}”${reply.kind === "jwt" ? " (JWT)" : ""}${reply.expires ? `, valid until ${dateTimeFormat.format(new Date(reply.expires))}` : ""}.`;
+    nodes.push(who);
+    for (const [label, patterns] of [["Watch", reply.read], ["Publish", reply.write]]) {
+      const line = document.createElement("ul");
+      line.className = "scopes";
+      const name = document.createElement("li");
+      name.className = "label";
+      name.textContent = `${label}:`;
+      line.append(name);
+      for (const pattern of patterns.length ? patterns : ["nothing"]) {
+        const item = document.createElement("li");
+        item.textContent = pattern === "*" ? "every topic" : pattern;
+        line.append(item);
+      }
+      nodes.push(line);
+    }
+    return nodes;
+  }
+
+  function allowPublishing(allowed, why) {
+    for (const control of [input, form.querySelector("button")]) {
+      control.disabled = !allowed;
+    }
+    publishDenied.hidden = allowed;
+    publishDenied.textContent = allowed ? "" : why;
   }
 
   // A page kept in the back/forward cache would hold its connection open,
@@ -236,13 +323,10 @@
     button.disabled = true;
     try {
       const headers = { "Content-Type": "application/json", Accept: "application/json" };
-      if (needsPublishToken) {
-        headers.Authorization = `Bearer ${tokens.get("publish")}`;
-      }
       const response = await fetch(notifyPath, { method: "POST", headers, body: JSON.stringify({ msg, topic }) });
       const reply = await response.json().catch(() => ({}));
-      if (response.status === 401) {
-        askForToken(reply.error || "Publishing needs a token.");
+      if (response.status === 401 || response.status === 403) {
+        askForToken(reply.error || "Publishing here needs a token.");
       }
       if (!response.ok) {
         throw new Error(reply.error || `${response.status} ${response.statusText}`);
@@ -253,7 +337,7 @@
     } catch (err) {
       report(`Not published: ${err.message}`, true);
     } finally {
-      button.disabled = false;
+      button.disabled = input.disabled;
       input.focus();
     }
   });
@@ -266,29 +350,51 @@
     tokenForm.hidden = false;
   }
 
+  // A new token: check it, and reconnect with it if it may watch; the
+  // page resumes after the last message it showed.
+  async function useToken() {
+    const access = await refreshAccess();
+    if (!access.read) {
+      return;
+    }
+    tokenForm.hidden = true;
+    if (socket !== null) {
+      const old = socket;
+      socket = null;
+      old.close(1000, "new token");
+    }
+    clearTimeout(retryTimer);
+    failures = 0;
+    empty.textContent = emptyText;
+    empty.hidden = received > 0;
+    connect();
+  }
+
   if (tokenForm) {
+    document.getElementById("change-token").addEventListener("click", () => {
+      tokenForm.hidden = !tokenForm.hidden;
+      if (!tokenForm.hidden) {
+        document.getElementById("token").focus();
+      }
+    });
+    document.getElementById("forget-token").addEventListener("click", () => {
+      token.forget();
+      document.getElementById("token").value = "";
+      useToken();
+    });
     tokenForm.addEventListener("submit", (event) => {
       event.preventDefault();
-      for (const kind of ["subscribe", "publish"]) {
-        const field = document.getElementById(`${kind}-token`);
-        if (field) {
-          tokens.set(kind, field.value.trim());
-        }
-      }
-      tokenForm.hidden = true;
-      if (socket === null) {
-        clearTimeout(retryTimer);
-        failures = 0;
-        connect();
-      } else if (needsSubscribeToken) {
-        socket.close(); // reconnect with the new token
-      }
+      token.set(document.getElementById("token").value.trim());
+      useToken();
     });
   }
 
-  if (needsSubscribeToken && tokens.get("subscribe") === "") {
-    setState("connecting", "Waiting for a token");
-    askForToken("");
+  if (tokensAccepted) {
+    refreshAccess().then((access) => {
+      if (access.read) {
+        connect();
+      }
+    });
   } else {
     connect();
   }

@@ -1,0 +1,187 @@
+// Package access decides who may read and write which topics. It is the
+// one place that decision is made: every route asks Policy.Authorize.
+//
+// A client presents at most one credential, which is one of:
+//   - a scoped token from the config, with a name, the topic patterns it
+//     may read and write, and an optional expiry;
+//   - a JWT whose "herald" claim lists the topic patterns it may publish
+//     and subscribe to, signed with an HMAC secret or a private key;
+//   - nothing, which gets the anonymous rights.
+package access
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Action is what a client asks to do with a topic.
+type Action int
+
+// The two actions.
+const (
+	Read  Action = iota + 1 // subscribe, over WebSocket or SSE
+	Write                   // publish
+)
+
+func (a Action) String() string {
+	if a == Write {
+		return "publish to"
+	}
+	return "read"
+}
+
+// Anonymous rights, as security.anonymous names them.
+const (
+	AnonymousAuto      = "auto" // an action needs a credential once any credential grants it
+	AnonymousReadWrite = "read-write"
+	AnonymousReadOnly  = "read-only"
+	AnonymousWriteOnly = "write-only"
+	AnonymousDeny      = "deny"
+)
+
+// Grant is what one credential may do.
+type Grant struct {
+	// Name says whose credential this is, for logs and the page: a token's
+	// name or a JWT's subject. It is never the secret.
+	Name string
+	// Kind is "token", "jwt" or "anonymous".
+	Kind string
+	// Read and Write are the topic patterns this credential covers.
+	Read, Write Patterns
+	// Expires is when the credential stops working; zero never.
+	Expires time.Time
+}
+
+// Allows reports whether g covers doing a to topic.
+func (g *Grant) Allows(a Action, topic string) bool {
+	if a == Write {
+		return g.Write.Match(topic)
+	}
+	return g.Read.Match(topic)
+}
+
+// Anonymous reports whether g is the grant of a client with no credential.
+func (g *Grant) Anonymous() bool { return g.Kind == "anonymous" }
+
+// Refusal is why a request was refused.
+type Refusal int
+
+// The refusals, each with its own status: the first three are 401, the
+// last 403.
+const (
+	NoCredential      Refusal = iota + 1 // a credential is needed and none came
+	InvalidCredential                    // it is not one this server knows, or its signature is wrong
+	ExpiredCredential                    // it was good, and its time is over
+	InsufficientScope                    // it is good, but does not cover this topic
+)
+
+// DeniedError is a refusal, with a message for the client that never
+// repeats the credential.
+type DeniedError struct {
+	Reason  Refusal
+	Message string
+}
+
+func (e *DeniedError) Error() string { return e.Message }
+
+func denied(reason Refusal, format string, args ...any) *DeniedError {
+	return &DeniedError{Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+// Policy holds the credentials a server accepts. It is safe for concurrent
+// use and does not change once built.
+type Policy struct {
+	tokens    map[[sha256.Size]byte]*Grant
+	jwt       *jwtVerifier // nil when JWTs are not accepted
+	anonymous *Grant
+	now       func() time.Time
+}
+
+// NewPolicy builds the policy that cfg describes, reading the secrets it
+// refers to. now is the clock; nil means time.Now.
+func NewPolicy(cfg Config, now func() time.Time) (*Policy, error) {
+	if now == nil {
+		now = time.Now
+	}
+	p := &Policy{tokens: map[[sha256.Size]byte]*Grant{}, now: now}
+	tokens := cfg.allTokens()
+	for i, t := range tokens {
+		g, secret, err := t.grant()
+		if err != nil {
+			return nil, fmt.Errorf("token %d (%s): %w", i+1, t.Name, err)
+		}
+		digest := sha256.Sum256([]byte(secret))
+		if other, taken := p.tokens[digest]; taken {
+			return nil, fmt.Errorf("tokens %q and %q have the same secret", other.Name, t.Name)
+		}
+		p.tokens[digest] = g
+	}
+	if cfg.JWT.enabled() {
+		v, err := newJWTVerifier(cfg.JWT, now)
+		if err != nil {
+			return nil, fmt.Errorf("jwt: %w", err)
+		}
+		p.jwt = v
+	}
+	anonymous, err := cfg.anonymousGrant()
+	if err != nil {
+		return nil, err
+	}
+	p.anonymous = anonymous
+	return p, nil
+}
+
+// Identify returns the grant of credential, "" meaning none was presented.
+// A credential that this server does not know is refused rather than
+// treated as none, so that a mistyped or expired token says so instead of
+// quietly getting less; only a server that takes no credentials at all
+// ignores one, as it always did.
+func (p *Policy) Identify(credential string) (*Grant, error) {
+	if credential == "" || !p.TakesCredentials() {
+		return p.anonymous, nil
+	}
+	if g, ok := p.tokens[sha256.Sum256([]byte(credential))]; ok {
+		if !g.Expires.IsZero() && !p.now().Before(g.Expires) {
+			return nil, denied(ExpiredCredential, "the token %q expired at %s", g.Name, g.Expires.UTC().Format(time.RFC3339))
+		}
+		return g, nil
+	}
+	if p.jwt != nil && strings.Count(credential, ".") == 2 {
+		return p.jwt.verify(credential)
+	}
+	return nil, denied(InvalidCredential, "the token is not valid on this server")
+}
+
+// Authorize decides whether the client with credential may do a to topic,
+// and returns its grant when it may.
+func (p *Policy) Authorize(credential string, a Action, topic string) (*Grant, error) {
+	g, err := p.Identify(credential)
+	if err != nil {
+		return nil, err
+	}
+	if g.Allows(a, topic) {
+		return g, nil
+	}
+	if g.Anonymous() {
+		return nil, denied(NoCredential, "to %s topic %q, send a token: the header Authorization: Bearer TOKEN, the cookie %s, or ?token=TOKEN",
+			a, topic, CookieName)
+	}
+	return nil, denied(InsufficientScope, "the %s %q may not %s topic %q", g.Kind, g.Name, a, topic)
+}
+
+// TakesCredentials reports whether any token or JWT is accepted, which is
+// when a client has reason to present one.
+func (p *Policy) TakesCredentials() bool { return len(p.tokens) > 0 || p.jwt != nil }
+
+// Anonymous is what clients without a credential may do.
+func (p *Policy) Anonymous() *Grant { return p.anonymous }
+
+// CookieName is the cookie a browser may carry its token in, since
+// EventSource and the WebSocket constructor cannot set headers.
+const CookieName = "herald_token"
+
+// ErrNoSecret reports a secret reference that points at nothing.
+var ErrNoSecret = errors.New("the secret is empty")

@@ -1,0 +1,367 @@
+package access
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// now is the clock every policy in these tests runs on.
+var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func clock() time.Time { return now }
+
+const hmacSecret = "0123456789abcdef0123456789abcdef-test"
+
+func mustPolicy(t *testing.T, cfg Config) *Policy {
+	t.Helper()
+	if cfg.Anonymous == "" {
+		cfg.Anonymous = AnonymousAuto
+	}
+	if key, err := cfg.Check(); err != nil {
+		t.Fatalf("config refused at %s: %v", key, err)
+	}
+	p, err := NewPolicy(cfg, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func hmacJWT(t *testing.T, claims Claims) string {
+	t.Helper()
+	token, err := Mint(hmacSecret, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
+func topics(publish, subscribe []string) TopicClaims {
+	return TopicClaims{Publish: publish, Subscribe: subscribe}
+}
+
+func at(d time.Duration) *jwt.NumericDate { return jwt.NewNumericDate(now.Add(d)) }
+
+// TestAuthorizeCoversEveryCombination runs each credential kind against
+// each action and topic pattern, and each way a credential can fail.
+func TestAuthorizeCoversEveryCombination(t *testing.T) {
+	cfg := Config{
+		Tokens: []TokenConfig{
+			{Name: "team", Secret: "team-secret", Read: []string{"team-*", "status"}, Write: []string{"team-*"}},
+			{Name: "ci", Secret: "ci-secret", Write: []string{"deploys"}},
+			{Name: "reader", Secret: "reader-secret", Read: []string{"*"}},
+			{Name: "old", Secret: "old-secret", Read: []string{"*"}, Expires: "2026-11-01"},
+			{Name: "later", Secret: "later-secret", Write: []string{"*"}, Expires: "2026-11-25T12:00:01Z"},
+		},
+		JWT: JWTConfig{Secret: hmacSecret},
+	}
+	p := mustPolicy(t, cfg)
+	teamJWT := hmacJWT(t, Claims{
+		RegisteredClaims: jwt.RegisteredClaims{Subject: "alice", ExpiresAt: at(time.Hour)},
+		Herald:           topics([]string{"team-a"}, []string{"team-*", "news"}),
+	})
+	noTopicsJWT := hmacJWT(t, Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "bob"}})
+	expiredJWT := hmacJWT(t, Claims{
+		RegisteredClaims: jwt.RegisteredClaims{Subject: "carol", ExpiresAt: at(-time.Second)},
+		Herald:           topics([]string{"*"}, []string{"*"}),
+	})
+
+	tests := []struct {
+		name       string
+		credential string
+		action     Action
+		topic      string
+		want       Refusal // 0: allowed
+	}{
+		{"anonymous may not read once a token grants reading", "", Read, "news", NoCredential},
+		{"anonymous may not write once a token grants writing", "", Write, "news", NoCredential},
+		{"a token reads a topic its pattern covers", "team-secret", Read, "team-a", 0},
+		{"a token reads a topic named exactly", "team-secret", Read, "status", 0},
+		{"a token may not read outside its patterns", "team-secret", Read, "teams", InsufficientScope},
+		{"a token writes a topic its pattern covers", "team-secret", Write, "team-b", 0},
+		{"a token may not write a topic it only reads", "team-secret", Write, "status", InsufficientScope},
+		{"a write-only token may not read", "ci-secret", Read, "deploys", InsufficientScope},
+		{"a write-only token writes its topic", "ci-secret", Write, "deploys", 0},
+		{"a write-only token writes nothing else", "ci-secret", Write, "deploys2", InsufficientScope},
+		{"a star reads every topic", "reader-secret", Read, "anything.at-all", 0},
+		{"a star for reading gives no writing", "reader-secret", Write, "anything", InsufficientScope},
+		{"an expired token is refused as expired", "old-secret", Read, "news", ExpiredCredential},
+		{"a token still valid for a second works", "later-secret", Write, "news", 0},
+		{"an unknown token is invalid", "guess", Read, "news", InvalidCredential},
+		{"a JWT subscribes by pattern", teamJWT, Read, "team-z", 0},
+		{"a JWT subscribes by name", teamJWT, Read, "news", 0},
+		{"a JWT publishes where it may", teamJWT, Write, "team-a", 0},
+		{"a JWT may not publish elsewhere", teamJWT, Write, "team-b", InsufficientScope},
+		{"a JWT without the herald claim grants nothing", noTopicsJWT, Read, "news", InsufficientScope},
+		{"an expired JWT is refused as expired", expiredJWT, Read, "news", ExpiredCredential},
+		{"a JWT-shaped guess is invalid", "a.b.c", Read, "news", InvalidCredential},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g, err := p.Authorize(tt.credential, tt.action, tt.topic)
+			if tt.want == 0 {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if g == nil {
+					t.Fatal("allowed without a grant")
+				}
+				return
+			}
+			var d *DeniedError
+			if !errors.As(err, &d) {
+				t.Fatalf("got %v (grant %+v), want refusal %d", err, g, tt.want)
+			}
+			if d.Reason != tt.want {
+				t.Fatalf("refusal %d (%s), want %d", d.Reason, d.Message, tt.want)
+			}
+			if tt.credential != "" && strings.Contains(d.Message, tt.credential) {
+				t.Fatalf("the refusal repeats the credential: %s", d.Message)
+			}
+		})
+	}
+}
+
+// TestAnonymousRights covers each security.anonymous value, and auto with
+// the older single tokens, which must keep meaning what they meant.
+func TestAnonymousRights(t *testing.T) {
+	tests := []struct {
+		name            string
+		cfg             Config
+		read, write     bool
+		tokenRead       string // a credential that must read every topic, if any
+		tokenWrite      string // one that must write every topic, if any
+		tokenCannotRead string // one that must not read
+	}{
+		{name: "auto with nothing configured lets anyone do anything", cfg: Config{}, read: true, write: true},
+		{name: "auto with a publish token guards publishing only", cfg: Config{PublishToken: "p"},
+			read: true, tokenWrite: "p"},
+		{name: "auto with a subscribe token guards reading only", cfg: Config{SubscribeToken: "s"},
+			write: true, tokenRead: "s"},
+		{name: "both older tokens guard both, and each does its own part", cfg: Config{PublishToken: "p", SubscribeToken: "s"},
+			tokenRead: "s", tokenWrite: "p", tokenCannotRead: "p"},
+		{name: "auto with JWTs guards both", cfg: Config{JWT: JWTConfig{Secret: hmacSecret}}},
+		{name: "read-write", cfg: Config{Anonymous: AnonymousReadWrite, PublishToken: "p"}, read: true, write: true},
+		{name: "read-only", cfg: Config{Anonymous: AnonymousReadOnly}, read: true},
+		{name: "write-only", cfg: Config{Anonymous: AnonymousWriteOnly}, write: true},
+		{name: "deny", cfg: Config{Anonymous: AnonymousDeny}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := mustPolicy(t, tt.cfg)
+			for action, want := range map[Action]bool{Read: tt.read, Write: tt.write} {
+				_, err := p.Authorize("", action, "news")
+				if got := err == nil; got != want {
+					t.Errorf("anonymous %s: allowed=%v, want %v (%v)", action, got, want, err)
+				}
+			}
+			if tt.tokenRead != "" {
+				if _, err := p.Authorize(tt.tokenRead, Read, "any"); err != nil {
+					t.Errorf("token cannot read: %v", err)
+				}
+			}
+			if tt.tokenWrite != "" {
+				if _, err := p.Authorize(tt.tokenWrite, Write, "any"); err != nil {
+					t.Errorf("token cannot write: %v", err)
+				}
+			}
+			if tt.tokenCannotRead != "" {
+				if _, err := p.Authorize(tt.tokenCannotRead, Read, "any"); err == nil {
+					t.Error("the publish token reads, but a subscribe token is configured")
+				}
+			}
+		})
+	}
+}
+
+func TestPatterns(t *testing.T) {
+	tests := []struct {
+		pattern, topic string
+		want           bool
+	}{
+		{"news", "news", true},
+		{"news", "news2", false},
+		{"*", "anything", true},
+		{"team-*", "team-", true},
+		{"team-*", "team-a", true},
+		{"team-*", "team", false},
+		{"*-alerts", "db-alerts", true},
+		{"*-alerts", "db-alerts2", false},
+		{"a*b*c", "abc", true},
+		{"a*b*c", "a-x-b-y-c", true},
+		{"a*b*c", "acb", false},
+		{"a*a", "a", false},
+	}
+	for _, tt := range tests {
+		if got := (Patterns{tt.pattern}).Match(tt.topic); got != tt.want {
+			t.Errorf("%q matches %q: %v, want %v", tt.pattern, tt.topic, got, tt.want)
+		}
+	}
+}
+
+// TestJWTFailures covers each way a JWT must be refused.
+func TestJWTFailures(t *testing.T) {
+	dir := t.TempDir()
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publicPEM := writePublicKey(t, dir, "rsa.pem", &rsaKey.PublicKey)
+	rsaPolicy := mustPolicy(t, Config{JWT: JWTConfig{PublicKeyFile: filepath.Join(dir, "rsa.pem"), Audience: "herald", Issuer: "https://auth.example"}})
+	good := Claims{
+		RegisteredClaims: jwt.RegisteredClaims{Subject: "alice", Audience: jwt.ClaimStrings{"herald"}, Issuer: "https://auth.example", ExpiresAt: at(time.Hour)},
+		Herald:           topics(nil, []string{"news"}),
+	}
+	signRSA := func(c Claims) string {
+		s, err := jwt.NewWithClaims(jwt.SigningMethodRS256, c).SignedString(rsaKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	with := func(change func(*Claims)) Claims {
+		c := good
+		change(&c)
+		return c
+	}
+	otherKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongKey, _ := jwt.NewWithClaims(jwt.SigningMethodRS256, good).SignedString(otherKey)
+	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, good).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	// Algorithm confusion: HS256 keyed with the public key's PEM, which a
+	// verifier that trusts the token's alg would accept.
+	confused, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, good).SignedString(publicPEM)
+	// A tampered claim: the payload swapped for one that grants more, the
+	// signature kept.
+	parts := strings.Split(signRSA(good), ".")
+	parts[1] = base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"alice","aud":"herald","iss":"https://auth.example","herald":{"subscribe":["*"],"publish":["*"]}}`))
+	tampered := strings.Join(parts, ".")
+
+	tests := []struct {
+		name  string
+		token string
+		want  Refusal
+		says  string
+	}{
+		{"expired", signRSA(with(func(c *Claims) { c.ExpiresAt = at(-time.Minute) })), ExpiredCredential, "expired"},
+		{"not yet valid", signRSA(with(func(c *Claims) { c.NotBefore = at(time.Minute) })), InvalidCredential, "not valid before"},
+		{"wrong signature", wrongKey, InvalidCredential, "signature"},
+		{"alg none", none, InvalidCredential, "signature or algorithm"},
+		{"HMAC signed with the public key", confused, InvalidCredential, "signature or algorithm"},
+		{"tampered claim", tampered, InvalidCredential, "signature"},
+		{"wrong audience", signRSA(with(func(c *Claims) { c.Audience = jwt.ClaimStrings{"other"} })), InvalidCredential, "audience"},
+		{"wrong issuer", signRSA(with(func(c *Claims) { c.Issuer = "https://evil.example" })), InvalidCredential, "issuer"},
+	}
+	if _, err := rsaPolicy.Authorize(signRSA(good), Read, "news"); err != nil {
+		t.Fatalf("the good token is refused: %v", err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := rsaPolicy.Authorize(tt.token, Read, "news")
+			var d *DeniedError
+			if !errors.As(err, &d) || d.Reason != tt.want {
+				t.Fatalf("got %v, want refusal %d", err, tt.want)
+			}
+			if !strings.Contains(d.Message, tt.says) {
+				t.Fatalf("%q does not say %q", d.Message, tt.says)
+			}
+		})
+	}
+}
+
+func TestECDSAKeysVerifyTheirOwnCurveOnly(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePublicKey(t, dir, "ec.pem", &key.PublicKey)
+	p := mustPolicy(t, Config{JWT: JWTConfig{PublicKeyFile: filepath.Join(dir, "ec.pem")}})
+	claims := Claims{Herald: topics([]string{"news"}, nil)}
+	es256, _ := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(key)
+	if _, err := p.Authorize(es256, Write, "news"); err != nil {
+		t.Fatalf("ES256 refused: %v", err)
+	}
+	es384, _ := jwt.NewWithClaims(jwt.SigningMethodES384, claims).SignedString(key)
+	if _, err := p.Authorize(es384, Write, "news"); err == nil {
+		t.Fatal("a P-256 key accepted ES384")
+	}
+}
+
+func TestConfigProblemsNameTheirKey(t *testing.T) {
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte("from-a-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HERALD_TEST_SECRET", "from-the-env")
+	tests := []struct {
+		name string
+		cfg  Config
+		key  string
+		says string
+	}{
+		{"unknown anonymous", Config{Anonymous: "some"}, "anonymous", "not known"},
+		{"token without name", Config{Tokens: []TokenConfig{{Secret: "x"}}}, "tokens[1].name", "needs a name"},
+		{"two tokens, one name", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x"}, {Name: "a", Secret: "y"}}}, "tokens[2].name", "earlier token"},
+		{"empty secret", Config{Tokens: []TokenConfig{{Name: "a"}}}, "tokens[1].secret", "empty"},
+		{"missing env", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:HERALD_NOT_SET_ANYWHERE"}}}, "tokens[1].secret", "HERALD_NOT_SET_ANYWHERE is not set"},
+		{"missing file", Config{Tokens: []TokenConfig{{Name: "a", Secret: "file:" + filepath.Join(dir, "nope")}}}, "tokens[1].secret", "no such file"},
+		{"bad expiry", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x", Expires: "soon"}}}, "tokens[1].expires", "not a date"},
+		{"empty pattern", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x", Write: []string{""}}}}, "tokens[1].write", "empty"},
+		{"one secret, two tokens", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:HERALD_TEST_SECRET"}, {Name: "b", Secret: "from-the-env"}}}, "tokens", "same secret"},
+		{"short HMAC secret", Config{JWT: JWTConfig{Secret: "short"}}, "jwt.secret", "at least 32"},
+		{"both keys", Config{JWT: JWTConfig{Secret: hmacSecret, PublicKeyFile: secretFile}}, "jwt.public_key_file", "not both"},
+		{"no key in the file", Config{JWT: JWTConfig{PublicKeyFile: secretFile}}, "jwt.public_key_file", "no RSA, ECDSA or Ed25519"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.cfg.Anonymous == "" {
+				tt.cfg.Anonymous = AnonymousAuto
+			}
+			key, err := tt.cfg.Check()
+			if err == nil || key != tt.key || !strings.Contains(err.Error(), tt.says) {
+				t.Fatalf("got %s: %v; want %s: ...%s...", key, err, tt.key, tt.says)
+			}
+		})
+	}
+
+	p := mustPolicy(t, Config{Tokens: []TokenConfig{
+		{Name: "file", Secret: "file:" + secretFile, Read: []string{"*"}},
+		{Name: "env", Secret: "env:HERALD_TEST_SECRET", Write: []string{"*"}},
+	}})
+	if g, err := p.Authorize("from-a-file", Read, "news"); err != nil || g.Name != "file" {
+		t.Errorf("the secret from a file: %v, %+v", err, g)
+	}
+	if g, err := p.Authorize("from-the-env", Write, "news"); err != nil || g.Name != "env" {
+		t.Errorf("the secret from the environment: %v, %+v", err, g)
+	}
+}
+
+func writePublicKey(t *testing.T, dir, name string, key any) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

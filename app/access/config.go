@@ -1,0 +1,222 @@
+package access
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is the access part of Herald's configuration (security.*).
+type Config struct {
+	// Anonymous is what clients without a credential may do: auto,
+	// read-write, read-only, write-only or deny. Auto lets them do an
+	// action until some credential is configured that grants it, which is
+	// how publish_token and subscribe_token always worked.
+	Anonymous string
+	// Tokens are the scoped tokens.
+	Tokens []TokenConfig
+	// JWT says how JWTs are checked; JWTs are refused while it is empty.
+	JWT JWTConfig
+	// PublishToken and SubscribeToken are the older single secrets, kept as
+	// shorthand for a token that may write, or read, every topic.
+	PublishToken, SubscribeToken string
+}
+
+// TokenConfig is one scoped token (an item of security.tokens).
+type TokenConfig struct {
+	// Name is how logs and the page speak of the token.
+	Name string `yaml:"name"`
+	// Secret is what clients send: the token itself, or env:NAME to read
+	// it from an environment variable, or file:PATH to read it from a file.
+	Secret string `yaml:"secret"`
+	// Read and Write are topic patterns: a name, or a name with * standing
+	// for any run of characters (team-*), or * for every topic.
+	Read  []string `yaml:"read"`
+	Write []string `yaml:"write"`
+	// Expires is when the token stops working, as 2027-01-31 (midnight UTC)
+	// or an RFC 3339 time; empty never.
+	Expires string `yaml:"expires"`
+}
+
+// JWTConfig says how JWTs are checked (security.jwt).
+type JWTConfig struct {
+	// Secret is the HMAC key (HS256, HS384, HS512): the key itself, or
+	// env:NAME, or file:PATH. At least 32 bytes.
+	Secret string `yaml:"secret"`
+	// PublicKeyFile is a PEM file with an RSA public key (RS256, RS384,
+	// RS512) or an ECDSA one (ES256, ES384, ES512), instead of Secret.
+	PublicKeyFile string `yaml:"public_key_file"`
+	// Audience and Issuer, when set, must be the token's aud and iss.
+	Audience string `yaml:"audience"`
+	Issuer   string `yaml:"issuer"`
+}
+
+func (c JWTConfig) enabled() bool { return c.Secret != "" || c.PublicKeyFile != "" }
+
+// Check reports the first problem with cfg, naming the key relative to
+// security: "tokens[2].read", say. It reads the secrets that cfg refers to,
+// so that a missing file or variable is found before the server starts.
+func (c Config) Check() (key string, err error) {
+	switch c.Anonymous {
+	case AnonymousAuto, AnonymousReadWrite, AnonymousReadOnly, AnonymousWriteOnly, AnonymousDeny:
+	default:
+		return "anonymous", fmt.Errorf("%q is not known: use auto, read-write, read-only, write-only or deny", c.Anonymous)
+	}
+	names := map[string]bool{}
+	for i, t := range c.Tokens {
+		at := func(field string) string { return fmt.Sprintf("tokens[%d].%s", i+1, field) }
+		if t.Name == "" {
+			return at("name"), fmt.Errorf("every token needs a name, for logs")
+		}
+		if names[t.Name] {
+			return at("name"), fmt.Errorf("%q is the name of an earlier token too", t.Name)
+		}
+		names[t.Name] = true
+		if _, err := ReadSecret(t.Secret); err != nil {
+			return at("secret"), err
+		}
+		for field, patterns := range map[string][]string{"read": t.Read, "write": t.Write} {
+			if _, err := ParsePatterns(patterns); err != nil {
+				return at(field), err
+			}
+		}
+		if _, err := parseExpiry(t.Expires); err != nil {
+			return at("expires"), err
+		}
+	}
+	if c.JWT.Secret != "" && c.JWT.PublicKeyFile != "" {
+		return "jwt.public_key_file", fmt.Errorf("set jwt.secret or jwt.public_key_file, not both")
+	}
+	if c.JWT.enabled() {
+		key := "jwt.secret"
+		if c.JWT.PublicKeyFile != "" {
+			key = "jwt.public_key_file"
+		}
+		if _, err := newJWTVerifier(c.JWT, time.Now); err != nil {
+			return key, err
+		}
+	}
+	if _, err := NewPolicy(c, nil); err != nil {
+		return "tokens", err // what is left: two tokens with one secret
+	}
+	return "", nil
+}
+
+// allTokens is the scoped tokens with the older single tokens added.
+func (c Config) allTokens() []TokenConfig {
+	tokens := append([]TokenConfig(nil), c.Tokens...)
+	if c.PublishToken != "" {
+		tokens = append(tokens, TokenConfig{Name: "publish_token", Secret: c.PublishToken, Write: []string{"*"}})
+	}
+	if c.SubscribeToken != "" {
+		tokens = append(tokens, TokenConfig{Name: "subscribe_token", Secret: c.SubscribeToken, Read: []string{"*"}})
+	}
+	return tokens
+}
+
+// anonymousGrant is what clients without a credential may do.
+func (c Config) anonymousGrant() (*Grant, error) {
+	every := Patterns{"*"}
+	g := &Grant{Name: "anonymous", Kind: "anonymous"}
+	switch c.Anonymous {
+	case AnonymousReadWrite:
+		g.Read, g.Write = every, every
+	case AnonymousReadOnly:
+		g.Read = every
+	case AnonymousWriteOnly:
+		g.Write = every
+	case AnonymousDeny:
+	case AnonymousAuto, "":
+		reading, writing := c.JWT.enabled(), c.JWT.enabled()
+		for _, t := range c.allTokens() {
+			reading = reading || len(t.Read) > 0
+			writing = writing || len(t.Write) > 0
+		}
+		if !reading {
+			g.Read = every
+		}
+		if !writing {
+			g.Write = every
+		}
+	default:
+		return nil, fmt.Errorf("anonymous: %q is not known", c.Anonymous)
+	}
+	return g, nil
+}
+
+// grant is the Grant t describes, with its secret read.
+func (t TokenConfig) grant() (*Grant, string, error) {
+	secret, err := ReadSecret(t.Secret)
+	if err != nil {
+		return nil, "", err
+	}
+	read, err := ParsePatterns(t.Read)
+	if err != nil {
+		return nil, "", fmt.Errorf("read: %w", err)
+	}
+	write, err := ParsePatterns(t.Write)
+	if err != nil {
+		return nil, "", fmt.Errorf("write: %w", err)
+	}
+	expires, err := parseExpiry(t.Expires)
+	if err != nil {
+		return nil, "", fmt.Errorf("expires: %w", err)
+	}
+	return &Grant{Name: t.Name, Kind: "token", Read: read, Write: write, Expires: expires}, secret, nil
+}
+
+// ReadSecret resolves a secret as the config gives it: env:NAME reads the
+// environment variable NAME, file:PATH reads the file (without its
+// trailing newline), and anything else is the secret itself.
+func ReadSecret(ref string) (string, error) {
+	var secret string
+	switch {
+	case strings.HasPrefix(ref, "env:"):
+		name := strings.TrimPrefix(ref, "env:")
+		secret = os.Getenv(name)
+		if secret == "" {
+			return "", fmt.Errorf("the environment variable %s is not set or empty", name)
+		}
+	case strings.HasPrefix(ref, "file:"):
+		data, err := os.ReadFile(strings.TrimPrefix(ref, "file:"))
+		if err != nil {
+			return "", fmt.Errorf("read the secret: %w", err)
+		}
+		secret = strings.TrimRight(string(data), "\r\n")
+		if secret == "" {
+			return "", fmt.Errorf("the file %s is empty", strings.TrimPrefix(ref, "file:"))
+		}
+	default:
+		secret = ref
+		if secret == "" {
+			return "", ErrNoSecret
+		}
+	}
+	if secret != strings.TrimSpace(secret) {
+		return "", fmt.Errorf("the secret has spaces at its start or end, which clients would not send")
+	}
+	return secret, nil
+}
+
+// IsSecretReference reports whether ref names where a secret is rather
+// than being one, so that it may be shown.
+func IsSecretReference(ref string) bool {
+	return strings.HasPrefix(ref, "env:") || strings.HasPrefix(ref, "file:")
+}
+
+// parseExpiry reads an expiry: "" (never), a date (midnight UTC at its
+// start) or an RFC 3339 time.
+func parseExpiry(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not a date (2027-01-31) or an RFC 3339 time (2027-01-31T12:00:00Z)", s)
+	}
+	return t, nil
+}
