@@ -36,6 +36,8 @@ type heraldProcess struct {
 	done   chan error
 	logs   *testLog
 	result error // run's error, once it has returned
+	// configPath is the config file it runs with.
+	configPath string
 }
 
 // startHerald runs Herald on a free loopback port with the given YAML added
@@ -54,7 +56,7 @@ func startHeraldEnv(t testing.TB, configYAML string, env map[string]string) *her
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	stdoutReader, stdout := io.Pipe()
-	h := &heraldProcess{stop: cancel, done: make(chan error, 1), logs: newTestLog(t)}
+	h := &heraldProcess{stop: cancel, done: make(chan error, 1), logs: newTestLog(t), configPath: path}
 	go func() {
 		err := run(ctx, []string{"-config", path}, func(k string) string { return env[k] }, stdout, h.logs)
 		stdout.CloseWithError(err)

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"herald/app"
+	"herald/app/access"
 	"herald/bench"
 	"herald/handlers"
 )
@@ -79,7 +80,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	configPath := flags.String("config", defaultConfigPath, "read the configuration from `FILE`")
 	showVersion := flags.Bool("version", false, "print the version and exit")
 	flags.Usage = func() {
-		fmt.Fprintf(stderr, "Usage:\n  herald [-config FILE]        serve\n  herald check-config [FILE]   check a config file and print the values in force\n  herald bench [flags]         load-test a server: herald bench -help\n  herald -version              print the version\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage:\n  herald [-config FILE]        serve\n  herald check-config [FILE]   check a config file and print the values in force\n  herald bench [flags]         load-test a server: herald bench -help\n  herald token [flags]         sign a JWT for some topics: herald token -help\n  herald -version              print the version\n\nFlags:\n")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
@@ -103,6 +104,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			*configPath, configGiven = flags.Arg(1), true
 		}
 		return checkConfig(*configPath, configGiven, getenv, stdout)
+	case flags.Arg(0) == "token":
+		return mintToken(flags.Args()[1:], *configPath, configGiven, getenv, stdout, stderr)
 	case flags.Arg(0) == "bench":
 		err := bench.Run(ctx, flags.Args()[1:], stdout, stderr)
 		if errors.Is(err, bench.ErrUsage) {
@@ -153,7 +156,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("embedded static files: %w", err)
 	}
-	e, err := handlers.New(handlers.Options{Config: cfg, Hub: hub, Logger: logger, Templates: templates, Static: static})
+	e, err := handlers.New(handlers.Options{Config: cfg, Hub: hub, Logger: logger, Templates: templates, Static: static, Getenv: getenv})
 	if err != nil {
 		return err
 	}
@@ -279,16 +282,37 @@ func checkConfig(path string, given bool, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
+	accessConfig := cfg.Security.Access()
+	accessConfig.Getenv = getenv
+	policy, err := access.NewPolicy(accessConfig, nil)
+	if err != nil {
+		return err
+	}
 	if source == builtInDefaults {
 		fmt.Fprintf(stdout, "# No config file at %s: Herald runs on its built-in defaults, which are valid. The values in force (tokens hidden):\n%s",
 			path, cfg.Redacted().YAML())
 	} else {
 		fmt.Fprintf(stdout, "# %s is valid. The values in force (tokens hidden):\n%s", source, cfg.Redacted().YAML())
 	}
+	fmt.Fprintf(stdout, "# Clients without a token may %s (security.anonymous: %s).\n", describeRights(policy.Anonymous()), cfg.Security.Anonymous)
 	if len(cfg.Security.AllowedHosts) == 0 {
 		fmt.Fprintln(stdout, "# security.allowed_hosts is empty: only localhost names and IP addresses are answered.\n# A server reached by a public name must list that name there.")
 	}
 	return nil
+}
+
+// describeRights words what a grant on every topic allows.
+func describeRights(g *access.Grant) string {
+	read, write := g.Allows(access.Read, "any"), g.Allows(access.Write, "any")
+	switch {
+	case read && write:
+		return "subscribe and publish"
+	case read:
+		return "subscribe, but not publish"
+	case write:
+		return "publish, but not subscribe"
+	}
+	return "neither subscribe nor publish"
 }
 
 // version is the release this binary was built as, when the build says

@@ -25,11 +25,13 @@ import (
 	gorilla "github.com/gorilla/websocket"
 )
 
-// refusal is a JSON error reply and its status.
+// refusal is a reply's status, headers and body, with the JSON error
+// when there is one.
 type refusal struct {
 	status int
 	header http.Header
 	error  string
+	body   string
 }
 
 func request(t *testing.T, method, url string, header http.Header, body string) refusal {
@@ -54,7 +56,7 @@ func request(t *testing.T, method, url string, header http.Header, body string) 
 		Error string `json:"error"`
 	}
 	json.Unmarshal(raw, &reply)
-	return refusal{status: resp.StatusCode, header: resp.Header, error: reply.Error}
+	return refusal{status: resp.StatusCode, header: resp.Header, error: reply.Error, body: string(raw)}
 }
 
 // dialWith connects with extra handshake headers and returns the status of

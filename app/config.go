@@ -507,11 +507,6 @@ func (c Config) validate(source string, lines map[string]int) error {
 			}
 		}
 	}
-	if c.Security.AdminToken != "" {
-		if _, err := access.ReadSecret(c.Security.AdminToken); err != nil {
-			return fail("security.admin_token", "%v", err)
-		}
-	}
 	if key, err := c.Security.Access().Check(); err != nil {
 		return fail("security."+key, "%v", err)
 	}

@@ -30,6 +30,9 @@ type Options struct {
 	Static fs.FS
 	// Now is the clock that credentials expire by; nil is time.Now.
 	Now func() time.Time
+	// Getenv reads the environment for secrets given as env:NAME; nil is
+	// os.Getenv.
+	Getenv func(string) string
 }
 
 // New returns the Echo instance that serves every Herald route.
@@ -48,9 +51,11 @@ func New(opts Options) (*echo.Echo, error) {
 	if now == nil {
 		now = time.Now
 	}
-	policy, err := access.NewPolicy(opts.Config.Security.Access(), now)
+	accessConfig := opts.Config.Security.Access()
+	accessConfig.Getenv = opts.Getenv
+	policy, err := access.NewPolicy(accessConfig, now)
 	if err != nil {
-		return nil, fmt.Errorf("handlers: access: %w", err)
+		return nil, err // it names the key
 	}
 	templates, err := template.ParseFS(opts.Templates, "*.html")
 	if err != nil {
@@ -134,7 +139,7 @@ func New(opts Options) (*echo.Echo, error) {
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Readyz, health.ready)
 	adminToken := cfg.Security.AdminToken
 	if adminToken != "" {
-		if adminToken, err = access.ReadSecret(adminToken); err != nil {
+		if adminToken, err = access.ReadSecret(adminToken, opts.Getenv); err != nil {
 			return nil, fmt.Errorf("handlers: security.admin_token: %w", err)
 		}
 	}

@@ -107,22 +107,25 @@ func NewPolicy(cfg Config, now func() time.Time) (*Policy, error) {
 		now = time.Now
 	}
 	p := &Policy{tokens: map[[sha256.Size]byte]*Grant{}, now: now}
-	tokens := cfg.allTokens()
-	for i, t := range tokens {
-		g, secret, err := t.grant()
+	for i, t := range cfg.allTokens() {
+		g, secret, err := t.grant(cfg.Getenv)
 		if err != nil {
-			return nil, fmt.Errorf("token %d (%s): %w", i+1, t.Name, err)
+			key := fmt.Sprintf("security.tokens[%d]", i+1)
+			if i >= len(cfg.Tokens) {
+				key = "security." + t.Name // publish_token or subscribe_token
+			}
+			return nil, fmt.Errorf("%s: %w", key, err)
 		}
 		digest := sha256.Sum256([]byte(secret))
 		if other, taken := p.tokens[digest]; taken {
-			return nil, fmt.Errorf("tokens %q and %q have the same secret", other.Name, t.Name)
+			return nil, fmt.Errorf("security.tokens: %q and %q have the same secret", other.Name, t.Name)
 		}
 		p.tokens[digest] = g
 	}
 	if cfg.JWT.enabled() {
-		v, err := newJWTVerifier(cfg.JWT, now)
+		v, err := newJWTVerifier(cfg.JWT, cfg.Getenv, now)
 		if err != nil {
-			return nil, fmt.Errorf("jwt: %w", err)
+			return nil, fmt.Errorf("security.jwt: %w", err)
 		}
 		p.jwt = v
 	}

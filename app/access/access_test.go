@@ -309,7 +309,6 @@ func TestConfigProblemsNameTheirKey(t *testing.T) {
 	if err := os.WriteFile(secretFile, []byte("from-a-file\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("HERALD_TEST_SECRET", "from-the-env")
 	tests := []struct {
 		name string
 		cfg  Config
@@ -320,11 +319,10 @@ func TestConfigProblemsNameTheirKey(t *testing.T) {
 		{"token without name", Config{Tokens: []TokenConfig{{Secret: "x"}}}, "tokens[1].name", "needs a name"},
 		{"two tokens, one name", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x"}, {Name: "a", Secret: "y"}}}, "tokens[2].name", "earlier token"},
 		{"empty secret", Config{Tokens: []TokenConfig{{Name: "a"}}}, "tokens[1].secret", "empty"},
-		{"missing env", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:HERALD_NOT_SET_ANYWHERE"}}}, "tokens[1].secret", "HERALD_NOT_SET_ANYWHERE is not set"},
+		{"env without a name", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:"}}}, "tokens[1].secret", "needs the name"},
 		{"missing file", Config{Tokens: []TokenConfig{{Name: "a", Secret: "file:" + filepath.Join(dir, "nope")}}}, "tokens[1].secret", "no such file"},
 		{"bad expiry", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x", Expires: "soon"}}}, "tokens[1].expires", "not a date"},
 		{"empty pattern", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x", Write: []string{""}}}}, "tokens[1].write", "empty"},
-		{"one secret, two tokens", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:HERALD_TEST_SECRET"}, {Name: "b", Secret: "from-the-env"}}}, "tokens", "same secret"},
 		{"short HMAC secret", Config{JWT: JWTConfig{Secret: "short"}}, "jwt.secret", "at least 32"},
 		{"both keys", Config{JWT: JWTConfig{Secret: hmacSecret, PublicKeyFile: secretFile}}, "jwt.public_key_file", "not both"},
 		{"no key in the file", Config{JWT: JWTConfig{PublicKeyFile: secretFile}}, "jwt.public_key_file", "no RSA, ECDSA or Ed25519"},
@@ -341,9 +339,31 @@ func TestConfigProblemsNameTheirKey(t *testing.T) {
 		})
 	}
 
-	p := mustPolicy(t, Config{Tokens: []TokenConfig{
+	// What env:NAME holds is read when the policy is built, with the
+	// server's environment.
+	env := func(name string) string {
+		if name == "CI_SECRET" {
+			return "from-the-env"
+		}
+		return ""
+	}
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+		says string
+	}{
+		{"an unset variable", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:UNSET"}}}, "security.tokens[1]: the environment variable UNSET is not set"},
+		{"one secret, two tokens", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:CI_SECRET"}, {Name: "b", Secret: "from-the-env"}}}, `security.tokens: "a" and "b" have the same secret`},
+		{"a short HMAC secret from the environment", Config{JWT: JWTConfig{Secret: "env:CI_SECRET"}}, "security.jwt: the HMAC secret is 12 bytes"},
+	} {
+		tt.cfg.Anonymous, tt.cfg.Getenv = AnonymousAuto, env
+		if _, err := NewPolicy(tt.cfg, clock); err == nil || !strings.Contains(err.Error(), tt.says) {
+			t.Errorf("%s: got %v, want ...%s...", tt.name, err, tt.says)
+		}
+	}
+	p := mustPolicy(t, Config{Getenv: env, Tokens: []TokenConfig{
 		{Name: "file", Secret: "file:" + secretFile, Read: []string{"*"}},
-		{Name: "env", Secret: "env:HERALD_TEST_SECRET", Write: []string{"*"}},
+		{Name: "env", Secret: "env:CI_SECRET", Write: []string{"*"}},
 	}})
 	if g, err := p.Authorize("from-a-file", Read, "news"); err != nil || g.Name != "file" {
 		t.Errorf("the secret from a file: %v, %+v", err, g)

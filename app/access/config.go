@@ -21,6 +21,8 @@ type Config struct {
 	// PublishToken and SubscribeToken are the older single secrets, kept as
 	// shorthand for a token that may write, or read, every topic.
 	PublishToken, SubscribeToken string
+	// Getenv reads the environment for env:NAME secrets; nil is os.Getenv.
+	Getenv func(string) string
 }
 
 // TokenConfig is one scoped token (an item of security.tokens).
@@ -55,8 +57,9 @@ type JWTConfig struct {
 func (c JWTConfig) enabled() bool { return c.Secret != "" || c.PublicKeyFile != "" }
 
 // Check reports the first problem with cfg, naming the key relative to
-// security: "tokens[2].read", say. It reads the secrets that cfg refers to,
-// so that a missing file or variable is found before the server starts.
+// security: "tokens[2].read", say. It checks the form of the secrets, not
+// what env:NAME holds, which NewPolicy reads with the server's own
+// environment.
 func (c Config) Check() (key string, err error) {
 	switch c.Anonymous {
 	case AnonymousAuto, AnonymousReadWrite, AnonymousReadOnly, AnonymousWriteOnly, AnonymousDeny:
@@ -73,7 +76,7 @@ func (c Config) Check() (key string, err error) {
 			return at("name"), fmt.Errorf("%q is the name of an earlier token too", t.Name)
 		}
 		names[t.Name] = true
-		if _, err := ReadSecret(t.Secret); err != nil {
+		if err := checkSecretRef(t.Secret); err != nil {
 			return at("secret"), err
 		}
 		for field, patterns := range map[string][]string{"read": t.Read, "write": t.Write} {
@@ -88,17 +91,20 @@ func (c Config) Check() (key string, err error) {
 	if c.JWT.Secret != "" && c.JWT.PublicKeyFile != "" {
 		return "jwt.public_key_file", fmt.Errorf("set jwt.secret or jwt.public_key_file, not both")
 	}
-	if c.JWT.enabled() {
-		key := "jwt.secret"
-		if c.JWT.PublicKeyFile != "" {
-			key = "jwt.public_key_file"
+	if c.JWT.Secret != "" {
+		if err := checkSecretRef(c.JWT.Secret); err != nil {
+			return "jwt.secret", err
 		}
-		if _, err := newJWTVerifier(c.JWT, time.Now); err != nil {
-			return key, err
+		if !IsSecretReference(c.JWT.Secret) {
+			if err := checkHMACSecret(c.JWT.Secret); err != nil {
+				return "jwt.secret", err
+			}
 		}
 	}
-	if _, err := NewPolicy(c, nil); err != nil {
-		return "tokens", err // what is left: two tokens with one secret
+	if c.JWT.PublicKeyFile != "" {
+		if _, _, err := readPublicKey(c.JWT.PublicKeyFile); err != nil {
+			return "jwt.public_key_file", err
+		}
 	}
 	return "", nil
 }
@@ -146,8 +152,8 @@ func (c Config) anonymousGrant() (*Grant, error) {
 }
 
 // grant is the Grant t describes, with its secret read.
-func (t TokenConfig) grant() (*Grant, string, error) {
-	secret, err := ReadSecret(t.Secret)
+func (t TokenConfig) grant(getenv func(string) string) (*Grant, string, error) {
+	secret, err := ReadSecret(t.Secret, getenv)
 	if err != nil {
 		return nil, "", err
 	}
@@ -167,14 +173,18 @@ func (t TokenConfig) grant() (*Grant, string, error) {
 }
 
 // ReadSecret resolves a secret as the config gives it: env:NAME reads the
-// environment variable NAME, file:PATH reads the file (without its
-// trailing newline), and anything else is the secret itself.
-func ReadSecret(ref string) (string, error) {
+// environment variable NAME with getenv (nil is os.Getenv), file:PATH
+// reads the file (without its trailing newline), and anything else is the
+// secret itself.
+func ReadSecret(ref string, getenv func(string) string) (string, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
 	var secret string
 	switch {
 	case strings.HasPrefix(ref, "env:"):
 		name := strings.TrimPrefix(ref, "env:")
-		secret = os.Getenv(name)
+		secret = getenv(name)
 		if secret == "" {
 			return "", fmt.Errorf("the environment variable %s is not set or empty", name)
 		}
@@ -197,6 +207,19 @@ func ReadSecret(ref string) (string, error) {
 		return "", fmt.Errorf("the secret has spaces at its start or end, which clients would not send")
 	}
 	return secret, nil
+}
+
+// checkSecretRef checks a secret's form without reading the environment:
+// a literal secret or a file is read, an env: reference needs a name.
+func checkSecretRef(ref string) error {
+	if name, isEnv := strings.CutPrefix(ref, "env:"); isEnv {
+		if name == "" {
+			return fmt.Errorf("env: needs the name of an environment variable, such as env:HERALD_CI_TOKEN")
+		}
+		return nil
+	}
+	_, err := ReadSecret(ref, nil)
+	return err
 }
 
 // IsSecretReference reports whether ref names where a secret is rather

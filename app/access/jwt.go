@@ -36,7 +36,7 @@ type jwtVerifier struct {
 	key    any
 }
 
-func newJWTVerifier(cfg JWTConfig, now func() time.Time) (*jwtVerifier, error) {
+func newJWTVerifier(cfg JWTConfig, getenv func(string) string, now func() time.Time) (*jwtVerifier, error) {
 	var (
 		key     any
 		methods []string
@@ -45,12 +45,12 @@ func newJWTVerifier(cfg JWTConfig, now func() time.Time) (*jwtVerifier, error) {
 	case cfg.Secret != "" && cfg.PublicKeyFile != "":
 		return nil, errors.New("set jwt.secret or jwt.public_key_file, not both")
 	case cfg.Secret != "":
-		secret, err := ReadSecret(cfg.Secret)
+		secret, err := ReadSecret(cfg.Secret, getenv)
 		if err != nil {
 			return nil, err
 		}
-		if len(secret) < minHMACSecret {
-			return nil, fmt.Errorf("the HMAC secret is %d bytes; use at least %d, such as the output of: openssl rand -base64 32", len(secret), minHMACSecret)
+		if err := checkHMACSecret(secret); err != nil {
+			return nil, err
 		}
 		key, methods = []byte(secret), []string{"HS256", "HS384", "HS512"}
 	default:
@@ -67,6 +67,14 @@ func newJWTVerifier(cfg JWTConfig, now func() time.Time) (*jwtVerifier, error) {
 		options = append(options, jwt.WithIssuer(cfg.Issuer))
 	}
 	return &jwtVerifier{parser: jwt.NewParser(options...), key: key}, nil
+}
+
+// checkHMACSecret refuses an HMAC key too short to be safe.
+func checkHMACSecret(secret string) error {
+	if len(secret) < minHMACSecret {
+		return fmt.Errorf("the HMAC secret is %d bytes; use at least %d, such as the output of: openssl rand -base64 32", len(secret), minHMACSecret)
+	}
+	return nil
 }
 
 // readPublicKey reads a PEM public key and the algorithms it verifies.
@@ -137,8 +145,8 @@ func (v *jwtVerifier) verify(token string) (*Grant, error) {
 // Mint signs a JWT for the given claims with an HMAC secret, for
 // "herald token". It refuses a secret too short to be safe.
 func Mint(secret string, claims Claims) (string, error) {
-	if len(secret) < minHMACSecret {
-		return "", fmt.Errorf("the HMAC secret is %d bytes; use at least %d", len(secret), minHMACSecret)
+	if err := checkHMACSecret(secret); err != nil {
+		return "", err
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
 }

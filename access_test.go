@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"herald/app/access"
+)
+
+// TestThreeClientsSeeExactlyWhatTheirScopesAllow runs three clients with
+// different credentials against one server, over WebSocket, SSE and
+// notify:
+//   - a team member with a scoped token in the Authorization header, on a
+//     WebSocket;
+//   - CI with a JWT, publishing, and watching deploys over SSE;
+//   - a dashboard with a read-only token in a cookie, as EventSource sends
+//     it, over SSE.
+//
+// Clients without a token get nothing (anonymous: deny).
+func TestThreeClientsSeeExactlyWhatTheirScopesAllow(t *testing.T) {
+	t.Parallel()
+	const jwtSecret = "e2e-jwt-secret-0123456789abcdefghij"
+	h := startHerald(t, `security:
+  anonymous: deny
+  tokens:
+    - name: team
+      secret: team-token-5d2a
+      read: ["team-*"]
+      write: ["team-*"]
+    - name: dashboard
+      secret: dash-token-9c41
+      read: [status, deploys]
+  jwt:
+    secret: `+jwtSecret+`
+    audience: herald
+`)
+	ciJWT, err := access.Mint(jwtSecret, access.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{Subject: "ci", Audience: jwt.ClaimStrings{"herald"}},
+		Herald:           access.TopicClaims{Publish: []string{"deploys", "status"}, Subscribe: []string{"deploys"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bearer := func(token string) http.Header { return http.Header{"Authorization": {"Bearer " + token}} }
+	cookie := http.Header{"Cookie": {access.CookieName + "=dash-token-9c41"}}
+
+	// Who may subscribe where, before any upgrade.
+	subscriptions := []struct {
+		who, path string
+		header    http.Header
+		want      int
+	}{
+		{"team on team-a", "/ws?topic=team-a", bearer("team-token-5d2a"), 101},
+		{"team on deploys", "/ws?topic=deploys", bearer("team-token-5d2a"), 403},
+		{"CI on deploys", "/ws?topic=deploys", bearer(ciJWT), 101},
+		{"CI on status", "/ws?topic=status", bearer(ciJWT), 403},
+		{"dashboard on status", "/ws?topic=status", cookie, 101},
+		{"dashboard on team-a", "/ws?topic=team-a", cookie, 403},
+		{"no token", "/ws?topic=status", nil, 401},
+	}
+	for _, s := range subscriptions {
+		if _, status := dialWith(t, h.ws(s.path), s.header); status != s.want {
+			t.Errorf("%s: %d, want %d", s.who, status, s.want)
+		}
+	}
+
+	team, _ := dialWith(t, h.ws("/ws?topic=team-a"), bearer("team-token-5d2a"))
+	ciDeploys := openEventsWith(t, h.Origin+"/events?topic=deploys", bearer(ciJWT))
+	dashStatus := openEventsWith(t, h.Origin+"/events?topic=status", cookie)
+	dashDeploys := openEventsWith(t, h.Origin+"/events?topic=deploys", cookie)
+
+	// Who may publish where.
+	publishes := []struct {
+		who, topic, msg string
+		header          http.Header
+		want            int
+	}{
+		{"team to team-a", "team-a", "standup at ten", bearer("team-token-5d2a"), 200},
+		{"team to deploys", "deploys", "forged deploy", bearer("team-token-5d2a"), 403},
+		{"CI to deploys", "deploys", "v1.2.3 is live", bearer(ciJWT), 200},
+		{"CI to team-a", "team-a", "CI in the team room", bearer(ciJWT), 403},
+		{"CI to status", "status", "all green", bearer(ciJWT), 200},
+		{"dashboard to status", "status", "dashboard writes", cookie, 403},
+		{"no token to status", "status", "anonymous writes", nil, 401},
+	}
+	for _, p := range publishes {
+		got := request(t, http.MethodPost, h.Origin+"/notify?topic="+p.topic, p.header, "msg="+p.msg)
+		if got.status != p.want {
+			t.Errorf("%s: %d %q, want %d", p.who, got.status, got.error, p.want)
+		}
+	}
+
+	// Each sees exactly the messages allowed to it, in order: a refused
+	// publish would show up here before the closing one.
+	if got := readText(t, team); got != "standup at ten" {
+		t.Errorf("team got %q", got)
+	}
+	if got := ciDeploys.next(t).Data; got != "v1.2.3 is live" {
+		t.Errorf("CI's deploys stream got %q", got)
+	}
+	if got := dashDeploys.next(t).Data; got != "v1.2.3 is live" {
+		t.Errorf("the dashboard's deploys stream got %q", got)
+	}
+	if got := dashStatus.next(t).Data; got != "all green" {
+		t.Errorf("the dashboard's status stream got %q", got)
+	}
+
+	// No credential reaches the log or the metrics.
+	metrics := request(t, http.MethodGet, h.Origin+"/metrics", nil, "")
+	h.Stop(t)
+	for _, secret := range []string{"team-token-5d2a", "dash-token-9c41", ciJWT, jwtSecret} {
+		if strings.Contains(h.logs.String(), secret) || strings.Contains(metrics.body, secret) {
+			t.Errorf("a credential reached the log or the metrics: %.12s…", secret)
+		}
+	}
+}
+
+// openEventsWith opens an event stream with extra headers.
+func openEventsWith(t *testing.T, url string, header http.Header) *sseStream {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = header
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
+	}
+	return &sseStream{resp: resp, lines: bufio.NewReader(resp.Body)}
+}
+
+// TestTokenCommandMintsAJWTTheServerAccepts follows the README: a secret
+// in the environment, herald token for CI, and the server taking it for
+// exactly the topics given.
+func TestTokenCommandMintsAJWTTheServerAccepts(t *testing.T) {
+	t.Parallel()
+	const secret = "token-command-secret-0123456789abcdef"
+	env := map[string]string{"HERALD_TEST_JWT_SECRET": secret}
+	configYAML := "host: 127.0.0.1\nport: 0\nsecurity:\n  jwt:\n    secret: env:HERALD_TEST_JWT_SECRET\n    issuer: herald-test\n"
+	h := startHeraldEnv(t, configYAML, env)
+
+	var out, errOut strings.Builder
+	args := []string{"-config", h.configPath, "token", "-sub", "ci", "-publish", "deploys, team-*", "-ttl", "1h"}
+	if err := run(t.Context(), args, func(k string) string { return env[k] }, &out, &errOut); err != nil {
+		t.Fatalf("herald token: %v\n%s", err, errOut.String())
+	}
+	token := strings.TrimSpace(out.String())
+	for topic, want := range map[string]int{"deploys": 200, "team-x": 200, "status": 403} {
+		got := request(t, http.MethodPost, h.Origin+"/notify?topic="+topic, http.Header{"Authorization": {"Bearer " + token}}, "msg=x")
+		if got.status != want {
+			t.Errorf("publish to %s: %d %s, want %d", topic, got.status, got.error, want)
+		}
+	}
+
+	var check strings.Builder
+	if err := run(t.Context(), []string{"check-config", h.configPath}, func(k string) string { return env[k] }, &check, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(check.String(), "# Clients without a token may neither subscribe nor publish (security.anonymous: auto).") {
+		t.Errorf("check-config does not say what clients without a token may do:\n%s", check.String())
+	}
+	if strings.Contains(check.String(), secret) {
+		t.Error("check-config printed the JWT secret")
+	}
+}

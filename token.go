@@ -1,0 +1,89 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"herald/app/access"
+)
+
+// mintToken is "herald token": it signs a JWT with the HMAC secret in
+// security.jwt.secret, so that a user can hand out a scoped credential
+// with one command. Servers that verify with a public key get their
+// tokens from whoever holds the private key.
+func mintToken(args []string, configPath string, configGiven bool, getenv func(string) string, stdout, stderr io.Writer) error {
+	flags := flag.NewFlagSet("herald token", flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	flags.StringVar(&configPath, "config", configPath, "read security.jwt from `FILE`")
+	subject := flags.String("sub", "", "who the token is for, shown in logs and on the page (required)")
+	publish := flags.String("publish", "", "topic `PATTERNS` it may publish to, comma-separated, such as deploys,team-*")
+	subscribe := flags.String("subscribe", "", "topic `PATTERNS` it may subscribe to, comma-separated; * is every topic")
+	ttl := flags.Duration("ttl", 24*time.Hour, "how long it is valid; 0 never expires")
+	flags.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: herald token -sub NAME [-publish PATTERNS] [-subscribe PATTERNS] [-ttl 24h] [-config FILE]\n\n"+
+			"Prints a JWT signed with security.jwt.secret, for the topics given.\n\nFlags:\n")
+		flags.PrintDefaults()
+	}
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	flags.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "config" })
+	switch {
+	case flags.NArg() > 0:
+		return fmt.Errorf("token: unexpected argument %q: patterns go in -publish and -subscribe", flags.Arg(0))
+	case *subject == "":
+		return errors.New("token: -sub is required: say who the token is for")
+	case *publish == "" && *subscribe == "":
+		return errors.New("token: give -publish, -subscribe or both: a token with neither may do nothing")
+	case *ttl < 0:
+		return fmt.Errorf("token: -ttl %s is negative", *ttl)
+	}
+	cfg, source, err := loadConfig(configPath, configGiven, getenv)
+	if err != nil {
+		return err
+	}
+	if cfg.Security.JWT.Secret == "" {
+		return fmt.Errorf("token: %s sets no security.jwt.secret to sign with", source)
+	}
+	secret, err := access.ReadSecret(cfg.Security.JWT.Secret, getenv)
+	if err != nil {
+		return fmt.Errorf("token: security.jwt.secret: %w", err)
+	}
+	claims := access.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{Subject: *subject, IssuedAt: jwt.NewNumericDate(time.Now())},
+		Herald:           access.TopicClaims{Publish: splitPatterns(*publish), Subscribe: splitPatterns(*subscribe)},
+	}
+	if *ttl > 0 {
+		claims.ExpiresAt = jwt.NewNumericDate(time.Now().Add(*ttl))
+	}
+	if aud := cfg.Security.JWT.Audience; aud != "" {
+		claims.Audience = jwt.ClaimStrings{aud}
+	}
+	claims.Issuer = cfg.Security.JWT.Issuer
+	token, err := access.Mint(secret, claims)
+	if err != nil {
+		return fmt.Errorf("token: %w", err)
+	}
+	fmt.Fprintln(stdout, token)
+	return nil
+}
+
+// splitPatterns reads a comma-separated list; empty is none.
+func splitPatterns(list string) []string {
+	var patterns []string
+	for _, p := range strings.Split(list, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			patterns = append(patterns, p)
+		}
+	}
+	return patterns
+}
