@@ -168,6 +168,10 @@
     const here = reply.topic || { read: true, write: true };
     const who = reply.kind === "anonymous" ? "Without a token, you" : `The token “${reply.name}”`;
     allowPublishing(here.write, `${who} cannot publish to “${topic}”.`);
+    // The terminal command needs a token wherever this page uses one or
+    // anyone without one may not publish; the page never shows the token.
+    const withToken = reply.kind !== "anonymous" || !here.write;
+    curlExample.textContent = `curl ${withToken ? "-H 'Authorization: Bearer TOKEN' " : ""}'${notifyURL.href}'`;
     if (!here.read) {
       setState("waiting", "Not allowed");
       empty.hidden = false;
