@@ -122,6 +122,7 @@
       socket = null;
       watchers.textContent = "–";
       if (event.code === CLOSE_TOKEN_EXPIRED) {
+        await refreshAccess(); // the Access card then says when it expired
         setState("waiting", "Token expired");
         askForToken("Your token expired. Enter a new one to keep watching; the page catches up on what it missed.");
         return;
@@ -156,7 +157,7 @@
       return { read: true, write: true }; // the server is away: keep trying
     }
     if (!response.ok) {
-      accessSummary.textContent = reply.error || `The server refused the token (${response.status}).`;
+      accessSummary.textContent = sentence(reply.error || `The server refused the token (${response.status}).`);
       accessSummary.classList.add("error");
       setState("waiting", "Needs a valid token");
       askForToken(reply.error || "The token is not valid here.");
@@ -179,6 +180,12 @@
       askForToken("");
     }
     return here;
+  }
+
+  // sentence starts the server's message, written to follow a colon, with
+  // a capital letter.
+  function sentence(text) {
+    return text.charAt(0).toUpperCase() + text.slice(1);
   }
 
   // describeAccess lists what the token covers, as nodes (never HTML).
