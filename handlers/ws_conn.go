@@ -184,8 +184,24 @@ func (c *wsConn) writeOwned(w *batchWriter) {
 			go c.writeBlocking(rest, taken, closing)
 			return
 		}
+		drained := textBytesOf(taken) < maxBatchBytes // Take stopped at the head, not at the cap
 		c.written(taken, closing)
+		// Nothing has come since collect looked: let go without looking
+		// again, which would take every lock a second time for nothing.
+		// release checks, under the lock, that nothing came meanwhile.
+		if drained && !c.dirty.Load() && c.release() {
+			return
+		}
 	}
+}
+
+// textBytesOf is the message text in a batch, as Take measures it.
+func textBytesOf(batch []*app.Message) int {
+	n := 0
+	for _, m := range batch {
+		n += len(m.Text)
+	}
+	return n
 }
 
 // writeBlocking finishes a write that the socket could not take at once,
