@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"embed"
 	"errors"
 	"flag"
@@ -14,7 +13,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -25,7 +23,6 @@ import (
 	"herald/app"
 	"herald/app/access"
 	"herald/bench"
-	"herald/handlers"
 )
 
 // The page's templates and static files live in the binary, so it runs from
@@ -121,147 +118,47 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger := newLogger(cfg.Log, stderr)
-
-	var store app.Store
-	if cfg.History.File != "" {
-		bolt, err := app.OpenBoltStore(cfg.History.File)
-		if err != nil {
-			return err
-		}
-		store = bolt
-		defer func() {
-			if err := bolt.Close(); err != nil {
-				logger.Error("close history file", "err", err)
-			}
-		}()
-	}
-	hub, err := app.NewHub(app.HubOptions{
-		MaxLagBytes:     cfg.Limits.MaxLagBytes,
-		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
-		HistorySize:     cfg.History.Size,
-		HistoryTTL:      cfg.History.TTL,
-		MaxTopics:       cfg.Limits.MaxTopics,
-		Store:           store,
-		CommitDelay:     cfg.History.CommitDelay,
-		Logger:          logger,
-	})
+	srv, err := newServer(cfg, logger, getenv)
 	if err != nil {
 		return err
 	}
-	templates, err := fs.Sub(assets, "templates")
-	if err != nil {
-		return fmt.Errorf("embedded templates: %w", err)
-	}
-	static, err := fs.Sub(assets, "static")
-	if err != nil {
-		return fmt.Errorf("embedded static files: %w", err)
-	}
-	e, err := handlers.New(handlers.Options{Config: cfg, Hub: hub, Logger: logger, Templates: templates, Static: static, Getenv: getenv})
-	if err != nil {
-		return err
-	}
-
-	var tlsConfig *tls.Config
-	if cfg.TLS.Cert != "" {
-		pair, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-		if err != nil {
-			return fmt.Errorf("tls: load %s and %s: %w", cfg.TLS.Cert, cfg.TLS.Key, err)
-		}
-		// HTTP/1.1 only: WebSocket upgrades need it, and x/net/websocket
-		// has no HTTP/2 support.
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
-	}
-
 	listener, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("%w: another program has this port; set port in %s or HERALD_PORT", err, *configPath)
-	}
 	if err != nil {
+		srv.closeBackends()
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("%w: another program has this port; set port in %s or HERALD_PORT", err, *configPath)
+		}
 		return err // "listen tcp host:port: ..." says what failed
 	}
-	server := &http.Server{
-		Handler:           e,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		TLSConfig:         tlsConfig,
-	}
-	served := make(chan error, 1)
-	go func() {
-		if tlsConfig != nil {
-			served <- server.ServeTLS(listener, "", "")
-			return
-		}
-		served <- server.Serve(listener)
-	}()
-	sweepCtx, stopSweeping := context.WithCancel(ctx)
-	swept := make(chan struct{})
-	go func() {
-		defer close(swept)
-		sweepPeriodically(sweepCtx, hub, sweepInterval(cfg.History.TTL), logger)
-	}()
-	defer func() {
-		stopSweeping()
-		<-swept
-	}()
-
 	history := "memory"
-	if store != nil {
+	switch {
+	case cfg.Broker == "redis":
+		history = "redis"
+	case cfg.History.File != "":
 		history = cfg.History.File
 	}
-	logger.Info("herald started", "addr", listener.Addr().String(), "config", source, "history", history)
+	logger.Info("herald started", "addr", listener.Addr().String(), "config", source, "history", history, "broker", cfg.Broker)
 	fmt.Fprintf(stdout, "Herald is listening on %s\n", pageURL(cfg, listener.Addr()))
-
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-
-	logger.Info("shutting down", "grace", cfg.ShutdownGrace)
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownGrace)
-	defer cancel()
-	// Stop accepting, and meanwhile end every subscription: net/http waits
-	// for event streams, which end only when the hub closes them, and does
-	// not track hijacked WebSockets at all. Each subscriber gets what was
-	// published to it and not yet sent, then a 1001 close or the end of its
-	// stream. A publish still in flight either reaches the log before the
-	// hub closes or is refused with 503.
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- server.Shutdown(shutdownCtx) }()
-	hubErr := hub.Shutdown(shutdownCtx)
-	httpErr := <-httpDone
-	<-served
-	if err := errors.Join(httpErr, hubErr); err != nil {
-		server.Close()
-		return fmt.Errorf("shutdown after %s: %w", cfg.ShutdownGrace, err)
+	if err := srv.serve(ctx, listener); err != nil {
+		return err
 	}
 	logger.Info("stopped")
 	return nil
 }
 
-// sweepInterval is how often expired history is forgotten: often enough
-// that memory follows history.ttl closely, rarely enough to cost nothing.
-func sweepInterval(ttl time.Duration) time.Duration {
-	return min(max(ttl/10, time.Second), time.Minute)
-}
-
-// sweepPeriodically calls hub.Sweep until ctx ends.
-func sweepPeriodically(ctx context.Context, hub *app.Hub, interval time.Duration, logger *slog.Logger) {
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-			if err := hub.Sweep(); err != nil {
-				logger.Error("history sweep failed", "err", err)
-			}
-		}
+// newBroker is the broker that cfg.Broker names.
+func newBroker(cfg app.Config, hub *app.Hub, logger *slog.Logger) (app.Broker, error) {
+	if cfg.Broker != "redis" {
+		return app.NewMemoryBroker(hub), nil
 	}
+	return app.NewRedisBroker(hub, app.RedisOptions{
+		URL:         cfg.Redis.URL,
+		Prefix:      cfg.Redis.Prefix,
+		Timeout:     cfg.Redis.Timeout,
+		HistorySize: cfg.History.Size,
+		HistoryTTL:  cfg.History.TTL,
+		Logger:      logger,
+	})
 }
 
 // newLogger builds the structured logger that log.format and log.level

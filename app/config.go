@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.yaml.in/yaml/v3"
 
 	"herald/app/access"
@@ -39,6 +40,22 @@ type Config struct {
 	Notify    NotifyConfig    `yaml:"notify"`
 	TLS       TLSConfig       `yaml:"tls"`
 	Debug     DebugConfig     `yaml:"debug"`
+	// Broker is "memory" (one instance, nothing else needed) or "redis"
+	// (several instances sharing topics through Redis).
+	Broker string      `yaml:"broker"`
+	Redis  RedisConfig `yaml:"redis"`
+}
+
+// RedisConfig says how to reach Redis when broker is redis.
+type RedisConfig struct {
+	// URL is redis://[:password@]host:port[/db], or rediss:// for TLS;
+	// HERALD_REDIS_URL overrides it.
+	URL string `yaml:"url"`
+	// Prefix starts every key and channel Herald uses, so that several
+	// deployments can share one Redis.
+	Prefix string `yaml:"prefix"`
+	// Timeout bounds connecting and every command.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // DebugConfig turns on what helps to profile a running server.
@@ -285,6 +302,12 @@ func DefaultConfig() Config {
 		Notify: NotifyConfig{
 			AllowGet: true,
 		},
+		Broker: "memory",
+		Redis: RedisConfig{
+			URL:     "redis://127.0.0.1:6379/0",
+			Prefix:  "herald:",
+			Timeout: 5 * time.Second,
+		},
 	}
 }
 
@@ -360,6 +383,12 @@ func ApplyEnv(cfg *Config, getenv func(string) string) error {
 			}
 			*token = v
 		}
+	}
+	if v := getenv("HERALD_REDIS_URL"); v != "" {
+		if _, err := redis.ParseURL(v); err != nil {
+			return &ConfigError{Source: "HERALD_REDIS_URL", Problem: redisURLProblem(err)}
+		}
+		cfg.Redis.URL = v
 	}
 	if v := getenv("HERALD_PORT"); v != "" {
 		port, err := strconv.Atoi(strings.TrimSpace(v))
@@ -513,7 +542,27 @@ func (c Config) validate(source string, lines map[string]int) error {
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		return fail("tls.cert", "set both tls.cert and tls.key, or neither")
 	}
+	switch c.Broker {
+	case "memory", "redis":
+	default:
+		return fail("broker", "%q is not a broker: use memory or redis", c.Broker)
+	}
+	if _, err := redis.ParseURL(c.Redis.URL); err != nil {
+		return fail("redis.url", "%s", redisURLProblem(err))
+	}
+	if c.Redis.Timeout <= 0 {
+		return fail("redis.timeout", "must be longer than 0s")
+	}
+	if c.Broker == "redis" && c.History.File != "" {
+		return fail("history.file", "is for broker: memory; with broker: redis, Redis keeps the history (give Redis persistence, such as appendonly yes)")
+	}
 	return nil
+}
+
+// redisURLProblem words why a Redis URL was refused, without repeating
+// the URL, which may hold a password.
+func redisURLProblem(err error) string {
+	return fmt.Sprintf("is not a Redis URL such as redis://:password@host:6379/0 or rediss://host:6380 (%v)", err)
 }
 
 // pathProblem explains what is wrong with a route path, or returns "".

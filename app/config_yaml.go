@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"net/url"
 	"reflect"
 	"strconv"
 	"strings"
@@ -72,6 +73,12 @@ func (c Config) Redacted() Config {
 	for _, secret := range secrets {
 		if *secret != "" && !access.IsSecretReference(*secret) {
 			*secret = "(set)"
+		}
+	}
+	if u, err := url.Parse(c.Redis.URL); err == nil && u.User != nil {
+		if _, hasPassword := u.User.Password(); hasPassword {
+			u.User = url.UserPassword(u.User.Username(), "(set)")
+			c.Redis.URL = u.String()
 		}
 	}
 	return c

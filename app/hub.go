@@ -196,6 +196,10 @@ type SubscribeRequest struct {
 	// ahead to half that far behind, and Take reports the gap, instead of
 	// the subscription ending. The skipped messages count as dropped.
 	SkipAhead bool
+
+	// seed, from a shared broker, makes the topic's state when the hub
+	// does not hold it yet, in the same step as joining.
+	seed *TopicSeed
 }
 
 // Subscribe registers a subscriber. Every message published after Subscribe
@@ -211,6 +215,12 @@ func (h *Hub) Subscribe(req SubscribeRequest) (*Subscriber, error) {
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, ErrHubClosed
+	}
+	if req.seed != nil {
+		if _, held := h.topics[req.Topic]; !held && len(h.topics) >= h.maxTopics {
+			return nil, fmt.Errorf("%w: the server holds its limit of %d", ErrTooManyTopics, h.maxTopics)
+		}
+		h.seedLocked(req.Topic, req.seed)
 	}
 	t, err := h.topicLocked(req.Topic)
 	if err != nil {

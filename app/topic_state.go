@@ -44,6 +44,9 @@ type topicState struct {
 	// lock; it changes only under mu, with subscribers.
 	watchers atomic.Int64
 	removed  bool // forgotten by Sweep: look the topic up again
+	// seeded marks a topic whose ids a shared broker gives: it is kept up
+	// to date with Accept.
+	seeded bool
 }
 
 // countChangedLocked publishes the topic's subscriber count and tells the

@@ -97,6 +97,8 @@ func describeError(err error) (int, string) {
 		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, app.ErrTooManyTopics):
 		return http.StatusServiceUnavailable, err.Error() + "; try an existing topic or try again later"
+	case errors.Is(err, app.ErrBrokerUnavailable):
+		return http.StatusServiceUnavailable, "the broker (Redis) did not answer, so nothing was published or subscribed; try again shortly"
 	case errors.Is(err, app.ErrStore):
 		return http.StatusServiceUnavailable, "the message could not be stored, so it was not published; try again shortly"
 	case errors.As(err, &he):

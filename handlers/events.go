@@ -23,6 +23,7 @@ const sseRetry = 2 * time.Second
 // goroutine is the stream's only writer.
 type eventsHandler struct {
 	now               func() time.Time // the clock credentials expire by
+	broker            app.Broker
 	hub               *app.Hub
 	log               *slog.Logger
 	metrics           *metrics
@@ -33,7 +34,7 @@ type eventsHandler struct {
 
 func (h *eventsHandler) stream(c echo.Context) error {
 	req := c.Request()
-	sub, params, err := subscribe(h.hub, req, c.RealIP(), true) // every stream can carry a "lost" event
+	sub, params, err := subscribe(h.broker, req, c.RealIP(), true) // every stream can carry a "lost" event
 	if err != nil {
 		return err
 	}

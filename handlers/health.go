@@ -10,8 +10,8 @@ import (
 
 // healthHandler answers liveness and readiness probes.
 type healthHandler struct {
-	hub     *app.Hub
-	history string // "memory" or "file"
+	broker  app.Broker
+	history string // "memory", "file" or "redis"
 }
 
 type healthReply struct {
@@ -27,9 +27,10 @@ func (h *healthHandler) live(c echo.Context) error {
 }
 
 // ready says whether Herald can take publishes and subscribers now: not
-// while it is shutting down, nor while its history file does not answer.
+// while it is shutting down, nor while its history file or Redis does not
+// answer, so that a load balancer sends traffic elsewhere.
 func (h *healthHandler) ready(c echo.Context) error {
-	if err := h.hub.Ready(); err != nil {
+	if err := h.broker.Ready(c.Request().Context()); err != nil {
 		_, message := describeError(err)
 		return c.JSON(http.StatusServiceUnavailable, healthReply{Status: "unavailable", History: h.history, Error: message})
 	}

@@ -27,8 +27,9 @@ const (
 // notifyHandler publishes messages: the seed's GET /notify?msg=..., and POST
 // with a form, a text/plain body or JSON.
 type notifyHandler struct {
-	hub      *app.Hub
-	pagePath string
+	broker          app.Broker
+	maxMessageBytes int
+	pagePath        string
 	// authorize decides whether the client may publish to the topic.
 	authorize func(echo.Context, access.Action, string) (*access.Grant, error)
 }
@@ -41,7 +42,7 @@ type receipt struct {
 }
 
 func (h *notifyHandler) publish(c echo.Context) error {
-	p, err := readPublication(c.Response().Writer, c.Request(), h.hub.MaxMessageBytes())
+	p, err := readPublication(c.Response().Writer, c.Request(), h.maxMessageBytes)
 	if err != nil {
 		return err
 	}
@@ -55,7 +56,7 @@ func (h *notifyHandler) publish(c echo.Context) error {
 	if _, err := h.authorize(c, access.Write, topic); err != nil {
 		return err
 	}
-	m, delivered, err := h.hub.Publish(topic, p.text)
+	m, delivered, err := h.broker.Publish(c.Request().Context(), topic, p.text)
 	if err != nil {
 		return err
 	}

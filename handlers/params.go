@@ -24,12 +24,12 @@ type streamParams struct {
 // subscribe checks a subscription request's parameters and registers the
 // subscriber, for the WebSocket and SSE routes alike. alwaysNotices says
 // the transport can always tell the client of lost messages.
-func subscribe(hub *app.Hub, r *http.Request, label string, alwaysNotices bool) (*app.Subscriber, streamParams, error) {
+func subscribe(broker app.Broker, r *http.Request, label string, alwaysNotices bool) (*app.Subscriber, streamParams, error) {
 	params, err := parseStreamParams(r)
 	if err != nil {
 		return nil, streamParams{}, err
 	}
-	sub, err := hub.Subscribe(app.SubscribeRequest{
+	sub, err := broker.Subscribe(r.Context(), app.SubscribeRequest{
 		Topic: params.topic, Label: label, Resume: params.resume, Since: params.since, Presence: params.presence,
 		// A client that can be told what it lost skips ahead when too far
 		// behind, rather than being cut off.

@@ -23,6 +23,9 @@ import (
 type Options struct {
 	Config app.Config
 	Hub    *app.Hub
+	// Broker carries publishes and subscriptions; nil publishes straight
+	// to Hub (app.MemoryBroker).
+	Broker app.Broker
 	Logger *slog.Logger
 	// Templates holds the page templates (*.html) at its root.
 	Templates fs.FS
@@ -64,6 +67,10 @@ func New(opts Options) (*echo.Echo, error) {
 
 	cfg := opts.Config
 	paths := cfg.Paths
+	broker := opts.Broker
+	if broker == nil {
+		broker = app.NewMemoryBroker(opts.Hub)
+	}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -76,13 +83,16 @@ func New(opts Options) (*echo.Echo, error) {
 
 	metrics := newMetrics(opts.Hub)
 	history := "memory"
-	if cfg.History.File != "" {
+	switch {
+	case cfg.Broker == "redis":
+		history = "redis"
+	case cfg.History.File != "":
 		history = "file"
 	}
-	health := &healthHandler{hub: opts.Hub, history: history}
+	health := &healthHandler{broker: broker, history: history}
 	page := &pageHandler{paths: paths, tokensAccepted: policy.TakesCredentials()}
 	auth := &authorizer{policy: policy}
-	notify := &notifyHandler{hub: opts.Hub, pagePath: paths.Page, authorize: auth.authorize}
+	notify := &notifyHandler{broker: broker, maxMessageBytes: opts.Hub.MaxMessageBytes(), pagePath: paths.Page, authorize: auth.authorize}
 	stream := &streamHandler{
 		now:          now,
 		log:          log,
@@ -92,6 +102,7 @@ func New(opts Options) (*echo.Echo, error) {
 	}
 	events := &eventsHandler{
 		now:               now,
+		broker:            broker,
 		hub:               opts.Hub,
 		log:               log,
 		metrics:           metrics,
@@ -101,6 +112,7 @@ func New(opts Options) (*echo.Echo, error) {
 	}
 	subscription := SubscriptionWithConfig(SubscriptionConfig{
 		Hub:           opts.Hub,
+		Broker:        broker,
 		Logger:        log,
 		MaxFrameBytes: cfg.Limits.MaxFrameBytes,
 		IdleTimeout:   cfg.WebSocket.PingInterval + cfg.WebSocket.PongTimeout,

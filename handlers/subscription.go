@@ -54,6 +54,8 @@ type SubscriptionConfig struct {
 	Skipper middleware.Skipper
 	// Hub receives every connection's subscription. Required.
 	Hub *app.Hub
+	// Broker registers the subscriptions; nil is app.MemoryBroker over Hub.
+	Broker app.Broker
 	// Logger receives connection problems; nil discards them.
 	Logger *slog.Logger
 	// MaxFrameBytes is the largest frame payload a subscriber may send. It
@@ -96,6 +98,9 @@ func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
 	if config.Skipper == nil {
 		config.Skipper = DefaultSubscriptionConfig.Skipper
 	}
+	if config.Broker == nil {
+		config.Broker = app.NewMemoryBroker(config.Hub)
+	}
 	if config.MaxFrameBytes <= 0 {
 		config.MaxFrameBytes = DefaultSubscriptionConfig.MaxFrameBytes
 	}
@@ -120,7 +125,7 @@ func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
 				return newClientError(http.StatusUpgradeRequired,
 					"this is the WebSocket route: connect with a WebSocket client, not plain HTTP")
 			}
-			sub, params, err := subscribe(config.Hub, req, c.RealIP(), false) // text mode has no room for notices
+			sub, params, err := subscribe(config.Broker, req, c.RealIP(), false) // text mode has no room for notices
 			if err != nil {
 				return err
 			}

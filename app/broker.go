@@ -1,0 +1,67 @@
+package app
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrBrokerUnavailable wraps a publish the broker could not take. It was
+// not acknowledged and reached no one.
+var ErrBrokerUnavailable = errors.New("broker unavailable")
+
+// Broker carries publishes to every subscriber, on this instance and, for a
+// shared broker, on every other instance. It owns what instances must agree
+// on: each message's id, the order of a topic, and the history a
+// subscriber resumes from. The hub owns the local subscribers and their
+// cursors.
+type Broker interface {
+	// Publish numbers text as topic's next message, keeps it as the broker
+	// keeps history, and returns it with how many subscribers it was
+	// handed to here (a shared broker hands it to the others as it comes
+	// back). An error means it was not published.
+	Publish(ctx context.Context, topic, text string) (*Message, int, error)
+	// Subscribe registers a local subscriber with the hub. A shared broker
+	// first gives the hub the topic's history and position, so that
+	// resuming works on whichever instance a client reaches.
+	Subscribe(ctx context.Context, req SubscribeRequest) (*Subscriber, error)
+	// Run carries other instances' publishes to the hub until ctx ends.
+	// It returns an error only when it cannot go on.
+	Run(ctx context.Context) error
+	// Ready reports why the broker cannot take publishes now, or nil.
+	Ready(ctx context.Context) error
+	// Close releases the broker's connections; Run has returned.
+	Close() error
+}
+
+// MemoryBroker is the broker of a single instance: the hub numbers
+// messages itself and keeps history in memory, or in its store.
+type MemoryBroker struct {
+	hub *Hub
+}
+
+var _ Broker = (*MemoryBroker)(nil)
+
+// NewMemoryBroker returns the broker that publishes straight to hub.
+func NewMemoryBroker(hub *Hub) *MemoryBroker { return &MemoryBroker{hub: hub} }
+
+// Publish publishes through the hub.
+func (b *MemoryBroker) Publish(_ context.Context, topic, text string) (*Message, int, error) {
+	return b.hub.Publish(topic, text)
+}
+
+// Subscribe subscribes with the hub, which holds every topic's history.
+func (b *MemoryBroker) Subscribe(_ context.Context, req SubscribeRequest) (*Subscriber, error) {
+	return b.hub.Subscribe(req)
+}
+
+// Run waits for ctx: there are no other instances.
+func (b *MemoryBroker) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}
+
+// Ready is the hub's readiness.
+func (b *MemoryBroker) Ready(context.Context) error { return b.hub.Ready() }
+
+// Close has nothing to release.
+func (b *MemoryBroker) Close() error { return nil }

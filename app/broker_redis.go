@@ -1,0 +1,401 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisOptions configures a RedisBroker.
+type RedisOptions struct {
+	// URL is redis://[:password@]host:port[/db], or rediss:// for TLS.
+	URL string
+	// Prefix starts every key and channel, so that several deployments
+	// can share one Redis.
+	Prefix string
+	// Timeout bounds connecting and each command.
+	Timeout time.Duration
+	// HistorySize and HistoryTTL bound each topic's stream, as they bound
+	// the hub's history.
+	HistorySize int
+	HistoryTTL  time.Duration
+	Logger      *slog.Logger
+}
+
+// RedisBroker shares topics between Herald instances through Redis:
+//   - A publish runs one script that gives the message the topic's next id
+//     (a counter per topic), appends it to the topic's stream (its
+//     history, capped at HistorySize) and publishes it on one channel.
+//     The publish is acknowledged once Redis has done all three.
+//   - Every instance reads the channel and hands each message of a topic
+//     it holds to its hub, in id order. A message that does not follow
+//     the last one held means messages were missed (Redis was out of
+//     reach): they are read from the stream first.
+//   - A subscriber to a topic the instance does not hold yet seeds it
+//     from the stream, in the same step as joining, so resume works on
+//     every instance.
+//
+// A topic's ids start at the Unix time in microseconds when Redis first
+// sees it, as the hub's do, so that a Redis that lost its data starts
+// above every id it gave before: a client resuming across the wipe is
+// told of the gap instead of waiting for ids that were given out again.
+type RedisBroker struct {
+	hub     *Hub
+	client  *redis.Client
+	opts    RedisOptions
+	channel string
+	log     *slog.Logger
+
+	// mu makes seeding and accepting one sequence, so that a topic's
+	// messages reach the hub in id order with none skipped between a
+	// seed and the channel.
+	mu sync.Mutex
+
+	up         atomic.Bool
+	errorCount atomic.Uint64
+}
+
+var _ Broker = (*RedisBroker)(nil)
+
+// publishScript numbers, keeps and announces one message atomically.
+// KEYS: counter, sequence start, stream. ARGV: the time in microseconds,
+// the text, the history size, the TTL in milliseconds, the channel, the
+// topic. Ids are formatted with %d: Lua's default number format would
+// round them.
+var publishScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[2], ARGV[1])
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('DECR', KEYS[1])
+end
+local id = redis.call('INCR', KEYS[1])
+local ids = string.format('%d', id)
+if tonumber(ARGV[3]) > 0 then
+  redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[3], ids .. '-1', 't', ARGV[1], 'm', ARGV[2])
+  redis.call('PEXPIRE', KEYS[3], ARGV[4])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. '\n' .. ids .. '\n' .. ARGV[1] .. '\n' .. ARGV[2])
+return ids
+`)
+
+// seedScript reads where a topic stands, starting its sequence if Redis
+// has none, so that every instance agrees on it. KEYS and ARGV as for
+// publishScript (ARGV[1] and ARGV[4] only).
+var seedScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[2], ARGV[1])
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('DECR', KEYS[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+return {redis.call('GET', KEYS[2]), redis.call('GET', KEYS[1])}
+`)
+
+// NewRedisBroker connects to Redis and checks that it answers: a Redis that
+// cannot be reached stops start-up with one line, rather than a server that
+// refuses every publish.
+func NewRedisBroker(hub *Hub, opts RedisOptions) (*RedisBroker, error) {
+	clientOpts, err := redis.ParseURL(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("redis.url: %w", err)
+	}
+	if opts.Timeout > 0 {
+		clientOpts.DialTimeout, clientOpts.ReadTimeout, clientOpts.WriteTimeout = opts.Timeout, opts.Timeout, opts.Timeout
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	b := &RedisBroker{
+		hub:     hub,
+		client:  redis.NewClient(clientOpts),
+		opts:    opts,
+		channel: opts.Prefix + "messages",
+		log:     opts.Logger,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), max(opts.Timeout, time.Second))
+	defer cancel()
+	if err := b.client.Ping(ctx).Err(); err != nil {
+		b.client.Close()
+		return nil, fmt.Errorf("redis at %s does not answer: %w", clientOpts.Addr, err)
+	}
+	b.up.Store(true)
+	return b, nil
+}
+
+// keys are a topic's counter, sequence start and stream.
+func (b *RedisBroker) keys(topic string) []string {
+	base := b.opts.Prefix + "topic:" + topic
+	return []string{base + ":seq", base + ":start", base + ":log"}
+}
+
+// Publish numbers and keeps text in Redis and announces it to every
+// instance. It returns once Redis has it; this instance's subscribers get
+// it from the channel, like everyone else's.
+func (b *RedisBroker) Publish(ctx context.Context, topic, text string) (*Message, int, error) {
+	if err := CheckTopic(topic); err != nil {
+		return nil, 0, err
+	}
+	if err := b.hub.checkText(text); err != nil {
+		return nil, 0, err
+	}
+	if b.hub.Closed() {
+		return nil, 0, ErrHubClosed
+	}
+	now := time.Now()
+	micros := strconv.FormatInt(now.UnixMicro(), 10)
+	reply, err := publishScript.Run(ctx, b.client, b.keys(topic),
+		micros, text, b.opts.HistorySize, b.opts.HistoryTTL.Milliseconds(), b.channel, topic).Text()
+	if err != nil {
+		b.failed(err)
+		return nil, 0, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
+	}
+	id, err := strconv.ParseUint(reply, 10, 64)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: the publish script returned %q", ErrBrokerUnavailable, reply)
+	}
+	return &Message{ID: id, Topic: topic, Time: time.UnixMicro(now.UnixMicro()), Text: text}, b.hub.watchers(topic), nil
+}
+
+// Subscribe seeds the topic from Redis when this instance does not hold
+// it, then subscribes with the hub.
+func (b *RedisBroker) Subscribe(ctx context.Context, req SubscribeRequest) (*Subscriber, error) {
+	if err := CheckTopic(req.Topic); err != nil {
+		return nil, err
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.hub.Position(req.Topic).Held {
+		seed, err := b.readSeed(ctx, req.Topic)
+		if err != nil {
+			b.failed(err)
+			return nil, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
+		}
+		req.seed = seed
+	}
+	return b.hub.Subscribe(req)
+}
+
+// readSeed reads where topic stands in Redis, and its kept messages.
+func (b *RedisBroker) readSeed(ctx context.Context, topic string) (*TopicSeed, error) {
+	keys := b.keys(topic)
+	micros := strconv.FormatInt(time.Now().UnixMicro(), 10)
+	reply, err := seedScript.Run(ctx, b.client, keys, micros, "", 0, b.opts.HistoryTTL.Milliseconds()).StringSlice()
+	if err != nil {
+		return nil, err
+	}
+	if len(reply) != 2 {
+		return nil, fmt.Errorf("the seed script returned %d values", len(reply))
+	}
+	start, errStart := strconv.ParseUint(reply[0], 10, 64)
+	last, errLast := strconv.ParseUint(reply[1], 10, 64)
+	if err := errors.Join(errStart, errLast); err != nil {
+		return nil, fmt.Errorf("topic %s in redis: %w", topic, err)
+	}
+	seed := &TopicSeed{SequenceStart: start, LastID: last}
+	if b.opts.HistorySize > 0 {
+		entries, err := b.client.XRevRangeN(ctx, keys[2], "+", "-", int64(b.opts.HistorySize)).Result()
+		if err != nil {
+			return nil, err
+		}
+		for i := len(entries) - 1; i >= 0; i-- {
+			m, err := decodeEntry(topic, entries[i])
+			if err != nil {
+				return nil, err
+			}
+			if m.ID > last {
+				break // published after the counter was read: the channel brings it
+			}
+			seed.History = append(seed.History, m)
+		}
+		// Only an unbroken run that ends at the last id is history.
+		for i := len(seed.History) - 1; i > 0; i-- {
+			if seed.History[i-1].ID+1 != seed.History[i].ID {
+				seed.History = seed.History[i:]
+				break
+			}
+		}
+		if n := len(seed.History); n > 0 && seed.History[n-1].ID != last {
+			seed.History = nil
+		}
+	}
+	return seed, nil
+}
+
+// Run reads the channel and hands messages to the hub until ctx ends.
+// When the connection drops, go-redis reconnects and subscribes again; each
+// time it does, the held topics catch up from their streams.
+func (b *RedisBroker) Run(ctx context.Context) error {
+	pubsub := b.client.Subscribe(ctx, b.channel)
+	defer pubsub.Close()
+	// go-redis does not give up a blocked read when ctx ends; closing the
+	// subscription does.
+	stop := context.AfterFunc(ctx, func() { pubsub.Close() })
+	defer stop()
+	subscribed, backoff := 0, 100*time.Millisecond
+	for {
+		received, err := pubsub.Receive(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			b.failed(err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		switch v := received.(type) {
+		case *redis.Subscription:
+			if v.Kind != "subscribe" {
+				continue
+			}
+			subscribed++
+			backoff = 100 * time.Millisecond
+			if subscribed > 1 {
+				b.catchUp(ctx)
+			}
+			b.recovered()
+		case *redis.Message:
+			m, err := decodeAnnouncement(v.Payload)
+			if err != nil {
+				b.log.Error("ignored a message on the redis channel", "err", err)
+				continue
+			}
+			b.accept(ctx, m)
+		}
+	}
+}
+
+// accept hands m to the hub, after any messages of its topic that this
+// instance missed.
+func (b *RedisBroker) accept(ctx context.Context, m *Message) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	position := b.hub.Position(m.Topic)
+	if !position.Held || m.ID <= position.LastID {
+		return // no one here asked for the topic, or a duplicate
+	}
+	if m.ID > position.LastID+1 {
+		b.fillLocked(ctx, m.Topic, position.LastID, m.ID-1)
+	}
+	b.hub.Accept(m)
+}
+
+// fillLocked hands the hub the messages of topic after last, up to upTo
+// (0: all), from its stream. What the stream no longer holds is a gap,
+// which the hub reports. The caller holds b.mu.
+func (b *RedisBroker) fillLocked(ctx context.Context, topic string, last, upTo uint64) {
+	end := "+"
+	if upTo > 0 {
+		end = strconv.FormatUint(upTo, 10) + "-1"
+	}
+	entries, err := b.client.XRange(ctx, b.keys(topic)[2], strconv.FormatUint(last+1, 10)+"-0", end).Result()
+	if err != nil {
+		b.failed(err)
+		return // the hub reports the gap when the next message comes
+	}
+	for _, entry := range entries {
+		m, err := decodeEntry(topic, entry)
+		if err != nil {
+			b.log.Error("ignored a damaged stream entry", "topic", topic, "err", err)
+			continue
+		}
+		b.hub.Accept(m)
+	}
+}
+
+// catchUp reads, for every held topic, what was published while the
+// channel was down.
+func (b *RedisBroker) catchUp(ctx context.Context) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for topic, last := range b.hub.HeldTopics() {
+		b.fillLocked(ctx, topic, last, 0)
+	}
+}
+
+// failed records a Redis error: counted always, logged when Redis was up.
+func (b *RedisBroker) failed(err error) {
+	b.errorCount.Add(1)
+	if b.up.Swap(false) {
+		b.log.Error("redis is unreachable: publishes get 503 until it is back", "err", err)
+	}
+}
+
+// recovered records that Redis answers again.
+func (b *RedisBroker) recovered() {
+	if !b.up.Swap(true) {
+		b.log.Info("redis is reachable again")
+	}
+}
+
+// Ready pings Redis.
+func (b *RedisBroker) Ready(ctx context.Context) error {
+	if err := b.hub.Ready(); err != nil {
+		return err
+	}
+	if err := b.client.Ping(ctx).Err(); err != nil {
+		b.failed(err)
+		return fmt.Errorf("%w: redis: %v", ErrBrokerUnavailable, err)
+	}
+	return nil
+}
+
+// BrokerStats is what a broker reports for metrics.
+type BrokerStats struct {
+	Up     bool
+	Errors uint64
+}
+
+// Stats reports whether Redis answered last time, and how many commands
+// have failed.
+func (b *RedisBroker) Stats() BrokerStats {
+	return BrokerStats{Up: b.up.Load(), Errors: b.errorCount.Load()}
+}
+
+// Close closes the connections.
+func (b *RedisBroker) Close() error { return b.client.Close() }
+
+// decodeAnnouncement reads "topic\nid\nmicros\ntext" from the channel.
+func decodeAnnouncement(payload string) (*Message, error) {
+	parts := strings.SplitN(payload, "\n", 4)
+	if len(parts) != 4 {
+		return nil, fmt.Errorf("announcement has %d parts, want 4", len(parts))
+	}
+	id, errID := strconv.ParseUint(parts[1], 10, 64)
+	micros, errTime := strconv.ParseInt(parts[2], 10, 64)
+	if err := errors.Join(errID, errTime, CheckTopic(parts[0])); err != nil {
+		return nil, err
+	}
+	return &Message{ID: id, Topic: parts[0], Time: time.UnixMicro(micros), Text: parts[3]}, nil
+}
+
+// decodeEntry reads one stream entry: its id is the message's, then -1.
+func decodeEntry(topic string, entry redis.XMessage) (*Message, error) {
+	idText, _, _ := strings.Cut(entry.ID, "-")
+	id, err := strconv.ParseUint(idText, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("stream entry %s: %w", entry.ID, err)
+	}
+	text, _ := entry.Values["m"].(string)
+	microsText, _ := entry.Values["t"].(string)
+	micros, err := strconv.ParseInt(microsText, 10, 64)
+	if err != nil {
+		return nil, fmt.Errorf("stream entry %s: time: %w", entry.ID, err)
+	}
+	return &Message{ID: id, Topic: topic, Time: time.UnixMicro(micros), Text: text}, nil
+}

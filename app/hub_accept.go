@@ -1,0 +1,159 @@
+// Messages whose ids a broker gave them: the hub keeps them and fans them
+// out as it does its own, but does not number them.
+
+package app
+
+// TopicPosition is where a topic a broker seeded stands on this instance.
+type TopicPosition struct {
+	// LastID is the newest id held here; 0 when the topic is not held.
+	LastID uint64
+	// Held is false for a topic the broker has not seeded here: its
+	// messages are of no use to anyone on this instance.
+	Held bool
+}
+
+// Position returns where topic stands here.
+func (h *Hub) Position(topic string) TopicPosition {
+	h.mu.Lock()
+	t, ok := h.topics[topic]
+	h.mu.Unlock()
+	if !ok {
+		return TopicPosition{}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.removed || !t.seeded {
+		return TopicPosition{}
+	}
+	return TopicPosition{LastID: t.lastID, Held: true}
+}
+
+// HeldTopics returns the last id of every topic a broker seeded here, for
+// the broker to catch up on after it lost its connection.
+func (h *Hub) HeldTopics() map[string]uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	held := make(map[string]uint64, len(h.topics))
+	for name, t := range h.topics {
+		t.mu.Lock()
+		if t.seeded {
+			held[name] = t.lastID
+		}
+		t.mu.Unlock()
+	}
+	return held
+}
+
+// TopicSeed is where a broker says a topic stands, for an instance that
+// does not hold the topic yet: its sequence began at SequenceStart, its
+// last id is LastID, and History holds its kept messages, oldest first,
+// with consecutive ids ending at LastID (or none).
+type TopicSeed struct {
+	SequenceStart uint64
+	LastID        uint64
+	History       []*Message
+}
+
+// seedLocked makes topic's state from a broker's seed, unless the hub
+// holds the topic already, whose log is then newer than the seed.
+// Messages older than the history TTL are left out. The caller holds h.mu.
+func (h *Hub) seedLocked(topic string, seed *TopicSeed) {
+	if t, ok := h.topics[topic]; ok {
+		t.mu.Lock()
+		held := t.seeded || len(t.subscribers) > 0
+		if !held {
+			t.removed = true
+			delete(h.topics, topic)
+		}
+		t.mu.Unlock()
+		if held {
+			return
+		}
+	}
+	t := h.newTopic(topic, max(min(seed.SequenceStart, seed.LastID+1), 1))
+	t.lastID, t.assigned, t.seeded = seed.LastID, seed.LastID, true
+	t.windowStart = seed.LastID + 1
+	history := seed.History
+	cutoff := h.now().Add(-h.historyTTL)
+	for len(history) > 0 && history[0].Time.Before(cutoff) {
+		history = history[1:]
+	}
+	if len(history) > 0 {
+		t.lastID = history[0].ID - 1
+		t.windowStart = history[0].ID
+		for _, m := range history {
+			t.keep(m, h.historySize)
+		}
+	}
+	h.topics[topic] = t
+}
+
+// Accept keeps a message that a broker numbered, published on this
+// instance or another, and hands it to the topic's subscribers, as Publish
+// does for its own. A topic's messages must come in id order: one at or
+// below the topic's last id is a duplicate and is dropped. One that does
+// not follow the last id means the broker lost what came between (its
+// store was wiped): the topic starts a new sequence at m, and its
+// subscribers are told of the gap, as resuming ones are. It returns how
+// many subscribers m was handed to. Acknowledged messages are never
+// refused. A topic that is not held here (no subscriber ever asked for
+// it, or it was forgotten) is skipped: a subscriber that comes seeds it
+// from the broker's history.
+func (h *Hub) Accept(m *Message) int {
+	h.mu.Lock()
+	t, ok := h.topics[m.Topic]
+	if h.closed || !ok {
+		h.mu.Unlock()
+		return 0
+	}
+	t.mu.Lock()
+	h.mu.Unlock()
+	defer t.mu.Unlock()
+	switch {
+	case !t.seeded || t.removed:
+		return 0
+	case m.ID <= t.lastID:
+		return 0
+	case m.ID > t.lastID+1:
+		h.breakSequenceLocked(t, m.ID)
+	}
+	h.expireLocked(t)
+	t.assigned = m.ID
+	return h.deliverLocked(t, m)
+}
+
+// breakSequenceLocked starts t's sequence again at next, after ids that
+// will never come: the log before them goes, and each subscriber that had
+// not taken everything is told how many it missed. The caller holds t.mu.
+func (h *Hub) breakSequenceLocked(t *topicState, next uint64) {
+	for s := range t.subscribers {
+		if s.cursor < next {
+			missing := next - s.cursor
+			if s.pendingGap != nil {
+				s.pendingGap.Missing += missing
+			} else {
+				s.pendingGap = &Gap{Since: s.cursor - 1, Missing: missing, Known: true}
+			}
+			h.stats.dropped.Add(min(missing, t.lastID+1-min(s.cursor, t.lastID+1)))
+			s.cursor = next
+			s.lagBase = t.totalBytes
+		}
+	}
+	for t.log.len() > 0 {
+		t.log.popFront()
+	}
+	t.sequenceStart, t.windowStart = next, next
+	t.lastID, t.assigned = next-1, next-1
+	h.log.Warn("topic's sequence broke: the broker lost messages", "topic", t.name, "resumes_at", next)
+}
+
+// watchers is how many subscribers topic has here.
+func (h *Hub) watchers(topic string) int {
+	h.mu.Lock()
+	t, ok := h.topics[topic]
+	h.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	return int(t.watchers.Load())
+}

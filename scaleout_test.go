@@ -1,0 +1,194 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestThreeInstancesOverRedisBehaveAsOne spreads WebSocket and SSE
+// subscribers over three instances and publishes on each in turn: every
+// subscriber gets every message, in one order, with the same ids.
+func TestThreeInstancesOverRedisBehaveAsOne(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	instances := []*heraldProcess{startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML())}
+
+	type subscriber struct {
+		name string
+		next func() (id, msg string)
+	}
+	var subscribers []subscriber
+	for i, h := range instances {
+		ws := dial(t, h.ws("/ws?topic=news&format=json"))
+		plain := dial(t, h.ws("/ws?topic=news"))
+		sse := openEvents(t, h.Origin+"/events?topic=news", "")
+		subscribers = append(subscribers,
+			subscriber{fmt.Sprintf("JSON WebSocket on instance %d", i+1), func() (string, string) { f := readJSONFrame(t, ws); return f.ID, f.Msg }},
+			subscriber{fmt.Sprintf("plain WebSocket on instance %d", i+1), func() (string, string) { return "", readText(t, plain) }},
+			subscriber{fmt.Sprintf("SSE on instance %d", i+1), func() (string, string) { e := sse.next(t); return e.ID, e.Data }},
+		)
+	}
+
+	var receipts []receiptReply
+	for round := range 10 {
+		for i, h := range instances {
+			receipts = append(receipts, h.publishToTopic(t, "news", fmt.Sprintf("m%d from %d", round, i+1)))
+		}
+	}
+	for i := 1; i < len(receipts); i++ {
+		if receipts[i].id(t) != receipts[i-1].id(t)+1 {
+			t.Fatalf("ids are not one sequence across instances: %s then %s", receipts[i-1].ID, receipts[i].ID)
+		}
+	}
+	for _, s := range subscribers {
+		for i, want := range receipts {
+			id, msg := s.next()
+			wantMsg := fmt.Sprintf("m%d from %d", i/3, i%3+1)
+			if msg != wantMsg || (id != "" && id != want.ID) {
+				t.Fatalf("%s: message %d is %s %q, want %s %q", s.name, i, id, msg, want.ID, wantMsg)
+			}
+		}
+	}
+}
+
+// TestResumeOnAnotherInstanceAcrossTheSeam: a client reads from one
+// instance, drops, and resumes on another while publishes go on; it gets
+// every message once, in order.
+func TestResumeOnAnotherInstanceAcrossTheSeam(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	a, b, c := startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML())
+
+	first := dial(t, a.ws("/ws?topic=seam&format=json&since=0"))
+	for i := range 5 {
+		c.publishToTopic(t, "seam", fmt.Sprintf("s%d", i))
+	}
+	var last string
+	for i := range 5 {
+		f := readJSONFrame(t, first)
+		if f.Msg != fmt.Sprintf("s%d", i) {
+			t.Fatalf("before the drop: %q, want s%d", f.Msg, i)
+		}
+		last = f.ID
+	}
+	first.Close()
+	for i := 5; i < 10; i++ { // while the client is away
+		a.publishToTopic(t, "seam", fmt.Sprintf("s%d", i))
+	}
+	resumed := dial(t, b.ws("/ws?topic=seam&format=json&since="+last))
+	for i := 10; i < 15; i++ { // racing the resume
+		c.publishToTopic(t, "seam", fmt.Sprintf("s%d", i))
+	}
+	for i := 5; i < 15; i++ {
+		if f := readJSONFrame(t, resumed); f.Type != "" || f.Msg != fmt.Sprintf("s%d", i) {
+			t.Fatalf("after resuming on another instance: %+v, want s%d", f, i)
+		}
+	}
+	// The events route resumes on a third instance with Last-Event-ID.
+	stream := openEvents(t, c.Origin+"/events?topic=seam", last)
+	for i := 5; i < 15; i++ {
+		if e := stream.next(t); e.Data != fmt.Sprintf("s%d", i) {
+			t.Fatalf("SSE resumed on another instance: %+v, want s%d", e, i)
+		}
+	}
+}
+
+// TestRedisOutageRefusesPublishesAndLosesNothingAcknowledged kills Redis
+// mid-stream and starts it again on the same data: publishes in between
+// get 503, readiness says so, and every acknowledged message reaches every
+// subscriber once Redis is back.
+func TestRedisOutageRefusesPublishesAndLosesNothingAcknowledged(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	a, b := startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML())
+	onA := dial(t, a.ws("/ws?topic=outage&format=json"))
+	onB := openEvents(t, b.Origin+"/events?topic=outage", "")
+
+	var acknowledged []string
+	publish := func(h *heraldProcess, msg string) int {
+		got := request(t, http.MethodPost, h.Origin+"/notify?topic=outage", nil, "msg="+msg)
+		if got.status == 200 {
+			acknowledged = append(acknowledged, msg)
+		}
+		return got.status
+	}
+	for i := range 5 {
+		if status := publish(a, fmt.Sprintf("before %d", i)); status != 200 {
+			t.Fatalf("publish before the outage: %d", status)
+		}
+	}
+
+	r.kill(t)
+	for _, h := range []*heraldProcess{a, b} {
+		got := request(t, http.MethodPost, h.Origin+"/notify?topic=outage", nil, "msg=during")
+		if got.status != http.StatusServiceUnavailable || !strings.Contains(got.error, "Redis") {
+			t.Errorf("publish during the outage: %d %q, want 503 naming Redis", got.status, got.error)
+		}
+		if ready := request(t, http.MethodGet, h.Origin+"/readyz", nil, ""); ready.status != http.StatusServiceUnavailable {
+			t.Errorf("readyz during the outage: %d, want 503", ready.status)
+		}
+	}
+
+	r.start(t)
+	for i := range 5 {
+		if status := publish(b, fmt.Sprintf("after %d", i)); status != 200 {
+			t.Fatalf("publish once Redis is back: %d", status)
+		}
+	}
+	for _, h := range []*heraldProcess{a, b} {
+		if ready := request(t, http.MethodGet, h.Origin+"/readyz", nil, ""); ready.status != 200 {
+			t.Errorf("readyz once Redis is back: %d", ready.status)
+		}
+	}
+	for _, want := range acknowledged {
+		if f := readJSONFrame(t, onA); f.Msg != want {
+			t.Fatalf("WebSocket on A: %+v, want %q", f, want)
+		}
+		if e := onB.next(t); e.Data != want {
+			t.Fatalf("SSE on B: %+v, want %q", e, want)
+		}
+	}
+	a.Stop(t)
+	if logs := a.logs.String(); strings.Count(logs, "redis is unreachable") != 1 {
+		t.Errorf("the outage was not logged exactly once:\n%s", logs)
+	}
+}
+
+// TestRedisWipedWhileRunningReportsTheGap: a Redis that loses its data
+// starts ids again above the old ones, and a subscriber is told of the gap
+// rather than left waiting.
+func TestRedisWipedWhileRunningReportsTheGap(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	h := startHerald(t, r.heraldYAML())
+	live := dial(t, h.ws("/ws?topic=wipe&format=json"))
+	before := h.publishToTopic(t, "wipe", "before")
+	if f := readJSONFrame(t, live); f.Msg != "before" {
+		t.Fatalf("got %+v", f)
+	}
+	if err := r.client(t).FlushAll(context.Background()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	after := h.publishToTopic(t, "wipe", "after")
+	if after.id(t) <= before.id(t) {
+		t.Fatalf("after the wipe the id went from %s back to %s", before.ID, after.ID)
+	}
+	if f := readJSONFrame(t, live); f.Type != "lost" || f.Since != before.ID {
+		t.Fatalf("the live subscriber got %+v, want a lost notice since %s", f, before.ID)
+	}
+	if f := readJSONFrame(t, live); f.Msg != "after" {
+		t.Fatalf("then %+v, want the new message", f)
+	}
+
+	// A client resuming from before the wipe, on a fresh connection.
+	resumed := dial(t, h.ws("/ws?topic=wipe&format=json&since="+before.ID))
+	if f := readJSONFrame(t, resumed); f.Type != "lost" {
+		t.Fatalf("resuming across the wipe: %+v, want a lost notice", f)
+	}
+	if f := readJSONFrame(t, resumed); f.Msg != "after" {
+		t.Fatalf("then %+v, want the message after the wipe", f)
+	}
+}
