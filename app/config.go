@@ -562,6 +562,10 @@ func (c Config) validate(source string, lines map[string]int) error {
 // redisURLProblem words why a Redis URL was refused, without repeating
 // the URL, which may hold a password.
 func redisURLProblem(err error) string {
+	var parseErr *url.Error
+	if errors.As(err, &parseErr) {
+		err = parseErr.Err // url.Error quotes the whole URL
+	}
 	return fmt.Sprintf("is not a Redis URL such as redis://:password@host:6379/0 or rediss://host:6380 (%v)", err)
 }
 

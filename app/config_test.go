@@ -84,6 +84,10 @@ func TestParseConfigRejectsBadInputWithOneLineNamingTheKey(t *testing.T) {
 		{"whenTokenPatternIsNoTopic", "security:\n  tokens:\n    - name: a\n      secret: s\n      read: [\"team/*\"]\n", `test.yaml:5: security.tokens[1].read: "team/*" is not a topic pattern`},
 		{"whenAnonymousUnknown", "security:\n  anonymous: everyone\n", `test.yaml:2: security.anonymous: "everyone" is not known: use auto, read-write, read-only, write-only or deny`},
 		{"whenJWTSecretShort", "security:\n  jwt:\n    secret: abc\n", "test.yaml:3: security.jwt.secret: the HMAC secret is 3 bytes; use at least 32"},
+		{"whenBrokerUnknown", "broker: kafka\n", `test.yaml:1: broker: "kafka" is not a broker: use memory or redis`},
+		{"whenRedisURLIsNotOne", "redis:\n  url: http://:hunter2@example.com\n", "test.yaml:2: redis.url: is not a Redis URL such as redis://:password@host:6379/0"},
+		{"whenRedisTimeoutZero", "redis:\n  timeout: 0s\n", "test.yaml:2: redis.timeout: must be longer than 0s"},
+		{"whenRedisWithAHistoryFile", "broker: redis\nhistory:\n  file: h.db\n", "test.yaml:3: history.file: is for broker: memory"},
 		{"whenFlowListSpansLinesBeforeTheProblem", "paths: {ws: /a,\n  page: /b}\nport: : 1\n", "test.yaml:3: invalid YAML: mapping values are not allowed"},
 	}
 	for _, tc := range tests {
@@ -131,6 +135,29 @@ func TestApplyEnvOverridesPort(t *testing.T) {
 	}
 }
 
+func TestRedisURLFromTheEnvironmentAndNeverPrinted(t *testing.T) {
+	t.Parallel()
+	env := func(value string) func(string) string {
+		return func(key string) string {
+			if key == "HERALD_REDIS_URL" {
+				return value
+			}
+			return ""
+		}
+	}
+	cfg := DefaultConfig()
+	if err := ApplyEnv(&cfg, env("rediss://:s3cret@redis.internal:6380/2")); err != nil || cfg.Redis.URL != "rediss://:s3cret@redis.internal:6380/2" {
+		t.Fatalf("HERALD_REDIS_URL gave %q, %v", cfg.Redis.URL, err)
+	}
+	if text := cfg.Redacted().YAML(); strings.Contains(text, "s3cret") || !strings.Contains(text, "redis.internal:6380/2") {
+		t.Errorf("the printed config shows the password, or not the address:\n%s", text)
+	}
+	err := ApplyEnv(&cfg, env("redis://:pw@host:notaport"))
+	if err == nil || strings.Contains(err.Error(), "pw@") || !strings.HasPrefix(err.Error(), "HERALD_REDIS_URL: ") {
+		t.Errorf("a bad HERALD_REDIS_URL gave %v", err)
+	}
+}
+
 func TestConfigYAMLReadsBackToTheSameConfig(t *testing.T) {
 	t.Parallel()
 	changed := DefaultConfig()
@@ -143,6 +170,8 @@ func TestConfigYAMLReadsBackToTheSameConfig(t *testing.T) {
 		{Name: "ci", Secret: "s3cret", Write: []string{"deploys"}, Read: []string{}, Expires: "2027-01-31"},
 		{Name: "team", Secret: "env:HOME", Read: []string{"team-*", "status"}, Write: []string{}},
 	}
+	changed.Redis.Prefix = "staging:herald:"
+	changed.Redis.Timeout = 1500 * time.Millisecond
 	changed.Security.JWT = access.JWTConfig{Secret: "0123456789abcdef0123456789abcdef", Audience: "herald", Issuer: "me"}
 	for _, cfg := range []Config{DefaultConfig(), changed} {
 		text := cfg.YAML()

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	gorilla "github.com/gorilla/websocket"
+
+	"herald/app"
+)
+
+// closeOrderStore records, when the server closes it, whether the hub had
+// already ended every subscription.
+type closeOrderStore struct {
+	app.Store
+	hub            *app.Hub
+	closedAfterHub atomic.Bool
+	closed         atomic.Bool
+}
+
+func (s *closeOrderStore) Close() error {
+	s.closed.Store(true)
+	s.closedAfterHub.Store(s.hub.Closed() && s.hub.Stats().Subscribers == 0)
+	return s.Store.Close()
+}
+
+// TestFailedServeStopsEveryPartAndClosesTheStoreLast: when Serve fails,
+// the server still ends its subscriptions with a close, and closes the
+// history file only after that.
+func TestFailedServeStopsEveryPartAndClosesTheStoreLast(t *testing.T) {
+	t.Parallel()
+	cfg := app.DefaultConfig()
+	cfg.History.File = filepath.Join(t.TempDir(), "history.db")
+	srv, err := newServer(cfg, slog.New(slog.DiscardHandler), func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := &closeOrderStore{Store: srv.store, hub: srv.hub}
+	srv.store = store
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.serve(context.Background(), listener) }()
+
+	conn := dial(t, "ws://"+listener.Addr().String()+"/ws")
+	listener.Close() // Serve's Accept fails: the way out that used to skip shutdown
+
+	conn.SetReadDeadline(time.Now().Add(hangGuard))
+	_, _, err = conn.ReadMessage()
+	var closed *gorilla.CloseError
+	if !errors.As(err, &closed) || closed.Code != gorilla.CloseGoingAway {
+		t.Errorf("the subscriber got %v, want a 1001 close", err)
+	}
+	select {
+	case err := <-served:
+		if err == nil || !strings.HasPrefix(err.Error(), "serve: ") {
+			t.Errorf("serve returned %v, want the Serve error", err)
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("serve did not return after Serve failed")
+	}
+	if !store.closed.Load() || !store.closedAfterHub.Load() {
+		t.Errorf("store closed: %v, after the hub had ended every subscription: %v", store.closed.Load(), store.closedAfterHub.Load())
+	}
+}
