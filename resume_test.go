@@ -25,13 +25,14 @@ import (
 // jsonFrame is a frame of the WebSocket route's JSON mode: a message, or a
 // notice of lost messages (Type "lost").
 type jsonFrame struct {
-	Type  string  `json:"type"`
-	ID    string  `json:"id"`
-	Topic string  `json:"topic"`
-	Time  string  `json:"time"`
-	Msg   string  `json:"msg"`
-	Since string  `json:"since"`
-	Count *uint64 `json:"count"`
+	Type        string  `json:"type"`
+	Subscribers int     `json:"subscribers"`
+	ID          string  `json:"id"`
+	Topic       string  `json:"topic"`
+	Time        string  `json:"time"`
+	Msg         string  `json:"msg"`
+	Since       string  `json:"since"`
+	Count       *uint64 `json:"count"`
 }
 
 func readJSONFrame(t testing.TB, conn *gorilla.Conn) jsonFrame {

@@ -192,3 +192,28 @@ func TestRedisWipedWhileRunningReportsTheGap(t *testing.T) {
 		t.Fatalf("then %+v, want the message after the wipe", f)
 	}
 }
+
+// TestPresenceCountsSubscribersOnEveryInstance: "N watching" on one
+// instance counts the subscribers of all three, and follows them leaving.
+func TestPresenceCountsSubscribersOnEveryInstance(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	a, b, c := startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML())
+	watcher := dial(t, a.ws("/ws?topic=room&format=json&presence=1"))
+	awaitCount := func(want int) {
+		t.Helper()
+		for {
+			f := readJSONFrame(t, watcher)
+			if f.Type == "presence" && f.Subscribers == want {
+				return
+			}
+		}
+	}
+	awaitCount(1)
+	onB1, onB2 := dial(t, b.ws("/ws?topic=room")), dial(t, b.ws("/ws?topic=room"))
+	openEvents(t, c.Origin+"/events?topic=room", "")
+	awaitCount(4)
+	onB1.Close()
+	onB2.Close()
+	awaitCount(2)
+}

@@ -43,6 +43,9 @@ func newServer(cfg app.Config, logger *slog.Logger, getenv func(string) string) 
 		}
 		s.store = bolt
 	}
+	// A shared broker counts every instance's subscribers; it exists only
+	// once the hub does, and is set before anyone can subscribe.
+	var subscriberCount func(topic string, local int)
 	s.hub, err = app.NewHub(app.HubOptions{
 		MaxLagBytes:     cfg.Limits.MaxLagBytes,
 		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
@@ -52,12 +55,20 @@ func newServer(cfg app.Config, logger *slog.Logger, getenv func(string) string) 
 		Store:           s.store,
 		CommitDelay:     cfg.History.CommitDelay,
 		Logger:          logger,
+		OnSubscriberCount: func(topic string, local int) {
+			if subscriberCount != nil {
+				subscriberCount(topic, local)
+			}
+		},
 	})
 	if err != nil {
 		return nil, err
 	}
 	if s.broker, err = newBroker(cfg, s.hub, logger); err != nil {
 		return nil, err
+	}
+	if counter, ok := s.broker.(interface{ SubscriberCount(string, int) }); ok {
+		subscriberCount = counter.SubscriberCount
 	}
 	templates, err := fs.Sub(assets, "templates")
 	if err != nil {

@@ -61,6 +61,7 @@ type RedisBroker struct {
 
 	up         atomic.Bool
 	errorCount atomic.Uint64
+	presence   *presence
 }
 
 var _ Broker = (*RedisBroker)(nil)
@@ -123,6 +124,7 @@ func NewRedisBroker(hub *Hub, opts RedisOptions) (*RedisBroker, error) {
 		channel: opts.Prefix + "messages",
 		log:     opts.Logger,
 	}
+	b.presence = newPresence(b)
 	ctx, cancel := context.WithTimeout(context.Background(), max(opts.Timeout, time.Second))
 	defer cancel()
 	if err := b.client.Ping(ctx).Err(); err != nil {
@@ -236,7 +238,13 @@ func (b *RedisBroker) readSeed(ctx context.Context, topic string) (*TopicSeed, e
 // When the connection drops, go-redis reconnects and subscribes again; each
 // time it does, the held topics catch up from their streams.
 func (b *RedisBroker) Run(ctx context.Context) error {
-	pubsub := b.client.Subscribe(ctx, b.channel)
+	presenceDone := make(chan struct{})
+	go func() {
+		defer close(presenceDone)
+		b.presence.run(ctx)
+	}()
+	defer func() { <-presenceDone }()
+	pubsub := b.client.Subscribe(ctx, b.channel, b.presence.channel)
 	defer pubsub.Close()
 	// go-redis does not give up a blocked read when ctx ends; closing the
 	// subscription does.
@@ -270,6 +278,10 @@ func (b *RedisBroker) Run(ctx context.Context) error {
 			}
 			b.recovered()
 		case *redis.Message:
+			if v.Channel == b.presence.channel {
+				b.presence.othersChanged(v.Payload)
+				continue
+			}
 			m, err := decodeAnnouncement(v.Payload)
 			if err != nil {
 				b.log.Error("ignored a message on the redis channel", "err", err)
@@ -342,6 +354,10 @@ func (b *RedisBroker) recovered() {
 		b.log.Info("redis is reachable again")
 	}
 }
+
+// SubscriberCount is the hub's OnSubscriberCount: it shares this
+// instance's count of topic with the others.
+func (b *RedisBroker) SubscriberCount(topic string, local int) { b.presence.localCount(topic, local) }
 
 // Ready pings Redis.
 func (b *RedisBroker) Ready(ctx context.Context) error {

@@ -51,6 +51,10 @@ type HubOptions struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now. Tests move it to expire history.
 	Now func() time.Time
+	// OnSubscriberCount, when set, is told a topic's local subscriber count
+	// whenever it changes. It runs under the topic's lock and must not
+	// block. A shared broker uses it to count watchers on every instance.
+	OnSubscriberCount func(topic string, local int)
 }
 
 // Hub owns every local subscription and each topic's log, and wakes the
@@ -79,6 +83,7 @@ type Hub struct {
 	commitDelay     time.Duration
 	log             *slog.Logger
 	now             func() time.Time
+	onCount         func(topic string, local int)
 
 	// Lock order: mu before any topicState.mu.
 	mu               sync.Mutex
@@ -141,6 +146,7 @@ func NewHub(opts HubOptions) (*Hub, error) {
 		commitDelay:     opts.CommitDelay,
 		log:             opts.Logger,
 		now:             opts.Now,
+		onCount:         opts.OnSubscriberCount,
 		topics:          make(map[string]*topicState),
 		drained:         make(chan struct{}),
 	}
@@ -550,6 +556,7 @@ func (h *Hub) newTopic(name string, sequenceStart uint64) *topicState {
 		windowStart:   sequenceStart,
 		subscribers:   make(map[*Subscriber]struct{}),
 		watching:      make(map[*Subscriber]struct{}),
+		onCount:       h.onCount,
 	}
 	t.durable.L = &t.mu
 	return t

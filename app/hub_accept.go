@@ -147,7 +147,7 @@ func (h *Hub) breakSequenceLocked(t *topicState, next uint64) {
 	h.log.Warn("topic's sequence broke: the broker lost messages", "topic", t.name, "resumes_at", next)
 }
 
-// watchers is how many subscribers topic has here.
+// watchers is how many subscribers topic has, here and elsewhere.
 func (h *Hub) watchers(topic string) int {
 	h.mu.Lock()
 	t, ok := h.topics[topic]
@@ -155,5 +155,22 @@ func (h *Hub) watchers(topic string) int {
 	if !ok {
 		return 0
 	}
-	return int(t.watchers.Load())
+	return int(t.watchers.Load() + t.elsewhere.Load())
+}
+
+// SetSubscribersElsewhere records how many subscribers topic has on other
+// instances, and tells the local subscribers that asked for presence when
+// that changes.
+func (h *Hub) SetSubscribersElsewhere(topic string, n int) {
+	h.mu.Lock()
+	t, ok := h.topics[topic]
+	h.mu.Unlock()
+	if !ok {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.elsewhere.Swap(int64(n)) != int64(n) {
+		t.tellWatchersLocked()
+	}
 }

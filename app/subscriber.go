@@ -235,4 +235,6 @@ func (s *Subscriber) PresenceChanged() <-chan struct{} { return s.presence }
 
 // TopicSubscribers is how many subscribers the topic has now, this one
 // included while it is subscribed.
-func (s *Subscriber) TopicSubscribers() int { return int(s.topic.watchers.Load()) }
+func (s *Subscriber) TopicSubscribers() int {
+	return int(s.topic.watchers.Load() + s.topic.elsewhere.Load())
+}

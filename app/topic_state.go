@@ -43,6 +43,13 @@ type topicState struct {
 	// watchers counts subscribers for their writers to read without the
 	// lock; it changes only under mu, with subscribers.
 	watchers atomic.Int64
+	// elsewhere counts the topic's subscribers on other instances, as a
+	// shared broker reports them; it changes only under mu.
+	elsewhere atomic.Int64
+	// onCount, when set, is told the local count whenever it changes, so
+	// that a shared broker can tell the other instances. It runs under mu
+	// and must not block.
+	onCount func(topic string, local int)
 	removed  bool // forgotten by Sweep: look the topic up again
 	// seeded marks a topic whose ids a shared broker gives: it is kept up
 	// to date with Accept.
@@ -55,6 +62,15 @@ type topicState struct {
 // caller holds t.mu.
 func (t *topicState) countChangedLocked() {
 	t.watchers.Store(int64(len(t.subscribers)))
+	if t.onCount != nil {
+		t.onCount(t.name, len(t.subscribers))
+	}
+	t.tellWatchersLocked()
+}
+
+// tellWatchersLocked wakes the subscribers that asked for presence. The
+// caller holds t.mu.
+func (t *topicState) tellWatchersLocked() {
 	for s := range t.watching {
 		select {
 		case s.presence <- struct{}{}:
