@@ -32,6 +32,7 @@ type jsonFrame struct {
 	Time        string  `json:"time"`
 	Msg         string  `json:"msg"`
 	Since       string  `json:"since"`
+	State       string  `json:"state"`
 	Count       *uint64 `json:"count"`
 }
 

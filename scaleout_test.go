@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -143,12 +144,41 @@ func TestRedisOutageRefusesPublishesAndLosesNothingAcknowledged(t *testing.T) {
 			t.Errorf("readyz once Redis is back: %d", ready.status)
 		}
 	}
+	// Each subscriber gets every acknowledged message in order, and is
+	// told, in JSON mode and SSE, that the broker went and came back.
+	var notices []string
 	for _, want := range acknowledged {
-		if f := readJSONFrame(t, onA); f.Msg != want {
+		f := readJSONFrame(t, onA)
+		for f.Type == "broker" {
+			notices = append(notices, "WebSocket "+f.State)
+			f = readJSONFrame(t, onA)
+		}
+		if f.Msg != want {
 			t.Fatalf("WebSocket on A: %+v, want %q", f, want)
 		}
-		if e := onB.next(t); e.Data != want {
+		e := onB.next(t)
+		for e.Event == "broker" {
+			notices = append(notices, "SSE "+strings.TrimSuffix(strings.TrimPrefix(e.Data, `{"type":"broker","state":"`), `"}`))
+			e = onB.next(t)
+		}
+		if e.Data != want {
 			t.Fatalf("SSE on B: %+v, want %q", e, want)
+		}
+	}
+	for len(notices) < 4 { // an "up" may come after the last message
+		if f := readJSONFrame(t, onA); f.Type == "broker" && !slices.Contains(notices, "WebSocket up") {
+			notices = append(notices, "WebSocket "+f.State)
+		}
+		if !slices.Contains(notices, "SSE up") {
+			if e := onB.next(t); e.Event == "broker" {
+				notices = append(notices, "SSE "+strings.TrimSuffix(strings.TrimPrefix(e.Data, `{"type":"broker","state":"`), `"}`))
+			}
+		}
+	}
+	for _, pair := range [][2]string{{"WebSocket down", "WebSocket up"}, {"SSE down", "SSE up"}} {
+		down, up := slices.Index(notices, pair[0]), slices.Index(notices, pair[1])
+		if down < 0 || up < down {
+			t.Errorf("broker notices %v: want %q, then %q", notices, pair[0], pair[1])
 		}
 	}
 	a.Stop(t)

@@ -166,6 +166,7 @@ func (b *RedisBroker) Publish(ctx context.Context, topic, text string) (*Message
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: the publish script returned %q", ErrBrokerUnavailable, reply)
 	}
+	b.recovered()
 	return &Message{ID: id, Topic: topic, Time: time.UnixMicro(now.UnixMicro()), Text: text}, b.hub.watchers(topic), nil
 }
 
@@ -345,6 +346,7 @@ func (b *RedisBroker) failed(err error) {
 	b.errorCount.Add(1)
 	if b.up.Swap(false) {
 		b.log.Error("redis is unreachable: publishes get 503 until it is back", "err", err)
+		b.hub.SetBrokerUp(false)
 	}
 }
 
@@ -352,6 +354,7 @@ func (b *RedisBroker) failed(err error) {
 func (b *RedisBroker) recovered() {
 	if !b.up.Swap(true) {
 		b.log.Info("redis is reachable again")
+		b.hub.SetBrokerUp(true)
 	}
 }
 

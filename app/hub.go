@@ -93,7 +93,8 @@ type Hub struct {
 	closed           bool          // set by Shutdown; refuses new work
 	drained          chan struct{} // closed once closed and live == 0
 
-	stats hubCounters
+	stats        hubCounters
+	brokerStatus brokerStatus
 }
 
 type hubCounters struct {
@@ -234,6 +235,8 @@ func (h *Hub) Subscribe(req SubscribeRequest) (*Subscriber, error) {
 	}
 	h.nextSubscriberID++
 	s := newSubscriber(h.nextSubscriberID, t, req.Label)
+	s.broker = &h.brokerStatus
+	s.seenGen, _ = h.brokerStatus.read()
 	s.skipAhead = req.SkipAhead
 	if req.Presence {
 		s.presence = make(chan struct{}, 1)

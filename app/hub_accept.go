@@ -3,6 +3,8 @@
 
 package app
 
+import "sync"
+
 // TopicPosition is where a topic a broker seeded stands on this instance.
 type TopicPosition struct {
 	// LastID is the newest id held here; 0 when the topic is not held.
@@ -145,6 +147,46 @@ func (h *Hub) breakSequenceLocked(t *topicState, next uint64) {
 	t.sequenceStart, t.windowStart = next, next
 	t.lastID, t.assigned = next-1, next-1
 	h.log.Warn("topic's sequence broke: the broker lost messages", "topic", t.name, "resumes_at", next)
+}
+
+// brokerStatus is whether a shared broker answers, with a generation that
+// rises at every change, so that each writer reports each change once.
+type brokerStatus struct {
+	mu   sync.Mutex
+	gen  uint64
+	down bool
+}
+
+func (b *brokerStatus) read() (gen uint64, up bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.gen, !b.down
+}
+
+// SetBrokerUp records whether the shared broker answers, and when that
+// changes wakes every subscriber, whose writer tells JSON and SSE clients:
+// while it is down nothing new arrives, and once it is back what was
+// published meanwhile follows.
+func (h *Hub) SetBrokerUp(up bool) {
+	h.brokerStatus.mu.Lock()
+	changed := h.brokerStatus.down == up
+	if changed {
+		h.brokerStatus.down = !up
+		h.brokerStatus.gen++
+	}
+	h.brokerStatus.mu.Unlock()
+	if !changed {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, t := range h.topics {
+		t.mu.Lock()
+		for s := range t.subscribers {
+			s.signal()
+		}
+		t.mu.Unlock()
+	}
 }
 
 // watchers is how many subscribers topic has, here and elsewhere.

@@ -50,6 +50,8 @@ type Subscriber struct {
 	onWake   func()        // called instead of signalling wake, when set; guarded by topic.mu
 	gap      *Gap
 	presence chan struct{} // nil unless presence was asked for
+	broker   *brokerStatus // the hub's, for notices when a shared broker goes and comes back
+	seenGen  uint64        // the broker status generation last reported; the writer's own
 
 	// done closes when the subscription ends, and reason says why. They
 	// cost a fraction of a context and its AfterFunc, which matters once
@@ -71,6 +73,18 @@ func newSubscriber(id uint64, t *topicState, label string) *Subscriber {
 		wake:  make(chan struct{}, 1),
 		done:  make(chan struct{}),
 	}
+}
+
+// BrokerChanged reports whether the shared broker went away or came back
+// since the last call, and whether it is up now. Only the subscriber's
+// writer calls it.
+func (s *Subscriber) BrokerChanged() (changed, up bool) {
+	gen, up := s.broker.read()
+	if gen == s.seenGen {
+		return false, up
+	}
+	s.seenGen = gen
+	return true, up
 }
 
 // ID identifies the subscriber within its hub.

@@ -86,6 +86,9 @@ func (d *delivery) drain(timeout time.Duration) error {
 // take adds the next batch of messages to the stream and reports
 // whether there was any.
 func (d *delivery) take() bool {
+	if changed, up := d.sub.BrokerChanged(); changed {
+		d.out.addNotice("broker", brokerNotice(up))
+	}
 	var gap *app.Gap
 	d.batch, gap = d.sub.Take(d.batch[:0], maxBatchBytes)
 	if gap != nil {

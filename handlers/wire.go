@@ -38,6 +38,21 @@ func presenceNotice(topic string, subscribers int) []byte {
 	return b
 }
 
+// brokerNotice tells a subscriber that the shared broker went away, so
+// nothing new arrives, or came back, and what was published meanwhile
+// follows: {"type":"broker","state":"down"|"up"}.
+func brokerNotice(up bool) []byte {
+	state := "down"
+	if up {
+		state = "up"
+	}
+	b, _ := json.Marshal(struct {
+		Type  string `json:"type"`
+		State string `json:"state"`
+	}{"broker", state}) // cannot fail
+	return b
+}
+
 // expiredNotice tells an event stream that its credential ran out:
 // {"type":"expired","topic"}. The stream ends after it.
 func expiredNotice(topic string) []byte {

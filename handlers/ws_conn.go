@@ -281,6 +281,9 @@ func (c *wsConn) collect(buf []byte) (_ []byte, taken []*app.Message, closing bo
 		add(opText, presenceNotice(c.Subscriber.Topic(), c.Subscriber.TopicSubscribers()))
 	default:
 	}
+	if changed, up := c.Subscriber.BrokerChanged(); changed && c.JSON {
+		add(opText, brokerNotice(up))
+	}
 	if closeWith == 0 {
 		var gap *app.Gap
 		c.batch, gap = c.Subscriber.Take(c.batch[:0], maxBatchBytes)
