@@ -131,6 +131,9 @@ func TestRedisOutageRefusesPublishesAndLosesNothingAcknowledged(t *testing.T) {
 		if ready := request(t, http.MethodGet, h.Origin+"/readyz", nil, ""); ready.status != http.StatusServiceUnavailable {
 			t.Errorf("readyz during the outage: %d, want 503", ready.status)
 		}
+		if metrics := request(t, http.MethodGet, h.Origin+"/metrics", nil, "").body; !strings.Contains(metrics, "\nherald_broker_up 0\n") {
+			t.Errorf("metrics during the outage do not say the broker is down")
+		}
 	}
 
 	r.start(t)
@@ -142,6 +145,9 @@ func TestRedisOutageRefusesPublishesAndLosesNothingAcknowledged(t *testing.T) {
 	for _, h := range []*heraldProcess{a, b} {
 		if ready := request(t, http.MethodGet, h.Origin+"/readyz", nil, ""); ready.status != 200 {
 			t.Errorf("readyz once Redis is back: %d", ready.status)
+		}
+		if metrics := request(t, http.MethodGet, h.Origin+"/metrics", nil, "").body; !strings.Contains(metrics, "\nherald_broker_up 1\n") {
+			t.Errorf("metrics once Redis is back do not say the broker is up")
 		}
 	}
 	// Each subscriber gets every acknowledged message in order, and is

@@ -371,6 +371,7 @@ func (b *RedisBroker) Ready(ctx context.Context) error {
 		b.failed(err)
 		return fmt.Errorf("%w: redis: %v", ErrBrokerUnavailable, err)
 	}
+	b.recovered()
 	return nil
 }
 

@@ -36,7 +36,7 @@ type metrics struct {
 	disconnect map[string]func()
 }
 
-func newMetrics(hub *app.Hub) *metrics {
+func newMetrics(hub *app.Hub, broker app.Broker) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -57,7 +57,7 @@ func newMetrics(hub *app.Hub) *metrics {
 	m.registry.MustRegister(
 		m.connections,
 		m.deliveryLatency,
-		&hubCollector{hub: hub},
+		&hubCollector{hub: hub, broker: broker},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -79,7 +79,13 @@ func (m *metrics) connected(transport string) (disconnected func()) {
 // hubCollector reads the hub's counters when Prometheus scrapes, so the hub
 // knows nothing of Prometheus.
 type hubCollector struct {
-	hub *app.Hub
+	hub    *app.Hub
+	broker app.Broker
+}
+
+// brokerStats is a broker that can report on itself (the Redis one).
+type brokerStats interface {
+	Stats() app.BrokerStats
 }
 
 var (
@@ -98,12 +104,14 @@ var (
 	slowDesc = prometheus.NewDesc("herald_slow_subscriber_disconnects_total",
 		"Subscribers cut off as too slow: too far behind in bytes, or a write that took no data for the write timeout.", nil, nil)
 	brokerErrorsDesc = prometheus.NewDesc("herald_broker_errors_total",
-		"Failures of the history store: publishes refused and sweeps that failed.", nil, nil)
+		"Failures of the history store or of Redis: publishes refused, sweeps that failed, commands that failed.", nil, nil)
+	brokerUpDesc = prometheus.NewDesc("herald_broker_up",
+		"1 while the broker answers (always, for the memory broker), 0 while Redis is out of reach.", nil, nil)
 )
 
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{subscribersDesc, topicsDesc, topicSubscribersDesc,
-		publishedDesc, deliveredDesc, droppedDesc, slowDesc, brokerErrorsDesc} {
+		publishedDesc, deliveredDesc, droppedDesc, slowDesc, brokerErrorsDesc, brokerUpDesc} {
 		ch <- d
 	}
 }
@@ -116,7 +124,18 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(deliveredDesc, prometheus.CounterValue, float64(stats.Delivered))
 	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(stats.Dropped))
 	ch <- prometheus.MustNewConstMetric(slowDesc, prometheus.CounterValue, float64(stats.SlowDisconnects))
-	ch <- prometheus.MustNewConstMetric(brokerErrorsDesc, prometheus.CounterValue, float64(stats.StoreErrors))
+	brokerErrors, brokerUp := stats.StoreErrors, true
+	if b, ok := c.broker.(brokerStats); ok {
+		s := b.Stats()
+		brokerErrors += s.Errors
+		brokerUp = s.Up
+	}
+	ch <- prometheus.MustNewConstMetric(brokerErrorsDesc, prometheus.CounterValue, float64(brokerErrors))
+	up := 0.0
+	if brokerUp {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(brokerUpDesc, prometheus.GaugeValue, up)
 
 	type topicCount struct {
 		topic string

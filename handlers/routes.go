@@ -81,7 +81,7 @@ func New(opts Options) (*echo.Echo, error) {
 	hosts := newHostPolicy(cfg.Security.AllowedHosts, cfg.Host)
 	e.Use(withScope, recoverer(log), requestLogger(log), secureHeaders(cfg.TLS.Cert != ""), hosts.middleware)
 
-	metrics := newMetrics(opts.Hub)
+	metrics := newMetrics(opts.Hub, broker)
 	history := "memory"
 	switch {
 	case cfg.Broker == "redis":
