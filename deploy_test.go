@@ -105,14 +105,22 @@ func shippedNginx(t *testing.T) (nginx string, site []byte) {
 	return nginx, site
 }
 
-// startNginx runs nginx with the shipped site config in front of h and
-// returns the address it listens on.
-func startNginx(t *testing.T, nginx string, site []byte, h *heraldProcess) string {
+// startNginx runs nginx with the shipped site config in front of the
+// instances, listed in its upstream as the README says, and returns the
+// address it listens on.
+func startNginx(t *testing.T, nginx string, site []byte, instances ...*heraldProcess) string {
 	t.Helper()
 	proxy := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	dir := t.TempDir()
+	var upstream strings.Builder
+	for i, h := range instances {
+		if i > 0 {
+			upstream.WriteString("\n    ")
+		}
+		upstream.WriteString("server " + strings.TrimPrefix(h.Origin, "http://") + ";")
+	}
 	site = []byte(strings.NewReplacer(
-		"server 127.0.0.1:9000;", "server "+strings.TrimPrefix(h.Origin, "http://")+";",
+		"server 127.0.0.1:9000;", upstream.String(),
 		"listen 80;", "listen "+proxy+";",
 	).Replace(string(site)))
 	if err := os.WriteFile(filepath.Join(dir, "herald.conf"), site, 0o600); err != nil {

@@ -253,3 +253,52 @@ func TestPresenceCountsSubscribersOnEveryInstance(t *testing.T) {
 	onB2.Close()
 	awaitCount(2)
 }
+
+// TestBenchAcrossTwoInstancesLosesNothing runs herald bench as the README
+// does against two instances behind one Redis: subscribers and publishers
+// spread over both, and every delivery is counted.
+func TestBenchAcrossTwoInstancesLosesNothing(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	yaml := r.heraldYAML() + "limits:\n  publish_per_second: 0\n"
+	a, b := startHerald(t, yaml), startHerald(t, yaml)
+	report := runBench(t, "-ws", a.ws("/ws")+","+b.ws("/ws"), "-publish", a.Origin+"/notify,"+b.Origin+"/notify",
+		"-subscribers", "20", "-messages", "200", "-publishers", "4")
+	for key, want := range map[string]string{
+		"acknowledged": "200", "expected_deliveries": "4000", "delivered": "4000", "lost": "0", "duplicated": "0",
+	} {
+		if report[key] != want {
+			t.Errorf("%s=%s, want %s", key, report[key], want)
+		}
+	}
+}
+
+// TestThreeInstancesBehindNginxNeedNoStickySessions runs the shipped nginx
+// config in front of three instances, as the README says: each request may
+// land on any instance, and a subscriber through nginx still gets every
+// message once, in order, and resumes through nginx after a drop.
+func TestThreeInstancesBehindNginxNeedNoStickySessions(t *testing.T) {
+	t.Parallel()
+	nginx, site := shippedNginx(t)
+	r := startRedis(t)
+	proxy := startNginx(t, nginx, site, startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML()))
+	viaProxy := &heraldProcess{Origin: "http://" + proxy}
+
+	ws := dial(t, viaProxy.ws("/ws?topic=lb&format=json"))
+	var receipts []receiptReply
+	for i := range 9 { // round robin: three publishes on each instance
+		receipts = append(receipts, viaProxy.publishToTopic(t, "lb", fmt.Sprintf("n%d", i)))
+	}
+	for i, sent := range receipts[:6] {
+		if f := readJSONFrame(t, ws); f.ID != sent.ID || f.Msg != fmt.Sprintf("n%d", i) {
+			t.Fatalf("through nginx: %+v, want %s n%d", f, sent.ID, i)
+		}
+	}
+	ws.Close() // and resume, wherever nginx sends the new connection
+	stream := openEvents(t, viaProxy.Origin+"/events?topic=lb", receipts[5].ID)
+	for i, sent := range receipts[6:] {
+		if e := stream.next(t); e.ID != sent.ID || e.Data != fmt.Sprintf("n%d", i+6) {
+			t.Fatalf("resumed through nginx: %+v, want %s n%d", e, sent.ID, i+6)
+		}
+	}
+}

@@ -50,7 +50,7 @@ type topicState struct {
 	// that a shared broker can tell the other instances. It runs under mu
 	// and must not block.
 	onCount func(topic string, local int)
-	removed  bool // forgotten by Sweep: look the topic up again
+	removed bool // forgotten by Sweep: look the topic up again
 	// seeded marks a topic whose ids a shared broker gives: it is kept up
 	// to date with Accept.
 	seeded bool

@@ -24,8 +24,8 @@ import (
 
 // Options is one benchmark run.
 type Options struct {
-	SubscribeURL string        // a WebSocket URL, ws:// or wss://
-	PublishURL   string        // an http(s) URL that publishes a POSTed text/plain body
+	SubscribeURL string        // WebSocket URLs, ws:// or wss://, comma-separated: subscribers take them in turn
+	PublishURL   string        // http(s) URLs that publish a POSTed text/plain body, comma-separated: publishers take them in turn
 	Subscribers  int           // WebSocket connections to open
 	Messages     int           // messages to publish
 	Rate         float64       // messages a second in all; 0 publishes as fast as Publishers go
@@ -60,8 +60,8 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	flags := flag.NewFlagSet("herald bench", flag.ContinueOnError)
 	flags.SetOutput(stderr)
 	var o Options
-	flags.StringVar(&o.SubscribeURL, "ws", "ws://127.0.0.1:9000/ws", "WebSocket `URL` subscribers connect to")
-	flags.StringVar(&o.PublishURL, "publish", "http://127.0.0.1:9000/notify", "`URL` that messages are POSTed to as text/plain")
+	flags.StringVar(&o.SubscribeURL, "ws", "ws://127.0.0.1:9000/ws", "WebSocket `URLs` subscribers connect to, comma-separated for several instances (taken in turn)")
+	flags.StringVar(&o.PublishURL, "publish", "http://127.0.0.1:9000/notify", "`URLs` that messages are POSTed to as text/plain, comma-separated for several instances (taken in turn)")
 	flags.IntVar(&o.Subscribers, "subscribers", 1000, "WebSocket subscribers to connect")
 	flags.IntVar(&o.Messages, "messages", 2000, "messages to publish")
 	flags.Float64Var(&o.Rate, "rate", 0, "publishes a second in all; 0 publishes as fast as the publishers go")
@@ -90,10 +90,16 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 		return Options{}, fmt.Errorf("bench: -size must be at least %d bytes", minPayload)
 	case o.Rate < 0:
 		return Options{}, errors.New("bench: -rate must not be negative")
-	case !strings.HasPrefix(o.SubscribeURL, "ws://") && !strings.HasPrefix(o.SubscribeURL, "wss://"):
-		return Options{}, fmt.Errorf("bench: -ws %q is not a ws:// or wss:// URL", o.SubscribeURL)
-	case !strings.HasPrefix(o.PublishURL, "http://") && !strings.HasPrefix(o.PublishURL, "https://"):
-		return Options{}, fmt.Errorf("bench: -publish %q is not an http:// or https:// URL", o.PublishURL)
+	}
+	for _, u := range strings.Split(o.SubscribeURL, ",") {
+		if !strings.HasPrefix(u, "ws://") && !strings.HasPrefix(u, "wss://") {
+			return Options{}, fmt.Errorf("bench: -ws %q is not a ws:// or wss:// URL", u)
+		}
+	}
+	for _, u := range strings.Split(o.PublishURL, ",") {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return Options{}, fmt.Errorf("bench: -publish %q is not an http:// or https:// URL", u)
+		}
 	}
 	return o, nil
 }
@@ -163,6 +169,7 @@ func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 // connectAll opens every subscriber, ConnectRate at a time.
 func connectAll(ctx context.Context, o Options, progress *progress) ([]*subscriber, time.Duration, error) {
 	dialer := &websocket.Dialer{HandshakeTimeout: 30 * time.Second, ReadBufferSize: 4 << 10, WriteBufferSize: 512}
+	subscribeURLs := strings.Split(o.SubscribeURL, ",")
 	subs := make([]*subscriber, o.Subscribers)
 	var (
 		next      atomic.Int64
@@ -179,7 +186,7 @@ func connectAll(ctx context.Context, o Options, progress *progress) ([]*subscrib
 				if i >= o.Subscribers || ctx.Err() != nil {
 					return
 				}
-				conn, resp, err := dialer.DialContext(ctx, o.SubscribeURL, nil)
+				conn, resp, err := dialer.DialContext(ctx, subscribeURLs[i%len(subscribeURLs)], nil)
 				if err != nil {
 					status := ""
 					if resp != nil {
@@ -238,10 +245,11 @@ func publishAll(ctx context.Context, o Options, progress *progress) []bool {
 	acked := make([]bool, o.Messages) // each index written by one publisher
 	var count atomic.Int64
 	var wg sync.WaitGroup
-	for range o.Publishers {
+	publishURLs := strings.Split(o.PublishURL, ",")
+	for p := range o.Publishers {
 		wg.Go(func() {
 			for seq := range seqs {
-				if publish(ctx, client, o.PublishURL, encodePayload(seq, time.Now(), o.Size)) {
+				if publish(ctx, client, publishURLs[p%len(publishURLs)], encodePayload(seq, time.Now(), o.Size)) {
 					acked[seq] = true
 					progress.set("published %d/%d", int(count.Add(1)), o.Messages)
 				}
