@@ -303,7 +303,7 @@ func TestCheckConfigWithoutAFileSaysItUsesTheDefaults(t *testing.T) {
 // config.yaml and the README must say the same true thing about readiness.
 func TestReadyzIsDescribedAlikeInConfigAndReadme(t *testing.T) {
 	t.Parallel()
-	const truth = "503 once shutdown has begun or while the history file does not answer"
+	const truth = "503 once shutdown has begun or while the history file or Redis does not answer"
 	for _, file := range []string{"config.yaml", "README.md"} {
 		data, err := os.ReadFile(file)
 		if err != nil {

@@ -302,16 +302,20 @@ func (b *RedisBroker) accept(ctx context.Context, m *Message) {
 	if !position.Held || m.ID <= position.LastID {
 		return // no one here asked for the topic, or a duplicate
 	}
-	if m.ID > position.LastID+1 {
-		b.fillLocked(ctx, m.Topic, position.LastID, m.ID-1)
+	if m.ID > position.LastID+1 && !b.fillLocked(ctx, m.Topic, position.LastID, m.ID-1) {
+		// Redis holds what came between but did not answer: taking m now
+		// would report those messages lost. The next message, or the
+		// catch-up after a reconnect, reads them all.
+		return
 	}
 	b.hub.Accept(m)
 }
 
 // fillLocked hands the hub the messages of topic after last, up to upTo
-// (0: all), from its stream. What the stream no longer holds is a gap,
-// which the hub reports. The caller holds b.mu.
-func (b *RedisBroker) fillLocked(ctx context.Context, topic string, last, upTo uint64) {
+// (0: all), from its stream, and reports whether Redis answered. What the
+// stream no longer holds is a gap, which the hub reports. The caller holds
+// b.mu.
+func (b *RedisBroker) fillLocked(ctx context.Context, topic string, last, upTo uint64) bool {
 	end := "+"
 	if upTo > 0 {
 		end = strconv.FormatUint(upTo, 10) + "-1"
@@ -319,7 +323,7 @@ func (b *RedisBroker) fillLocked(ctx context.Context, topic string, last, upTo u
 	entries, err := b.client.XRange(ctx, b.keys(topic)[2], strconv.FormatUint(last+1, 10)+"-0", end).Result()
 	if err != nil {
 		b.failed(err)
-		return // the hub reports the gap when the next message comes
+		return false
 	}
 	for _, entry := range entries {
 		m, err := decodeEntry(topic, entry)
@@ -329,6 +333,7 @@ func (b *RedisBroker) fillLocked(ctx context.Context, topic string, last, upTo u
 		}
 		b.hub.Accept(m)
 	}
+	return true
 }
 
 // catchUp reads, for every held topic, what was published while the
