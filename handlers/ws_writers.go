@@ -122,11 +122,14 @@ func (s *writerShard) run(stop <-chan struct{}) {
 		for {
 			s.mu.Lock()
 			batch := s.queue
-			s.queue, s.spare = s.spare[:0], nil
-			s.mu.Unlock()
 			if len(batch) == 0 {
+				s.mu.Unlock()
 				break
 			}
+			// The two slices take turns, so that pushing never allocates
+			// once both have grown to the pool's size.
+			s.queue, s.spare = s.spare[:0], nil
+			s.mu.Unlock()
 			for _, c := range batch {
 				c.queued.Store(false)
 				c.flush(w)
