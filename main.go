@@ -146,21 +146,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return nil
 }
 
-// newBroker is the broker that cfg.Broker names.
-func newBroker(cfg app.Config, hub *app.Hub, logger *slog.Logger) (app.Broker, error) {
-	if cfg.Broker != "redis" {
-		return app.NewMemoryBroker(hub), nil
-	}
-	return app.NewRedisBroker(hub, app.RedisOptions{
-		URL:         cfg.Redis.URL,
-		Prefix:      cfg.Redis.Prefix,
-		Timeout:     cfg.Redis.Timeout,
-		HistorySize: cfg.History.Size,
-		HistoryTTL:  cfg.History.TTL,
-		Logger:      logger,
-	})
-}
-
 // newLogger builds the structured logger that log.format and log.level
 // describe; the config has been validated.
 func newLogger(cfg app.LogConfig, w io.Writer) *slog.Logger {

@@ -186,6 +186,21 @@ func (s *server) closeBackends() {
 	}
 }
 
+// newBroker is the broker that cfg.Broker names.
+func newBroker(cfg app.Config, hub *app.Hub, logger *slog.Logger) (app.Broker, error) {
+	if cfg.Broker != "redis" {
+		return app.NewMemoryBroker(hub), nil
+	}
+	return app.NewRedisBroker(hub, app.RedisOptions{
+		URL:         cfg.Redis.URL,
+		Prefix:      cfg.Redis.Prefix,
+		Timeout:     cfg.Redis.Timeout,
+		HistorySize: cfg.History.Size,
+		HistoryTTL:  cfg.History.TTL,
+		Logger:      logger,
+	})
+}
+
 // sweepInterval is how often expired history is forgotten: often enough
 // that memory follows history.ttl closely, rarely enough to cost nothing.
 func sweepInterval(ttl time.Duration) time.Duration {
