@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -300,5 +303,26 @@ func TestThreeInstancesBehindNginxNeedNoStickySessions(t *testing.T) {
 		if e := stream.next(t); e.ID != sent.ID || e.Data != fmt.Sprintf("n%d", i+6) {
 			t.Fatalf("resumed through nginx: %+v, want %s n%d", e, sent.ID, i+6)
 		}
+	}
+}
+
+// TestRedisDownAtStartUpStopsWithOneLine: Herald does not start without
+// its Redis, and says why in one line.
+func TestRedisDownAtStartUpStopsWithOneLine(t *testing.T) {
+	t.Parallel()
+	port := freePort(t) // nothing listens there
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	config := fmt.Sprintf("host: 127.0.0.1\nport: 0\nbroker: redis\nredis:\n  url: redis://127.0.0.1:%d/0\n  timeout: 1s\n", port)
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr strings.Builder
+	err := run(t.Context(), []string{"-config", path}, func(string) string { return "" }, io.Discard, &stderr)
+	want := fmt.Sprintf("redis at 127.0.0.1:%d does not answer: ", port)
+	if err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("run returned %v, want one line starting %q", err, want)
+	}
+	if stderr.Len() > 0 {
+		t.Errorf("start-up printed more than the error:\n%s", stderr.String())
 	}
 }

@@ -191,7 +191,7 @@ func newBroker(cfg app.Config, hub *app.Hub, logger *slog.Logger) (app.Broker, e
 	if cfg.Broker != "redis" {
 		return app.NewMemoryBroker(hub), nil
 	}
-	return app.NewRedisBroker(hub, app.RedisOptions{
+	broker, err := app.NewRedisBroker(hub, app.RedisOptions{
 		URL:         cfg.Redis.URL,
 		Prefix:      cfg.Redis.Prefix,
 		Timeout:     cfg.Redis.Timeout,
@@ -199,6 +199,10 @@ func newBroker(cfg app.Config, hub *app.Hub, logger *slog.Logger) (app.Broker, e
 		HistoryTTL:  cfg.History.TTL,
 		Logger:      logger,
 	})
+	if err != nil {
+		return nil, err // not a nil *RedisBroker in an interface, which closeBackends would call
+	}
+	return broker, nil
 }
 
 // sweepInterval is how often expired history is forgotten: often enough

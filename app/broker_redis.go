@@ -103,10 +103,19 @@ end
 return {redis.call('GET', KEYS[2]), redis.call('GET', KEYS[1])}
 `)
 
+// quietLibrary is go-redis's logger: it says nothing. go-redis would print
+// a plain-text line to stderr for every failed dial, once per command
+// while Redis is down; the broker logs each outage once, as structured
+// logs, and counts every failure in its metrics instead.
+type quietLibrary struct{}
+
+func (quietLibrary) Printf(context.Context, string, ...any) {}
+
 // NewRedisBroker connects to Redis and checks that it answers: a Redis that
 // cannot be reached stops start-up with one line, rather than a server that
 // refuses every publish.
 func NewRedisBroker(hub *Hub, opts RedisOptions) (*RedisBroker, error) {
+	redis.SetLogger(quietLibrary{}) // process-wide, and the same every time
 	clientOpts, err := redis.ParseURL(opts.URL)
 	if err != nil {
 		return nil, fmt.Errorf("redis.url: %w", err)
