@@ -252,6 +252,10 @@ func TestPresenceCountsSubscribersOnEveryInstance(t *testing.T) {
 	onB1, onB2 := dial(t, b.ws("/ws?topic=room")), dial(t, b.ws("/ws?topic=room"))
 	openEvents(t, c.Origin+"/events?topic=room", "")
 	awaitCount(4)
+	// A publish's receipt counts the subscribers of every instance.
+	if got := c.publishToTopic(t, "room", "hello"); got.Subscribers != 4 {
+		t.Errorf("a publish on C reports %d subscribers, want 4", got.Subscribers)
+	}
 	onB1.Close()
 	onB2.Close()
 	awaitCount(2)

@@ -66,11 +66,13 @@ type RedisBroker struct {
 
 var _ Broker = (*RedisBroker)(nil)
 
-// publishScript numbers, keeps and announces one message atomically.
-// KEYS: counter, sequence start, stream. ARGV: the time in microseconds,
-// the text, the history size, the TTL in milliseconds, the channel, the
-// topic. Ids are formatted with %d: Lua's default number format would
-// round them.
+// publishScript numbers, keeps and announces one message atomically, and
+// counts the topic's subscribers on every instance from the presence hash.
+// KEYS: counter, sequence start, stream, presence. ARGV: the time in
+// microseconds, the text, the history size, the TTL in milliseconds, the
+// channel, the topic, and the time in milliseconds before which a count is
+// stale. It returns the id and the count. Ids are formatted with %d: Lua's
+// default number format would round them.
 var publishScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('SET', KEYS[2], ARGV[1])
@@ -86,7 +88,12 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', ARGV[5], ARGV[6] .. '\n' .. ids .. '\n' .. ARGV[1] .. '\n' .. ARGV[2])
-return ids
+local subscribers = 0
+for _, v in ipairs(redis.call('HVALS', KEYS[4])) do
+  local n, stamp = string.match(v, '^(%d+):(%d+)$')
+  if n and tonumber(stamp) >= tonumber(ARGV[7]) then subscribers = subscribers + tonumber(n) end
+end
+return {ids, subscribers}
 `)
 
 // seedScript reads where a topic stands, starting its sequence if Redis
@@ -165,18 +172,26 @@ func (b *RedisBroker) Publish(ctx context.Context, topic, text string) (*Message
 	}
 	now := time.Now()
 	micros := strconv.FormatInt(now.UnixMicro(), 10)
-	reply, err := publishScript.Run(ctx, b.client, b.keys(topic),
-		micros, text, b.opts.HistorySize, b.opts.HistoryTTL.Milliseconds(), b.channel, topic).Text()
+	keys := append(b.keys(topic), b.presence.key(topic))
+	reply, err := publishScript.Run(ctx, b.client, keys, micros, text, b.opts.HistorySize,
+		b.opts.HistoryTTL.Milliseconds(), b.channel, topic, now.Add(-presenceStale).UnixMilli()).Slice()
 	if err != nil {
 		b.failed(err)
 		return nil, 0, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
 	}
-	id, err := strconv.ParseUint(reply, 10, 64)
+	if len(reply) != 2 {
+		return nil, 0, fmt.Errorf("%w: the publish script returned %v", ErrBrokerUnavailable, reply)
+	}
+	idText, _ := reply[0].(string)
+	subscribers, _ := reply[1].(int64)
+	id, err := strconv.ParseUint(idText, 10, 64)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: the publish script returned %q", ErrBrokerUnavailable, reply)
+		return nil, 0, fmt.Errorf("%w: the publish script returned %v", ErrBrokerUnavailable, reply)
 	}
 	b.recovered()
-	return &Message{ID: id, Topic: topic, Time: time.UnixMicro(now.UnixMicro()), Text: text}, b.hub.watchers(topic), nil
+	// The count is what every instance last said, which can lag a join or
+	// a leave by a moment.
+	return &Message{ID: id, Topic: topic, Time: time.UnixMicro(now.UnixMicro()), Text: text}, int(subscribers), nil
 }
 
 // Subscribe seeds the topic from Redis when this instance does not hold
