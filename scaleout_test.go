@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/chromedp/chromedp"
 )
 
 // TestThreeInstancesOverRedisBehaveAsOne spreads WebSocket and SSE
@@ -328,5 +330,53 @@ func TestRedisDownAtStartUpStopsWithOneLine(t *testing.T) {
 	}
 	if stderr.Len() > 0 {
 		t.Errorf("start-up printed more than the error:\n%s", stderr.String())
+	}
+}
+
+// TestPageResumesOnAnotherInstance: the page, through nginx in front of
+// three instances, loses the instance it was connected to, reconnects to
+// another through nginx, and shows every message once, in order.
+func TestPageResumesOnAnotherInstance(t *testing.T) {
+	t.Parallel()
+	nginx, site := shippedNginx(t)
+	r := startRedis(t)
+	instances := []*heraldProcess{startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML())}
+	proxy := startNginx(t, nginx, site, instances...)
+	viaProxy := &heraldProcess{Origin: "http://" + proxy}
+
+	tab := newTab(t)
+	runIn(t, tab, waitLive(viaProxy.Origin+"/?topic=pg"))
+	viaProxy.publishToTopic(t, "pg", "m1")
+	viaProxy.publishToTopic(t, "pg", "m2")
+	runIn(t, tab, waitForMessage("m2"))
+
+	// Stop the instance that holds the page's connection.
+	var holding *heraldProcess
+	for _, h := range instances {
+		metrics := request(t, http.MethodGet, h.Origin+"/metrics", nil, "").body
+		if strings.Contains(metrics, "herald_connections{transport=\"websocket\"} 1\n") {
+			holding = h
+		}
+	}
+	if holding == nil {
+		t.Fatal("no instance holds the page's WebSocket")
+	}
+	holding.Stop(t)
+	runIn(t, tab, chromedp.WaitReady(`body[data-state="reconnecting"]`))
+	var live *heraldProcess
+	for _, h := range instances {
+		if h != holding {
+			live = h
+		}
+	}
+	live.publishToTopic(t, "pg", "m3") // while the page is away
+	live.publishToTopic(t, "pg", "m4")
+	runIn(t, tab, chromedp.WaitReady(`body[data-state="live"]`), waitForMessage("m4"))
+
+	if got := shownMessages(t, tab); strings.Join(got, " ") != "m1 m2 m3 m4" {
+		t.Errorf("the page lists %q, want m1 to m4 once each, in order", got)
+	}
+	if hidden := get(t, tab, chromedp.Evaluate[bool](`document.getElementById("lost-notice").hidden`)); !hidden {
+		t.Error("the page warns of lost messages although none were lost")
 	}
 }
