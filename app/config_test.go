@@ -107,16 +107,21 @@ func TestParseConfigRejectsBadInputWithOneLineNamingTheKey(t *testing.T) {
 	}
 }
 
-func TestApplyEnvOverridesPort(t *testing.T) {
-	t.Parallel()
-	env := func(value string) func(string) string {
+// oneVariable is an environment that holds only name, set to value.
+func oneVariable(name string) func(value string) func(string) string {
+	return func(value string) func(string) string {
 		return func(key string) string {
-			if key == "HERALD_PORT" {
+			if key == name {
 				return value
 			}
 			return ""
 		}
 	}
+}
+
+func TestApplyEnvOverridesPort(t *testing.T) {
+	t.Parallel()
+	env := oneVariable("HERALD_PORT")
 	cfg := DefaultConfig()
 	if err := ApplyEnv(&cfg, env("8123")); err != nil || cfg.Port != 8123 {
 		t.Fatalf("HERALD_PORT=8123 gave port %d, %v", cfg.Port, err)
@@ -137,14 +142,7 @@ func TestApplyEnvOverridesPort(t *testing.T) {
 
 func TestRedisURLFromTheEnvironmentAndNeverPrinted(t *testing.T) {
 	t.Parallel()
-	env := func(value string) func(string) string {
-		return func(key string) string {
-			if key == "HERALD_REDIS_URL" {
-				return value
-			}
-			return ""
-		}
-	}
+	env := oneVariable("HERALD_REDIS_URL")
 	cfg := DefaultConfig()
 	if err := ApplyEnv(&cfg, env("rediss://:s3cret@redis.internal:6380/2")); err != nil || cfg.Redis.URL != "rediss://:s3cret@redis.internal:6380/2" {
 		t.Fatalf("HERALD_REDIS_URL gave %q, %v", cfg.Redis.URL, err)
