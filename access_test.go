@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -172,5 +174,29 @@ func TestTokenCommandMintsAJWTTheServerAccepts(t *testing.T) {
 	}
 	if strings.Contains(check.String(), secret) {
 		t.Error("check-config printed the JWT secret")
+	}
+}
+
+// TestCheckConfigSaysWhenNoClientCanDoSomething: a default that shuts out
+// clients without a token, and no token to let anyone in, is a mistake
+// worth one line.
+func TestCheckConfigSaysWhenNoClientCanDoSomething(t *testing.T) {
+	t.Parallel()
+	for anonymous, want := range map[string]string{
+		"read-only":  "# No token or JWT key is configured, so no client can publish.",
+		"deny":       "# No token or JWT key is configured, so no client can subscribe or publish.",
+		"read-write": "",
+	} {
+		path := filepath.Join(t.TempDir(), "config.yaml")
+		if err := os.WriteFile(path, []byte("security:\n  anonymous: "+anonymous+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		var out strings.Builder
+		if err := run(t.Context(), []string{"check-config", path}, func(string) string { return "" }, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Contains(out.String(), "# No token or JWT key"); got != (want != "") || !strings.Contains(out.String(), want) {
+			t.Errorf("anonymous: %s: check-config said\n%s\nwant %q", anonymous, out.String(), want)
+		}
 	}
 }

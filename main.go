@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -177,6 +178,20 @@ func checkConfig(path string, given bool, getenv func(string) string, stdout io.
 		fmt.Fprintf(stdout, "# %s is valid. The values in force (tokens hidden):\n%s", source, cfg.Redacted().YAML())
 	}
 	fmt.Fprintf(stdout, "# Clients without a token may %s (security.anonymous: %s).\n", describeRights(policy.Anonymous()), cfg.Security.Anonymous)
+	if !policy.TakesCredentials() {
+		var nobody []string
+		for _, a := range []struct {
+			action access.Action
+			verb   string
+		}{{access.Read, "subscribe"}, {access.Write, "publish"}} {
+			if !policy.Anonymous().Allows(a.action, "any") {
+				nobody = append(nobody, a.verb)
+			}
+		}
+		if len(nobody) > 0 {
+			fmt.Fprintf(stdout, "# No token or JWT key is configured, so no client can %s.\n", strings.Join(nobody, " or "))
+		}
+	}
 	if len(cfg.Security.AllowedHosts) == 0 {
 		fmt.Fprintln(stdout, "# security.allowed_hosts is empty: only localhost names and IP addresses are answered.\n# A server reached by a public name must list that name there.")
 	}
