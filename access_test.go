@@ -2,16 +2,24 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"io"
+	"io/fs"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/chromedp/chromedp"
 	"github.com/golang-jwt/jwt/v5"
 
+	"herald/app"
 	"herald/app/access"
+	"herald/handlers"
 )
 
 // TestThreeClientsSeeExactlyWhatTheirScopesAllow runs three clients with
@@ -198,5 +206,65 @@ func TestCheckConfigSaysWhenNoClientCanDoSomething(t *testing.T) {
 		if got := strings.Contains(out.String(), "# No token or JWT key"); got != (want != "") || !strings.Contains(out.String(), want) {
 			t.Errorf("anonymous: %s: check-config said\n%s\nwant %q", anonymous, out.String(), want)
 		}
+	}
+}
+
+// TestPageAsksForANewTokenWhenItsTokenExpires serves the routes on a
+// frozen clock, so that the token is valid whenever the page connects, and
+// its subscription is cut one real second later: the page says the token
+// expired and asks for a new one. The test moves the clock only once the
+// cut has come, so nothing depends on how fast the machine is.
+func TestPageAsksForANewTokenWhenItsTokenExpires(t *testing.T) {
+	t.Parallel()
+	var frozen atomic.Int64
+	start := time.Now().Truncate(time.Second)
+	frozen.Store(start.UnixNano())
+	clock := func() time.Time { return time.Unix(0, frozen.Load()) }
+
+	cfg := app.DefaultConfig()
+	cfg.Security.Tokens = []access.TokenConfig{{Name: "short", Secret: "short-token-7c1e", Read: []string{"*"},
+		Expires: start.Add(time.Second).UTC().Format(time.RFC3339)}}
+	hub, err := app.NewHub(app.HubOptions{MaxLagBytes: cfg.Limits.MaxLagBytes, MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		HistorySize: cfg.History.Size, HistoryTTL: cfg.History.TTL, MaxTopics: cfg.Limits.MaxTopics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	templates, _ := fs.Sub(assets, "templates")
+	static, _ := fs.Sub(assets, "static")
+	e, err := handlers.New(handlers.Options{Config: cfg, Hub: hub, Templates: templates, Static: static, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := httptest.NewServer(e)
+	t.Cleanup(func() {
+		hub.Shutdown(context.Background())
+		server.Close()
+	})
+
+	tab := newTab(t)
+	runIn(t, tab,
+		chromedp.Navigate(server.URL+"/"),
+		chromedp.WaitVisible("#token-form"),
+		chromedp.SendKeys("#token", "short-token-7c1e"),
+		chromedp.Click(`#token-form button[type="submit"]`),
+		chromedp.WaitReady(`body[data-state="live"]`),
+	)
+	// One real second after connecting, the subscription is cut.
+	runIn(t, tab,
+		chromedp.WaitReady(`body[data-state="waiting"]`),
+		chromedp.WaitVisible("#token-form"),
+	)
+	if problem := get(t, tab, chromedp.Text("#token-problem")); !strings.Contains(problem, "Your token expired") {
+		t.Errorf("the page says %q", problem)
+	}
+	// Trying the same token again, once the server's clock is past its
+	// expiry, gets the server's own word for it.
+	frozen.Store(start.Add(2 * time.Second).UnixNano())
+	runIn(t, tab,
+		chromedp.Click(`#token-form button[type="submit"]`),
+		chromedp.WaitReady(`#access-summary.error`),
+	)
+	if summary := get(t, tab, chromedp.Text("#access-summary")); !strings.Contains(summary, `The token "short" expired at`) {
+		t.Errorf("the Access card says %q", summary)
 	}
 }
