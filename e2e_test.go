@@ -126,8 +126,12 @@ func waitLive(url string) step {
 // waitForMessage waits until the page lists a message with exactly text.
 func waitForMessage(text string) step {
 	quoted, _ := json.Marshal(text)
-	poll := chromedp.Poll[bool](
-		fmt.Sprintf(`[...document.querySelectorAll("#messages .text")].some(e => e.textContent === %s)`, quoted))
+	return pollUntil(fmt.Sprintf(`[...document.querySelectorAll("#messages .text")].some(e => e.textContent === %s)`, quoted))
+}
+
+// pollUntil waits until a JavaScript expression is true in the tab.
+func pollUntil(expression string) step {
+	poll := chromedp.Poll[bool](expression)
 	return chromedp.Func(func(ctx context.Context, target *chromedp.Target) error {
 		_, err := poll(ctx, target)
 		return err
