@@ -188,8 +188,10 @@ func (c *wsConn) writeOwned(w *batchWriter) {
 		c.written(taken, closing)
 		// Nothing has come since collect looked: let go without looking
 		// again, which would take every lock a second time for nothing.
-		// release checks, under the lock, that nothing came meanwhile.
-		if drained && !c.dirty.Load() && c.release() {
+		// release checks, under the lock, that nothing came meanwhile. A
+		// subscription that has ended must be looked at again: its close
+		// frame goes out once nothing is left to take.
+		if drained && !c.dirty.Load() && !isClosed(c.Subscriber.Done()) && c.release() {
 			return
 		}
 	}
