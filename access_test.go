@@ -244,9 +244,7 @@ func TestPageAsksForANewTokenWhenItsTokenExpires(t *testing.T) {
 	tab := newTab(t)
 	runIn(t, tab,
 		chromedp.Navigate(server.URL+"/"),
-		chromedp.WaitVisible("#token-form"),
-		chromedp.SendKeys("#token", "short-token-7c1e"),
-		chromedp.Click(`#token-form button[type="submit"]`),
+		useToken("short-token-7c1e"),
 		// One real second after connecting, the subscription is cut with
 		// 4401, and the page asks for a new token. (Waiting for "live" in
 		// between would race that second on a busy machine.)

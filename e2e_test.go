@@ -129,6 +129,15 @@ func waitForMessage(text string) step {
 	return pollUntil(fmt.Sprintf(`[...document.querySelectorAll("#messages .text")].some(e => e.textContent === %s)`, quoted))
 }
 
+// useToken enters token in the page's token form, as a user would.
+func useToken(token string) step {
+	return chromedp.Steps(
+		chromedp.WaitVisible("#token-form"),
+		chromedp.SendKeys("#token", token),
+		chromedp.Click(`#token-form button[type="submit"]`),
+	)
+}
+
 // pollUntil waits until a JavaScript expression is true in the tab.
 func pollUntil(expression string) step {
 	poll := chromedp.Poll[bool](expression)
@@ -494,8 +503,7 @@ func TestPageAsksForATokenAndUsesIt(t *testing.T) {
 		t.Errorf("the page does not say why it is not watching: %q", says)
 	}
 	runIn(t, tab,
-		chromedp.SendKeys("#token", "editor-token-1234"),
-		chromedp.Click(`#token-form button[type="submit"]`),
+		useToken("editor-token-1234"),
 		chromedp.WaitReady(`body[data-state="live"]`),
 		chromedp.SendKeys("#msg", "published with a token\r"),
 		waitForMessage("published with a token"),
@@ -526,9 +534,7 @@ func TestPageWithAReadOnlyTokenWatchesButIsToldItCannotPublish(t *testing.T) {
 	tab := newTab(t)
 	runIn(t, tab,
 		chromedp.Navigate(h.URL+"?topic=team-a"),
-		chromedp.WaitVisible("#token-form"),
-		chromedp.SendKeys("#token", "viewer-token-1"),
-		chromedp.Click(`#token-form button[type="submit"]`),
+		useToken("viewer-token-1"),
 		chromedp.WaitReady(`body[data-state="live"]`),
 		chromedp.WaitVisible("#publish-denied"),
 	)
