@@ -4,11 +4,14 @@
 # the load generator (herald bench) pinned to CPU 1, 64-byte messages, plain
 # WebSocket subscribers, publishes through each server's publish route. Three
 # rounds alternate the two servers; each figure is the median of its three
-# runs, and each ratio is Herald's median over nchan's.
+# runs, and each ratio is Herald's median over nchan's. The durable
+# scenarios compare Herald with itself instead: history.file set against
+# history in memory, 16 concurrent publishers.
 #
 #   bench/compare.sh            # all scenarios, three rounds
 #   ROUNDS=1 bench/compare.sh   # a quick look
-#   SCENARIOS="steady burst" bench/compare.sh   # some of: steady burst idle10k
+#   SCENARIOS="steady burst" bench/compare.sh
+#       # some of: steady burst idle10k durable1 durable1000
 #
 # It installs nothing. It needs Go, nginx with the nchan module (Debian:
 # nginx-light and libnginx-mod-nchan) and taskset (util-linux).
@@ -58,12 +61,16 @@ wait_port() {
 }
 
 # start_server NAME PORT: starts one server on CPU 0 and sets server_pid,
-# ws_url and publish_url.
+# ws_url and publish_url. herald-file is Herald with a fresh history file.
 start_server() {
   local name=$1 port=$2
   case "$name" in
-    herald)
+    herald | herald-file)
       sed "s/PORT/$port/" bench/herald.yaml >"$work/herald.yaml"
+      if [[ "$name" == herald-file ]]; then
+        rm -f "$work/history.db"
+        printf 'history:\n  file: %s\n' "$work/history.db" >>"$work/herald.yaml"
+      fi
       taskset -c 0 "$work/herald" -config "$work/herald.yaml" >/dev/null 2>"$work/herald.log" &
       ws_url="ws://127.0.0.1:$port/ws"
       publish_url="http://127.0.0.1:$port/notify"
@@ -102,9 +109,11 @@ scenarios=(
   "steady|-subscribers 1000 -messages 1000 -rate 100 -publishers 1"
   "burst|-subscribers 1000 -messages 2000 -publishers 8"
   "idle10k|-subscribers 10000 -messages 1 -publishers 1 -connect-concurrency 200"
+  "durable1|-subscribers 1 -messages 8000 -publishers 16"
+  "durable1000|-subscribers 1000 -messages 4000 -publishers 16"
 )
 
-selected=${SCENARIOS:-steady burst idle10k}
+selected=${SCENARIOS:-steady burst idle10k durable1 durable1000}
 results="$work/results"
 : >"$results"
 for round in $(seq "$rounds"); do
@@ -113,8 +122,10 @@ for round in $(seq "$rounds"); do
     flags=${entry#*|}
     [[ " $selected " == *" $scenario "* ]] || continue
     # Alternate which server goes first, round by round.
-    order=(herald nchan)
-    ((round % 2 == 0)) && order=(nchan herald)
+    other=nchan
+    [[ "$scenario" == durable* ]] && other=herald-file
+    order=(herald "$other")
+    ((round % 2 == 0)) && order=("$other" herald)
     for server in "${order[@]}"; do
       port=$(free_port)
       start_server "$server" "$port"
@@ -122,6 +133,10 @@ for round in $(seq "$rounds"); do
       out=$(taskset -c 1 "$work/herald" bench -ws "$ws_url" -publish "$publish_url" -size 64 -pid "$measured_pid" $flags)
       stop_server
       echo "$out" | sed "s/^/$round $scenario $server /" >>"$results"
+      # Publishes a second, which herald bench leaves to be worked out.
+      echo "$out" | awk -F= -v p="$round $scenario $server " '
+        $1 == "acknowledged" { a = $2 } $1 == "publish_seconds" { s = $2 }
+        END { if (s > 0) printf "%spublishes_per_second=%.0f\n", p, a / s }' >>"$results"
       echo "round $round $scenario $server: $(echo "$out" | grep -E '^(lost|deliveries_per_second|latency_p99_ms|server_cpu_us_per_delivery|connect_seconds|server_rss_per_connection_kib)=' | tr '\n' ' ')" >&2
     done
   done
@@ -144,20 +159,42 @@ row() { # label scenario key
 }
 
 echo
-echo "Medians of $rounds rounds; ratio = Herald / nchan (lower is better, except deliveries/s)."
-echo
-echo "| scenario | Herald | nchan | Herald/nchan |"
-echo "|---|---|---|---|"
-row "1,000 subscribers, 100 publishes/s: server CPU µs per delivery" steady server_cpu_us_per_delivery
-row "same: p99 publish-to-receive (ms)" steady latency_p99_ms
-row "1,000 subscribers, 2,000 publishes by 8 publishers: deliveries/s" burst deliveries_per_second
-row "same: server CPU µs per delivery" burst server_cpu_us_per_delivery
-row "same: p99 publish-to-receive (ms)" burst latency_p99_ms
-row "10,000 subscribers: seconds to connect all" idle10k connect_seconds
-row "same: resident memory per connection (KiB)" idle10k server_rss_per_connection_kib
+echo "Medians of $rounds rounds."
+if [[ " $selected " == *" steady "* || " $selected " == *" burst "* || " $selected " == *" idle10k "* ]]; then
+  echo
+  echo "Ratio = Herald / nchan (lower is better, except deliveries/s):"
+  echo
+  echo "| scenario | Herald | nchan | Herald/nchan |"
+  echo "|---|---|---|---|"
+  row "1,000 subscribers, 100 publishes/s: server CPU µs per delivery" steady server_cpu_us_per_delivery
+  row "same: p99 publish-to-receive (ms)" steady latency_p99_ms
+  row "1,000 subscribers, 2,000 publishes by 8 publishers: deliveries/s" burst deliveries_per_second
+  row "same: server CPU µs per delivery" burst server_cpu_us_per_delivery
+  row "same: p99 publish-to-receive (ms)" burst latency_p99_ms
+  row "10,000 subscribers: seconds to connect all" idle10k connect_seconds
+  row "same: resident memory per connection (KiB)" idle10k server_rss_per_connection_kib
+fi
+if [[ " $selected " == *" durable"* ]]; then
+  echo
+  echo "History in memory against history.file (ratio = file / memory; higher is better):"
+  echo
+  echo "| scenario | memory | file | file/memory |"
+  echo "|---|---|---|---|"
+  durable_row() { # label scenario
+    local m f
+    [[ " $selected " == *" $2 "* ]] || return 0
+    m=$(median "$2" herald publishes_per_second)
+    f=$(median "$2" herald-file publishes_per_second)
+    printf '| %s | %s | %s | %s |\n' "$1" "$m" "$f" "$(awk -v m="$m" -v f="$f" 'BEGIN { if (m > 0) printf "%.2f", f/m; else print "-" }')"
+  }
+  durable_row "16 publishers, 1 subscriber: publishes/s" durable1
+  durable_row "16 publishers, 1,000 subscribers: publishes/s" durable1000
+fi
 echo
 for scenario in $selected; do
-  for server in herald nchan; do
+  others=nchan
+  [[ "$scenario" == durable* ]] && others=herald-file
+  for server in herald $others; do
     printf 'lost in %s, %s, all rounds: %s of %s (duplicated: %s)\n' "$scenario" "$server" \
       "$(sum $scenario $server lost)" "$(sum $scenario $server expected_deliveries)" "$(sum $scenario $server duplicated)"
   done
