@@ -24,21 +24,30 @@ var (
 // The hub wakes it when there is more to read; exactly one goroutine, the
 // connection's writer, calls Take.
 type Subscriber struct {
-	id    uint64
-	topic *topicState
-	label string // who is on the other end, for logs
+	// The fields that every publish reads for every subscriber of the
+	// topic come first, on one cache line: a publish to 1,000 subscribers
+	// finds each one's line cold, after the writes since the last one.
 
 	// Guarded by topic.mu.
 	cursor  uint64 // id of the next message to take
-	joinID  uint64 // the first id published after Subscribe
 	lagBase uint64 // topic byte offset up to which this subscriber has taken live messages
-	leftAt  uint64 // the topic's last id when the subscriber left it
-	left    bool
+	waker   Waker  // told instead of signalling wake, when set
 	// skipAhead: when too far behind, skip rather than end (see
-	// SubscribeRequest.SkipAhead). pendingGap is the gap Take reports next:
-	// a copy of the resume gap at first, then any skip.
-	skipAhead  bool
+	// SubscribeRequest.SkipAhead).
+	skipAhead bool
+	left      bool
+	// slow is set when the subscription ends for being slow: writers check
+	// it on every batch without taking endMu.
+	slow   atomic.Bool
+	joinID uint64 // the first id published after Subscribe
+	leftAt uint64 // the topic's last id when the subscriber left it
+	// pendingGap is the gap Take reports next: a copy of the resume gap at
+	// first, then any skip.
 	pendingGap *Gap
+
+	id    uint64
+	topic *topicState
+	label string // who is on the other end, for logs
 
 	// released is set by Unsubscribe; guarded by the hub's mu.
 	released bool
@@ -47,7 +56,6 @@ type Subscriber struct {
 	unwritten atomic.Uint64
 
 	wake     chan struct{} // a message may be waiting
-	onWake   func()        // called instead of signalling wake, when set; guarded by topic.mu
 	gap      *Gap
 	presence chan struct{} // nil unless presence was asked for
 	broker   *brokerStatus // the hub's, for notices when a shared broker goes and comes back
@@ -60,9 +68,6 @@ type Subscriber struct {
 	endMu  sync.Mutex
 	reason error
 	onEnd  func()
-	// slow is set when the subscription ends for being slow: writers check
-	// it on every batch without taking endMu.
-	slow atomic.Bool
 }
 
 func newSubscriber(id uint64, t *topicState, label string) *Subscriber {
@@ -205,8 +210,8 @@ func (s *Subscriber) EndedSlow() bool { return s.slow.Load() }
 // signal wakes the subscriber's writer; a signal already pending stands
 // for this one too. The caller holds s.topic.mu.
 func (s *Subscriber) signal() {
-	if s.onWake != nil {
-		s.onWake()
+	if s.waker != nil {
+		s.waker.Wake()
 		return
 	}
 	select {
@@ -215,16 +220,24 @@ func (s *Subscriber) signal() {
 	}
 }
 
-// OnWake makes the hub call wake, instead of signalling Ready, whenever a
+// Waker is told that a subscriber may have something new to write.
+type Waker interface {
+	// Wake runs under the topic's lock: it must return at once and must
+	// not call back into the hub.
+	Wake()
+}
+
+// OnWake makes the hub tell w, instead of signalling Ready, whenever a
 // message is published to the subscriber or its topic's subscriber count
-// changes, and calls it once now, for anything published before. wake runs
-// under the topic's lock: it must return at once and must not call back
-// into the hub. It suits a writer that is not a goroutine of its own.
-func (s *Subscriber) OnWake(wake func()) {
+// changes, and tells it once now, for anything published before. It suits
+// a writer that is not a goroutine of its own. An interface rather than a
+// func, so that waking a subscriber reads no closure, a cache line fewer
+// per subscriber per publish.
+func (s *Subscriber) OnWake(w Waker) {
 	s.topic.mu.Lock()
 	defer s.topic.mu.Unlock()
-	s.onWake = wake
-	wake()
+	s.waker = w
+	w.Wake()
 }
 
 // Gap says that history no longer reached back to where a subscriber asked

@@ -76,8 +76,8 @@ func (t *topicState) tellWatchersLocked() {
 		case s.presence <- struct{}{}:
 		default:
 		}
-		if s.onWake != nil {
-			s.onWake()
+		if s.waker != nil {
+			s.waker.Wake()
 		}
 	}
 }

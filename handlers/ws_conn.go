@@ -60,6 +60,13 @@ var (
 // own. Every byte written goes through that one owner, x/net's pongs
 // included, so frames never interleave.
 type wsConn struct {
+	// What a publish touches, waking each subscriber's connection, comes
+	// first, on one cache line (see app.Subscriber).
+	queued  atomic.Bool // on the shard's queue
+	dirty   atomic.Bool // something may be pending since the last collect
+	pingDue atomic.Bool
+	shard   *writerShard
+
 	*Subscription
 	handler *streamHandler
 	remote  string          // the client's address, for logs
@@ -73,12 +80,7 @@ type wsConn struct {
 	fdMu     sync.RWMutex
 	fdClosed bool
 	reader   *bufio.Reader // x/net's read buffer, to know whether bytes wait in it
-	shard    *writerShard
 	started  time.Time
-
-	queued  atomic.Bool // on the shard's queue
-	dirty   atomic.Bool // something may be pending since the last collect
-	pingDue atomic.Bool
 
 	mu        sync.Mutex
 	idle      sync.Cond // signalled when writing ends
@@ -113,6 +115,11 @@ func newWSConn(sub *Subscription, h *streamHandler, remote string) *wsConn {
 func (c *wsConn) logger() *slog.Logger {
 	return c.handler.log.With("remote", c.remote, "subscriber", c.Subscriber.ID())
 }
+
+var _ app.Waker = (*wsConn)(nil)
+
+// Wake is how the hub tells the connection that there is more to write.
+func (c *wsConn) Wake() { c.enqueue() }
 
 // enqueue asks the connection's shard to write whatever is pending.
 func (c *wsConn) enqueue() {
@@ -421,7 +428,7 @@ func (c *wsConn) serve(end func()) {
 		}
 		c.enqueue()
 	})
-	c.Subscriber.OnWake(c.enqueue)
+	c.Subscriber.OnWake(c)
 
 	readErr := c.discardFrames()
 	c.finishAfterRead(readErr)
