@@ -13,23 +13,30 @@ import (
 // Report is what one run measured. Fields are printed in order, as
 // key=value lines named by their json tags.
 type Report struct {
-	Subscribers                int     `json:"subscribers"`
-	Messages                   int     `json:"messages"`
-	ConnectSeconds             float64 `json:"connect_seconds"`
-	Acknowledged               int     `json:"acknowledged"`
-	PublishFailures            int     `json:"publish_failures"`
-	Expected                   int     `json:"expected_deliveries"`
-	Delivered                  int     `json:"delivered"`
-	Lost                       int     `json:"lost"`
-	Duplicated                 int     `json:"duplicated"`
-	Foreign                    int     `json:"foreign_frames"`
-	PublishSeconds             float64 `json:"publish_seconds"`
-	DeliverySeconds            float64 `json:"delivery_seconds"`
-	DeliveriesPerSec           float64 `json:"deliveries_per_second"`
-	LatencyP50Millis           float64 `json:"latency_p50_ms"`
-	LatencyP90Millis           float64 `json:"latency_p90_ms"`
-	LatencyP99Millis           float64 `json:"latency_p99_ms"`
-	LatencyMaxMillis           float64 `json:"latency_max_ms"`
+	Subscribers      int     `json:"subscribers"`
+	Messages         int     `json:"messages"`
+	ConnectSeconds   float64 `json:"connect_seconds"`
+	Acknowledged     int     `json:"acknowledged"`
+	PublishFailures  int     `json:"publish_failures"`
+	Expected         int     `json:"expected_deliveries"`
+	Delivered        int     `json:"delivered"`
+	Lost             int     `json:"lost"`
+	Duplicated       int     `json:"duplicated"`
+	Foreign          int     `json:"foreign_frames"`
+	PublishSeconds   float64 `json:"publish_seconds"`
+	DeliverySeconds  float64 `json:"delivery_seconds"`
+	DeliveriesPerSec float64 `json:"deliveries_per_second"`
+	LatencyP50Millis float64 `json:"latency_p50_ms"`
+	LatencyP90Millis float64 `json:"latency_p90_ms"`
+	LatencyP99Millis float64 `json:"latency_p99_ms"`
+	LatencyMaxMillis float64 `json:"latency_max_ms"`
+	// For each message, the latency of its first and of its last delivery
+	// among the subscribers: where a fan-out's time goes, in starting it or
+	// in going round.
+	FirstDeliveryP50Millis     float64 `json:"first_delivery_p50_ms"`
+	FirstDeliveryP99Millis     float64 `json:"first_delivery_p99_ms"`
+	LastDeliveryP50Millis      float64 `json:"last_delivery_p50_ms"`
+	LastDeliveryP99Millis      float64 `json:"last_delivery_p99_ms"`
 	ServerCPUSeconds           float64 `json:"server_cpu_seconds"`
 	ServerCPUMicrosPerDelivery float64 `json:"server_cpu_us_per_delivery"`
 	ServerRSSKiB               int64   `json:"server_rss_kib"`
@@ -46,18 +53,28 @@ func (r *Report) summarise(subs []*subscriber, acked []bool, start time.Time, pu
 	r.PublishFailures = len(acked) - r.Acknowledged
 	r.Expected = r.Acknowledged * len(subs)
 	r.Lost += (r.Subscribers - len(subs)) * r.Acknowledged // never connected
-	var latencies []uint32
+	latencies := make([]uint32, 0, r.Expected)
+	firsts := make([]uint32, len(acked)) // per message; 0 until delivered
+	lasts := make([]uint32, len(acked))
 	var last time.Time
 	for _, s := range subs {
 		r.Delivered += s.distinct
 		r.Duplicated += s.dupes
 		r.Foreign += s.foreign
 		for seq, ok := range acked {
-			if ok && !s.seen[seq] {
+			latency, seen := s.latencyOf(seq)
+			if ok && !seen {
 				r.Lost++
 			}
+			if !seen {
+				continue
+			}
+			latencies = append(latencies, latency)
+			if firsts[seq] == 0 || latency+1 < firsts[seq] {
+				firsts[seq] = latency + 1
+			}
+			lasts[seq] = max(lasts[seq], latency+1)
 		}
-		latencies = append(latencies, s.latencies...)
 		if s.lastAt.After(last) {
 			last = s.lastAt
 		}
@@ -72,6 +89,25 @@ func (r *Report) summarise(subs []*subscriber, acked []bool, start time.Time, pu
 	r.LatencyP90Millis = percentile(latencies, 0.90)
 	r.LatencyP99Millis = percentile(latencies, 0.99)
 	r.LatencyMaxMillis = percentile(latencies, 1)
+	firsts, lasts = delivered(firsts), delivered(lasts)
+	slices.Sort(firsts)
+	slices.Sort(lasts)
+	r.FirstDeliveryP50Millis = percentile(firsts, 0.50)
+	r.FirstDeliveryP99Millis = percentile(firsts, 0.99)
+	r.LastDeliveryP50Millis = percentile(lasts, 0.50)
+	r.LastDeliveryP99Millis = percentile(lasts, 0.99)
+}
+
+// delivered turns per-message latencies kept plus one, with 0 for a
+// message nobody got, into the latencies of the messages that arrived.
+func delivered(perMessage []uint32) []uint32 {
+	out := perMessage[:0]
+	for _, v := range perMessage {
+		if v > 0 {
+			out = append(out, v-1)
+		}
+	}
+	return out
 }
 
 // percentile is the value at rank q of sorted microseconds, in milliseconds.

@@ -40,17 +40,25 @@ func decodePayload(b []byte) (seq int, sent time.Time, ok bool) {
 // subscriber is one WebSocket connection and what it received. Only its
 // read goroutine writes to it until the connection is closed.
 type subscriber struct {
-	conn      *websocket.Conn
-	seen      []bool
-	distinct  int
-	dupes     int
-	foreign   int      // frames that are not benchmark payloads
-	latencies []uint32 // microseconds, one per distinct delivery
-	lastAt    time.Time
+	conn     *websocket.Conn
+	latency  []uint32 // by sequence number: microseconds plus one, 0 until it arrives
+	distinct int
+	dupes    int
+	foreign  int // frames that are not benchmark payloads
+	lastAt   time.Time
 }
 
 func newSubscriber(conn *websocket.Conn, messages int) *subscriber {
-	return &subscriber{conn: conn, seen: make([]bool, messages), latencies: make([]uint32, 0, messages)}
+	return &subscriber{conn: conn, latency: make([]uint32, messages)}
+}
+
+// latencyOf is how long message seq took to arrive, in microseconds, if it
+// did.
+func (s *subscriber) latencyOf(seq int) (micros uint32, seen bool) {
+	if s.latency[seq] == 0 {
+		return 0, false
+	}
+	return s.latency[seq] - 1, true
 }
 
 // read records frames until it has seen every message or the connection
@@ -63,17 +71,16 @@ func (s *subscriber) read(messages int) {
 		}
 		now := time.Now()
 		seq, sent, ok := decodePayload(data)
-		if !ok || seq < 0 || seq >= len(s.seen) {
+		if !ok || seq < 0 || seq >= len(s.latency) {
 			s.foreign++
 			continue
 		}
-		if s.seen[seq] {
+		if s.latency[seq] != 0 {
 			s.dupes++
 			continue
 		}
-		s.seen[seq] = true
+		s.latency[seq] = uint32(min(max(now.Sub(sent).Microseconds(), 0), 1<<32-2)) + 1
 		s.distinct++
-		s.latencies = append(s.latencies, uint32(min(now.Sub(sent).Microseconds(), 1<<32-1)))
 		s.lastAt = now
 	}
 }

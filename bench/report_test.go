@@ -1,0 +1,56 @@
+package bench
+
+import (
+	"testing"
+	"time"
+)
+
+// subscriberWith is a subscriber that received message i after micros[i]
+// microseconds, or never when micros[i] is negative.
+func subscriberWith(micros ...int) *subscriber {
+	s := newSubscriber(nil, len(micros))
+	for seq, m := range micros {
+		if m >= 0 {
+			s.latency[seq] = uint32(m) + 1
+			s.distinct++
+		}
+	}
+	return s
+}
+
+func TestSummariseFindsEachMessagesFirstAndLastDelivery(t *testing.T) {
+	subs := []*subscriber{
+		subscriberWith(100, 50, 1000, -1, 0),
+		subscriberWith(300, -1, 1000, -1, 7),
+		subscriberWith(200, 400, 1000, -1, 9),
+	}
+	r := &Report{Subscribers: len(subs), Messages: 5}
+	r.summarise(subs, []bool{true, true, true, true, true}, time.Now(), time.Second)
+
+	if r.Delivered != 11 || r.Lost != 4 {
+		t.Errorf("delivered=%d lost=%d, want 11 and 4 (one missed by one subscriber, one by all three)", r.Delivered, r.Lost)
+	}
+	// Per message, first deliveries are 100, 50, 1000 and 0 µs, and last
+	// ones 300, 400, 1000 and 9 µs; the message nobody got has neither.
+	for name, got := range map[string][2]float64{
+		"first p50": {r.FirstDeliveryP50Millis, 0.100},
+		"first p99": {r.FirstDeliveryP99Millis, 1.000},
+		"last p50":  {r.LastDeliveryP50Millis, 0.400},
+		"last p99":  {r.LastDeliveryP99Millis, 1.000},
+		"max":       {r.LatencyMaxMillis, 1.000},
+	} {
+		if got[0] != got[1] {
+			t.Errorf("%s = %.3f ms, want %.3f", name, got[0], got[1])
+		}
+	}
+}
+
+func TestALatencyOfZeroIsADelivery(t *testing.T) {
+	s := subscriberWith(0, -1)
+	if micros, seen := s.latencyOf(0); !seen || micros != 0 {
+		t.Errorf("message 0: %d µs, seen=%v; want 0 µs, seen", micros, seen)
+	}
+	if _, seen := s.latencyOf(1); seen {
+		t.Error("message 1 counts as seen, but never arrived")
+	}
+}
