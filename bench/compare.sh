@@ -168,6 +168,8 @@ if [[ " $selected " == *" steady "* || " $selected " == *" burst "* || " $select
   echo "|---|---|---|---|"
   row "1,000 subscribers, 100 publishes/s: server CPU µs per delivery" steady server_cpu_us_per_delivery
   row "same: p99 publish-to-receive (ms)" steady latency_p99_ms
+  row "same: p50 of each message's first delivery (ms)" steady first_delivery_p50_ms
+  row "same: p50 of each message's last delivery (ms)" steady last_delivery_p50_ms
   row "1,000 subscribers, 2,000 publishes by 8 publishers: deliveries/s" burst deliveries_per_second
   row "same: server CPU µs per delivery" burst server_cpu_us_per_delivery
   row "same: p99 publish-to-receive (ms)" burst latency_p99_ms
