@@ -24,29 +24,37 @@ var (
 // The hub wakes it when there is more to read; exactly one goroutine, the
 // connection's writer, calls Take.
 type Subscriber struct {
-	// The fields that every publish reads for every subscriber of the
-	// topic come first, on one cache line: a publish to 1,000 subscribers
-	// finds each one's line cold, after the writes since the last one.
+	// A publish to 1,000 subscribers, and then the writer going round
+	// their connections, find each subscriber cold, after the thousand
+	// writes since the last message. So what they read comes first, in
+	// two cache lines: the first for the publish and for Take, the second
+	// for the writer's other checks.
 
 	// Guarded by topic.mu.
 	cursor  uint64 // id of the next message to take
 	lagBase uint64 // topic byte offset up to which this subscriber has taken live messages
 	waker   Waker  // told instead of signalling wake, when set
+	joinID  uint64 // the first id published after Subscribe
+	// pendingGap is the gap Take reports next: a copy of the resume gap at
+	// first, then any skip.
+	pendingGap *Gap
 	// skipAhead: when too far behind, skip rather than end (see
 	// SubscribeRequest.SkipAhead).
 	skipAhead bool
 	left      bool
-	// slow is set when the subscription ends for being slow: writers check
-	// it on every batch without taking endMu.
-	slow   atomic.Bool
-	joinID uint64 // the first id published after Subscribe
-	leftAt uint64 // the topic's last id when the subscriber left it
-	// pendingGap is the gap Take reports next: a copy of the resume gap at
-	// first, then any skip.
-	pendingGap *Gap
+	// ended is set when the subscription ends, and slow too when it ended
+	// for being slow: writers check them on every batch, without taking
+	// endMu or reading the done channel.
+	ended atomic.Bool
+	slow  atomic.Bool
+
+	presence chan struct{} // nil unless presence was asked for
+	broker   *brokerStatus // the hub's, for notices when a shared broker goes and comes back
+	seenGen  uint64        // the broker status generation last reported; the writer's own
+	leftAt   uint64        // the topic's last id when the subscriber left it; guarded by topic.mu
+	topic    *topicState
 
 	id    uint64
-	topic *topicState
 	label string // who is on the other end, for logs
 
 	// released is set by Unsubscribe; guarded by the hub's mu.
@@ -55,11 +63,8 @@ type Subscriber struct {
 	// connection's writer.
 	unwritten atomic.Uint64
 
-	wake     chan struct{} // a message may be waiting
-	gap      *Gap
-	presence chan struct{} // nil unless presence was asked for
-	broker   *brokerStatus // the hub's, for notices when a shared broker goes and comes back
-	seenGen  uint64        // the broker status generation last reported; the writer's own
+	wake chan struct{} // a message may be waiting
+	gap  *Gap
 
 	// done closes when the subscription ends, and reason says why. They
 	// cost a fraction of a context and its AfterFunc, which matters once
@@ -194,6 +199,7 @@ func (s *Subscriber) end(reason error) {
 	}
 	s.reason = reason
 	s.slow.Store(errors.Is(reason, ErrSlowSubscriber))
+	s.ended.Store(true)
 	close(s.done)
 	hook := s.onEnd
 	s.onEnd = nil
@@ -206,6 +212,10 @@ func (s *Subscriber) end(reason error) {
 // EndedSlow reports whether the subscription ended for being slow, without
 // a lock: writers check it before every batch.
 func (s *Subscriber) EndedSlow() bool { return s.slow.Load() }
+
+// Ended reports whether the subscription has ended, as a closed Done does,
+// without reading the channel: writers ask on every batch.
+func (s *Subscriber) Ended() bool { return s.ended.Load() }
 
 // signal wakes the subscriber's writer; a signal already pending stands
 // for this one too. The caller holds s.topic.mu.

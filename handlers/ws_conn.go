@@ -60,36 +60,41 @@ var (
 // own. Every byte written goes through that one owner, x/net's pongs
 // included, so frames never interleave.
 type wsConn struct {
-	// What a publish touches, waking each subscriber's connection, comes
-	// first, on one cache line (see app.Subscriber).
+	// A publish wakes every connection of its topic, and then the writer
+	// goes round them, each one cold after the thousand writes since the
+	// last message. So what they read comes first, in two cache lines
+	// (see app.Subscriber), with the subscriber and its format copied out
+	// of the Subscription, which would be one more line each time.
 	queued  atomic.Bool // on the shard's queue
 	dirty   atomic.Bool // something may be pending since the last collect
 	pingDue atomic.Bool
-	shard   *writerShard
-
-	*Subscription
-	handler *streamHandler
-	remote  string          // the client's address, for logs
-	fd      syscall.RawConn // for waiting on reads at a shallow point; nil over TLS
+	// Guarded by mu.
+	writing   bool // someone owns the socket's writing side
+	closed    bool // the socket is closed: nothing more is written
+	closeSent bool // our close frame is written: the peer gets closeLinger to answer
+	json      bool // the Subscription's JSON
+	fdClosed  bool // guarded by fdMu
+	shard     *writerShard
+	sub       *app.Subscriber // the Subscription's Subscriber
+	mu        sync.Mutex
+	closeWith int    // a close frame to send once what is pending is out; 0 for none
+	control   []byte // x/net's frames (pongs, its close), whole, to go out next
+	batch     []*app.Message
 	// fdNum is the socket's descriptor, written to directly so that a
 	// write never blocks and costs no more than the system call; -1 over
 	// TLS. fdMu guards it against closing: writes hold it for reading,
 	// closeSocket for writing, so a write never lands on a descriptor
 	// that has been closed and perhaps given to another connection.
-	fdNum    int
-	fdMu     sync.RWMutex
-	fdClosed bool
-	reader   *bufio.Reader // x/net's read buffer, to know whether bytes wait in it
-	started  time.Time
+	fdNum int
+	fdMu  sync.RWMutex
+	idle  sync.Cond // on mu: signalled when writing ends
 
-	mu        sync.Mutex
-	idle      sync.Cond // signalled when writing ends
-	writing   bool      // someone owns the socket's writing side
-	closed    bool      // the socket is closed: nothing more is written
-	control   []byte    // x/net's frames (pongs, its close), whole, to go out next
-	closeWith int       // a close frame to send once what is pending is out; 0 for none
-	closeSent bool      // our close frame is written: the peer gets closeLinger to answer
-	batch     []*app.Message
+	*Subscription
+	handler *streamHandler
+	remote  string          // the client's address, for logs
+	fd      syscall.RawConn // for waiting on reads at a shallow point; nil over TLS
+	reader  *bufio.Reader   // x/net's read buffer, to know whether bytes wait in it
+	started time.Time
 
 	closeAsked  chan struct{} // closed by the reader when a frame breaks a rule
 	closeReason *closeRequest
@@ -97,7 +102,7 @@ type wsConn struct {
 }
 
 func newWSConn(sub *Subscription, h *streamHandler, remote string) *wsConn {
-	c := &wsConn{Subscription: sub, handler: h, remote: remote, started: time.Now(), closeAsked: make(chan struct{}), reader: sub.reader}
+	c := &wsConn{Subscription: sub, sub: sub.Subscriber, json: sub.JSON, handler: h, remote: remote, started: time.Now(), closeAsked: make(chan struct{}), reader: sub.reader}
 	c.idle.L = &c.mu
 	c.fdNum = -1
 	if tcp, ok := sub.raw.Conn.(*net.TCPConn); ok {
@@ -113,7 +118,7 @@ func newWSConn(sub *Subscription, h *streamHandler, remote string) *wsConn {
 // subscriber id, built when there is something to log rather than kept
 // for the life of every connection.
 func (c *wsConn) logger() *slog.Logger {
-	return c.handler.log.With("remote", c.remote, "subscriber", c.Subscriber.ID())
+	return c.handler.log.With("remote", c.remote, "subscriber", c.sub.ID())
 }
 
 var _ app.Waker = (*wsConn)(nil)
@@ -198,7 +203,7 @@ func (c *wsConn) writeOwned(w *batchWriter) {
 		// release checks, under the lock, that nothing came meanwhile. A
 		// subscription that has ended must be looked at again: its close
 		// frame goes out once nothing is left to take.
-		if drained && !c.dirty.Load() && !isClosed(c.Subscriber.Done()) && c.release() {
+		if drained && !c.dirty.Load() && !c.sub.Ended() && c.release() {
 			return
 		}
 	}
@@ -233,7 +238,7 @@ func (c *wsConn) tryWrite(buf []byte) (int, error) {
 	if c.fdNum < 0 {
 		return 0, nil
 	}
-	if c.raw.interrupted.Load() {
+	if c.sub.EndedSlow() { // as c.raw.interrupted, which is set when this is
 		return 0, errInterrupted
 	}
 	c.fdMu.RLock()
@@ -267,7 +272,7 @@ func (c *wsConn) tryWrite(buf []byte) (int, error) {
 // unchanged when there is nothing to send.
 func (c *wsConn) collect(buf []byte) (_ []byte, taken []*app.Message, closing bool) {
 	c.dirty.Store(false)
-	if c.Subscriber.EndedSlow() {
+	if c.sub.EndedSlow() {
 		c.closeSocket() // the hub has counted and logged it
 		return buf, nil, false
 	}
@@ -286,22 +291,22 @@ func (c *wsConn) collect(buf []byte) (_ []byte, taken []*app.Message, closing bo
 		add(opPing, nil)
 	}
 	select {
-	case <-c.Subscriber.PresenceChanged():
-		add(opText, presenceNotice(c.Subscriber.Topic(), c.Subscriber.TopicSubscribers()))
+	case <-c.sub.PresenceChanged():
+		add(opText, presenceNotice(c.sub.Topic(), c.sub.TopicSubscribers()))
 	default:
 	}
-	if changed, up := c.Subscriber.BrokerChanged(); changed && c.JSON {
+	if changed, up := c.sub.BrokerChanged(); changed && c.json {
 		add(opText, brokerNotice(up))
 	}
 	if closeWith == 0 {
 		var gap *app.Gap
-		c.batch, gap = c.Subscriber.Take(c.batch[:0], maxBatchBytes)
-		if gap != nil && c.JSON {
-			add(opText, lostNotice(c.Subscriber.Topic(), gap))
+		c.batch, gap = c.sub.Take(c.batch[:0], maxBatchBytes)
+		if gap != nil && c.json {
+			add(opText, lostNotice(c.sub.Topic(), gap))
 		}
 		for _, m := range c.batch {
 			payload := textBytes(m.Text)
-			if c.JSON {
+			if c.json {
 				payload = m.JSON()
 			}
 			add(opText, payload)
@@ -327,7 +332,7 @@ func (c *wsConn) collect(buf []byte) (_ []byte, taken []*app.Message, closing bo
 // and a slow one is cut by collect, without a close frame, which would
 // only queue behind data the peer is not reading.
 func (c *wsConn) closeForEndedSubscription() int {
-	if errors.Is(c.Subscriber.Err(), app.ErrHubClosed) {
+	if errors.Is(c.sub.Err(), app.ErrHubClosed) {
 		return closeGoingAway
 	}
 	return 0
@@ -336,7 +341,7 @@ func (c *wsConn) closeForEndedSubscription() int {
 // written records a batch that reached the socket.
 func (c *wsConn) written(taken []*app.Message, closing bool) {
 	for _, m := range taken {
-		if c.Subscriber.Live(m) {
+		if c.sub.Live(m) {
 			c.handler.metrics.delivered(m)
 		}
 	}
@@ -350,9 +355,9 @@ func (c *wsConn) written(taken []*app.Message, closing bool) {
 // that made no progress for the write timeout is a stalled peer, which the
 // hub counts and logs as slow.
 func (c *wsConn) writeFailed(err error, taken []*app.Message) {
-	c.Subscriber.NotWritten(len(taken))
+	c.sub.NotWritten(len(taken))
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		c.hub.Stalled(c.Subscriber, c.handler.writeTimeout)
+		c.hub.Stalled(c.sub, c.handler.writeTimeout)
 	}
 	c.logger().Debug("write failed", "err", err)
 	c.closeSocket()
@@ -422,13 +427,13 @@ func (c *wsConn) waitWriterIdle(d time.Duration) {
 func (c *wsConn) serve(end func()) {
 	// When the hub ends the subscription, the writer sends what is owed
 	// and the close; a slow subscriber's stuck write is cut at once.
-	stopWatching := c.Subscriber.OnEnd(func() {
-		if c.Subscriber.EndedSlow() {
+	stopWatching := c.sub.OnEnd(func() {
+		if c.sub.EndedSlow() {
 			c.raw.interrupt()
 		}
 		c.enqueue()
 	})
-	c.Subscriber.OnWake(c)
+	c.sub.OnWake(c)
 
 	readErr := c.discardFrames()
 	c.finishAfterRead(readErr)
