@@ -252,7 +252,8 @@ func (h *Hub) Subscribe(req SubscribeRequest) (*Subscriber, error) {
 			s.pendingGap = &reported
 		}
 	}
-	t.subscribers[s] = struct{}{}
+	s.slot = len(t.subscribers)
+	t.subscribers = append(t.subscribers, s)
 	if s.presence != nil {
 		t.watching[s] = struct{}{}
 	}
@@ -410,7 +411,10 @@ func (h *Hub) deliverLocked(t *topicState, m *Message) int {
 	// One pass wakes every subscriber, ends those too far behind, and finds
 	// the oldest message anyone still needs.
 	needed, evicted := t.lastID+1, false
-	for s := range t.subscribers {
+	// Backwards, since removeLocked moves the last subscriber into the
+	// slot it frees, which this loop has then already seen.
+	for i := len(t.subscribers) - 1; i >= 0; i-- {
+		s := t.subscribers[i]
 		if lag := t.totalBytes - s.lagBase; lag > h.maxLagBytes {
 			if !s.skipAhead {
 				t.removeLocked(s)
@@ -498,7 +502,8 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		h.closed = true
 		for _, t := range h.topics {
 			t.mu.Lock()
-			for s := range t.subscribers {
+			for i := len(t.subscribers) - 1; i >= 0; i-- { // backwards, as in deliverLocked
+				s := t.subscribers[i]
 				t.removeLocked(s)
 				s.end(ErrHubClosed)
 			}
@@ -557,7 +562,6 @@ func (h *Hub) newTopic(name string, sequenceStart uint64) *topicState {
 		lastID:        sequenceStart - 1,
 		assigned:      sequenceStart - 1,
 		windowStart:   sequenceStart,
-		subscribers:   make(map[*Subscriber]struct{}),
 		watching:      make(map[*Subscriber]struct{}),
 		onCount:       h.onCount,
 	}

@@ -128,7 +128,7 @@ func (h *Hub) Accept(m *Message) int {
 // will never come: the log before them goes, and each subscriber that had
 // not taken everything is told how many it missed. The caller holds t.mu.
 func (h *Hub) breakSequenceLocked(t *topicState, next uint64) {
-	for s := range t.subscribers {
+	for _, s := range t.subscribers {
 		if s.cursor < next {
 			missing := next - s.cursor
 			if s.pendingGap != nil {
@@ -182,7 +182,7 @@ func (h *Hub) SetBrokerUp(up bool) {
 	defer h.mu.Unlock()
 	for _, t := range h.topics {
 		t.mu.Lock()
-		for s := range t.subscribers {
+		for _, s := range t.subscribers {
 			s.signal()
 		}
 		t.mu.Unlock()

@@ -135,6 +135,52 @@ func TestSubscriberTooManyBytesBehindIsEndedAlone(t *testing.T) {
 	}
 }
 
+// Subscribers who stop reading are ended wherever they sit among the
+// topic's subscribers, several in one publish, and removing them never
+// makes the publish skip or repeat anyone else.
+func TestSlowSubscribersAnywhereAreEndedTogetherAndTheRestMissNothing(t *testing.T) {
+	t.Parallel()
+	hub := newLagHub(t, 1000)
+	var subs []*Subscriber
+	for range 6 {
+		subs = append(subs, subscribe(t, hub, DefaultTopic))
+	}
+	slow := map[*Subscriber]bool{subs[0]: true, subs[2]: true, subs[5]: true} // first, middle, last
+	text := strings.Repeat("x", 100)
+	for range 11 { // 1,100 bytes: over the limit with the last one
+		if _, _, err := hub.Publish(DefaultTopic, text); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range subs {
+			if !slow[s] {
+				receive(t, s, 1)
+			}
+		}
+	}
+	for i, s := range subs {
+		if ended := errors.Is(s.Err(), ErrSlowSubscriber); ended != slow[s] {
+			t.Errorf("subscriber %d: ended as slow = %v, want %v (err %v)", i, ended, slow[s], s.Err())
+		}
+	}
+	if _, delivered, _ := hub.Publish(DefaultTopic, "after"); delivered != 3 {
+		t.Errorf("after the evictions a message reached %d subscribers, want 3", delivered)
+	}
+	hub.Leave(subs[3])
+	late := subscribe(t, hub, DefaultTopic)
+	if _, delivered, _ := hub.Publish(DefaultTopic, "last"); delivered != 3 {
+		t.Errorf("after one left and one joined a message reached %d subscribers, want 3", delivered)
+	}
+	for _, s := range []*Subscriber{subs[1], subs[4]} {
+		if got := receive(t, s, 2); got[0].Text != "after" || got[1].Text != "last" {
+			t.Errorf("subscriber %d got %q and %q, want after and last", s.ID(), got[0].Text, got[1].Text)
+		}
+	}
+	if got := receive(t, late, 1); got[0].Text != "last" {
+		t.Errorf("the late subscriber got %q, want last", got[0].Text)
+	}
+	receive(t, subs[3], 1) // what it was owed before it left, and no more
+}
+
 // A server that is behind makes every subscriber lag by many messages at
 // once. Counted in bytes, that is no reason to drop anyone, and the log
 // keeps what they have yet to take beyond the history window.
@@ -250,7 +296,8 @@ func TestPublishRefusesBadText(t *testing.T) {
 func TestShutdownEndsEverySubscriptionAndWaitsForThem(t *testing.T) {
 	t.Parallel()
 	hub := newTestHub(t)
-	subs := []*Subscriber{subscribe(t, hub, DefaultTopic), subscribe(t, hub, "other")}
+	subs := []*Subscriber{subscribe(t, hub, DefaultTopic), subscribe(t, hub, "other"),
+		subscribe(t, hub, DefaultTopic), subscribe(t, hub, DefaultTopic)}
 
 	shutdownDone := make(chan error, 1)
 	go func() { shutdownDone <- hub.Shutdown(context.Background()) }()

@@ -52,6 +52,7 @@ type Subscriber struct {
 	broker   *brokerStatus // the hub's, for notices when a shared broker goes and comes back
 	seenGen  uint64        // the broker status generation last reported; the writer's own
 	leftAt   uint64        // the topic's last id when the subscriber left it; guarded by topic.mu
+	slot     int           // its index in topic.subscribers while it is there; guarded by topic.mu
 	topic    *topicState
 
 	id    uint64

@@ -27,7 +27,11 @@ type topicState struct {
 	windowStart   uint64
 	totalBytes    uint64 // text bytes kept since the topic started here; offsets count from it
 	log           topicLog
-	subscribers   map[*Subscriber]struct{}
+	// subscribers holds each subscriber at its slot. A slice rather than a
+	// map: a publish walks them all, and a slice walks them in the same
+	// order every time, in the order of memory, which measurably shortens
+	// a fan-out pass and the time to its first write.
+	subscribers []*Subscriber
 	// assigned is the last id given to a publish, which is lastID unless
 	// publishes wait for the store; pending holds those, in id order, and
 	// committing is set while one of them commits them all.
@@ -103,10 +107,14 @@ func (t *topicState) resumeFrom(since uint64) (uint64, *Gap) {
 // removeLocked takes s out of t's subscribers, remembering where it left,
 // and reports whether it was there. The caller holds t.mu.
 func (t *topicState) removeLocked(s *Subscriber) bool {
-	if _, ok := t.subscribers[s]; !ok {
+	if s.slot >= len(t.subscribers) || t.subscribers[s.slot] != s {
 		return false
 	}
-	delete(t.subscribers, s)
+	last := len(t.subscribers) - 1
+	t.subscribers[s.slot] = t.subscribers[last]
+	t.subscribers[s.slot].slot = s.slot
+	t.subscribers[last] = nil
+	t.subscribers = t.subscribers[:last]
 	delete(t.watching, s)
 	s.left, s.leftAt = true, t.lastID
 	return true
@@ -154,7 +162,7 @@ func (t *topicState) trimLocked(needed uint64) {
 // caller holds t.mu.
 func (t *topicState) neededLocked() uint64 {
 	needed := t.lastID + 1
-	for s := range t.subscribers {
+	for _, s := range t.subscribers {
 		needed = min(needed, s.cursor)
 	}
 	return needed
