@@ -54,3 +54,21 @@ func TestALatencyOfZeroIsADelivery(t *testing.T) {
 		t.Error("message 1 counts as seen, but never arrived")
 	}
 }
+
+func TestPayloadsRoundTripAndOthersAreForeign(t *testing.T) {
+	sent := time.Unix(0, 1795629935815044123)
+	seq, at, ok := decodePayload(encodePayload(42, sent, 64))
+	if !ok || seq != 42 || !at.Equal(sent) {
+		t.Errorf("decoded %d, %v, %v; want 42, %v, true", seq, at, ok, sent)
+	}
+	for _, foreign := range []string{
+		"HelloWorld",
+		"000000004x 1795629935815044123 xxxxxxxx", // not a number
+		"0000000042-1795629935815044123 xxxxxxxx", // no separator
+		"0000000042 1795629935815044123",          // too short
+	} {
+		if _, _, ok := decodePayload([]byte(foreign)); ok {
+			t.Errorf("%q decoded as a benchmark payload", foreign)
+		}
+	}
+}

@@ -2,7 +2,7 @@ package bench
 
 import (
 	"fmt"
-	"strconv"
+	"io"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -25,16 +25,32 @@ func encodePayload(seq int, sent time.Time, size int) []byte {
 	return b
 }
 
+// decodePayload reads a payload's sequence number and send time. It
+// allocates nothing: it runs for every frame, and a load generator that
+// collects garbage every few hundred milliseconds measures its own pauses
+// as the server's latency.
 func decodePayload(b []byte) (seq int, sent time.Time, ok bool) {
-	if len(b) < minPayload {
+	if len(b) < minPayload || b[seqDigits] != ' ' || b[seqDigits+1+timeDigits] != ' ' {
 		return 0, time.Time{}, false
 	}
-	seq, err1 := strconv.Atoi(string(b[:seqDigits]))
-	nanos, err2 := strconv.ParseInt(string(b[seqDigits+1:seqDigits+1+timeDigits]), 10, 64)
-	if err1 != nil || err2 != nil {
+	seq, ok1 := parseDigits(b[:seqDigits])
+	nanos, ok2 := parseDigits(b[seqDigits+1 : seqDigits+1+timeDigits])
+	if !ok1 || !ok2 {
 		return 0, time.Time{}, false
 	}
-	return seq, time.Unix(0, nanos), true
+	return seq, time.Unix(0, int64(nanos)), true
+}
+
+// parseDigits reads at most 19 decimal digits, which fit an int64.
+func parseDigits(b []byte) (int, bool) {
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
 }
 
 // subscriber is one WebSocket connection and what it received. Only its
@@ -61,14 +77,38 @@ func (s *subscriber) latencyOf(seq int) (micros uint32, seen bool) {
 	return s.latency[seq] - 1, true
 }
 
+// next reads the next message into buf, growing it only when a message
+// does not fit.
+func (s *subscriber) next(buf []byte) ([]byte, error) {
+	_, r, err := s.conn.NextReader()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
+
 // read records frames until it has seen every message or the connection
 // ends.
 func (s *subscriber) read(messages int) {
+	var buf []byte // one per subscriber, reused for every frame
 	for s.distinct < messages {
-		_, data, err := s.conn.ReadMessage()
+		data, err := s.next(buf[:0])
 		if err != nil {
 			return
 		}
+		buf = data
 		now := time.Now()
 		seq, sent, ok := decodePayload(data)
 		if !ok || seq < 0 || seq >= len(s.latency) {
