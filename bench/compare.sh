@@ -113,6 +113,11 @@ scenarios=(
   "durable1000|-subscribers 1000 -messages 4000 -publishers 16"
 )
 
+# compared_with SCENARIO: the server Herald is measured against in it.
+compared_with() {
+  if [[ "$1" == durable* ]]; then echo herald-file; else echo nchan; fi
+}
+
 selected=${SCENARIOS:-steady burst idle10k durable1 durable1000}
 results="$work/results"
 : >"$results"
@@ -122,8 +127,7 @@ for round in $(seq "$rounds"); do
     flags=${entry#*|}
     [[ " $selected " == *" $scenario "* ]] || continue
     # Alternate which server goes first, round by round.
-    other=nchan
-    [[ "$scenario" == durable* ]] && other=herald-file
+    other=$(compared_with "$scenario")
     order=(herald "$other")
     ((round % 2 == 0)) && order=("$other" herald)
     for server in "${order[@]}"; do
@@ -194,9 +198,7 @@ if [[ " $selected " == *" durable"* ]]; then
 fi
 echo
 for scenario in $selected; do
-  others=nchan
-  [[ "$scenario" == durable* ]] && others=herald-file
-  for server in herald $others; do
+  for server in herald "$(compared_with "$scenario")"; do
     printf 'lost in %s, %s, all rounds: %s of %s (duplicated: %s)\n' "$scenario" "$server" \
       "$(sum $scenario $server lost)" "$(sum $scenario $server expected_deliveries)" "$(sum $scenario $server duplicated)"
   done
