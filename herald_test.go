@@ -131,6 +131,67 @@ func TestConcurrentPublishesReachEverySubscriberInOneOrder(t *testing.T) {
 	}
 }
 
+// Both ways the writers send, a round of connections to one io_uring
+// submission and a write per connection, give every subscriber every
+// message once, all in one order, over several rounds of sends.
+func TestEveryWritePathGivesManySubscribersEveryMessageInOneOrder(t *testing.T) {
+	t.Parallel()
+	for _, ring := range []bool{true, false} {
+		t.Run(fmt.Sprintf("io_uring=%v", ring), func(t *testing.T) {
+			t.Parallel()
+			h := startHerald(t, fmt.Sprintf("limits:\n  publish_per_second: 0\n  max_connections_per_ip: 1000\n"+
+				"websocket:\n  io_uring: %v\n", ring))
+			subs := make([]*gorilla.Conn, 200) // rounds are 64 sends
+			for i := range subs {
+				subs[i] = dial(t, h.ws("/ws"))
+			}
+			const publishers, each = 4, 25
+			var wg sync.WaitGroup
+			for p := range publishers {
+				wg.Go(func() {
+					for i := range each {
+						h.publish(t, fmt.Sprintf("%d:%02d", p, i))
+					}
+				})
+			}
+			wg.Wait()
+
+			var first []string
+			for n, conn := range subs {
+				got := make([]string, publishers*each)
+				for i := range got {
+					got[i] = readText(t, conn)
+				}
+				if first == nil {
+					seen := map[string]bool{}
+					for _, text := range got {
+						if seen[text] {
+							t.Fatalf("subscriber %d got %q twice", n, text)
+						}
+						seen[text] = true
+					}
+					first = got
+				} else if !reflect.DeepEqual(got, first) {
+					t.Fatalf("subscriber %d saw another order than subscriber 0", n)
+				}
+			}
+
+			sends := 0.0
+			if family := scrape(t, h)["herald_websocket_io_uring_sends_total"]; family != nil {
+				sends = family.Metric[0].GetCounter().GetValue()
+			}
+			switch {
+			case !ring && sends != 0:
+				t.Fatalf("io_uring is off, yet it carried %v sends", sends)
+			case ring && sends == 0 && strings.Contains(h.logs.String(), "does not allow it"):
+				requireEnv(t, "io_uring (this kernel does not allow it)")
+			case ring && sends == 0:
+				t.Fatal("io_uring is on and allowed, yet it carried no send")
+			}
+		})
+	}
+}
+
 func TestSubscriberThatNeverReadsIsDroppedWhileOthersMissNothing(t *testing.T) {
 	t.Parallel()
 	h := startHerald(t, "limits:\n  publish_per_second: 0\n")

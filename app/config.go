@@ -182,6 +182,10 @@ type WebSocketConfig struct {
 	PongTimeout time.Duration `yaml:"pong_timeout"`
 	// WriteTimeout bounds every single frame write.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IOURing sends each round of writes to many connections with one
+	// system call (Linux io_uring) where the kernel allows it; false, or
+	// where it does not, each connection gets a write(2) of its own.
+	IOURing bool `yaml:"io_uring"`
 }
 
 // SSEConfig sets the timing of every Server-Sent Events stream. Writes share
@@ -278,6 +282,7 @@ func DefaultConfig() Config {
 			PingInterval: 30 * time.Second,
 			PongTimeout:  10 * time.Second,
 			WriteTimeout: 10 * time.Second,
+			IOURing:      true,
 		},
 		SSE: SSEConfig{
 			HeartbeatInterval: 15 * time.Second,

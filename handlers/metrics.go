@@ -64,6 +64,14 @@ func newMetrics(hub *app.Hub, broker app.Broker) *metrics {
 	return m
 }
 
+// watchWriters counts the WebSocket sends that io_uring carried.
+func (m *metrics) watchWriters(pool *writerPool) {
+	m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "herald_websocket_io_uring_sends_total",
+		Help: "Writes to WebSocket connections sent through io_uring, many to one system call (websocket.io_uring).",
+	}, func() float64 { return float64(pool.ringSends.Load()) }))
+}
+
 // delivered records a live message's latency once it has been written.
 // Replayed history is not counted: its age is not a delivery delay.
 func (m *metrics) delivered(msg *app.Message) {

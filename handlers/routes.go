@@ -97,9 +97,10 @@ func New(opts Options) (*echo.Echo, error) {
 		now:          now,
 		log:          log,
 		metrics:      metrics,
-		pool:         newWriterPool(runtime.GOMAXPROCS(0), cfg.WebSocket.PingInterval),
+		pool:         newWriterPool(runtime.GOMAXPROCS(0), cfg.WebSocket.PingInterval, cfg.WebSocket.IOURing, log),
 		writeTimeout: cfg.WebSocket.WriteTimeout,
 	}
+	metrics.watchWriters(stream.pool)
 	events := &eventsHandler{
 		now:               now,
 		broker:            broker,

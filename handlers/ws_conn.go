@@ -186,27 +186,34 @@ func (c *wsConn) writeOwned(w *batchWriter) {
 			continue
 		}
 		n, err := c.tryWrite(buf)
-		if err != nil {
-			c.writeFailed(err, taken)
-			return
-		}
-		if n < len(buf) {
-			// The socket is full: a goroutine of its own waits for it.
-			rest := append([]byte(nil), buf[n:]...)
-			go c.writeBlocking(rest, taken, closing)
-			return
-		}
-		drained := textBytesOf(taken) < maxBatchBytes // Take stopped at the head, not at the cap
-		c.written(taken, closing)
-		// Nothing has come since collect looked: let go without looking
-		// again, which would take every lock a second time for nothing.
-		// release checks, under the lock, that nothing came meanwhile. A
-		// subscription that has ended must be looked at again: its close
-		// frame goes out once nothing is left to take.
-		if drained && !c.dirty.Load() && !c.sub.Ended() && c.release() {
+		if !c.finishWrite(buf, n, err, taken, closing) {
 			return
 		}
 	}
+}
+
+// finishWrite settles a batch once n of its bytes are written: an error
+// ends the connection, a full socket gets a goroutine of its own to wait
+// for it, and otherwise the messages count as delivered. It reports
+// whether the caller is still the writing owner and must collect again.
+func (c *wsConn) finishWrite(buf []byte, n int, err error, taken []*app.Message, closing bool) (more bool) {
+	if err != nil {
+		c.writeFailed(err, taken)
+		return false
+	}
+	if n < len(buf) {
+		rest := append([]byte(nil), buf[n:]...)
+		go c.writeBlocking(rest, taken, closing)
+		return false
+	}
+	drained := textBytesOf(taken) < maxBatchBytes // Take stopped at the head, not at the cap
+	c.written(taken, closing)
+	// Nothing has come since collect looked: let go without looking
+	// again, which would take every lock a second time for nothing.
+	// release checks, under the lock, that nothing came meanwhile. A
+	// subscription that has ended must be looked at again: its close
+	// frame goes out once nothing is left to take.
+	return !(drained && !c.dirty.Load() && !c.sub.Ended() && c.release())
 }
 
 // textBytesOf is the message text in a batch, as Take measures it.
@@ -241,11 +248,10 @@ func (c *wsConn) tryWrite(buf []byte) (int, error) {
 	if c.sub.EndedSlow() { // as c.raw.interrupted, which is set when this is
 		return 0, errInterrupted
 	}
-	c.fdMu.RLock()
-	defer c.fdMu.RUnlock()
-	if c.fdClosed {
+	if !c.holdFD() {
 		return 0, net.ErrClosed
 	}
+	defer c.fdMu.RUnlock()
 	written := 0
 	for written < len(buf) {
 		n, err := syscall.Write(c.fdNum, buf[written:])
@@ -264,6 +270,17 @@ func (c *wsConn) tryWrite(buf []byte) (int, error) {
 		}
 	}
 	return written, nil
+}
+
+// holdFD keeps the descriptor from being closed until c.fdMu.RUnlock, and
+// reports false, holding nothing, if it is closed already.
+func (c *wsConn) holdFD() bool {
+	c.fdMu.RLock()
+	if c.fdClosed {
+		c.fdMu.RUnlock()
+		return false
+	}
+	return true
 }
 
 // collect builds the next batch: x/net's frames, a ping if one is due,

@@ -1,8 +1,10 @@
 package handlers
 
 import (
+	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -12,7 +14,8 @@ import (
 // writes to it without blocking: it takes everything pending and sends it
 // in one write. Only a connection whose socket is full gets a goroutine of
 // its own, for as long as it takes to drain it. One timer pings every
-// connection.
+// connection. On Linux each shard sends a round of connections' batches
+// with one io_uring submission instead of a write each (ringWriter).
 //
 // The pool's goroutines run while it has connections: the first one
 // starts them and the last one to leave stops them, so a server with no
@@ -20,6 +23,9 @@ import (
 type writerPool struct {
 	shards       []*writerShard
 	pingInterval time.Duration
+	useRing      bool // io_uring is on in the config and the kernel allows it
+	ringSends    atomic.Uint64
+	log          *slog.Logger
 
 	mu    sync.Mutex
 	conns map[*wsConn]struct{}
@@ -35,12 +41,36 @@ type writerShard struct {
 	wake  chan struct{}
 }
 
-func newWriterPool(shards int, pingInterval time.Duration) *writerPool {
-	p := &writerPool{pingInterval: pingInterval, conns: map[*wsConn]struct{}{}}
+// newWriterPool makes a pool of shards writers. With useRing, it checks
+// once that the kernel allows io_uring, and says so if it does not.
+func newWriterPool(shards int, pingInterval time.Duration, useRing bool, log *slog.Logger) *writerPool {
+	p := &writerPool{pingInterval: pingInterval, conns: map[*wsConn]struct{}{}, log: log}
 	for range max(shards, 1) {
 		p.shards = append(p.shards, &writerShard{wake: make(chan struct{}, 1)})
 	}
+	if useRing {
+		if rw, err := newRingWriter(nil); err != nil {
+			log.Info("websocket.io_uring is on, but this kernel does not allow it: each connection gets a write of its own", "err", err)
+		} else {
+			rw.close()
+			p.useRing = true
+		}
+	}
 	return p
+}
+
+// ringWriter gives a starting shard its ring, or nil to write one
+// connection at a time.
+func (p *writerPool) ringWriter() *ringWriter {
+	if !p.useRing {
+		return nil
+	}
+	rw, err := newRingWriter(&p.ringSends)
+	if err != nil {
+		p.log.Warn("could not set up io_uring for a writer: it writes to each connection on its own", "err", err)
+		return nil
+	}
+	return rw
 }
 
 // add registers c and gives it a shard.
@@ -50,7 +80,7 @@ func (p *writerPool) add(c *wsConn) {
 	if len(p.conns) == 0 {
 		p.stop = make(chan struct{})
 		for _, s := range p.shards {
-			go s.run(p.stop)
+			go s.run(p.stop, p.ringWriter(), p.log)
 		}
 		go p.ping(p.stop)
 	}
@@ -103,9 +133,13 @@ func (s *writerShard) push(c *wsConn) {
 	}
 }
 
-// run writes to queued connections until stop closes.
-func (s *writerShard) run(stop <-chan struct{}) {
+// run writes to queued connections until stop closes, a round at a time
+// through rw if it is not nil.
+func (s *writerShard) run(stop <-chan struct{}, rw *ringWriter, log *slog.Logger) {
 	w := newBatchWriter() // this goroutine's own: a restarted pool may briefly run two per shard
+	if rw != nil {
+		defer rw.close()
+	}
 	for {
 		select {
 		case <-stop:
@@ -130,9 +164,15 @@ func (s *writerShard) run(stop <-chan struct{}) {
 			// once both have grown to the pool's size.
 			s.queue, s.spare = s.spare[:0], nil
 			s.mu.Unlock()
-			for _, c := range batch {
-				c.queued.Store(false)
-				c.flush(w)
+			if rw.usable() {
+				if err := rw.flush(batch, w); err != nil {
+					log.Error("io_uring failed: this writer now writes to each connection on its own", "err", err)
+				}
+			} else {
+				for _, c := range batch {
+					c.queued.Store(false)
+					c.flush(w)
+				}
 			}
 			clear(batch) // let closed connections go
 			s.mu.Lock()

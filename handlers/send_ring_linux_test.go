@@ -1,0 +1,68 @@
+package handlers
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"syscall"
+	"testing"
+)
+
+// socketPair returns both ends of a connected, non-blocking stream socket
+// pair, closed when the test ends.
+func socketPair(t *testing.T) (local, peer int) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fds[0]); syscall.Close(fds[1]) })
+	return fds[0], fds[1]
+}
+
+func TestSendRingSendsEachBufferAndReportsFullAndBrokenSockets(t *testing.T) {
+	ring, err := openSendRing(ringRound)
+	if err != nil {
+		if os.Getenv("HERALD_REQUIRE_E2E") != "" {
+			t.Fatalf("io_uring: %v, and HERALD_REQUIRE_E2E is set", err)
+		}
+		t.Skipf("this kernel does not allow io_uring (%v); set HERALD_REQUIRE_E2E=1 to make this a failure", err)
+	}
+	defer ring.close()
+
+	healthy, healthyPeer := socketPair(t)
+	broken, brokenPeer := socketPair(t)
+	syscall.Close(brokenPeer) // sending to it now fails with EPIPE
+	full, _ := socketPair(t)
+	filler := bytes.Repeat([]byte("f"), 64<<10)
+	for {
+		if _, err := syscall.Write(full, filler); errors.Is(err, syscall.EAGAIN) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	fds := []int{healthy, broken, full}
+	bufs := [][]byte{[]byte("to the healthy one"), []byte("to the broken one"), []byte("to the full one")}
+	res := make([]int32, len(fds))
+	for round := range 2 { // the ring is reused, as a writer's is
+		if err := ring.sendAll(fds, bufs, res); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if n, err := sentBytes(res[0]); n != len(bufs[0]) || err != nil {
+			t.Errorf("round %d, healthy socket: %d bytes, %v; want all %d", round, n, err, len(bufs[0]))
+		}
+		if _, err := sentBytes(res[1]); !errors.Is(err, syscall.EPIPE) {
+			t.Errorf("round %d, socket whose peer closed: %v, want EPIPE", round, err)
+		}
+		if n, err := sentBytes(res[2]); n != 0 || err != nil {
+			t.Errorf("round %d, full socket: %d bytes, %v; want none and no error, so that the blocking path takes it", round, n, err)
+		}
+		got := make([]byte, 100)
+		n, err := syscall.Read(healthyPeer, got)
+		if err != nil || string(got[:n]) != string(bufs[0]) {
+			t.Fatalf("round %d: the healthy peer read %q, %v", round, got[:n], err)
+		}
+	}
+}
