@@ -187,8 +187,8 @@ func (r *sendRing) sendAll(fds []int, bufs [][]byte, res []int32) error {
 				return errors.New("io_uring_enter: the kernel took none of the entries")
 			}
 			submitted += uint32(got)
-		case syscall.EINTR, syscall.EAGAIN, syscall.EBUSY:
-		default:
+		case syscall.EINTR:
+		default: // EAGAIN and EBUSY too: with at most a ring's worth in flight they mean trouble, not a moment's wait
 			r.fail()
 			return fmt.Errorf("io_uring_enter: %w", errno)
 		}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"unsafe"
 )
 
 // socketPair returns both ends of a connected, non-blocking stream socket
@@ -63,6 +64,30 @@ func TestSendRingSendsEachBufferAndReportsFullAndBrokenSockets(t *testing.T) {
 		n, err := syscall.Read(healthyPeer, got)
 		if err != nil || string(got[:n]) != string(bufs[0]) {
 			t.Fatalf("round %d: the healthy peer read %q, %v", round, got[:n], err)
+		}
+	}
+}
+
+// The ring's structs are the kernel's, byte for byte
+// (include/uapi/linux/io_uring.h).
+func TestSendRingStructsMatchTheKernelsLayout(t *testing.T) {
+	var sqe ringSQE
+	var params ringParams
+	for _, c := range []struct {
+		what      string
+		got, want uintptr
+	}{
+		{"sizeof(io_uring_sqe)", unsafe.Sizeof(sqe), 64},
+		{"io_uring_sqe.len", unsafe.Offsetof(sqe.len), 24},
+		{"io_uring_sqe.msg_flags", unsafe.Offsetof(sqe.msgFlags), 28},
+		{"io_uring_sqe.user_data", unsafe.Offsetof(sqe.userData), 32},
+		{"sizeof(io_uring_cqe)", unsafe.Sizeof(ringCQE{}), 16},
+		{"sizeof(io_uring_params)", unsafe.Sizeof(params), 120},
+		{"io_uring_params.sq_off", unsafe.Offsetof(params.sqOff), 40},
+		{"io_uring_params.cq_off", unsafe.Offsetof(params.cqOff), 80},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s is %d, want %d", c.what, c.got, c.want)
 		}
 	}
 }
