@@ -92,10 +92,16 @@ func TestEveryPublishMethodReachesEverySubscriberAsOneTextFrame(t *testing.T) {
 
 func TestConcurrentPublishesReachEverySubscriberInOneOrder(t *testing.T) {
 	t.Parallel()
-	const publishers, each = 4, 100
 	h := startHerald(t, unlimitedPublishing)
 	subs := []*gorilla.Conn{dial(t, h.ws("/ws")), dial(t, h.ws("/ws"))}
+	publishAtOnceAndCheckOneOrder(t, h, subs, 4, 100)
+}
 
+// publishAtOnceAndCheckOneOrder has publishers publish each messages at
+// once, then checks that every subscriber got all of them, each
+// publisher's in the order it sent them, and all in the same order.
+func publishAtOnceAndCheckOneOrder(t *testing.T, h *heraldProcess, subs []*gorilla.Conn, publishers, each int) {
+	t.Helper()
 	var wg sync.WaitGroup
 	for p := range publishers {
 		wg.Go(func() {
@@ -126,7 +132,7 @@ func TestConcurrentPublishesReachEverySubscriberInOneOrder(t *testing.T) {
 		if first == nil {
 			first = got
 		} else if !reflect.DeepEqual(got, first) {
-			t.Fatalf("subscribers saw different orders")
+			t.Fatalf("subscriber %d saw another order than subscriber 0", n)
 		}
 	}
 }
@@ -145,36 +151,7 @@ func TestEveryWritePathGivesManySubscribersEveryMessageInOneOrder(t *testing.T) 
 			for i := range subs {
 				subs[i] = dial(t, h.ws("/ws"))
 			}
-			const publishers, each = 4, 25
-			var wg sync.WaitGroup
-			for p := range publishers {
-				wg.Go(func() {
-					for i := range each {
-						h.publish(t, fmt.Sprintf("%d:%02d", p, i))
-					}
-				})
-			}
-			wg.Wait()
-
-			var first []string
-			for n, conn := range subs {
-				got := make([]string, publishers*each)
-				for i := range got {
-					got[i] = readText(t, conn)
-				}
-				if first == nil {
-					seen := map[string]bool{}
-					for _, text := range got {
-						if seen[text] {
-							t.Fatalf("subscriber %d got %q twice", n, text)
-						}
-						seen[text] = true
-					}
-					first = got
-				} else if !reflect.DeepEqual(got, first) {
-					t.Fatalf("subscriber %d saw another order than subscriber 0", n)
-				}
-			}
+			publishAtOnceAndCheckOneOrder(t, h, subs, 4, 25)
 
 			sends := 0.0
 			if family := scrape(t, h)["herald_websocket_io_uring_sends_total"]; family != nil {
