@@ -43,14 +43,11 @@ const (
 	ringArenaBytes = 1 << 20
 )
 
-// newRingWriter opens a ring; sends, if not nil, counts what it carries.
+// newRingWriter opens a ring; sends counts what it carries.
 func newRingWriter(sends *atomic.Uint64) (*ringWriter, error) {
 	ring, err := openSendRing(ringRound)
 	if err != nil {
 		return nil, err
-	}
-	if sends == nil {
-		sends = new(atomic.Uint64)
 	}
 	return &ringWriter{ring: ring, arena: make([]byte, 0, 64<<10), sends: sends}, nil
 }

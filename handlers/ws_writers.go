@@ -49,10 +49,10 @@ func newWriterPool(shards int, pingInterval time.Duration, useRing bool, log *sl
 		p.shards = append(p.shards, &writerShard{wake: make(chan struct{}, 1)})
 	}
 	if useRing {
-		if rw, err := newRingWriter(nil); err != nil {
+		if ring, err := openSendRing(ringRound); err != nil {
 			log.Info("websocket.io_uring is on, but this kernel does not allow it: each connection gets a write of its own", "err", err)
 		} else {
-			rw.close()
+			ring.close()
 			p.useRing = true
 		}
 	}
