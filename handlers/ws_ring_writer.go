@@ -65,10 +65,7 @@ func (rw *ringWriter) flush(batch []*wsConn, w *batchWriter) error {
 	for len(batch) > 0 {
 		var err error
 		if batch, err = rw.flushRound(batch, w); err != nil {
-			for _, c := range batch {
-				c.queued.Store(false)
-				c.flush(w)
-			}
+			flushEach(batch, w)
 			return err
 		}
 	}

@@ -169,15 +169,20 @@ func (s *writerShard) run(stop <-chan struct{}, rw *ringWriter, log *slog.Logger
 					log.Error("io_uring failed: this writer now writes to each connection on its own", "err", err)
 				}
 			} else {
-				for _, c := range batch {
-					c.queued.Store(false)
-					c.flush(w)
-				}
+				flushEach(batch, w)
 			}
 			clear(batch) // let closed connections go
 			s.mu.Lock()
 			s.spare = batch[:0]
 			s.mu.Unlock()
 		}
+	}
+}
+
+// flushEach writes to each queued connection in turn, a write each.
+func flushEach(batch []*wsConn, w *batchWriter) {
+	for _, c := range batch {
+		c.queued.Store(false)
+		c.flush(w)
 	}
 }
