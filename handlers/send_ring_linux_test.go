@@ -91,3 +91,37 @@ func TestSendRingStructsMatchTheKernelsLayout(t *testing.T) {
 		}
 	}
 }
+
+// A ring whose submission fails closes, leaves every send to the blocking
+// path, and refuses later rounds, so that no stale entry is ever picked up.
+func TestSendRingThatFailsClosesAndLeavesEverySendUndone(t *testing.T) {
+	ring, err := openSendRing(ringRound)
+	if err != nil {
+		t.Skipf("this kernel does not allow io_uring (%v); the test above says whether that fails the suite", err)
+	}
+	defer ring.close()
+	// The ring's descriptor now names /dev/null, so io_uring_enter fails.
+	null, err := syscall.Open(os.DevNull, syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(null)
+	if err := syscall.Dup2(null, ring.fd); err != nil {
+		t.Fatal(err)
+	}
+
+	local, _ := socketPair(t)
+	res := []int32{0}
+	if err := ring.sendAll([]int{local}, [][]byte{[]byte("never sent")}, res); err == nil {
+		t.Fatal("sendAll on a broken ring reported no error")
+	}
+	if n, err := sentBytes(res[0]); n != 0 || err != nil {
+		t.Errorf("the send it did not carry out: %d bytes, %v; want none and no error, for the blocking path", n, err)
+	}
+	if !ring.broken || ring.fd != -1 {
+		t.Errorf("broken %v, fd %d: want the ring marked broken and closed", ring.broken, ring.fd)
+	}
+	if err := ring.sendAll([]int{local}, [][]byte{[]byte("again")}, res); !errors.Is(err, errRingBroken) {
+		t.Errorf("a later round: %v, want errRingBroken", err)
+	}
+}
