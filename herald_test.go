@@ -157,13 +157,18 @@ func TestEveryWritePathGivesManySubscribersEveryMessageInOneOrder(t *testing.T) 
 			if family := scrape(t, h)["herald_websocket_io_uring_sends_total"]; family != nil {
 				sends = family.Metric[0].GetCounter().GetValue()
 			}
+			// A kernel that refuses io_uring is no fault of Herald's: it
+			// must then write the other way, and say so.
+			refused := strings.Contains(h.logs.String(), "this kernel does not allow it")
 			switch {
-			case !ring && sends != 0:
-				t.Fatalf("io_uring is off, yet it carried %v sends", sends)
-			case ring && sends == 0 && strings.Contains(h.logs.String(), "does not allow it"):
-				requireEnv(t, "io_uring (this kernel does not allow it)")
-			case ring && sends == 0:
-				t.Fatal("io_uring is on and allowed, yet it carried no send")
+			case !ring && (sends != 0 || refused):
+				t.Fatalf("io_uring is off, yet it carried %v sends (refusal logged: %v)", sends, refused)
+			case ring && refused && sends != 0:
+				t.Fatalf("the kernel refused io_uring, yet it carried %v sends", sends)
+			case ring && !refused && sends == 0:
+				t.Fatal("io_uring is on and the kernel allows it, yet it carried no send")
+			case ring && refused:
+				t.Log("this kernel refuses io_uring: checked that Herald wrote the other way and said so")
 			}
 		})
 	}
