@@ -25,6 +25,7 @@ type writerPool struct {
 	pingInterval time.Duration
 	useRing      bool // io_uring is on in the config and the kernel allows it
 	ringSends    atomic.Uint64
+	ringRefused  atomic.Bool // a shard could not get its ring, which was logged
 	log          *slog.Logger
 
 	mu    sync.Mutex
@@ -67,7 +68,12 @@ func (p *writerPool) ringWriter() *ringWriter {
 	}
 	rw, err := newRingWriter(&p.ringSends)
 	if err != nil {
-		p.log.Warn("could not set up io_uring for a writer: it writes to each connection on its own", "err", err)
+		// Said once: on kernels before 5.12 every ring counts against
+		// RLIMIT_MEMLOCK, so a machine with many CPUs may get some rings
+		// and not the rest, every time the pool starts.
+		if !p.ringRefused.Swap(true) {
+			p.log.Warn("could not set up io_uring for a writer: it writes to each connection on its own", "err", err)
+		}
 		return nil
 	}
 	return rw
