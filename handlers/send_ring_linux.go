@@ -155,7 +155,8 @@ func (r *sendRing) sendAll(fds []int, bufs [][]byte, res []int32) error {
 	if r.broken {
 		return errRingBroken
 	}
-	if len(fds) > len(r.sqes) {
+	if len(fds) > len(r.sqes) { // the caller's bug; closed like any failure, so its callers' rule holds
+		r.fail()
 		return fmt.Errorf("io_uring: %d sends in a round of at most %d", len(fds), len(r.sqes))
 	}
 	n := uint32(len(fds))
