@@ -82,7 +82,7 @@ func (s *BoltStore) load(limit int, notBefore time.Time, out *[]StoredTopic) err
 	return s.db.View(func(tx *bolt.Tx) error {
 		starts := tx.Bucket(sequenceStarts)
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			if slices.Equal(name, sequenceStarts) {
+			if name[0] == '#' { // one of Herald's own buckets, never a topic
 				return nil
 			}
 			topic := StoredTopic{Name: string(name), LastID: b.Sequence()}
@@ -119,31 +119,36 @@ func (s *BoltStore) Append(messages []*Message, sequenceStart, keepFrom uint64) 
 	if len(messages) == 0 {
 		return nil
 	}
-	topic := messages[0].Topic
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		b, err := tx.CreateBucketIfNotExists([]byte(topic))
-		if err != nil {
-			return err
-		}
-		for _, m := range messages {
-			if m.ID >= keepFrom {
-				if err := b.Put(idKey(m.ID), encodeMessage(m)); err != nil {
-					return err
-				}
-			}
-		}
-		if err := b.SetSequence(messages[len(messages)-1].ID); err != nil {
-			return err
-		}
-		starts := tx.Bucket(sequenceStarts)
-		if v := starts.Get([]byte(topic)); len(v) != 8 || binary.BigEndian.Uint64(v) != sequenceStart {
-			if err := starts.Put([]byte(topic), idKey(sequenceStart)); err != nil {
+	return s.update("append to "+messages[0].Topic, func(tx *bolt.Tx) error {
+		return appendTx(tx, journalCommit{messages, sequenceStart, keepFrom})
+	})
+}
+
+// appendTx stores one commit's messages, at and above its keepFrom, and
+// trims its topic below keepFrom.
+func appendTx(tx *bolt.Tx, c journalCommit) error {
+	topic := []byte(c.messages[0].Topic)
+	b, err := tx.CreateBucketIfNotExists(topic)
+	if err != nil {
+		return err
+	}
+	for _, m := range c.messages {
+		if m.ID >= c.keepFrom {
+			if err := b.Put(idKey(m.ID), encodeMessage(m)); err != nil {
 				return err
 			}
 		}
-		return trimBucket(b, keepFrom)
-	})
-	return s.wrap("append to "+topic, err)
+	}
+	if err := b.SetSequence(c.messages[len(c.messages)-1].ID); err != nil {
+		return err
+	}
+	starts := tx.Bucket(sequenceStarts)
+	if v := starts.Get(topic); len(v) != 8 || binary.BigEndian.Uint64(v) != c.sequenceStart {
+		if err := starts.Put(topic, idKey(c.sequenceStart)); err != nil {
+			return err
+		}
+	}
+	return trimBucket(b, c.keepFrom)
 }
 
 // Trim forgets old messages of several topics in one transaction.
@@ -151,17 +156,18 @@ func (s *BoltStore) Trim(keepFrom map[string]uint64) error {
 	if len(keepFrom) == 0 {
 		return nil
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		for topic, id := range keepFrom {
-			if b := tx.Bucket([]byte(topic)); b != nil {
-				if err := trimBucket(b, id); err != nil {
-					return err
-				}
+	return s.update("trim", func(tx *bolt.Tx) error { return trimTx(tx, keepFrom) })
+}
+
+func trimTx(tx *bolt.Tx, keepFrom map[string]uint64) error {
+	for topic, id := range keepFrom {
+		if b := tx.Bucket([]byte(topic)); b != nil {
+			if err := trimBucket(b, id); err != nil {
+				return err
 			}
 		}
-		return nil
-	})
-	return s.wrap("trim", err)
+	}
+	return nil
 }
 
 // Forget deletes topics and their sequence starts.
@@ -169,19 +175,31 @@ func (s *BoltStore) Forget(topics []string) error {
 	if len(topics) == 0 {
 		return nil
 	}
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		starts := tx.Bucket(sequenceStarts)
-		for _, topic := range topics {
-			if err := tx.DeleteBucket([]byte(topic)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
-				return err
-			}
-			if err := starts.Delete([]byte(topic)); err != nil {
-				return err
-			}
+	return s.update("forget topics", func(tx *bolt.Tx) error { return forgetTx(tx, topics) })
+}
+
+func forgetTx(tx *bolt.Tx, topics []string) error {
+	starts := tx.Bucket(sequenceStarts)
+	for _, topic := range topics {
+		if err := tx.DeleteBucket([]byte(topic)); err != nil && !errors.Is(err, bolterrors.ErrBucketNotFound) {
+			return err
 		}
-		return nil
-	})
-	return s.wrap("forget topics", err)
+		if err := starts.Delete([]byte(topic)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// view runs f in a read-only transaction.
+func (s *BoltStore) view(what string, f func(*bolt.Tx) error) error {
+	return s.wrap(what, s.db.View(f))
+}
+
+// update runs f in one fsynced transaction; what names the work in the
+// error.
+func (s *BoltStore) update(what string, f func(*bolt.Tx) error) error {
+	return s.wrap(what, s.db.Update(f))
 }
 
 var _ Pinger = (*BoltStore)(nil)
