@@ -37,11 +37,11 @@ func newServer(cfg app.Config, logger *slog.Logger, getenv func(string) string) 
 		}
 	}()
 	if cfg.History.File != "" {
-		bolt, err := app.OpenBoltStore(cfg.History.File)
+		store, err := app.OpenHistoryFile(cfg.History.File)
 		if err != nil {
 			return nil, err
 		}
-		s.store = bolt
+		s.store = store
 	}
 	// A shared broker counts every instance's subscribers; it exists only
 	// once the hub does, and is set before anyone can subscribe.

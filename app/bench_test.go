@@ -48,33 +48,47 @@ func BenchmarkFanOut(b *testing.B) {
 	b.ReportMetric(float64(b.N*len(subs))/b.Elapsed().Seconds(), "deliveries/s")
 }
 
-// BenchmarkDurableAppend is one commit to the history file: one message,
-// or a group of 16 as concurrent publishers share a commit.
+// BenchmarkDurableAppend is one commit to the history file, through its
+// journal as Herald runs it and straight to bbolt: one message, or a group
+// of 16 as concurrent publishers share a commit.
 func BenchmarkDurableAppend(b *testing.B) {
-	for _, group := range []int{1, 16} {
-		b.Run(fmt.Sprintf("messages=%d", group), func(b *testing.B) {
-			store, err := OpenBoltStore(filepath.Join(b.TempDir(), "history.db"))
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer store.Close()
-			text := strings.Repeat("x", 64)
-			next := uint64(1)
-			messages := make([]*Message, group)
-			b.ReportAllocs()
-			for b.Loop() {
-				for i := range messages {
-					messages[i] = &Message{ID: next, Topic: "bench", Time: time.Now(), Text: text}
-					next++
-				}
-				// Keep the newest 1,000, as history.size does.
-				if err := store.Append(messages, 1, max(next, 1000)-1000); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(b.N*group)/b.Elapsed().Seconds(), "messages/s")
-		})
+	stores := []struct {
+		name string
+		open func(string) (Store, error)
+	}{
+		{"journal", func(path string) (Store, error) { return OpenHistoryFile(path) }},
+		{"bbolt", func(path string) (Store, error) { return OpenBoltStore(path) }},
 	}
+	for _, kind := range stores {
+		for _, group := range []int{1, 16} {
+			b.Run(fmt.Sprintf("store=%s/messages=%d", kind.name, group), func(b *testing.B) {
+				benchmarkDurableAppend(b, kind.open, group)
+			})
+		}
+	}
+}
+
+func benchmarkDurableAppend(b *testing.B, open func(string) (Store, error), group int) {
+	store, err := open(filepath.Join(b.TempDir(), "history.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer store.Close()
+	text := strings.Repeat("x", 64)
+	next := uint64(1)
+	messages := make([]*Message, group)
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range messages {
+			messages[i] = &Message{ID: next, Topic: "bench", Time: time.Now(), Text: text}
+			next++
+		}
+		// Keep the newest 1,000, as history.size does.
+		if err := store.Append(messages, 1, max(next, 1000)-1000); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*group)/b.Elapsed().Seconds(), "messages/s")
 }
 
 func newBenchHub(b *testing.B, store Store) *Hub {

@@ -1,0 +1,259 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func openHistoryFile(t *testing.T, path string) *JournalStore {
+	t.Helper()
+	s, err := OpenHistoryFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// crash lets go of both files the way kill -9 would: no checkpoint, so the
+// bbolt file lacks whatever only the journal holds.
+func (s *JournalStore) crash(t *testing.T) {
+	t.Helper()
+	if err := errors.Join(s.journal.Close(), s.bolt.Close()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// journalMessages makes count messages of topic with ids from first on.
+func journalMessages(topic string, first uint64, count int, text string) []*Message {
+	var ms []*Message
+	for i := range count {
+		id := first + uint64(i)
+		ms = append(ms, &Message{ID: id, Topic: topic, Time: time.Unix(1_800_000_000, int64(id)), Text: fmt.Sprint(text, id)})
+	}
+	return ms
+}
+
+func appendOrFail(t *testing.T, s Store, messages []*Message, keepFrom uint64) {
+	t.Helper()
+	if err := s.Append(messages, 1, keepFrom); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// storedIDs is what the store holds, per topic: its last id and the ids
+// of its kept messages, checking each text against what journalMessages
+// makes.
+func storedIDs(t *testing.T, s Store) map[string]string {
+	t.Helper()
+	topics, err := s.Load(1<<20, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, topic := range topics {
+		var ids []string
+		for _, m := range topic.Messages {
+			if !strings.HasSuffix(m.Text, fmt.Sprint(m.ID)) || !m.Time.Equal(time.Unix(1_800_000_000, int64(m.ID))) {
+				t.Errorf("topic %s: message %d came back as %q at %s", topic.Name, m.ID, m.Text, m.Time)
+			}
+			ids = append(ids, fmt.Sprint(m.ID))
+		}
+		got[topic.Name] = fmt.Sprintf("last %d: %s", topic.LastID, strings.Join(ids, ","))
+	}
+	return got
+}
+
+func assertStored(t *testing.T, s Store, want map[string]string) {
+	t.Helper()
+	if got := storedIDs(t, s); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("the store holds %v, want %v", got, want)
+	}
+}
+
+func TestJournalStoreReplaysWhatNoCheckpointCarried(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("news", 1, 3, "n"), 1)
+	appendOrFail(t, s, journalMessages("sport", 1, 1, "s"), 1)
+	appendOrFail(t, s, journalMessages("news", 4, 2, "n"), 3) // trims 1 and 2
+	s.crash(t)
+
+	want := map[string]string{"news": "last 5: 3,4,5", "sport": "last 1: 1"}
+	s = openHistoryFile(t, path)
+	assertStored(t, s, want)
+	s.crash(t)
+	// The replay was checkpointed: a second start replays nothing twice,
+	// and the bbolt file alone now holds it all.
+	s = openHistoryFile(t, path)
+	assertStored(t, s, want)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bolt := openStore(t, path)
+	defer bolt.Close()
+	assertStored(t, bolt, want)
+}
+
+func TestJournalStoreForgetsAndTrimsInOrderWithTheJournal(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("gone", 1, 2, "g"), 1)
+	appendOrFail(t, s, journalMessages("kept", 1, 4, "k"), 1)
+	if err := s.Forget([]string{"gone"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Trim(map[string]uint64{"kept": 3}); err != nil {
+		t.Fatal(err)
+	}
+	appendOrFail(t, s, journalMessages("kept", 5, 1, "k"), 3)
+	s.crash(t)
+
+	s = openHistoryFile(t, path)
+	defer s.Close()
+	assertStored(t, s, map[string]string{"kept": "last 5: 3,4,5"})
+}
+
+func TestJournalStoreReplayStopsAtATornRecordAndGoesOnFromThere(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("news", 1, 2, "n"), 1)
+	torn := s.next.offset
+	appendOrFail(t, s, journalMessages("news", 3, 1, "n"), 1)
+	s.crash(t)
+	// A crash in the middle of the write: the record's last byte never
+	// made it. That publish was never acknowledged.
+	tear(t, path+"-journal", torn+journalHeaderSize+30)
+
+	s = openHistoryFile(t, path)
+	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
+	appendOrFail(t, s, journalMessages("news", 3, 1, "again "), 1)
+	s.crash(t)
+	s = openHistoryFile(t, path)
+	defer s.Close()
+	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
+}
+
+func tear(t *testing.T, path string, at int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{0xff}, at); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestJournalStoreWrapsOnlyOnceBoltHoldsWhatItOverwrites(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	text := strings.Repeat("x", 100<<10)
+	const kept = 3
+	wrapped := false
+	var id uint64
+	for id = 1; !wrapped || id < 150; id++ {
+		before := s.next.offset
+		appendOrFail(t, s, journalMessages("big", id, 1, text), max(id, kept)-kept+1)
+		wrapped = wrapped || s.next.offset < before
+	}
+	s.crash(t)
+
+	s = openHistoryFile(t, path)
+	defer s.Close()
+	last := id - 1
+	assertStored(t, s, map[string]string{"big": fmt.Sprintf("last %d: %d,%d,%d", last, last-2, last-1, last)})
+}
+
+func TestJournalStoreNeverReplaysAWriteItRefused(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("news", 1, 1, "n"), 1)
+
+	// The journal becomes unwritable, as on a failing disk.
+	writable := s.journal
+	readOnly, err := os.Open(s.journalPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.journal = readOnly
+	refused := journalMessages("news", 2, 1, "refused ")
+	failedAt, failedNumber := s.next.offset, s.next.number
+	if err := s.Append(refused, 1, 1); !errors.Is(err, ErrStore) {
+		t.Fatalf("a failed journal write returned %v, want ErrStore", err)
+	}
+	s.journal = writable
+	readOnly.Close()
+	// Disks can fail the sync of a write that lands all the same.
+	landed := appendJournalRecord(nil, failedNumber, journalCommit{refused, 1, 1})
+	if _, err := writable.WriteAt(landed, failedAt); err != nil {
+		t.Fatal(err)
+	}
+	s.crash(t)
+
+	s = openHistoryFile(t, path)
+	assertStored(t, s, map[string]string{"news": "last 1: 1"})
+	appendOrFail(t, s, journalMessages("news", 2, 1, "n"), 1)
+	s.crash(t)
+	s = openHistoryFile(t, path)
+	defer s.Close()
+	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
+}
+
+func TestJournalLeftBesideAnotherHistoryFileIsNotReplayed(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("old", 1, 2, "o"), 1)
+	s.crash(t)
+	// What the README says to do with a damaged file: move it aside.
+	if err := os.Rename(path, path+".damaged"); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openHistoryFile(t, path)
+	defer s.Close()
+	assertStored(t, s, map[string]string{})
+}
+
+func TestDamagedJournalStopsStartUpAndSaysWhatToDo(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	at := s.next
+	s.crash(t)
+	// A record whose checksum matches but that no Herald could have
+	// written: its topic is not a valid name.
+	bad := appendJournalRecord(nil, at.number, journalCommit{[]*Message{{ID: 1, Topic: "no spaces", Time: time.Now(), Text: "x"}}, 1, 1})
+	f, err := os.OpenFile(path+"-journal", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bad, at.offset); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	_, err = OpenHistoryFile(path)
+	if !errors.Is(err, ErrDamagedStore) || !strings.Contains(err.Error(), "journal "+path+"-journal") ||
+		!strings.Contains(err.Error(), "move it aside") {
+		t.Fatalf("opening with a damaged journal returned %v, want a damaged-store error naming the journal and what to do", err)
+	}
+	// Nothing was left open: the file can be opened once the journal is
+	// moved aside.
+	if err := os.Rename(path+"-journal", path+"-journal.damaged"); err != nil {
+		t.Fatal(err)
+	}
+	s = openHistoryFile(t, path)
+	s.Close()
+}

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package app
+
+import "os"
+
+// syncData waits until f's data is on disk.
+func syncData(f *os.File) error { return f.Sync() }
