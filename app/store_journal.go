@@ -76,7 +76,8 @@ func OpenHistoryFile(path string) (*JournalStore, error) {
 
 // recover replays the journal, checkpoints what it replayed, and leaves
 // the journal ready for its next record, creating it when it is missing or
-// not the size it should be.
+// not the size it should be. It runs before anyone else has the store, so
+// it calls the Locked methods without the lock.
 func (s *JournalStore) recover() error {
 	start, found, err := s.replayStart()
 	if err != nil {

@@ -257,3 +257,20 @@ func TestDamagedJournalStopsStartUpAndSaysWhatToDo(t *testing.T) {
 	s = openHistoryFile(t, path)
 	s.Close()
 }
+
+func TestJournalStoreSendsACommitLargerThanTheJournalStraightToBolt(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("news", 1, 1, "small "), 1)
+	appendOrFail(t, s, journalMessages("news", 2, 1, strings.Repeat("x", journalFileSize)), 1)
+	if len(s.unapplied) != 0 {
+		t.Errorf("after the large commit %d topics still wait for a checkpoint, want none: it took the small one with it", len(s.unapplied))
+	}
+	appendOrFail(t, s, journalMessages("news", 3, 1, "small "), 1)
+	s.crash(t)
+
+	s = openHistoryFile(t, path)
+	defer s.Close()
+	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
+}
