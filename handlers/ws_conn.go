@@ -105,7 +105,7 @@ func newWSConn(sub *Subscription, h *streamHandler, remote string) *wsConn {
 	c := &wsConn{Subscription: sub, sub: sub.Subscriber, json: sub.JSON, handler: h, remote: remote, started: time.Now(), closeAsked: make(chan struct{}), reader: sub.reader}
 	c.idle.L = &c.mu
 	c.fdNum = -1
-	if tcp, ok := sub.raw.Conn.(*net.TCPConn); ok {
+	if tcp, ok := sub.raw.Conn.(*net.TCPConn); ok && socketCallsWork {
 		if fd, err := tcp.SyscallConn(); err == nil {
 			c.fd = fd
 			_ = fd.Control(func(fd uintptr) { c.fdNum = int(fd) })
@@ -254,7 +254,7 @@ func (c *wsConn) tryWrite(buf []byte) (int, error) {
 	defer c.fdMu.RUnlock()
 	written := 0
 	for written < len(buf) {
-		n, err := syscall.Write(c.fdNum, buf[written:])
+		n, err := writeSocket(c.fdNum, buf[written:])
 		if n > 0 {
 			written += n
 		}
@@ -572,8 +572,7 @@ func (c *wsConn) waitReadable() error {
 	}
 	var peek [1]byte
 	err := c.fd.Read(func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return err != syscall.EAGAIN
+		return !peekWouldBlock(fd, peek[:])
 	})
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		return nil // the read that follows times out and says so
