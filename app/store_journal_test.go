@@ -28,6 +28,14 @@ func (s *JournalStore) crash(t *testing.T) {
 	}
 }
 
+// crashAndRestart crashes s and opens its file again, as Herald does when
+// it is started after a kill -9.
+func crashAndRestart(t *testing.T, s *JournalStore, path string) *JournalStore {
+	t.Helper()
+	s.crash(t)
+	return openHistoryFile(t, path)
+}
+
 // journalMessages makes count messages of topic with ids from first on.
 func journalMessages(topic string, first uint64, count int, text string) []*Message {
 	var ms []*Message
@@ -113,9 +121,8 @@ func TestJournalStoreForgetsAndTrimsInOrderWithTheJournal(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendOrFail(t, s, journalMessages("kept", 5, 1, "k"), 3)
-	s.crash(t)
 
-	s = openHistoryFile(t, path)
+	s = crashAndRestart(t, s, path)
 	defer s.Close()
 	assertStored(t, s, map[string]string{"kept": "last 5: 3,4,5"})
 }
@@ -135,8 +142,7 @@ func TestJournalStoreReplayStopsAtATornRecordAndGoesOnFromThere(t *testing.T) {
 	s = openHistoryFile(t, path)
 	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
 	appendOrFail(t, s, journalMessages("news", 3, 1, "again "), 1)
-	s.crash(t)
-	s = openHistoryFile(t, path)
+	s = crashAndRestart(t, s, path)
 	defer s.Close()
 	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
 }
@@ -166,9 +172,8 @@ func TestJournalStoreWrapsOnlyOnceBoltHoldsWhatItOverwrites(t *testing.T) {
 		appendOrFail(t, s, journalMessages("big", id, 1, text), max(id, kept)-kept+1)
 		wrapped = wrapped || s.next.offset < before
 	}
-	s.crash(t)
 
-	s = openHistoryFile(t, path)
+	s = crashAndRestart(t, s, path)
 	defer s.Close()
 	last := id - 1
 	assertStored(t, s, map[string]string{"big": fmt.Sprintf("last %d: %d,%d,%d", last, last-2, last-1, last)})
@@ -199,13 +204,11 @@ func TestJournalStoreNeverReplaysAWriteItRefused(t *testing.T) {
 	if _, err := writable.WriteAt(landed, failedAt); err != nil {
 		t.Fatal(err)
 	}
-	s.crash(t)
 
-	s = openHistoryFile(t, path)
+	s = crashAndRestart(t, s, path)
 	assertStored(t, s, map[string]string{"news": "last 1: 1"})
 	appendOrFail(t, s, journalMessages("news", 2, 1, "n"), 1)
-	s.crash(t)
-	s = openHistoryFile(t, path)
+	s = crashAndRestart(t, s, path)
 	defer s.Close()
 	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
 }
@@ -268,9 +271,8 @@ func TestJournalStoreSendsACommitLargerThanTheJournalStraightToBolt(t *testing.T
 		t.Errorf("after the large commit %d topics still wait for a checkpoint, want none: it took the small one with it", len(s.unapplied))
 	}
 	appendOrFail(t, s, journalMessages("news", 3, 1, "small "), 1)
-	s.crash(t)
 
-	s = openHistoryFile(t, path)
+	s = crashAndRestart(t, s, path)
 	defer s.Close()
 	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
 }
