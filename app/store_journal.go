@@ -25,18 +25,37 @@ import (
 // also records where in the journal replay must start, so what it carried
 // is never replayed again.
 //
-// A checkpoint runs when the journal is full (before it wraps to its start),
-// with every Trim and Forget (which must land after the commits before
-// them), after a journal write fails, and at Close. Start-up replays what
-// the last checkpoint did not carry.
+// A checkpoint runs in the background each time an eighth of the journal
+// has been written since the last one, without holding up Append. One also
+// runs, in the caller's time, with every Trim and Forget (which must land
+// after the commits before them), when the journal wraps to its start (by
+// then only what was written since the background one is left to carry),
+// after a journal write fails, and at Close. Start-up replays what the last
+// checkpoint did not carry.
+//
+// Lock order: checkpointMu, then mu. Append takes only mu unless it must
+// checkpoint, and then lets go of mu before it takes checkpointMu.
 type JournalStore struct {
 	bolt        *BoltStore
 	journalPath string
 
-	mu      sync.Mutex
-	journal *os.File
-	next    journalPosition // where the next record goes
-	record  []byte          // the encoding buffer, reused
+	// checkpointMu is held through every checkpoint, so that checkpoints
+	// land in bbolt in the order they took what they carry.
+	checkpointMu sync.Mutex
+	// checkpointErr is the last background checkpoint's failure, until
+	// one succeeds; Ping reports it.
+	checkpointErr error
+	wake          chan struct{} // asks the background checkpointer to run; holds one request
+	stop, stopped chan struct{}
+	// onBackgroundCheckpoint, if set, is called after each background
+	// checkpoint; tests await it.
+	onBackgroundCheckpoint func(error)
+
+	mu           sync.Mutex
+	journal      *os.File
+	sinceCarried int64           // journal bytes written since the last checkpoint took what it carries
+	next         journalPosition // where the next record goes
+	record       []byte          // the encoding buffer, reused
 	// unapplied holds, per topic and in order, the commits that are in the
 	// journal but not yet in bbolt. Consecutive commits of one sequence are
 	// merged, dropping what a later one trims, so that it stays within the
@@ -66,11 +85,13 @@ func OpenHistoryFile(path string) (*JournalStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &JournalStore{bolt: b, journalPath: path + "-journal", unapplied: map[string][]journalCommit{}}
+	s := &JournalStore{bolt: b, journalPath: path + "-journal", unapplied: map[string][]journalCommit{},
+		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := s.recover(); err != nil {
 		b.Close()
 		return nil, err
 	}
+	go s.checkpointInBackground()
 	return s, nil
 }
 
@@ -155,36 +176,72 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 	c := journalCommit{messages: messages, sequenceStart: sequenceStart, keepFrom: keepFrom}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.skipped {
-		if err := s.checkpointLocked(s.next, nil); err != nil {
-			return err
+	checkpointing := false // whether this call holds checkpointMu
+	defer func() {
+		if checkpointing {
+			s.checkpointMu.Unlock()
 		}
-		s.skipped = false
-	}
-	s.record = appendJournalRecord(s.record[:0], s.next.number, c)
-	size := int64(len(s.record))
-	if size > journalFileSize {
-		return s.checkpointLocked(s.next, func(tx *bolt.Tx) error { return appendTx(tx, c) })
-	}
-	if s.next.offset+size > journalFileSize {
-		// The start of the journal may only be written over once what is
-		// there is in bbolt.
-		top := journalPosition{number: s.next.number}
-		if err := s.checkpointLocked(top, nil); err != nil {
-			return err
+	}()
+	for {
+		s.record = appendJournalRecord(s.record[:0], s.next.number, c)
+		size := int64(len(s.record))
+		tooLarge, wraps := size > journalFileSize, s.next.offset+size > journalFileSize
+		if !s.skipped && !tooLarge && !wraps {
+			break
 		}
-		s.next = top
+		if !checkpointing {
+			// Nothing is claimed yet, so mu can be let go of to take the
+			// locks in order; then everything is decided again.
+			s.mu.Unlock()
+			s.checkpointMu.Lock()
+			s.mu.Lock()
+			checkpointing = true
+			continue
+		}
+		switch {
+		case tooLarge:
+			return s.checkpointLocked(s.next, func(tx *bolt.Tx) error { return appendTx(tx, c) })
+		case s.skipped:
+			if err := s.checkpointLocked(s.next, nil); err != nil {
+				return err
+			}
+			s.skipped = false
+		default:
+			// The start of the journal may only be written over once what
+			// is there is in bbolt.
+			top := journalPosition{number: s.next.number}
+			if err := s.checkpointLocked(top, nil); err != nil {
+				return err
+			}
+			s.next = top
+		}
 	}
 	if err := s.writeLocked(s.record); err != nil {
 		// The record may be on disk all the same. Its number is never used
-		// again, and replay is moved past it at once, so that a crash now
-		// cannot bring back a publish that was refused.
+		// again, and replay is moved past it as soon as can be, so that a
+		// crash cannot bring back a publish that was refused.
 		s.next.number++
-		s.skipped = s.checkpointLocked(s.next, nil) != nil
+		s.skipped = true
+		if !checkpointing {
+			s.mu.Unlock()
+			s.checkpointMu.Lock()
+			s.mu.Lock()
+			checkpointing = true
+		}
+		if s.skipped && s.checkpointLocked(s.next, nil) == nil {
+			s.skipped = false
+		}
 		return fmt.Errorf("%w: journal %s: %w", ErrStore, s.journalPath, err)
 	}
+	size := int64(len(s.record))
 	s.next = journalPosition{offset: s.next.offset + size, number: s.next.number + 1}
 	s.merge(c)
+	if s.sinceCarried += size; s.sinceCarried >= journalFileSize/8 {
+		select {
+		case s.wake <- struct{}{}:
+		default: // already asked
+		}
+	}
 	return nil
 }
 
@@ -224,11 +281,22 @@ func (c *journalCommit) absorb(next journalCommit) bool {
 
 // checkpointLocked carries every unapplied commit into bbolt, runs also (if
 // given) in the same transaction, and records that replay starts at
-// replayFrom. Until it succeeds, nothing changes.
+// replayFrom. Until it succeeds, nothing changes. The caller holds
+// checkpointMu and mu.
 func (s *JournalStore) checkpointLocked(replayFrom journalPosition, also func(*bolt.Tx) error) error {
-	err := s.bolt.update("checkpoint the journal", func(tx *bolt.Tx) error {
-		for _, commits := range s.unapplied {
-			for _, c := range commits {
+	if err := s.carry(s.unapplied, replayFrom, also); err != nil {
+		return err
+	}
+	clear(s.unapplied)
+	s.sinceCarried = 0
+	return nil
+}
+
+// carry is one checkpoint's transaction.
+func (s *JournalStore) carry(commits map[string][]journalCommit, replayFrom journalPosition, also func(*bolt.Tx) error) error {
+	return s.bolt.update("checkpoint the journal", func(tx *bolt.Tx) error {
+		for _, topicCommits := range commits {
+			for _, c := range topicCommits {
 				if err := appendTx(tx, c); err != nil {
 					return err
 				}
@@ -246,11 +314,53 @@ func (s *JournalStore) checkpointLocked(replayFrom journalPosition, also func(*b
 		v := binary.BigEndian.AppendUint64(nil, uint64(replayFrom.offset))
 		return b.Put(journalStartKey, binary.BigEndian.AppendUint64(v, replayFrom.number))
 	})
-	if err != nil {
-		return err
+}
+
+// checkpointInBackground runs a checkpoint each time Append asks, until
+// Close.
+func (s *JournalStore) checkpointInBackground() {
+	defer close(s.stopped)
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.wake:
+		}
+		err := s.checkpointBehind()
+		if s.onBackgroundCheckpoint != nil {
+			s.onBackgroundCheckpoint(err)
+		}
 	}
-	clear(s.unapplied)
-	return nil
+}
+
+// checkpointBehind carries what is unapplied into bbolt while Append goes
+// on: it takes the commits and the journal position under mu, and lets go
+// of mu for the transaction. If the transaction fails, the commits go back
+// in front of those that came meanwhile, for the next checkpoint.
+func (s *JournalStore) checkpointBehind() error {
+	s.checkpointMu.Lock()
+	defer s.checkpointMu.Unlock()
+	s.mu.Lock()
+	if s.skipped || len(s.unapplied) == 0 {
+		s.mu.Unlock()
+		return nil // Append must checkpoint past the gap itself; or there is nothing to do
+	}
+	carried, replayFrom := s.unapplied, s.next
+	s.unapplied, s.sinceCarried = map[string][]journalCommit{}, 0
+	s.mu.Unlock()
+
+	err := s.carry(carried, replayFrom, nil)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checkpointErr = err
+	if err != nil {
+		for topic, later := range s.unapplied {
+			carried[topic] = append(carried[topic], later...)
+		}
+		s.unapplied = carried
+	}
+	return err
 }
 
 // Load reads every topic from bbolt, which holds everything once the
@@ -265,6 +375,8 @@ func (s *JournalStore) Trim(keepFrom map[string]uint64) error {
 	if len(keepFrom) == 0 {
 		return nil
 	}
+	s.checkpointMu.Lock()
+	defer s.checkpointMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.checkpointLocked(s.next, func(tx *bolt.Tx) error { return trimTx(tx, keepFrom) })
@@ -276,6 +388,8 @@ func (s *JournalStore) Forget(topics []string) error {
 	if len(topics) == 0 {
 		return nil
 	}
+	s.checkpointMu.Lock()
+	defer s.checkpointMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.checkpointLocked(s.next, func(tx *bolt.Tx) error { return forgetTx(tx, topics) })
@@ -283,12 +397,22 @@ func (s *JournalStore) Forget(topics []string) error {
 
 var _ Pinger = (*JournalStore)(nil)
 
-// Ping checks that the bbolt file can still be read.
-func (s *JournalStore) Ping() error { return s.bolt.Ping() }
+// Ping checks that the bbolt file can still be read, and that the last
+// background checkpoint could write it.
+func (s *JournalStore) Ping() error {
+	s.mu.Lock()
+	err := s.checkpointErr
+	s.mu.Unlock()
+	return errors.Join(err, s.bolt.Ping())
+}
 
 // Close checkpoints, so that the bbolt file alone holds all history, and
 // closes both files.
 func (s *JournalStore) Close() error {
+	close(s.stop)
+	<-s.stopped
+	s.checkpointMu.Lock()
+	defer s.checkpointMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.checkpointLocked(s.next, nil)

@@ -23,6 +23,8 @@ func openHistoryFile(t *testing.T, path string) *JournalStore {
 // bbolt file lacks whatever only the journal holds.
 func (s *JournalStore) crash(t *testing.T) {
 	t.Helper()
+	close(s.stop)
+	<-s.stopped
 	if err := errors.Join(s.journal.Close(), s.bolt.Close()); err != nil {
 		t.Fatal(err)
 	}
@@ -275,4 +277,60 @@ func TestJournalStoreSendsACommitLargerThanTheJournalStraightToBolt(t *testing.T
 	s = crashAndRestart(t, s, path)
 	defer s.Close()
 	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
+}
+
+func TestJournalStoreCheckpointsInTheBackgroundAsTheJournalFills(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	checkpoints := make(chan error, 1)
+	s.onBackgroundCheckpoint = func(err error) { checkpoints <- err }
+	text := strings.Repeat("x", 100<<10)
+	// An eighth of the journal is 1 MiB: the eleventh commit of 100 KiB
+	// asks for a checkpoint.
+	for id := uint64(1); id <= 11; id++ {
+		appendOrFail(t, s, journalMessages("big", id, 1, text), 1)
+	}
+	if err := <-checkpoints; err != nil {
+		t.Fatal(err)
+	}
+	s.crash(t)
+
+	// Without the journal, the bbolt file holds all eleven.
+	bolt := openStore(t, path)
+	defer bolt.Close()
+	assertStored(t, bolt, map[string]string{"big": "last 11: 1,2,3,4,5,6,7,8,9,10,11"})
+}
+
+func TestJournalStoreLosesNothingWhileCheckpointsAndWrapsRunBesideAppends(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	const publishers, commits, kept = 4, 300, 5
+	text := strings.Repeat("x", 8<<10) // 4 x 300 x 8 KiB: more than the journal holds
+	errs := make(chan error, publishers)
+	for p := range publishers {
+		go func() {
+			topic := fmt.Sprint("topic", p)
+			for id := uint64(1); id <= commits; id++ {
+				if err := s.Append(journalMessages(topic, id, 1, text), 1, max(id, kept)-kept+1); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range publishers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	s = crashAndRestart(t, s, path)
+	defer s.Close()
+	want := map[string]string{}
+	for p := range publishers {
+		want[fmt.Sprint("topic", p)] = "last 300: 296,297,298,299,300"
+	}
+	assertStored(t, s, want)
 }
