@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 func openHistoryFile(t *testing.T, path string) *JournalStore {
@@ -105,9 +107,9 @@ func TestJournalStoreReplaysWhatNoCheckpointCarried(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	bolt := openStore(t, path)
-	defer bolt.Close()
-	assertStored(t, bolt, want)
+	boltAlone := openStore(t, path)
+	defer boltAlone.Close()
+	assertStored(t, boltAlone, want)
 }
 
 func TestJournalStoreForgetsAndTrimsInOrderWithTheJournal(t *testing.T) {
@@ -297,9 +299,9 @@ func TestJournalStoreCheckpointsInTheBackgroundAsTheJournalFills(t *testing.T) {
 	s.crash(t)
 
 	// Without the journal, the bbolt file holds all eleven.
-	bolt := openStore(t, path)
-	defer bolt.Close()
-	assertStored(t, bolt, map[string]string{"big": "last 11: 1,2,3,4,5,6,7,8,9,10,11"})
+	boltAlone := openStore(t, path)
+	defer boltAlone.Close()
+	assertStored(t, boltAlone, map[string]string{"big": "last 11: 1,2,3,4,5,6,7,8,9,10,11"})
 }
 
 func TestJournalStoreLosesNothingWhileCheckpointsAndWrapsRunBesideAppends(t *testing.T) {
@@ -333,4 +335,42 @@ func TestJournalStoreLosesNothingWhileCheckpointsAndWrapsRunBesideAppends(t *tes
 		want[fmt.Sprint("topic", p)] = "last 300: 296,297,298,299,300"
 	}
 	assertStored(t, s, want)
+}
+
+func TestJournalStoreKeepsWhatAFailedBackgroundCheckpointTookAndSaysSo(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("news", 1, 2, "n"), 1)
+
+	// bbolt refuses to write, as on a disk gone read-only.
+	writable := s.bolt
+	if err := writable.Close(); err != nil {
+		t.Fatal(err)
+	}
+	readOnly, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.bolt = &BoltStore{db: readOnly, path: path}
+	if err := s.checkpointBehind(); err == nil {
+		t.Fatal("a checkpoint into a read-only file succeeded")
+	}
+	if err := s.Ping(); err == nil {
+		t.Error("Ping is fine while checkpoints fail")
+	}
+	appendOrFail(t, s, journalMessages("news", 3, 1, "n"), 1)
+
+	readOnly.Close()
+	s.bolt = openStore(t, path)
+	if err := s.checkpointBehind(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(); err != nil {
+		t.Errorf("Ping still fails after a checkpoint succeeded: %v", err)
+	}
+	s.crash(t)
+	boltAlone := openStore(t, path) // the journal aside: what the checkpoint carried
+	defer boltAlone.Close()
+	assertStored(t, boltAlone, map[string]string{"news": "last 3: 1,2,3"})
 }
