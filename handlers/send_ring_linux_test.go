@@ -6,7 +6,6 @@ import (
 	"os"
 	"syscall"
 	"testing"
-	"unsafe"
 )
 
 // socketPair returns both ends of a connected, non-blocking stream socket
@@ -67,30 +66,6 @@ func TestSendRingSendsEachBufferAndReportsFullAndBrokenSockets(t *testing.T) {
 	}
 }
 
-// The ring's structs are the kernel's, byte for byte
-// (include/uapi/linux/io_uring.h).
-func TestSendRingStructsMatchTheKernelsLayout(t *testing.T) {
-	var sqe ringSQE
-	var params ringParams
-	for _, c := range []struct {
-		what      string
-		got, want uintptr
-	}{
-		{"sizeof(io_uring_sqe)", unsafe.Sizeof(sqe), 64},
-		{"io_uring_sqe.len", unsafe.Offsetof(sqe.len), 24},
-		{"io_uring_sqe.msg_flags", unsafe.Offsetof(sqe.msgFlags), 28},
-		{"io_uring_sqe.user_data", unsafe.Offsetof(sqe.userData), 32},
-		{"sizeof(io_uring_cqe)", unsafe.Sizeof(ringCQE{}), 16},
-		{"sizeof(io_uring_params)", unsafe.Sizeof(params), 120},
-		{"io_uring_params.sq_off", unsafe.Offsetof(params.sqOff), 40},
-		{"io_uring_params.cq_off", unsafe.Offsetof(params.cqOff), 80},
-	} {
-		if c.got != c.want {
-			t.Errorf("%s is %d, want %d", c.what, c.got, c.want)
-		}
-	}
-}
-
 // A ring whose submission fails closes, leaves every send to the blocking
 // path, and refuses later rounds, so that no stale entry is ever picked up.
 func TestSendRingThatFailsClosesAndLeavesEverySendUndone(t *testing.T) {
@@ -105,7 +80,7 @@ func TestSendRingThatFailsClosesAndLeavesEverySendUndone(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer syscall.Close(null)
-	if err := syscall.Dup2(null, ring.fd); err != nil {
+	if err := syscall.Dup2(null, ring.ring.FD()); err != nil {
 		t.Fatal(err)
 	}
 
@@ -117,8 +92,8 @@ func TestSendRingThatFailsClosesAndLeavesEverySendUndone(t *testing.T) {
 	if n, err := sentBytes(res[0]); n != 0 || err != nil {
 		t.Errorf("the send it did not carry out: %d bytes, %v; want none and no error, for the blocking path", n, err)
 	}
-	if !ring.broken || ring.fd != -1 {
-		t.Errorf("broken %v, fd %d: want the ring marked broken and closed", ring.broken, ring.fd)
+	if !ring.broken || !ring.ring.Closed() {
+		t.Errorf("broken %v, closed %v: want the ring marked broken and closed", ring.broken, ring.ring.Closed())
 	}
 	if err := ring.sendAll([]int{local}, [][]byte{[]byte("again")}, res); !errors.Is(err, errRingBroken) {
 		t.Errorf("a later round: %v, want errRingBroken", err)
