@@ -56,7 +56,8 @@ func BenchmarkDurableAppend(b *testing.B) {
 		name string
 		open func(string) (Store, error)
 	}{
-		{"journal", func(path string) (Store, error) { return OpenHistoryFile(path) }},
+		{"journal", func(path string) (Store, error) { return OpenHistoryFile(path, HistoryFileOptions{IOURing: true}) }},
+		{"journal-syscalls", func(path string) (Store, error) { return OpenHistoryFile(path, HistoryFileOptions{}) }},
 		{"bbolt", func(path string) (Store, error) { return OpenBoltStore(path) }},
 	}
 	for _, kind := range stores {

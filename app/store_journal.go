@@ -53,6 +53,8 @@ type JournalStore struct {
 
 	mu           sync.Mutex
 	journal      *os.File
+	ring         *journalRing    // nil without io_uring
+	ringRefused  error           // why io_uring was asked for but is not used
 	sinceCarried int64           // journal bytes written since the last checkpoint took what it carries
 	next         journalPosition // where the next record goes
 	record       []byte          // the encoding buffer, reused
@@ -77,10 +79,17 @@ var (
 	journalStartKey = []byte("replay-from")
 )
 
+// HistoryFileOptions are the choices OpenHistoryFile leaves to its caller.
+type HistoryFileOptions struct {
+	// IOURing writes and syncs the journal through io_uring where the
+	// kernel allows it (see journalRing); IOURingRefused says why not.
+	IOURing bool
+}
+
 // OpenHistoryFile opens the history file at path, and its journal beside
 // it (path + "-journal"), replaying into the file what the journal holds
 // beyond the last checkpoint.
-func OpenHistoryFile(path string) (*JournalStore, error) {
+func OpenHistoryFile(path string, options HistoryFileOptions) (*JournalStore, error) {
 	b, err := OpenBoltStore(path)
 	if err != nil {
 		return nil, err
@@ -91,9 +100,16 @@ func OpenHistoryFile(path string) (*JournalStore, error) {
 		b.Close()
 		return nil, err
 	}
+	if options.IOURing {
+		s.ring, s.ringRefused = openJournalRing()
+	}
 	go s.checkpointInBackground()
 	return s, nil
 }
+
+// IOURingRefused is why the journal is not written through io_uring,
+// though it was asked to be: the kernel refused it.
+func (s *JournalStore) IOURingRefused() error { return s.ringRefused }
 
 // recover replays the journal, checkpoints what it replayed, and leaves
 // the journal ready for its next record, creating it when it is missing or
@@ -247,6 +263,14 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 
 // writeLocked writes a record at the journal's end and waits for the disk.
 func (s *JournalStore) writeLocked(record []byte) error {
+	if s.ring != nil && !s.ring.broken {
+		err := s.ring.writeAndSync(s.journal, record, s.next.offset)
+		if s.ring.broken {
+			s.record = nil // the kernel may not be done with it
+			err = fmt.Errorf("%w (io_uring is now closed: the journal writes without it)", err)
+		}
+		return err
+	}
 	if _, err := s.journal.WriteAt(record, s.next.offset); err != nil {
 		return err
 	}
@@ -416,6 +440,9 @@ func (s *JournalStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.checkpointLocked(s.next, nil)
+	if s.ring != nil && !s.ring.broken {
+		s.ring.close()
+	}
 	if closeErr := s.journal.Close(); closeErr != nil {
 		err = errors.Join(err, fmt.Errorf("%w: close journal %s: %w", ErrStore, s.journalPath, closeErr))
 	}

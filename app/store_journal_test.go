@@ -14,7 +14,7 @@ import (
 
 func openHistoryFile(t *testing.T, path string) *JournalStore {
 	t.Helper()
-	s, err := OpenHistoryFile(path)
+	s, err := OpenHistoryFile(path, HistoryFileOptions{IOURing: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func TestDamagedJournalStopsStartUpAndSaysWhatToDo(t *testing.T) {
 	}
 	f.Close()
 
-	_, err = OpenHistoryFile(path)
+	_, err = OpenHistoryFile(path, HistoryFileOptions{IOURing: true})
 	if !errors.Is(err, ErrDamagedStore) || !strings.Contains(err.Error(), "journal "+path+"-journal") ||
 		!strings.Contains(err.Error(), "move it aside") {
 		t.Fatalf("opening with a damaged journal returned %v, want a damaged-store error naming the journal and what to do", err)
@@ -373,4 +373,20 @@ func TestJournalStoreKeepsWhatAFailedBackgroundCheckpointTookAndSaysSo(t *testin
 	boltAlone := openStore(t, path) // the journal aside: what the checkpoint carried
 	defer boltAlone.Close()
 	assertStored(t, boltAlone, map[string]string{"news": "last 3: 1,2,3"})
+}
+
+func TestJournalStoreWithoutIOURingReplaysTheSame(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s, err := OpenHistoryFile(path, HistoryFileOptions{IOURing: false})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ring != nil {
+		t.Fatal("the journal has a ring though io_uring is off")
+	}
+	appendOrFail(t, s, journalMessages("news", 1, 3, "n"), 1)
+	s = crashAndRestart(t, s, path)
+	defer s.Close()
+	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
 }
