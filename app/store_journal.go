@@ -193,6 +193,16 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	checkpointing := false // whether this call holds checkpointMu
+	// holdCheckpointLock takes checkpointMu in lock order, letting go of
+	// mu for a moment: what was decided under mu must be decided again.
+	holdCheckpointLock := func() {
+		if !checkpointing {
+			s.mu.Unlock()
+			s.checkpointMu.Lock()
+			s.mu.Lock()
+			checkpointing = true
+		}
+	}
 	defer func() {
 		if checkpointing {
 			s.checkpointMu.Unlock()
@@ -205,13 +215,8 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 		if !s.skipped && !tooLarge && !wraps {
 			break
 		}
-		if !checkpointing {
-			// Nothing is claimed yet, so mu can be let go of to take the
-			// locks in order; then everything is decided again.
-			s.mu.Unlock()
-			s.checkpointMu.Lock()
-			s.mu.Lock()
-			checkpointing = true
+		if !checkpointing { // nothing is claimed yet
+			holdCheckpointLock()
 			continue
 		}
 		switch {
@@ -238,12 +243,7 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 		// crash cannot bring back a publish that was refused.
 		s.next.number++
 		s.skipped = true
-		if !checkpointing {
-			s.mu.Unlock()
-			s.checkpointMu.Lock()
-			s.mu.Lock()
-			checkpointing = true
-		}
+		holdCheckpointLock() // another Append may checkpoint past the gap meanwhile
 		if s.skipped && s.checkpointLocked(s.next, nil) == nil {
 			s.skipped = false
 		}
@@ -313,6 +313,7 @@ func (s *JournalStore) checkpointLocked(replayFrom journalPosition, also func(*b
 	}
 	clear(s.unapplied)
 	s.sinceCarried = 0
+	s.checkpointErr = nil // bbolt takes writes again
 	return nil
 }
 
