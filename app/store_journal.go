@@ -400,11 +400,7 @@ func (s *JournalStore) Trim(keepFrom map[string]uint64) error {
 	if len(keepFrom) == 0 {
 		return nil
 	}
-	s.checkpointMu.Lock()
-	defer s.checkpointMu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.checkpointLocked(s.next, func(tx *bolt.Tx) error { return trimTx(tx, keepFrom) })
+	return s.checkpointNow(func(tx *bolt.Tx) error { return trimTx(tx, keepFrom) })
 }
 
 // Forget removes topics, in one checkpoint, so that no later replay brings
@@ -413,11 +409,17 @@ func (s *JournalStore) Forget(topics []string) error {
 	if len(topics) == 0 {
 		return nil
 	}
+	return s.checkpointNow(func(tx *bolt.Tx) error { return forgetTx(tx, topics) })
+}
+
+// checkpointNow runs a checkpoint, with also in its transaction, in the
+// caller's time.
+func (s *JournalStore) checkpointNow(also func(*bolt.Tx) error) error {
 	s.checkpointMu.Lock()
 	defer s.checkpointMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.checkpointLocked(s.next, func(tx *bolt.Tx) error { return forgetTx(tx, topics) })
+	return s.checkpointLocked(s.next, also)
 }
 
 var _ Pinger = (*JournalStore)(nil)
