@@ -78,7 +78,7 @@ func decodeJournalBody(body []byte) (journalCommit, error) {
 	topic := string(r.bytes(int(r.uint16())))
 	c := journalCommit{sequenceStart: r.uint64(), keepFrom: r.uint64()}
 	count := r.uint32()
-	for i := uint32(0); i < count && r.err == nil; i++ {
+	for range count {
 		id := r.bytes(8)
 		value := r.bytes(int(r.uint32()))
 		if r.err != nil {

@@ -21,8 +21,8 @@ import (
 // checking every 20 µs for as long as that keeps happening, which with
 // the history file under load is all the time. On one core that cost a
 // tenth of the CPU in context switches (perf: 12% of the samples under
-// runtime.sysmon, against 6.6% with the ring), and the ring gave 6% more
-// publishes a second in three rounds out of three.
+// runtime.sysmon, against 6.6% with the ring), and the ring gave 4-11%
+// more publishes a second, in each of three rounds.
 type journalRing struct {
 	ring   *uring.Ring
 	events *os.File // the eventfd, non-blocking, so reads park in Go's poller
