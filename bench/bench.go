@@ -18,8 +18,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // Options is one benchmark run.
@@ -113,6 +111,11 @@ func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 		return nil, err
 	}
 
+	cpuBeforeConnect, err := server.cpu()
+	if err != nil {
+		return nil, err
+	}
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	subs, connectTime, err := connectAll(ctx, o, progress)
@@ -125,6 +128,9 @@ func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 		return nil, err
 	}
 	report.ConnectSeconds = connectTime.Seconds()
+	if cpuAfterConnect, err := server.cpu(); err == nil && o.PID != 0 && len(subs) > 0 {
+		report.ServerConnectCPUMicrosPerConnection = (cpuAfterConnect - cpuBeforeConnect).Seconds() * 1e6 / float64(len(subs))
+	}
 	if rssAfter, err := server.rss(); err == nil && o.PID != 0 {
 		report.ServerRSSKiB = rssAfter
 		report.RSSPerConnectionKiB = float64(rssAfter-rssBefore) / float64(o.Subscribers)
@@ -168,7 +174,6 @@ func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 
 // connectAll opens every subscriber, ConnectRate at a time.
 func connectAll(ctx context.Context, o Options, progress *progress) ([]*subscriber, time.Duration, error) {
-	dialer := &websocket.Dialer{HandshakeTimeout: 30 * time.Second, ReadBufferSize: 4 << 10, WriteBufferSize: 512}
 	subscribeURLs := strings.Split(o.SubscribeURL, ",")
 	subs := make([]*subscriber, o.Subscribers)
 	var (
@@ -186,16 +191,12 @@ func connectAll(ctx context.Context, o Options, progress *progress) ([]*subscrib
 				if i >= o.Subscribers || ctx.Err() != nil {
 					return
 				}
-				conn, resp, err := dialer.DialContext(ctx, subscribeURLs[i%len(subscribeURLs)], nil)
+				conn, early, err := wsDial(ctx, subscribeURLs[i%len(subscribeURLs)], 30*time.Second)
 				if err != nil {
-					status := ""
-					if resp != nil {
-						status = fmt.Sprintf(" (HTTP %d)", resp.StatusCode)
-					}
-					errOnce.Do(func() { firstErr = fmt.Errorf("bench: subscriber %d: %w%s", i, err, status) })
+					errOnce.Do(func() { firstErr = fmt.Errorf("bench: subscriber %d: %w", i, err) })
 					return
 				}
-				subs[i] = newSubscriber(conn, o.Messages)
+				subs[i] = newSubscriber(conn, early, o.Messages)
 				progress.set("connected %d/%d", int(connected.Add(1)), o.Subscribers)
 			}
 		})

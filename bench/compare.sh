@@ -141,7 +141,7 @@ for round in $(seq "$rounds"); do
       echo "$out" | awk -F= -v p="$round $scenario $server " '
         $1 == "acknowledged" { a = $2 } $1 == "publish_seconds" { s = $2 }
         END { if (s > 0) printf "%spublishes_per_second=%.0f\n", p, a / s }' >>"$results"
-      echo "round $round $scenario $server: $(echo "$out" | grep -E '^(lost|deliveries_per_second|latency_p99_ms|server_cpu_us_per_delivery|connect_seconds|server_rss_per_connection_kib)=' | tr '\n' ' ')" >&2
+      echo "round $round $scenario $server: $(echo "$out" | grep -E '^(lost|deliveries_per_second|latency_p99_ms|arrival_p99_ms|server_cpu_us_per_delivery|connect_seconds|server_connect_cpu_us_per_connection|server_rss_per_connection_kib)=' | tr '\n' ' ')" >&2
     done
   done
 done
@@ -174,10 +174,14 @@ if [[ " $selected " == *" steady "* || " $selected " == *" burst "* || " $select
   row "same: p99 publish-to-receive (ms)" steady latency_p99_ms
   row "same: p50 of each message's first delivery (ms)" steady first_delivery_p50_ms
   row "same: p50 of each message's last delivery (ms)" steady last_delivery_p50_ms
+  row "same: p99 publish-to-arrival at the subscriber's socket (ms)" steady arrival_p99_ms
+  row "same: p50 of each message's last arrival (ms)" steady arrival_last_delivery_p50_ms
   row "1,000 subscribers, 2,000 publishes by 8 publishers: deliveries/s" burst deliveries_per_second
   row "same: server CPU µs per delivery" burst server_cpu_us_per_delivery
   row "same: p99 publish-to-receive (ms)" burst latency_p99_ms
+  row "same: p99 publish-to-arrival (ms)" burst arrival_p99_ms
   row "10,000 subscribers: seconds to connect all" idle10k connect_seconds
+  row "same: server CPU µs per connection while connecting" idle10k server_connect_cpu_us_per_connection
   row "same: resident memory per connection (KiB)" idle10k server_rss_per_connection_kib
 fi
 if [[ " $selected " == *" durable"* ]]; then

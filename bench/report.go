@@ -26,6 +26,8 @@ type Report struct {
 	PublishSeconds   float64 `json:"publish_seconds"`
 	DeliverySeconds  float64 `json:"delivery_seconds"`
 	DeliveriesPerSec float64 `json:"deliveries_per_second"`
+	// Latency is from the publisher's send time until a subscriber read the
+	// message.
 	LatencyP50Millis float64 `json:"latency_p50_ms"`
 	LatencyP90Millis float64 `json:"latency_p90_ms"`
 	LatencyP99Millis float64 `json:"latency_p99_ms"`
@@ -33,14 +35,30 @@ type Report struct {
 	// For each message, the latency of its first and of its last delivery
 	// among the subscribers: where a fan-out's time goes, in starting it or
 	// in going round.
-	FirstDeliveryP50Millis     float64 `json:"first_delivery_p50_ms"`
-	FirstDeliveryP99Millis     float64 `json:"first_delivery_p99_ms"`
-	LastDeliveryP50Millis      float64 `json:"last_delivery_p50_ms"`
-	LastDeliveryP99Millis      float64 `json:"last_delivery_p99_ms"`
-	ServerCPUSeconds           float64 `json:"server_cpu_seconds"`
-	ServerCPUMicrosPerDelivery float64 `json:"server_cpu_us_per_delivery"`
-	ServerRSSKiB               int64   `json:"server_rss_kib"`
-	RSSPerConnectionKiB        float64 `json:"server_rss_per_connection_kib"`
+	FirstDeliveryP50Millis float64 `json:"first_delivery_p50_ms"`
+	FirstDeliveryP99Millis float64 `json:"first_delivery_p99_ms"`
+	LastDeliveryP50Millis  float64 `json:"last_delivery_p50_ms"`
+	LastDeliveryP99Millis  float64 `json:"last_delivery_p99_ms"`
+	// Arrival is from the send time until the subscriber's kernel received
+	// the message, as SO_TIMESTAMPNS tells it: the server's latency without
+	// the time the message then waits for the load generator to read it.
+	// ArrivalClock is "kernel" when every subscriber had those timestamps,
+	// and "read" when some did not (wss://, or not Linux), in which case the
+	// arrival figures count the read time instead.
+	ArrivalClock                  string  `json:"arrival_clock"`
+	ArrivalP50Millis              float64 `json:"arrival_p50_ms"`
+	ArrivalP99Millis              float64 `json:"arrival_p99_ms"`
+	ArrivalMaxMillis              float64 `json:"arrival_max_ms"`
+	ArrivalFirstDeliveryP50Millis float64 `json:"arrival_first_delivery_p50_ms"`
+	ArrivalLastDeliveryP50Millis  float64 `json:"arrival_last_delivery_p50_ms"`
+	ArrivalLastDeliveryP99Millis  float64 `json:"arrival_last_delivery_p99_ms"`
+	ServerCPUSeconds              float64 `json:"server_cpu_seconds"`
+	ServerCPUMicrosPerDelivery    float64 `json:"server_cpu_us_per_delivery"`
+	// The server's CPU time while the subscribers connected, per
+	// connection; /proc counts in 10 ms ticks, so it needs thousands.
+	ServerConnectCPUMicrosPerConnection float64 `json:"server_connect_cpu_us_per_connection"`
+	ServerRSSKiB                        int64   `json:"server_rss_kib"`
+	RSSPerConnectionKiB                 float64 `json:"server_rss_per_connection_kib"`
 }
 
 // summarise counts deliveries against the acknowledged messages.
@@ -53,27 +71,26 @@ func (r *Report) summarise(subs []*subscriber, acked []bool, start time.Time, pu
 	r.PublishFailures = len(acked) - r.Acknowledged
 	r.Expected = r.Acknowledged * len(subs)
 	r.Lost += (r.Subscribers - len(subs)) * r.Acknowledged // never connected
-	latencies := make([]uint32, 0, r.Expected)
-	firsts := make([]uint32, len(acked)) // per message; 0 until delivered
-	lasts := make([]uint32, len(acked))
+	read := newLatencies(r.Expected, len(acked))
+	arrival := newLatencies(r.Expected, len(acked))
+	r.ArrivalClock = "kernel"
 	var last time.Time
 	for _, s := range subs {
 		r.Delivered += s.distinct
 		r.Duplicated += s.dupes
 		r.Foreign += s.foreign
+		if !s.kernel {
+			r.ArrivalClock = "read"
+		}
 		for seq, ok := range acked {
-			latency, seen := s.latencyOf(seq)
+			readMicros, arrivalMicros, seen := s.latencyOf(seq)
 			if ok && !seen {
 				r.Lost++
 			}
-			if !seen {
-				continue
+			if seen {
+				read.add(seq, readMicros)
+				arrival.add(seq, arrivalMicros)
 			}
-			latencies = append(latencies, latency)
-			if firsts[seq] == 0 || latency+1 < firsts[seq] {
-				firsts[seq] = latency + 1
-			}
-			lasts[seq] = max(lasts[seq], latency+1)
 		}
 		if s.lastAt.After(last) {
 			last = s.lastAt
@@ -84,18 +101,55 @@ func (r *Report) summarise(subs []*subscriber, acked []bool, start time.Time, pu
 		r.DeliverySeconds = last.Sub(start).Seconds()
 		r.DeliveriesPerSec = float64(r.Delivered) / r.DeliverySeconds
 	}
-	slices.Sort(latencies)
-	r.LatencyP50Millis = percentile(latencies, 0.50)
-	r.LatencyP90Millis = percentile(latencies, 0.90)
-	r.LatencyP99Millis = percentile(latencies, 0.99)
-	r.LatencyMaxMillis = percentile(latencies, 1)
-	firsts, lasts = delivered(firsts), delivered(lasts)
-	slices.Sort(firsts)
-	slices.Sort(lasts)
-	r.FirstDeliveryP50Millis = percentile(firsts, 0.50)
-	r.FirstDeliveryP99Millis = percentile(firsts, 0.99)
-	r.LastDeliveryP50Millis = percentile(lasts, 0.50)
-	r.LastDeliveryP99Millis = percentile(lasts, 0.99)
+	read.sort()
+	arrival.sort()
+	r.LatencyP50Millis = percentile(read.all, 0.50)
+	r.LatencyP90Millis = percentile(read.all, 0.90)
+	r.LatencyP99Millis = percentile(read.all, 0.99)
+	r.LatencyMaxMillis = percentile(read.all, 1)
+	r.FirstDeliveryP50Millis = percentile(read.firsts, 0.50)
+	r.FirstDeliveryP99Millis = percentile(read.firsts, 0.99)
+	r.LastDeliveryP50Millis = percentile(read.lasts, 0.50)
+	r.LastDeliveryP99Millis = percentile(read.lasts, 0.99)
+	r.ArrivalP50Millis = percentile(arrival.all, 0.50)
+	r.ArrivalP99Millis = percentile(arrival.all, 0.99)
+	r.ArrivalMaxMillis = percentile(arrival.all, 1)
+	r.ArrivalFirstDeliveryP50Millis = percentile(arrival.firsts, 0.50)
+	r.ArrivalLastDeliveryP50Millis = percentile(arrival.lasts, 0.50)
+	r.ArrivalLastDeliveryP99Millis = percentile(arrival.lasts, 0.99)
+}
+
+// latencies gathers one clock's latencies in microseconds: every delivery,
+// and each message's first and last. Per message they are kept plus one,
+// with 0 for a message nobody got, until sort.
+type latencies struct {
+	all           []uint32
+	firsts, lasts []uint32
+}
+
+func newLatencies(deliveries, messages int) *latencies {
+	return &latencies{
+		all:    make([]uint32, 0, deliveries),
+		firsts: make([]uint32, messages),
+		lasts:  make([]uint32, messages),
+	}
+}
+
+func (l *latencies) add(seq int, micros uint32) {
+	l.all = append(l.all, micros)
+	if l.firsts[seq] == 0 || micros+1 < l.firsts[seq] {
+		l.firsts[seq] = micros + 1
+	}
+	l.lasts[seq] = max(l.lasts[seq], micros+1)
+}
+
+// sort leaves each list sorted, the per-message ones holding only the
+// messages that arrived.
+func (l *latencies) sort() {
+	l.firsts, l.lasts = delivered(l.firsts), delivered(l.lasts)
+	slices.Sort(l.all)
+	slices.Sort(l.firsts)
+	slices.Sort(l.lasts)
 }
 
 // delivered turns per-message latencies kept plus one, with 0 for a

@@ -8,10 +8,11 @@ import (
 // subscriberWith is a subscriber that received message i after micros[i]
 // microseconds, or never when micros[i] is negative.
 func subscriberWith(micros ...int) *subscriber {
-	s := newSubscriber(nil, len(micros))
+	s := newSubscriber(nil, nil, len(micros))
 	for seq, m := range micros {
 		if m >= 0 {
 			s.latency[seq] = uint32(m) + 1
+			s.arrival[seq] = uint32(m) + 1
 			s.distinct++
 		}
 	}
@@ -47,10 +48,10 @@ func TestSummariseFindsEachMessagesFirstAndLastDelivery(t *testing.T) {
 
 func TestALatencyOfZeroIsADelivery(t *testing.T) {
 	s := subscriberWith(0, -1)
-	if micros, seen := s.latencyOf(0); !seen || micros != 0 {
+	if micros, _, seen := s.latencyOf(0); !seen || micros != 0 {
 		t.Errorf("message 0: %d µs, seen=%v; want 0 µs, seen", micros, seen)
 	}
-	if _, seen := s.latencyOf(1); seen {
+	if _, _, seen := s.latencyOf(1); seen {
 		t.Error("message 1 counts as seen, but never arrived")
 	}
 }

@@ -2,10 +2,8 @@ package bench
 
 import (
 	"fmt"
-	"io"
+	"net"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // A payload is "SEQUENCE SENDTIME " (10 and 19 digits: the message's number
@@ -26,9 +24,7 @@ func encodePayload(seq int, sent time.Time, size int) []byte {
 }
 
 // decodePayload reads a payload's sequence number and send time. It
-// allocates nothing: it runs for every frame, and a load generator that
-// collects garbage every few hundred milliseconds measures its own pauses
-// as the server's latency.
+// allocates nothing: it runs for every frame.
 func decodePayload(b []byte) (seq int, sent time.Time, ok bool) {
 	if len(b) < minPayload || b[seqDigits] != ' ' || b[seqDigits+1+timeDigits] != ' ' {
 		return 0, time.Time{}, false
@@ -53,74 +49,150 @@ func parseDigits(b []byte) (int, bool) {
 	return n, true
 }
 
+// receiver reads a subscriber's socket. Each read reports when its bytes
+// reached the subscriber's machine, or the zero time when only the read's
+// own time is known.
+type receiver interface {
+	recv(p []byte) (n int, arrived time.Time, err error)
+}
+
+// plainReceiver reads with Read; the arrival time is when the read returns.
+type plainReceiver struct{ conn net.Conn }
+
+func (r plainReceiver) recv(p []byte) (int, time.Time, error) {
+	n, err := r.conn.Read(p)
+	if n > 0 {
+		return n, time.Time{}, nil // an error comes back with the next read
+	}
+	return 0, time.Time{}, err
+}
+
 // subscriber is one WebSocket connection and what it received. Only its
 // read goroutine writes to it until the connection is closed.
 type subscriber struct {
-	conn     *websocket.Conn
-	latency  []uint32 // by sequence number: microseconds plus one, 0 until it arrives
+	conn    net.Conn
+	socket  receiver
+	pending []byte // read from the socket, not yet taken apart as frames
+	message []byte // a fragmented message so far
+
+	// By sequence number, microseconds plus one, 0 until it arrives: when
+	// the load generator read the message, and when the kernel received it
+	// (the same as read when the kernel does not say).
+	latency  []uint32
+	arrival  []uint32
+	kernel   bool // every arrival time came from the kernel
 	distinct int
 	dupes    int
 	foreign  int // frames that are not benchmark payloads
 	lastAt   time.Time
 }
 
-func newSubscriber(conn *websocket.Conn, messages int) *subscriber {
-	return &subscriber{conn: conn, latency: make([]uint32, messages)}
+// newSubscriber takes a connection that has finished its handshake, and the
+// bytes already read after it.
+func newSubscriber(conn net.Conn, early []byte, messages int) *subscriber {
+	s := &subscriber{
+		conn:    conn,
+		pending: append(make([]byte, 0, max(4<<10, len(early))), early...),
+		latency: make([]uint32, messages),
+		arrival: make([]uint32, messages),
+		kernel:  true,
+	}
+	if conn != nil {
+		s.socket = newReceiver(conn)
+	}
+	return s
 }
 
 // latencyOf is how long message seq took to arrive, in microseconds, if it
-// did.
-func (s *subscriber) latencyOf(seq int) (micros uint32, seen bool) {
+// did: until the load generator read it, and until it reached the socket.
+func (s *subscriber) latencyOf(seq int) (read, arrived uint32, seen bool) {
 	if s.latency[seq] == 0 {
-		return 0, false
+		return 0, 0, false
 	}
-	return s.latency[seq] - 1, true
+	return s.latency[seq] - 1, s.arrival[seq] - 1, true
 }
 
-// next reads the next message into buf, growing it only when a message
-// does not fit.
-func (s *subscriber) next(buf []byte) ([]byte, error) {
-	_, r, err := s.conn.NextReader()
-	if err != nil {
-		return nil, err
-	}
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return buf, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-}
-
-// read records frames until it has seen every message or the connection
-// ends.
+// read records messages until it has seen every one or the connection
+// ends. It allocates nothing per frame: a load generator that collects
+// garbage every few hundred milliseconds measures its own pauses as the
+// server's latency.
 func (s *subscriber) read(messages int) {
-	var buf []byte // one per subscriber, reused for every frame
+	if len(s.pending) > 0 { // sent with the handshake's reply
+		now := time.Now()
+		if err := s.takeFrames(now, now); err != nil {
+			return
+		}
+	}
 	for s.distinct < messages {
-		data, err := s.next(buf[:0])
+		if len(s.pending) == cap(s.pending) {
+			s.pending = append(s.pending, 0)[:len(s.pending)]
+		}
+		n, arrived, err := s.socket.recv(s.pending[len(s.pending):cap(s.pending)])
 		if err != nil {
 			return
 		}
-		buf = data
 		now := time.Now()
-		seq, sent, ok := decodePayload(data)
-		if !ok || seq < 0 || seq >= len(s.latency) {
-			s.foreign++
-			continue
+		if arrived.IsZero() {
+			arrived, s.kernel = now, false
 		}
-		if s.latency[seq] != 0 {
-			s.dupes++
-			continue
+		s.pending = s.pending[:len(s.pending)+n]
+		if err := s.takeFrames(now, arrived); err != nil {
+			return
 		}
-		s.latency[seq] = uint32(min(max(now.Sub(sent).Microseconds(), 0), 1<<32-2)) + 1
-		s.distinct++
-		s.lastAt = now
 	}
+}
+
+// takeFrames handles every whole frame in pending, read at now and received
+// at arrived, and keeps the part of a frame that follows.
+func (s *subscriber) takeFrames(now, arrived time.Time) error {
+	rest := s.pending
+	defer func() { s.pending = s.pending[:copy(s.pending, rest)] }()
+	for {
+		f, size, err := parseFrame(rest)
+		if err != nil || size == 0 {
+			return err
+		}
+		rest = rest[size:]
+		switch f.opcode {
+		case opPing:
+			if _, err := s.conn.Write(pongFrame(f.payload)); err != nil {
+				return err
+			}
+		case opClose:
+			return errClosed
+		case opText, opBinary:
+			if f.fin {
+				s.record(f.payload, now, arrived)
+			} else {
+				s.message = append(s.message[:0], f.payload...)
+			}
+		case opContinuation:
+			s.message = append(s.message, f.payload...)
+			if f.fin {
+				s.record(s.message, now, arrived)
+			}
+		}
+	}
+}
+
+// record counts one message read at now and received at arrived.
+func (s *subscriber) record(data []byte, now, arrived time.Time) {
+	seq, sent, ok := decodePayload(data)
+	if !ok || seq < 0 || seq >= len(s.latency) {
+		s.foreign++
+		return
+	}
+	if s.latency[seq] != 0 {
+		s.dupes++
+		return
+	}
+	s.latency[seq] = micros(now.Sub(sent)) + 1
+	s.arrival[seq] = micros(arrived.Sub(sent)) + 1
+	s.distinct++
+	s.lastAt = now
+}
+
+// micros is d in whole microseconds, clamped to what a latency slot holds.
+func micros(d time.Duration) uint32 {
+	return uint32(min(max(d.Microseconds(), 0), 1<<32-2))
 }

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package bench
+
+import "net"
+
+// newReceiver reads conn with plain reads: kernel receive timestamps are
+// Linux's (receive_linux.go).
+func newReceiver(conn net.Conn) receiver { return plainReceiver{conn} }

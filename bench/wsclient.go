@@ -1,0 +1,144 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The load generator speaks the client side of RFC 6455 itself, rather than
+// through a WebSocket library, so that it can read frames straight from the
+// socket with the kernel's arrival time of each read (receive_linux.go).
+
+// handshakeGUID is the constant RFC 6455 section 1.3 appends to the key.
+const handshakeGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// maxHandshakeReply bounds the server's 101 reply and its headers.
+const maxHandshakeReply = 16 << 10
+
+// wsDial opens a WebSocket to rawURL (ws:// or wss://). It returns the
+// connection and whatever the server sent after its 101 reply, which is the
+// start of the first frame when the server sends at once.
+func wsDial(ctx context.Context, rawURL string, timeout time.Duration) (net.Conn, []byte, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	host := u.Host
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "wss" {
+			port = "443"
+		}
+		host = net.JoinHostPort(u.Hostname(), port)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var dialer net.Dialer
+	conn, err := dialer.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, nil, err
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(deadline)
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if u.Scheme == "wss" {
+		tlsConn := tls.Client(conn, &tls.Config{ServerName: u.Hostname()})
+		if err := tlsConn.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, nil, err
+		}
+		conn = tlsConn
+	}
+	rest, err := upgrade(conn, u)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	if !stop() {
+		conn.Close()
+		return nil, nil, ctx.Err()
+	}
+	conn.SetDeadline(time.Time{})
+	return conn, rest, nil
+}
+
+// upgrade sends the opening handshake on conn and checks the server's reply.
+func upgrade(conn net.Conn, u *url.URL) (rest []byte, err error) {
+	var nonce [16]byte
+	rand.Read(nonce[:])
+	key := base64.StdEncoding.EncodeToString(nonce[:])
+	request := "GET " + u.RequestURI() + " HTTP/1.1\r\n" +
+		"Host: " + u.Host + "\r\n" +
+		"Upgrade: websocket\r\n" +
+		"Connection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: " + key + "\r\n" +
+		"Sec-WebSocket-Version: 13\r\n\r\n"
+	if _, err := conn.Write([]byte(request)); err != nil {
+		return nil, err
+	}
+	reply := make([]byte, 0, 512)
+	for {
+		if end := bytes.Index(reply, []byte("\r\n\r\n")); end >= 0 {
+			if err := checkUpgradeReply(string(reply[:end]), key); err != nil {
+				return nil, err
+			}
+			return reply[end+4:], nil
+		}
+		if len(reply) == maxHandshakeReply {
+			return nil, fmt.Errorf("the server's reply has no end of headers in %d bytes", maxHandshakeReply)
+		}
+		if len(reply) == cap(reply) {
+			reply = append(reply, 0)[:len(reply)]
+		}
+		n, err := conn.Read(reply[len(reply):min(cap(reply), maxHandshakeReply)])
+		reply = reply[:len(reply)+n]
+		if err != nil && n == 0 {
+			return nil, fmt.Errorf("reading the server's reply: %w", err)
+		}
+	}
+}
+
+// ErrNotUpgraded is a server's refusal to open a WebSocket.
+var ErrNotUpgraded = errors.New("the server did not switch to WebSocket")
+
+// checkUpgradeReply checks a 101 status line and the Sec-WebSocket-Accept
+// that proves the server read this handshake's key.
+func checkUpgradeReply(head, key string) error {
+	statusLine, headers, _ := strings.Cut(head, "\r\n")
+	proto, status, _ := strings.Cut(statusLine, " ")
+	code, _, _ := strings.Cut(status, " ")
+	if !strings.HasPrefix(proto, "HTTP/1.") {
+		return fmt.Errorf("%w: the reply starts %q", ErrNotUpgraded, statusLine)
+	}
+	if code != "101" {
+		if _, err := strconv.Atoi(code); err == nil {
+			return fmt.Errorf("%w (HTTP %s)", ErrNotUpgraded, code)
+		}
+		return fmt.Errorf("%w: the reply starts %q", ErrNotUpgraded, statusLine)
+	}
+	sum := sha1.Sum([]byte(key + handshakeGUID))
+	want := base64.StdEncoding.EncodeToString(sum[:])
+	for line := range strings.SplitSeq(headers, "\r\n") {
+		name, value, _ := strings.Cut(line, ":")
+		if strings.EqualFold(strings.TrimSpace(name), "Sec-WebSocket-Accept") {
+			if strings.TrimSpace(value) != want {
+				return fmt.Errorf("%w: Sec-WebSocket-Accept is %q, want %q", ErrNotUpgraded, strings.TrimSpace(value), want)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: the 101 reply has no Sec-WebSocket-Accept", ErrNotUpgraded)
+}
