@@ -11,7 +11,7 @@
 #   bench/compare.sh            # all scenarios, three rounds
 #   ROUNDS=1 bench/compare.sh   # a quick look
 #   SCENARIOS="steady burst" bench/compare.sh
-#       # some of: steady burst idle10k durable1 durable1000
+#       # some of: steady steady500 burst idle10k durable1 durable1000
 #
 # It installs nothing. It needs Go, nginx with the nchan module (Debian:
 # nginx-light and libnginx-mod-nchan) and taskset (util-linux).
@@ -107,6 +107,7 @@ stop_server() {
 # The scenarios: name, then herald bench flags.
 scenarios=(
   "steady|-subscribers 1000 -messages 1000 -rate 100 -publishers 1"
+  "steady500|-subscribers 500 -messages 1000 -rate 100 -publishers 1"
   "burst|-subscribers 1000 -messages 2000 -publishers 8"
   "idle10k|-subscribers 10000 -messages 1 -publishers 1 -connect-concurrency 200"
   "durable1|-subscribers 1 -messages 8000 -publishers 16"
@@ -118,7 +119,7 @@ compared_with() {
   if [[ "$1" == durable* ]]; then echo herald-file; else echo nchan; fi
 }
 
-selected=${SCENARIOS:-steady burst idle10k durable1 durable1000}
+selected=${SCENARIOS:-steady steady500 burst idle10k durable1 durable1000}
 results="$work/results"
 : >"$results"
 for round in $(seq "$rounds"); do
@@ -141,7 +142,7 @@ for round in $(seq "$rounds"); do
       echo "$out" | awk -F= -v p="$round $scenario $server " '
         $1 == "acknowledged" { a = $2 } $1 == "publish_seconds" { s = $2 }
         END { if (s > 0) printf "%spublishes_per_second=%.0f\n", p, a / s }' >>"$results"
-      echo "round $round $scenario $server: $(echo "$out" | grep -E '^(lost|deliveries_per_second|latency_p99_ms|arrival_p99_ms|server_cpu_us_per_delivery|connect_seconds|server_connect_cpu_us_per_connection|server_rss_per_connection_kib)=' | tr '\n' ' ')" >&2
+      echo "round $round $scenario $server: $(echo "$out" | grep -E '^(lost|deliveries_per_second|latency_p99_ms|arrival_p99_ms|load_cpu_busy|server_cpu_us_per_delivery|connect_seconds|server_connect_cpu_us_per_connection|server_rss_per_connection_kib)=' | tr '\n' ' ')" >&2
     done
   done
 done
@@ -164,7 +165,7 @@ row() { # label scenario key
 
 echo
 echo "Medians of $rounds rounds."
-if [[ " $selected " == *" steady "* || " $selected " == *" burst "* || " $selected " == *" idle10k "* ]]; then
+if [[ " $selected " == *" steady"* || " $selected " == *" burst "* || " $selected " == *" idle10k "* ]]; then
   echo
   echo "Ratio = Herald / nchan (lower is better, except deliveries/s):"
   echo
@@ -176,10 +177,16 @@ if [[ " $selected " == *" steady "* || " $selected " == *" burst "* || " $select
   row "same: p50 of each message's last delivery (ms)" steady last_delivery_p50_ms
   row "same: p99 publish-to-arrival at the subscriber's socket (ms)" steady arrival_p99_ms
   row "same: p50 of each message's last arrival (ms)" steady arrival_last_delivery_p50_ms
+  row "same: the load generator's core, share busy" steady load_cpu_busy
+  row "500 subscribers, 100 publishes/s: p99 publish-to-receive (ms)" steady500 latency_p99_ms
+  row "same: p99 publish-to-arrival (ms)" steady500 arrival_p99_ms
+  row "same: server CPU µs per delivery" steady500 server_cpu_us_per_delivery
+  row "same: the load generator's core, share busy" steady500 load_cpu_busy
   row "1,000 subscribers, 2,000 publishes by 8 publishers: deliveries/s" burst deliveries_per_second
   row "same: server CPU µs per delivery" burst server_cpu_us_per_delivery
   row "same: p99 publish-to-receive (ms)" burst latency_p99_ms
   row "same: p99 publish-to-arrival (ms)" burst arrival_p99_ms
+  row "same: the load generator's core, share busy" burst load_cpu_busy
   row "10,000 subscribers: seconds to connect all" idle10k connect_seconds
   row "same: server CPU µs per connection while connecting" idle10k server_connect_cpu_us_per_connection
   row "same: resident memory per connection (KiB)" idle10k server_rss_per_connection_kib
