@@ -144,7 +144,7 @@ func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	ownBefore := ownCPU()
+	load := startLoadMeter()
 	start := time.Now()
 	acked := publishAll(ctx, o, progress)
 	publishTime := time.Since(start)
@@ -158,7 +158,7 @@ func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 	case <-ctx.Done():
 	}
 	cpuAfter, _ := server.cpu()
-	report.LoadCPUBusy = (ownCPU() - ownBefore).Seconds() / time.Since(start).Seconds()
+	report.LoadCPUBusy = load.busy()
 	for _, s := range subs {
 		s.conn.Close() // ends the readers still waiting
 	}

@@ -4,5 +4,5 @@ package bench
 
 import "time"
 
-// ownCPU is not measured here; the report's load_cpu_busy stays 0.
+// ownCPU is not measured here, so load_cpu_busy reads 0.
 func ownCPU() time.Duration { return 0 }

@@ -59,9 +59,9 @@ type Report struct {
 	ServerConnectCPUMicrosPerConnection float64 `json:"server_connect_cpu_us_per_connection"`
 	ServerRSSKiB                        int64   `json:"server_rss_kib"`
 	RSSPerConnectionKiB                 float64 `json:"server_rss_per_connection_kib"`
-	// The load generator's own CPU time over the same span as the server's,
-	// as a share of one core: at 1 it is saturated, and the latency it
-	// measures includes its own queue (the arrival figures do not).
+	// How busy the load generator kept its core over the same span as the
+	// server's CPU time (loadMeter): near 1 it is saturated, and the latency
+	// it measures includes its own queue, which the arrival figures do not.
 	LoadCPUBusy float64 `json:"load_cpu_busy"`
 }
 
