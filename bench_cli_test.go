@@ -35,7 +35,7 @@ func TestBenchCountsEveryDeliveryAgainstEveryMessage(t *testing.T) {
 		"-subscribers", "5", "-messages", "40", "-publishers", "3", "-pid", strconv.Itoa(os.Getpid()))
 	for key, want := range map[string]string{
 		"subscribers": "5", "messages": "40", "acknowledged": "40", "expected_deliveries": "200",
-		"delivered": "200", "lost": "0", "duplicated": "0", "foreign_frames": "0", "publish_failures": "0",
+		"delivered": "200", "lost": "0", "duplicated": "0", "foreign_frames": "0", "publish_failures": "0", "read_errors": "0",
 	} {
 		if report[key] != want {
 			t.Errorf("%s=%s, want %s", key, report[key], want)

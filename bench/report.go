@@ -13,16 +13,20 @@ import (
 // Report is what one run measured. Fields are printed in order, as
 // key=value lines named by their json tags.
 type Report struct {
-	Subscribers      int     `json:"subscribers"`
-	Messages         int     `json:"messages"`
-	ConnectSeconds   float64 `json:"connect_seconds"`
-	Acknowledged     int     `json:"acknowledged"`
-	PublishFailures  int     `json:"publish_failures"`
-	Expected         int     `json:"expected_deliveries"`
-	Delivered        int     `json:"delivered"`
-	Lost             int     `json:"lost"`
-	Duplicated       int     `json:"duplicated"`
-	Foreign          int     `json:"foreign_frames"`
+	Subscribers     int     `json:"subscribers"`
+	Messages        int     `json:"messages"`
+	ConnectSeconds  float64 `json:"connect_seconds"`
+	Acknowledged    int     `json:"acknowledged"`
+	PublishFailures int     `json:"publish_failures"`
+	Expected        int     `json:"expected_deliveries"`
+	Delivered       int     `json:"delivered"`
+	Lost            int     `json:"lost"`
+	Duplicated      int     `json:"duplicated"`
+	Foreign         int     `json:"foreign_frames"`
+	// Subscribers whose reading failed or whose server closed them before
+	// every message came, and the first one's reason.
+	ReadErrors       int     `json:"read_errors"`
+	FirstReadError   string  `json:"first_read_error"`
 	PublishSeconds   float64 `json:"publish_seconds"`
 	DeliverySeconds  float64 `json:"delivery_seconds"`
 	DeliveriesPerSec float64 `json:"deliveries_per_second"`
@@ -83,6 +87,12 @@ func (r *Report) summarise(subs []*subscriber, acked []bool, start time.Time, pu
 		r.Delivered += s.distinct
 		r.Duplicated += s.dupes
 		r.Foreign += s.foreign
+		if s.err != nil {
+			if r.ReadErrors == 0 {
+				r.FirstReadError = s.err.Error()
+			}
+			r.ReadErrors++
+		}
 		if !s.kernel {
 			r.ArrivalClock = "read"
 		}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -85,6 +86,9 @@ type subscriber struct {
 	dupes    int
 	foreign  int // frames that are not benchmark payloads
 	lastAt   time.Time
+	// Why reading stopped before every message came, unless the load
+	// generator closed the connection itself at the end of the wait.
+	err error
 }
 
 // newSubscriber takes a connection that has finished its handshake, and the
@@ -117,10 +121,17 @@ func (s *subscriber) latencyOf(seq int) (read, arrived uint32, seen bool) {
 // garbage every few hundred milliseconds measures its own pauses as the
 // server's latency.
 func (s *subscriber) read(messages int) {
+	err := s.readUntil(messages)
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		s.err = err
+	}
+}
+
+func (s *subscriber) readUntil(messages int) error {
 	if len(s.pending) > 0 { // sent with the handshake's reply
 		now := time.Now()
 		if err := s.takeFrames(now, now); err != nil {
-			return
+			return err
 		}
 	}
 	for s.distinct < messages {
@@ -129,7 +140,7 @@ func (s *subscriber) read(messages int) {
 		}
 		n, arrived, err := s.socket.recv(s.pending[len(s.pending):cap(s.pending)])
 		if err != nil {
-			return
+			return err
 		}
 		now := time.Now()
 		if arrived.IsZero() {
@@ -137,9 +148,10 @@ func (s *subscriber) read(messages int) {
 		}
 		s.pending = s.pending[:len(s.pending)+n]
 		if err := s.takeFrames(now, arrived); err != nil {
-			return
+			return err
 		}
 	}
+	return nil
 }
 
 // takeFrames handles every whole frame in pending, read at now and received

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -44,7 +45,13 @@ func wsDial(ctx context.Context, rawURL string, timeout time.Duration) (net.Conn
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var dialer net.Dialer
+	dialer := net.Dialer{Control: func(_, _ string, raw syscall.RawConn) error {
+		var optErr error
+		if err := raw.Control(func(fd uintptr) { optErr = stampArrivals(fd) }); err != nil {
+			return err
+		}
+		return optErr
+	}}
 	conn, err := dialer.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, nil, err

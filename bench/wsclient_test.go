@@ -79,6 +79,7 @@ func fakeServer(t *testing.T, early []byte, serve func(conn net.Conn, r *bufio.R
 // fragmented message, takes a frame that came with the handshake's reply,
 // and on Linux has the kernel's arrival time for each.
 func TestSubscriberAnswersPingsAndReadsEveryFrameShape(t *testing.T) {
+	awaitKernelTimestamps(t)
 	sent := time.Now()
 	first, second := encodePayload(0, sent, 64), encodePayload(1, sent, 64)
 	pong := make(chan []byte, 1)
@@ -110,6 +111,9 @@ func TestSubscriberAnswersPingsAndReadsEveryFrameShape(t *testing.T) {
 	defer conn.Close()
 	s := newSubscriber(conn, early, 2)
 	s.read(3) // returns at the close, having seen 2 of 3
+	if !errors.Is(s.err, errClosed) {
+		t.Errorf("reading ended with %v, want the server's close", s.err)
+	}
 	if got := string(<-pong); got != "hi" {
 		t.Errorf("the pong carries %q, want the ping's %q", got, "hi")
 	}
