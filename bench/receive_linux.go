@@ -29,18 +29,17 @@ type timestampReceiver struct {
 }
 
 // stampArrivals asks the kernel to time-stamp what the socket receives.
-// wsDial sets it before connecting, so that the handshake's reply and
-// everything after it carry a time; newReceiver sets it again for
-// connections made elsewhere. The kernel turns time-stamping on for the
-// whole machine asynchronously (a work item) when the first socket asks,
-// so the first segments after that may still come without one, and are
-// then timed by their read.
+// stampingDialer sets it before connecting, so that the handshake's reply
+// and everything after it carry a time. The kernel turns time-stamping on
+// for the whole machine asynchronously (a work item) when the first socket
+// asks, so the first segments after that may still come without one, and
+// are then timed by their read.
 func stampArrivals(fd uintptr) error {
 	return unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_TIMESTAMPNS, 1)
 }
 
-// newReceiver reads conn with kernel timestamps when it is a TCP socket that
-// takes SO_TIMESTAMPNS, and with plain reads otherwise (TLS).
+// newReceiver reads a TCP connection with recvmsg, for the timestamps a
+// stampingDialer's socket gets, and anything else (TLS) with plain reads.
 func newReceiver(conn net.Conn) receiver {
 	tcp, ok := conn.(*net.TCPConn)
 	if !ok {
@@ -48,10 +47,6 @@ func newReceiver(conn net.Conn) receiver {
 	}
 	raw, err := tcp.SyscallConn()
 	if err != nil {
-		return plainReceiver{conn}
-	}
-	var optErr error
-	if err := raw.Control(func(fd uintptr) { optErr = stampArrivals(fd) }); err != nil || optErr != nil {
 		return plainReceiver{conn}
 	}
 	r := &timestampReceiver{raw: raw, oob: make([]byte, unix.CmsgSpace(int(unsafe.Sizeof(unix.Timespec{}))))}

@@ -16,7 +16,7 @@ func awaitKernelTimestamps(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer listener.Close()
-	client, err := net.Dial("tcp", listener.Addr().String())
+	client, err := stampingDialer().Dial("tcp", listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}

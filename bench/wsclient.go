@@ -45,13 +45,7 @@ func wsDial(ctx context.Context, rawURL string, timeout time.Duration) (net.Conn
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	dialer := net.Dialer{Control: func(_, _ string, raw syscall.RawConn) error {
-		var optErr error
-		if err := raw.Control(func(fd uintptr) { optErr = stampArrivals(fd) }); err != nil {
-			return err
-		}
-		return optErr
-	}}
+	dialer := stampingDialer()
 	conn, err := dialer.DialContext(ctx, "tcp", host)
 	if err != nil {
 		return nil, nil, err
@@ -80,6 +74,18 @@ func wsDial(ctx context.Context, rawURL string, timeout time.Duration) (net.Conn
 	}
 	conn.SetDeadline(time.Time{})
 	return conn, rest, nil
+}
+
+// stampingDialer dials sockets that have the kernel time-stamp what they
+// receive (stampArrivals) from before they connect.
+func stampingDialer() *net.Dialer {
+	return &net.Dialer{Control: func(_, _ string, raw syscall.RawConn) error {
+		var optErr error
+		if err := raw.Control(func(fd uintptr) { optErr = stampArrivals(fd) }); err != nil {
+			return err
+		}
+		return optErr
+	}}
 }
 
 // upgrade sends the opening handshake on conn and checks the server's reply.
