@@ -50,9 +50,8 @@ func wsDial(ctx context.Context, rawURL string, timeout time.Duration) (net.Conn
 	if err != nil {
 		return nil, nil, err
 	}
-	if deadline, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(deadline)
-	}
+	// The context ends at the timeout or when the run is cancelled; either
+	// way a past deadline ends the handshake's reads and writes.
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if u.Scheme == "wss" {
