@@ -123,7 +123,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	listener, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
+	// No TCP keep-alive probes: every connection that can sit idle already
+	// has a liveness check of its own (WebSocket pings, event stream
+	// heartbeats, the HTTP idle timeout), and the probes' four setsockopt
+	// calls were a measurable part of what accepting a connection cost.
+	listen := net.ListenConfig{KeepAlive: -1}
+	listener, err := listen.Listen(ctx, "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
 		srv.closeBackends()
 		if errors.Is(err, syscall.EADDRINUSE) {
