@@ -13,6 +13,7 @@ import (
 
 	"herald/app"
 	"herald/handlers"
+	"herald/handlers/upgrade"
 )
 
 // server owns Herald's running parts. It builds them in order (the history
@@ -26,6 +27,9 @@ type server struct {
 	broker app.Broker // memory unless broker: redis
 	hub    *app.Hub
 	http   *http.Server
+	// upgrades serves WebSocket upgrades ahead of net/http; nil with TLS,
+	// where net/http serves them too.
+	upgrades *upgrade.Listener
 }
 
 // newServer builds every part. On failure it closes what it had opened.
@@ -113,6 +117,16 @@ func newServer(cfg app.Config, logger *slog.Logger, getenv func(string) string) 
 // for good, then stops every part, and returns why it stopped when that
 // was not ctx.
 func (s *server) serve(ctx context.Context, listener net.Listener) error {
+	if s.http.TLSConfig == nil {
+		s.upgrades = upgrade.NewListener(listener, upgrade.Config{
+			Handler:           s.http.Handler,
+			Paths:             []string{s.cfg.Paths.WS},
+			ReadHeaderTimeout: readHeaderTimeout,
+			WriteTimeout:      writeTimeout,
+			Logger:            s.logger,
+		})
+		listener = s.upgrades
+	}
 	served := make(chan error, 1)
 	go func() {
 		if s.http.TLSConfig != nil {
@@ -166,6 +180,9 @@ func (s *server) shutdown(ctx context.Context, served <-chan error) error {
 	hubErr := s.hub.Shutdown(shutdownCtx)
 	httpErr := <-httpDone
 	<-served
+	if s.upgrades != nil {
+		s.upgrades.Wait() // upgrades half done when the listener closed
+	}
 	if err := errors.Join(httpErr, hubErr); err != nil {
 		s.http.Close()
 		return fmt.Errorf("shutdown after %s: %w", grace, err)

@@ -1,0 +1,178 @@
+package upgrade
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// maxRefusalBytes bounds a response that does not upgrade: the upgrade
+// route writes only short errors.
+const maxRefusalBytes = 64 << 10
+
+// refusalLinger is how long a refused client has to read the response and
+// close before the server closes anyway; net/http waits 500 ms.
+const refusalLinger = time.Second
+
+var errRefusalTooLarge = errors.New("upgrade: a response on the WebSocket route is over 64 KiB")
+
+// responseWriter is what the handler gets for a request served here. A
+// handler that upgrades hijacks the connection; any other response is
+// buffered and written whole, with Connection: close, once the handler
+// returns.
+type responseWriter struct {
+	listener     *Listener
+	conn         net.Conn
+	head         *bufio.Reader // the pooled reader; the handler never sees it
+	header       http.Header
+	status       int
+	body         bytes.Buffer
+	hijacked     bool
+	writeTimeout time.Duration
+}
+
+func (w *responseWriter) Header() http.Header { return w.header }
+
+func (w *responseWriter) WriteHeader(status int) {
+	if w.status == 0 && !w.hijacked {
+		w.status = status
+	}
+}
+
+func (w *responseWriter) Write(p []byte) (int, error) {
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if w.body.Len()+len(p) > maxRefusalBytes {
+		return 0, errRefusalTooLarge
+	}
+	return w.body.Write(p)
+}
+
+// Hijack hands over the connection, with a reader holding whatever the
+// client sent behind the request's head: the pooled buffer it was read
+// into stays here.
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.hijacked {
+		return nil, nil, http.ErrHijacked
+	}
+	if err := w.conn.SetDeadline(time.Time{}); err != nil {
+		return nil, nil, fmt.Errorf("upgrade: hijack: %w", err)
+	}
+	w.hijacked = true
+	w.listener.release(w.conn) // the handler's now: closing the Listener leaves it open
+	reader := bufio.NewReaderSize(w.conn, 16)
+	if n := w.head.Buffered(); n > 0 {
+		early, _ := w.head.Peek(n)
+		reader = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), w.conn), n)
+		if _, err := reader.Peek(n); err != nil {
+			return nil, nil, fmt.Errorf("upgrade: hijack: %w", err)
+		}
+	}
+	return w.conn, bufio.NewReadWriter(reader, bufio.NewWriterSize(w.conn, 16)), nil
+}
+
+// refuse answers a request that could not be read.
+func (w *responseWriter) refuse(status int, reason string) {
+	w.header.Set("Content-Type", "text/plain; charset=utf-8")
+	w.status = status
+	w.body.Reset()
+	fmt.Fprintf(&w.body, "%d %s: %s", status, http.StatusText(status), reason)
+	w.finish()
+}
+
+// finish writes the buffered response, as net/http would have, and closes
+// the connection: a connection whose upgrade was refused is not reused.
+func (w *responseWriter) finish() {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	h := w.header
+	if _, ok := h["Date"]; !ok {
+		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	}
+	body := w.body.Bytes()
+	if bodyAllowed(w.status) {
+		if len(body) > 0 && h.Get("Content-Type") == "" {
+			h.Set("Content-Type", http.DetectContentType(body))
+		}
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+	} else {
+		body = nil
+		h.Del("Content-Length")
+	}
+	h.Set("Connection", "close")
+	var out bytes.Buffer
+	fmt.Fprintf(&out, "HTTP/1.1 %03d %s\r\n", w.status, http.StatusText(w.status))
+	_ = h.Write(&out)
+	out.WriteString("\r\n")
+	out.Write(body)
+	if err := w.conn.SetWriteDeadline(time.Now().Add(w.writeTimeout)); err == nil {
+		_, _ = w.conn.Write(out.Bytes())
+	}
+	closeAfterResponse(w.conn)
+}
+
+// bodyAllowed reports whether a response with status may have a body.
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
+
+// closeAfterResponse closes conn without losing the response: closing a
+// socket that still holds unread bytes from the client sends a reset,
+// which can destroy the response before the client reads it. So it ends
+// its side, then reads until the client closes too, for at most
+// refusalLinger.
+func closeAfterResponse(conn net.Conn) {
+	defer conn.Close()
+	closer, ok := conn.(interface{ CloseWrite() error })
+	if !ok || closer.CloseWrite() != nil {
+		return
+	}
+	if conn.SetReadDeadline(time.Now().Add(refusalLinger)) != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(conn, maxRefusalBytes))
+}
+
+// replayConn is a connection handed to net/http: what the Listener read
+// from it comes first, then the rest of the stream.
+type replayConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (c *replayConn) Read(p []byte) (int, error) {
+	if len(c.pending) == 0 {
+		return c.Conn.Read(p)
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	return n, nil
+}
+
+// CloseWrite lets net/http end its side first, as it does before closing
+// a connection it has answered with an error.
+func (c *replayConn) CloseWrite() error {
+	if closer, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return closer.CloseWrite()
+	}
+	return c.Conn.Close()
+}
+
+// ReadFrom keeps sendfile(2) for net/http's file responses.
+func (c *replayConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(c.Conn, r)
+}
