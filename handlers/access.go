@@ -28,14 +28,15 @@ type authorizer struct {
 // credentialFrom is the credential a request presents, "" for none: the
 // Authorization header (Bearer), else ?token=, else the herald_token
 // cookie, which is how a browser's EventSource and WebSocket carry one.
-func credentialFrom(r *http.Request) string {
+// query is the request's parsed query, which Echo keeps (c.QueryParams).
+func credentialFrom(r *http.Request, query url.Values) string {
 	if auth := r.Header.Get(echo.HeaderAuthorization); auth != "" {
 		scheme, token, ok := strings.Cut(auth, " ")
 		if ok && strings.EqualFold(scheme, "Bearer") {
 			return strings.TrimSpace(token)
 		}
 	}
-	if token := r.URL.Query().Get("token"); token != "" {
+	if token := query.Get("token"); token != "" {
 		return token
 	}
 	if cookie, err := r.Cookie(access.CookieName); err == nil {
@@ -52,7 +53,7 @@ func credentialFrom(r *http.Request) string {
 // authorize decides whether the request may do a to topic; a refusal comes
 // back as the error to return, with its status and WWW-Authenticate set.
 func (a *authorizer) authorize(c echo.Context, act access.Action, topic string) (*access.Grant, error) {
-	g, err := a.policy.Authorize(credentialFrom(c.Request()), act, topic)
+	g, err := a.policy.Authorize(credentialFrom(c.Request(), c.QueryParams()), act, topic)
 	if err != nil {
 		return nil, refusal(c, err)
 	}
@@ -64,7 +65,7 @@ func (a *authorizer) authorize(c echo.Context, act access.Action, topic string) 
 // upgrade.
 func (a *authorizer) subscribers(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		topic, err := topicParam(c.Request().URL.Query())
+		topic, err := topicParam(c.QueryParams())
 		if err != nil {
 			return err
 		}
@@ -140,13 +141,13 @@ type topicAccess struct {
 // credential gets the same 401 as on any other route.
 func (a *authorizer) show(c echo.Context) error {
 	var topic string
-	if query := c.Request().URL.Query(); query.Has("topic") {
+	if query := c.QueryParams(); query.Has("topic") {
 		var err error
 		if topic, err = topicParam(query); err != nil {
 			return err
 		}
 	}
-	g, err := a.policy.Identify(credentialFrom(c.Request()))
+	g, err := a.policy.Identify(credentialFrom(c.Request(), c.QueryParams()))
 	if err != nil {
 		return refusal(c, err)
 	}

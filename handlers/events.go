@@ -34,7 +34,7 @@ type eventsHandler struct {
 
 func (h *eventsHandler) stream(c echo.Context) error {
 	req := c.Request()
-	sub, params, err := subscribe(h.broker, req, c.RealIP(), true) // every stream can carry a "lost" event
+	sub, params, err := subscribe(h.broker, req, c.QueryParams(), c.RealIP(), true) // every stream can carry a "lost" event
 	if err != nil {
 		return err
 	}

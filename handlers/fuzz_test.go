@@ -58,7 +58,7 @@ func FuzzStreamParams(f *testing.F) {
 		if lastEventID != "" {
 			req.Header.Set(lastEventIDHeader, lastEventID)
 		}
-		p, err := parseStreamParams(req)
+		p, err := parseStreamParams(req, req.URL.Query())
 		if err != nil {
 			if status, message := describeError(err); status != http.StatusBadRequest || message == "" {
 				t.Fatalf("error %v became %d %q", err, status, message)

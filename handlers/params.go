@@ -24,8 +24,8 @@ type streamParams struct {
 // subscribe checks a subscription request's parameters and registers the
 // subscriber, for the WebSocket and SSE routes alike. alwaysNotices says
 // the transport can always tell the client of lost messages.
-func subscribe(broker app.Broker, r *http.Request, label string, alwaysNotices bool) (*app.Subscriber, streamParams, error) {
-	params, err := parseStreamParams(r)
+func subscribe(broker app.Broker, r *http.Request, query url.Values, label string, alwaysNotices bool) (*app.Subscriber, streamParams, error) {
+	params, err := parseStreamParams(r, query)
 	if err != nil {
 		return nil, streamParams{}, err
 	}
@@ -45,8 +45,8 @@ const lastEventIDHeader = "Last-Event-ID"
 // parseStreamParams reads a subscription request. Last-Event-ID, which an
 // EventSource sends when it reconnects, outranks ?since=: the URL keeps the
 // position the stream started from, the header says how far it got.
-func parseStreamParams(r *http.Request) (streamParams, error) {
-	query := r.URL.Query()
+// query is the request's parsed query (c.QueryParams).
+func parseStreamParams(r *http.Request, query url.Values) (streamParams, error) {
 	topic, err := topicParam(query)
 	if err != nil {
 		return streamParams{}, err

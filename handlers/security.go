@@ -199,7 +199,7 @@ func requireToken(token string, doing action) echo.MiddlewareFunc {
 		}
 		want := sha256.Sum256([]byte(token))
 		return func(c echo.Context) error {
-			given := credentialFrom(c.Request())
+			given := credentialFrom(c.Request(), c.QueryParams())
 			if given == "" {
 				c.Response().Header().Set(echo.HeaderWWWAuthenticate, `Bearer realm="herald"`)
 				return newClientError(http.StatusUnauthorized,

@@ -125,7 +125,7 @@ func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
 				return newClientError(http.StatusUpgradeRequired,
 					"this is the WebSocket route: connect with a WebSocket client, not plain HTTP")
 			}
-			sub, params, err := subscribe(config.Broker, req, c.RealIP(), false) // text mode has no room for notices
+			sub, params, err := subscribe(config.Broker, req, c.QueryParams(), c.RealIP(), false) // text mode has no room for notices
 			if err != nil {
 				return err
 			}
