@@ -152,7 +152,12 @@ func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
 				Handshake: acceptAnyOrigin,
 				Handler:   func(conn *websocket.Conn) { upgraded = conn },
 			}
-			server.ServeHTTP(hijacker, handshakeRequest(req))
+			slim := handshakeRequest(req)
+			server.ServeHTTP(hijacker, slim)
+			// x/net keeps the request for the life of the connection
+			// (Conn.Request) but reads its headers only in the handshake:
+			// half a KiB a connection.
+			slim.Header = nil
 			// The connection is hijacked: there is nothing left to write,
 			// and returning an error would make Echo try. x/net wrote its
 			// own refusal, if any, so the log can only say it was not 101.

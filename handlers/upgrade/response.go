@@ -65,7 +65,8 @@ func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.hijacked {
 		return nil, nil, http.ErrHijacked
 	}
-	if err := w.conn.SetDeadline(time.Time{}); err != nil {
+	// Only the head's read deadline was set; the handler sets its own.
+	if err := w.conn.SetReadDeadline(time.Time{}); err != nil {
 		return nil, nil, fmt.Errorf("upgrade: hijack: %w", err)
 	}
 	w.hijacked = true
