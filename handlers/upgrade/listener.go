@@ -11,7 +11,7 @@
 // kernel's own work. Here the request's head is read into a pooled buffer
 // that goes back to the pool as soon as the handler has taken the
 // connection, and the handler (Echo: its routes, its middleware and the
-// upgrade) runs on the connection's first goroutine.
+// upgrade) runs on a goroutine kept from earlier connections.
 //
 // Only a connection's first request takes this path, and only a GET for
 // one of the configured paths whose head fits in the buffer. Any other
@@ -81,6 +81,7 @@ type Listener struct {
 	// way.
 	next    chan net.Conn  // a waiting router takes the connection
 	routers sync.WaitGroup // every router
+	looped  chan struct{}  // closed when the accept loop has returned
 }
 
 // routerIdleTime is how long a router waits for another connection.
@@ -106,6 +107,7 @@ func NewListener(inner net.Listener, cfg Config) *Listener {
 		accepted: make(chan acceptResult),
 		reading:  make(map[net.Conn]struct{}),
 		next:     make(chan net.Conn),
+		looped:   make(chan struct{}),
 	}
 	for _, p := range cfg.Paths {
 		l.paths = append(l.paths, []byte("GET "+p))
@@ -149,14 +151,16 @@ func (l *Listener) Close() error {
 	return l.inner.Close()
 }
 
-// Wait returns once every connection accepted has been served or handed
-// on, after Close.
+// Wait returns, after Close, once every connection accepted has been
+// served or handed on and every goroutine of the Listener has returned.
 func (l *Listener) Wait() {
+	<-l.looped
 	l.serving.Wait()
 	l.routers.Wait()
 }
 
 func (l *Listener) acceptLoop() {
+	defer close(l.looped)
 	for {
 		conn, err := l.inner.Accept()
 		if err != nil {
@@ -246,36 +250,40 @@ func (l *Listener) route(conn net.Conn) {
 		_ = conn.Close()
 		return
 	}
-	switch n, err := l.readHead(head); {
+	switch ours, err := l.readHead(head); {
 	case err != nil:
 		// Gone or silent before sending a request: net/http would close
 		// it without a word too.
 		_ = conn.Close()
-	case n == 0:
-		l.handOn(conn, head)
-	default:
+	case ours:
 		reuse = l.serve(conn, head)
+	default:
+		l.handOn(conn, head)
 	}
 }
 
 // readHead reads until head holds the whole of the first request's head,
-// and returns its length, or 0 as soon as it is clear the request is not
-// one to serve here: another method or path, or a head longer than the
-// buffer.
-func (l *Listener) readHead(head *bufio.Reader) (int, error) {
+// and reports that the request is one to serve here, or stops as soon as
+// it is clear that it is not: another method or path, or a head longer
+// than the buffer.
+func (l *Listener) readHead(head *bufio.Reader) (ours bool, err error) {
+	searched := 0 // the head's end is not in buffered[:searched]
 	for {
 		if _, err := head.Peek(head.Buffered() + 1); err != nil {
-			return 0, err
+			return false, err
 		}
 		buffered, _ := head.Peek(head.Buffered())
 		if !l.mayServe(buffered) {
-			return 0, nil
+			return false, nil
 		}
-		if end := bytes.Index(buffered, []byte("\r\n\r\n")); end >= 0 {
-			return end + 4, nil
+		// A client sending a byte at a time makes many passes; each
+		// searches only what is new, and the three bytes before it.
+		if bytes.Contains(buffered[max(0, searched-3):], []byte("\r\n\r\n")) {
+			return true, nil
 		}
+		searched = len(buffered)
 		if len(buffered) == head.Size() {
-			return 0, nil
+			return false, nil
 		}
 	}
 }
