@@ -122,7 +122,13 @@ func echoAfterUpgrade(t *testing.T, w http.ResponseWriter) {
 
 func (s *testServer) dial(t *testing.T) net.Conn {
 	t.Helper()
-	conn, err := net.Dial("tcp", s.addr)
+	return dial(t, s.addr)
+}
+
+// dial connects to addr; the test closes the connection when it ends.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +139,24 @@ func (s *testServer) dial(t *testing.T) net.Conn {
 		t.Fatal(err)
 	}
 	return conn
+}
+
+// bareListener is a Listener that serves handler, with nothing behind it
+// for other requests, for tests of the Listener's own life. The test
+// closes it.
+func bareListener(t *testing.T, handler http.HandlerFunc) (*Listener, string) {
+	t.Helper()
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewListener(inner, Config{
+		Handler:           handler,
+		Paths:             []string{"/ws"},
+		ReadHeaderTimeout: time.Minute,
+		WriteTimeout:      time.Minute,
+	})
+	return l, inner.Addr().String()
 }
 
 func (s *testServer) next(t *testing.T) served {
@@ -331,31 +355,14 @@ func TestAHandlerPanicIsLoggedAndTheListenerGoesOn(t *testing.T) {
 }
 
 func TestCloseEndsConnectionsStillSendingTheirHead(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	called := make(chan struct{}, 1)
-	l := NewListener(inner, Config{
-		Handler:           http.HandlerFunc(func(http.ResponseWriter, *http.Request) { called <- struct{}{} }),
-		Paths:             []string{"/ws"},
-		ReadHeaderTimeout: time.Hour,
-		WriteTimeout:      time.Hour,
-	})
-	conn, err := net.Dial("tcp", inner.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	l, addr := bareListener(t, func(http.ResponseWriter, *http.Request) { called <- struct{}{} })
+	conn := dial(t, addr)
 	write(t, conn, "GET /ws HTTP/1.1\r\n")
-	// A request on another connection, served once the first is being
-	// read, shows that the first is in the Listener's hands.
-	second, err := net.Dial("tcp", inner.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer second.Close()
-	write(t, second, upgradeHead)
+	// Connections are accepted in order, and each is in the Listener's
+	// hands from then on: once a second one is served, the first is
+	// there to be closed.
+	write(t, dial(t, addr), upgradeHead)
 	<-called
 
 	if err := l.Close(); err != nil {
@@ -371,23 +378,9 @@ func TestCloseEndsConnectionsStillSendingTheirHead(t *testing.T) {
 }
 
 func TestTheRequestContextEndsWhenTheListenerCloses(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	contexts := make(chan context.Context, 1)
-	l := NewListener(inner, Config{
-		Handler:           http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { contexts <- r.Context() }),
-		Paths:             []string{"/ws"},
-		ReadHeaderTimeout: time.Minute,
-		WriteTimeout:      time.Minute,
-	})
-	conn, err := net.Dial("tcp", inner.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	write(t, conn, upgradeHead)
+	l, addr := bareListener(t, func(_ http.ResponseWriter, r *http.Request) { contexts <- r.Context() })
+	write(t, dial(t, addr), upgradeHead)
 	ctx := <-contexts
 	if ctx.Err() != nil {
 		t.Fatal("the context ended before the Listener closed")
@@ -400,30 +393,14 @@ func TestTheRequestContextEndsWhenTheListenerCloses(t *testing.T) {
 }
 
 func TestCloseLeavesUpgradedConnectionsToTheirHandler(t *testing.T) {
-	inner, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	closed := make(chan struct{})
-	l := NewListener(inner, Config{
-		// The handler is still running when the Listener closes, as
-		// Echo's middleware can be after the upgrade.
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-			echoAfterUpgrade(t, w)
-			<-closed
-		}),
-		Paths:             []string{"/ws"},
-		ReadHeaderTimeout: time.Minute,
-		WriteTimeout:      time.Minute,
+	// The handler is still running when the Listener closes, as Echo's
+	// middleware can be after the upgrade.
+	l, addr := bareListener(t, func(w http.ResponseWriter, _ *http.Request) {
+		echoAfterUpgrade(t, w)
+		<-closed
 	})
-	conn, err := net.Dial("tcp", inner.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(time.Minute)); err != nil { // hang guard
-		t.Fatal(err)
-	}
+	conn := dial(t, addr)
 	write(t, conn, upgradeHead)
 	r := bufio.NewReader(conn)
 	if resp, err := http.ReadResponse(r, nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
@@ -469,5 +446,23 @@ func TestUpgradeRequestsGetNetHTTPsChecks(t *testing.T) {
 			default:
 			}
 		})
+	}
+}
+
+func TestAHeadSentInPiecesIsServedWhereverItIsCut(t *testing.T) {
+	s := startServer(t, nil, nil)
+	// Cut inside the blank line that ends the head, and at the path:
+	// whether the server reads the pieces apart is up to the network, but
+	// every cut must still be served.
+	for _, cut := range []int{len(upgradeHead) - 1, len(upgradeHead) - 2, len(upgradeHead) - 3, 6} {
+		conn := s.dial(t)
+		write(t, conn, upgradeHead[:cut])
+		write(t, conn, upgradeHead[cut:])
+		if got := s.next(t); !got.byListener || got.target != "/ws?topic=news" {
+			t.Fatalf("cut at %d: the handler saw %+v", cut, got)
+		}
+		if resp, err := http.ReadResponse(bufio.NewReader(conn), nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("cut at %d: %v %v", cut, resp, err)
+		}
 	}
 }
