@@ -71,13 +71,14 @@ func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	}
 	w.hijacked = true
 	w.listener.release(w.conn) // the handler's now: closing the Listener leaves it open
-	reader := bufio.NewReaderSize(w.conn, 16)
-	if n := w.head.Buffered(); n > 0 {
-		early, _ := w.head.Peek(n)
-		reader = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), w.conn), n)
-		if _, err := reader.Peek(n); err != nil {
-			return nil, nil, fmt.Errorf("upgrade: hijack: %w", err)
-		}
+	n := w.head.Buffered()
+	if n == 0 {
+		return w.conn, bufio.NewReadWriter(bufio.NewReaderSize(w.conn, 16), bufio.NewWriterSize(w.conn, 16)), nil
+	}
+	early, _ := w.head.Peek(n)
+	reader := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), w.conn), n)
+	if _, err := reader.Peek(n); err != nil {
+		return nil, nil, fmt.Errorf("upgrade: hijack: %w", err)
 	}
 	return w.conn, bufio.NewReadWriter(reader, bufio.NewWriterSize(w.conn, 16)), nil
 }
