@@ -74,6 +74,9 @@ func (r *sendRing) sendAll(fds []int, bufs [][]byte, res []int32) error {
 	submitted, completed := uint32(0), uint32(0)
 	for completed < n {
 		got, err := r.ring.Enter(n-submitted, n-completed)
+		completed += r.ring.Reap(func(c uring.CQE) { res[c.UserData] = c.Res })
+		// Reaped before failing: a send the kernel carried out must not be
+		// left at -EAGAIN, or the blocking path would send its bytes again.
 		switch {
 		case err == nil:
 			if got == 0 && submitted < n {
@@ -86,7 +89,6 @@ func (r *sendRing) sendAll(fds []int, bufs [][]byte, res []int32) error {
 			r.fail()
 			return err
 		}
-		completed += r.ring.Reap(func(c uring.CQE) { res[c.UserData] = c.Res })
 	}
 	return nil
 }
