@@ -299,11 +299,9 @@ func (l *Listener) mayServe(start []byte) bool {
 		if len(start) == n {
 			return true // too little yet to tell
 		}
-		if len(start) > len(prefix) {
-			switch start[len(prefix)] {
-			case ' ', '?':
-				return true
-			}
+		// The whole prefix matched: the path must end right after it.
+		if c := start[len(prefix)]; c == ' ' || c == '?' {
+			return true
 		}
 	}
 	return false
