@@ -121,8 +121,8 @@ func (s *server) serve(ctx context.Context, listener net.Listener) error {
 		s.upgrades = upgrade.NewListener(listener, upgrade.Config{
 			Handler:           s.http.Handler,
 			Paths:             []string{s.cfg.Paths.WS},
-			ReadHeaderTimeout: readHeaderTimeout,
-			WriteTimeout:      writeTimeout,
+			ReadHeaderTimeout: s.http.ReadHeaderTimeout,
+			WriteTimeout:      s.http.WriteTimeout,
 			Logger:            s.logger,
 		})
 		listener = s.upgrades
