@@ -136,10 +136,8 @@ func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 		report.RSSPerConnectionKiB = float64(rssAfter-rssBefore) / float64(o.Subscribers)
 	}
 
-	var readers sync.WaitGroup
-	for _, s := range subs {
-		readers.Go(func() { s.read(o.Messages) })
-	}
+	readers := startReading(subs, o.Messages)
+	defer readers.stop() // on an early return; a second stop does nothing
 	cpuBefore, err := server.cpu()
 	if err != nil {
 		return nil, err
@@ -150,19 +148,14 @@ func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 	publishTime := time.Since(start)
 
 	// Wait until every subscriber has all it should, or the wait runs out.
-	allIn := make(chan struct{})
-	go func() { readers.Wait(); close(allIn) }()
 	select {
-	case <-allIn:
+	case <-readers.done:
 	case <-time.After(o.Wait):
 	case <-ctx.Done():
 	}
 	cpuAfter, _ := server.cpu()
 	report.LoadCPUBusy = load.busy()
-	for _, s := range subs {
-		s.conn.Close() // ends the readers still waiting
-	}
-	<-allIn
+	readers.stop()
 
 	report.summarise(subs, acked, start, publishTime)
 	if o.PID != 0 {

@@ -26,7 +26,7 @@ func awaitKernelTimestamps(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer server.Close()
-	receiver, ok := newReceiver(client).(*timestampReceiver)
+	receiver, ok := newSocket(client).(*stampedSocket)
 	if !ok {
 		t.Fatal("a loopback TCP connection got no time-stamping receiver")
 	}

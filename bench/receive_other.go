@@ -7,6 +7,15 @@ import "net"
 // stampArrivals does nothing: kernel receive timestamps are Linux's.
 func stampArrivals(uintptr) error { return nil }
 
-// newReceiver reads conn with plain reads: kernel receive timestamps are
+// newSocket reads conn with plain reads: kernel receive timestamps are
 // Linux's (receive_linux.go).
-func newReceiver(conn net.Conn) receiver { return plainReceiver{conn} }
+func newSocket(conn net.Conn) socket { return plainSocket{conn} }
+
+// pollGroup is Linux's (receive_linux.go); elsewhere every subscriber is
+// read by a goroutine of its own.
+type pollGroup struct{}
+
+func newPollGroups(subs []*subscriber, _ int) ([]*pollGroup, []*subscriber) { return nil, subs }
+
+func (*pollGroup) run()  {}
+func (*pollGroup) stop() {}

@@ -50,29 +50,35 @@ func parseDigits(b []byte) (int, bool) {
 	return n, true
 }
 
-// receiver reads a subscriber's socket. Each read reports when its bytes
-// reached the subscriber's machine, or the zero time when only the read's
-// own time is known.
-type receiver interface {
+// socket is a subscriber's connection as the load generator reads it.
+// Each read reports when its bytes reached the subscriber's machine, or the
+// zero time when only the read's own time is known.
+type socket interface {
 	recv(p []byte) (n int, arrived time.Time, err error)
+	send(p []byte) error // a pong or a close; small, so it is written whole
 }
 
-// plainReceiver reads with Read; the arrival time is when the read returns.
-type plainReceiver struct{ conn net.Conn }
+// plainSocket reads with Read; the arrival time is when the read returns.
+type plainSocket struct{ conn net.Conn }
 
-func (r plainReceiver) recv(p []byte) (int, time.Time, error) {
-	n, err := r.conn.Read(p)
+func (s plainSocket) recv(p []byte) (int, time.Time, error) {
+	n, err := s.conn.Read(p)
 	if n > 0 {
 		return n, time.Time{}, nil // an error comes back with the next read
 	}
 	return 0, time.Time{}, err
 }
 
+func (s plainSocket) send(p []byte) error {
+	_, err := s.conn.Write(p)
+	return err
+}
+
 // subscriber is one WebSocket connection and what it received. Only its
 // read goroutine writes to it until the connection is closed.
 type subscriber struct {
 	conn    net.Conn
-	socket  receiver
+	socket  socket
 	pending []byte // read from the socket, not yet taken apart as frames
 	message []byte // a fragmented message so far
 
@@ -102,7 +108,7 @@ func newSubscriber(conn net.Conn, early []byte, messages int) *subscriber {
 		kernel:  true,
 	}
 	if conn != nil {
-		s.socket = newReceiver(conn)
+		s.socket = newSocket(conn)
 	}
 	return s
 }
@@ -128,30 +134,50 @@ func (s *subscriber) read(messages int) {
 }
 
 func (s *subscriber) readUntil(messages int) error {
-	if len(s.pending) > 0 { // sent with the handshake's reply
-		now := time.Now()
-		if err := s.takeFrames(now, now); err != nil {
-			return err
-		}
+	if err := s.takeEarly(); err != nil {
+		return err
 	}
 	for s.distinct < messages {
-		if len(s.pending) == cap(s.pending) {
-			s.pending = append(s.pending, 0)[:len(s.pending)]
-		}
-		n, arrived, err := s.socket.recv(s.pending[len(s.pending):cap(s.pending)])
+		n, arrived, err := s.socket.recv(s.readSpace())
 		if err != nil {
 			return err
 		}
-		now := time.Now()
-		if arrived.IsZero() {
-			arrived, s.kernel = now, false
-		}
-		s.pending = s.pending[:len(s.pending)+n]
-		if err := s.takeFrames(now, arrived); err != nil {
+		if err := s.received(n, arrived); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// takeEarly handles the frames that came with the handshake's reply, read
+// before the subscriber existed, so timed now.
+func (s *subscriber) takeEarly() error {
+	if len(s.pending) == 0 {
+		return nil
+	}
+	now := time.Now()
+	return s.takeFrames(now, now)
+}
+
+// readSpace is where the next read goes: the free end of pending, grown
+// when a frame fills it.
+func (s *subscriber) readSpace() []byte {
+	if len(s.pending) == cap(s.pending) {
+		s.pending = append(s.pending, 0)[:len(s.pending)]
+	}
+	return s.pending[len(s.pending):cap(s.pending)]
+}
+
+// received takes the n bytes just read into readSpace, which reached the
+// machine at arrived (zero when the kernel did not say), and handles the
+// frames they complete.
+func (s *subscriber) received(n int, arrived time.Time) error {
+	now := time.Now()
+	if arrived.IsZero() {
+		arrived, s.kernel = now, false
+	}
+	s.pending = s.pending[:len(s.pending)+n]
+	return s.takeFrames(now, arrived)
 }
 
 // takeFrames handles every whole frame in pending, read at now and received
@@ -167,7 +193,7 @@ func (s *subscriber) takeFrames(now, arrived time.Time) error {
 		rest = rest[size:]
 		switch f.opcode {
 		case opPing:
-			if _, err := s.conn.Write(pongFrame(f.payload)); err != nil {
+			if err := s.socket.send(pongFrame(f.payload)); err != nil {
 				return err
 			}
 		case opClose:

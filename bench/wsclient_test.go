@@ -57,6 +57,9 @@ func fakeServer(t *testing.T, early []byte, serve func(conn net.Conn, r *bufio.R
 			return
 		}
 		defer conn.Close()
+		// Only a guard, so that a load generator that never answers
+		// fails the test instead of hanging it.
+		conn.SetDeadline(time.Now().Add(time.Minute))
 		r := bufio.NewReader(conn)
 		req, err := http.ReadRequest(r)
 		if err != nil {
@@ -77,9 +80,25 @@ func fakeServer(t *testing.T, early []byte, serve func(conn net.Conn, r *bufio.R
 
 // The load generator answers pings with masked pongs, reassembles a
 // fragmented message, takes a frame that came with the handshake's reply,
-// and on Linux has the kernel's arrival time for each.
+// and on Linux has the kernel's arrival time for each: read on its own, and
+// in a poll group.
 func TestSubscriberAnswersPingsAndReadsEveryFrameShape(t *testing.T) {
 	awaitKernelTimestamps(t)
+	t.Run("alone", func(t *testing.T) {
+		testFrameShapes(t, func(s *subscriber, messages int) { s.read(messages) })
+	})
+	t.Run("in a poll group", func(t *testing.T) {
+		testFrameShapes(t, func(s *subscriber, messages int) {
+			r := startReading([]*subscriber{s}, messages)
+			if polled := len(r.groups) == 1 && len(r.alone) == 0; polled != (runtime.GOOS == "linux") {
+				t.Errorf("in a poll group: %v on %s", polled, runtime.GOOS)
+			}
+			<-r.done
+		})
+	})
+}
+
+func testFrameShapes(t *testing.T, read func(s *subscriber, messages int)) {
 	sent := time.Now()
 	first, second := encodePayload(0, sent, 64), encodePayload(1, sent, 64)
 	pong := make(chan []byte, 1)
@@ -110,7 +129,7 @@ func TestSubscriberAnswersPingsAndReadsEveryFrameShape(t *testing.T) {
 	}
 	defer conn.Close()
 	s := newSubscriber(conn, early, 2)
-	s.read(3) // returns at the close, having seen 2 of 3
+	read(s, 3) // returns at the close, having seen 2 of 3
 	if !errors.Is(s.err, errClosed) {
 		t.Errorf("reading ended with %v, want the server's close", s.err)
 	}
@@ -130,6 +149,30 @@ func TestSubscriberAnswersPingsAndReadsEveryFrameShape(t *testing.T) {
 	// has the kernel's time; the subscriber still says whether all did.
 	if s.kernel != (runtime.GOOS == "linux") {
 		t.Errorf("kernel arrival times: %v on %s", s.kernel, runtime.GOOS)
+	}
+}
+
+// Stopping the readers ends those still waiting without blaming them, and
+// closes their sockets.
+func TestStopEndsReadingWithoutAnError(t *testing.T) {
+	closed := make(chan error, 1)
+	url := fakeServer(t, nil, func(conn net.Conn, r *bufio.Reader) {
+		_, err := r.ReadByte() // nothing comes until the load generator closes
+		closed <- err
+	})
+	conn, early, err := wsDial(t.Context(), url, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	s := newSubscriber(conn, early, 1)
+	r := startReading([]*subscriber{s}, 1)
+	r.stop()
+	if err := <-closed; !errors.Is(err, io.EOF) {
+		t.Errorf("the server read %v after the stop, want EOF", err)
+	}
+	if s.err != nil || s.distinct != 0 {
+		t.Errorf("after the stop: err %v, %d messages; want no error and none", s.err, s.distinct)
 	}
 }
 
