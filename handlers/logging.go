@@ -26,6 +26,9 @@ func requestLogger(log *slog.Logger) echo.MiddlewareFunc {
 			if v.Status >= http.StatusInternalServerError {
 				level = slog.LevelError
 			}
+			if !log.Enabled(context.Background(), level) {
+				return nil // request logs are off (log.level above info): build nothing
+			}
 			attrs := []slog.Attr{
 				slog.String("method", v.Method),
 				slog.String("path", v.URIPath),
