@@ -26,7 +26,8 @@ func startReading(subs []*subscriber, messages int) *reading {
 }
 
 // stop ends the reading of the subscribers still waiting, without an
-// error against them, and returns once every reader has stopped.
+// error against them, and closes every connection once every reader has
+// stopped.
 func (r *reading) stop() {
 	for _, g := range r.groups {
 		g.stop()
@@ -35,4 +36,7 @@ func (r *reading) stop() {
 		s.conn.Close()
 	}
 	<-r.done
+	for _, g := range r.groups {
+		g.closeSockets()
+	}
 }

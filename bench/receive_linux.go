@@ -133,7 +133,8 @@ type pollGroup struct {
 	epoll    *os.File // for Go's poller; never its Fd, which would make it blocking
 	epollFD  int
 	raw      syscall.RawConn
-	subs     map[int32]*subscriber // by descriptor
+	subs     map[int32]*subscriber // by descriptor, while being read
+	finished []int32               // sockets of subscribers that have every message, open until closeSockets
 	messages int
 	events   []unix.EpollEvent
 	oob      []byte // shared by the group's sockets: one goroutine reads them
@@ -286,9 +287,6 @@ func (g *pollGroup) run() {
 			}
 		}
 	}
-	for fd := range g.subs {
-		unix.Close(int(fd))
-	}
 }
 
 // read empties one ready socket.
@@ -310,17 +308,35 @@ func (g *pollGroup) read(fd int32, s *subscriber) {
 	}
 }
 
-// settle records how a read went, and lets the socket go once the
-// subscriber has every message or its connection ended; it reports whether
-// the socket is still the group's.
+// settle records how a read went, and stops reading a subscriber once it
+// has every message or its connection ended; it reports whether the socket
+// is still being read. A subscriber with every message keeps its
+// connection open, unread, until closeSockets, as it would with a
+// goroutine of its own: the server sees no one leave until the run ends.
 func (g *pollGroup) settle(fd int32, s *subscriber, err error) bool {
 	if err == nil && s.distinct < g.messages {
 		return true
 	}
 	s.err = err
-	unix.Close(int(fd)) // its last descriptor: this also takes it out of the epoll
 	delete(g.subs, fd)
+	if err != nil {
+		unix.Close(int(fd)) // its last descriptor: this also takes it out of the epoll
+	} else {
+		g.finished = append(g.finished, fd) // later edges find no subscriber, and are passed over
+	}
 	return false
+}
+
+// closeSockets closes every socket the group still holds, once run has
+// returned.
+func (g *pollGroup) closeSockets() {
+	for fd := range g.subs {
+		unix.Close(int(fd))
+	}
+	for _, fd := range g.finished {
+		unix.Close(int(fd))
+	}
+	g.subs, g.finished = nil, nil
 }
 
 // waitReady waits until some sockets are ready, and says how many are in

@@ -1,8 +1,14 @@
 package bench
 
 import (
+	"bufio"
+	"errors"
+	"io"
 	"net"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // awaitKernelTimestamps holds a time-stamping socket open for the test and
@@ -42,5 +48,39 @@ func awaitKernelTimestamps(t *testing.T) {
 		if !arrived.IsZero() {
 			return
 		}
+	}
+}
+
+// A subscriber that has every message stops being read but keeps its
+// connection until the load generator stops, as one read by a goroutine of
+// its own does: the server sees nobody leave before the run ends.
+func TestAFinishedSubscriberKeepsItsConnectionUntilStop(t *testing.T) {
+	closed := make(chan error, 1)
+	message := encodePayload(0, time.Now(), 64)
+	url := fakeServer(t, nil, func(conn net.Conn, r *bufio.Reader) {
+		conn.Write(append([]byte{0x81, byte(len(message))}, message...))
+		_, err := r.ReadByte() // nothing comes until the load generator closes
+		closed <- err
+	})
+	conn, early, err := wsDial(t.Context(), url, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	s := newSubscriber(conn, early, 1)
+	r := startReading([]*subscriber{s}, 1)
+	<-r.done
+	if len(r.groups) != 1 || len(r.groups[0].finished) != 1 {
+		t.Fatalf("the finished subscriber's socket is not held by its group: %d groups", len(r.groups))
+	}
+	if _, err := unix.FcntlInt(uintptr(r.groups[0].finished[0]), unix.F_GETFD, 0); err != nil {
+		t.Errorf("the finished subscriber's socket was closed before the stop: %v", err)
+	}
+	r.stop()
+	if err := <-closed; !errors.Is(err, io.EOF) {
+		t.Errorf("the server read %v after the stop, want EOF", err)
+	}
+	if s.err != nil || s.distinct != 1 {
+		t.Errorf("err %v, %d messages; want no error and 1", s.err, s.distinct)
 	}
 }

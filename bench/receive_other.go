@@ -17,5 +17,6 @@ type pollGroup struct{}
 
 func newPollGroups(subs []*subscriber, _ int) ([]*pollGroup, []*subscriber) { return nil, subs }
 
-func (*pollGroup) run()  {}
-func (*pollGroup) stop() {}
+func (*pollGroup) run()          {}
+func (*pollGroup) stop()         {}
+func (*pollGroup) closeSockets() {}
