@@ -75,7 +75,8 @@ func (s plainSocket) send(p []byte) error {
 }
 
 // subscriber is one WebSocket connection and what it received. Only its
-// read goroutine writes to it until the connection is closed.
+// reader (a goroutine of its own, or its poll group's) writes to it until
+// reading stops.
 type subscriber struct {
 	conn    net.Conn
 	socket  socket
