@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -55,19 +54,9 @@ func awaitKernelTimestamps(t *testing.T) {
 // connection until the load generator stops, as one read by a goroutine of
 // its own does: the server sees nobody leave before the run ends.
 func TestAFinishedSubscriberKeepsItsConnectionUntilStop(t *testing.T) {
-	closed := make(chan error, 1)
 	message := encodePayload(0, time.Now(), 64)
-	url := fakeServer(t, nil, func(conn net.Conn, r *bufio.Reader) {
-		conn.Write(append([]byte{0x81, byte(len(message))}, message...))
-		_, err := r.ReadByte() // nothing comes until the load generator closes
-		closed <- err
-	})
-	conn, early, err := wsDial(t.Context(), url, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	s := newSubscriber(conn, early, 1)
+	url, closed := quietServer(t, append([]byte{0x81, byte(len(message))}, message...))
+	s := dialSubscriber(t, url, 1)
 	r := startReading([]*subscriber{s}, 1)
 	<-r.done
 	if len(r.groups) != 1 || len(r.groups[0].finished) != 1 {

@@ -123,12 +123,7 @@ func testFrameShapes(t *testing.T, read func(s *subscriber, messages int)) {
 		conn.Write(append([]byte{0x80, byte(len(second) - 20)}, second[20:]...))
 		conn.Write([]byte{0x88, 0})
 	})
-	conn, early, err := wsDial(t.Context(), url, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	s := newSubscriber(conn, early, 2)
+	s := dialSubscriber(t, url, 2)
 	read(s, 3) // returns at the close, having seen 2 of 3
 	if !errors.Is(s.err, errClosed) {
 		t.Errorf("reading ended with %v, want the server's close", s.err)
@@ -155,17 +150,8 @@ func testFrameShapes(t *testing.T, read func(s *subscriber, messages int)) {
 // Stopping the readers ends those still waiting without blaming them, and
 // closes their sockets.
 func TestStopEndsReadingWithoutAnError(t *testing.T) {
-	closed := make(chan error, 1)
-	url := fakeServer(t, nil, func(conn net.Conn, r *bufio.Reader) {
-		_, err := r.ReadByte() // nothing comes until the load generator closes
-		closed <- err
-	})
-	conn, early, err := wsDial(t.Context(), url, 10*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	s := newSubscriber(conn, early, 1)
+	url, closed := quietServer(t, nil)
+	s := dialSubscriber(t, url, 1)
 	r := startReading([]*subscriber{s}, 1)
 	r.stop()
 	if err := <-closed; !errors.Is(err, io.EOF) {
@@ -174,6 +160,33 @@ func TestStopEndsReadingWithoutAnError(t *testing.T) {
 	if s.err != nil || s.distinct != 0 {
 		t.Errorf("after the stop: err %v, %d messages; want no error and none", s.err, s.distinct)
 	}
+}
+
+// quietServer is a fake server that sends frames after its handshake and
+// then waits, reading, until the load generator closes the connection;
+// closed receives that read's error.
+func quietServer(t *testing.T, frames []byte) (url string, closed <-chan error) {
+	t.Helper()
+	readErr := make(chan error, 1)
+	url = fakeServer(t, nil, func(conn net.Conn, r *bufio.Reader) {
+		if len(frames) > 0 {
+			conn.Write(frames)
+		}
+		_, err := r.ReadByte()
+		readErr <- err
+	})
+	return url, readErr
+}
+
+// dialSubscriber connects a subscriber to url that expects messages.
+func dialSubscriber(t *testing.T, url string, messages int) *subscriber {
+	t.Helper()
+	conn, early, err := wsDial(t.Context(), url, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return newSubscriber(conn, early, messages)
 }
 
 func TestDialSaysWhyTheServerRefused(t *testing.T) {
