@@ -254,7 +254,7 @@ func (g *pollGroup) adopt(s *subscriber) bool {
 		return false
 	}
 	fd, dupErr := -1, error(nil)
-	if err := raw.Control(func(orig uintptr) { fd, dupErr = unix.Dup(int(orig)) }); err != nil || dupErr != nil {
+	if err := raw.Control(func(orig uintptr) { fd, dupErr = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || dupErr != nil {
 		return false
 	}
 	event := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
