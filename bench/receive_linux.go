@@ -2,6 +2,7 @@ package bench
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"runtime"
@@ -277,11 +278,17 @@ func (g *pollGroup) run() {
 		g.settle(fd, s, s.takeEarly())
 	}
 	for len(g.subs) > 0 {
-		ready, err := g.waitReady()
-		if err != nil {
-			break // stopped; or epoll failed, which ends the group the same way
+		if err := g.raw.Read(g.wait); err != nil {
+			return // stopped: the epoll instance was closed
 		}
-		for _, event := range g.events[:ready] {
+		if g.waitErr != nil {
+			err := fmt.Errorf("reading stopped: epoll_wait: %w", g.waitErr)
+			for fd, s := range g.subs {
+				g.settle(fd, s, err)
+			}
+			return
+		}
+		for _, event := range g.events[:g.ready] {
 			if s, ok := g.subs[event.Fd]; ok {
 				g.read(event.Fd, s)
 			}
@@ -339,17 +346,9 @@ func (g *pollGroup) closeSockets() {
 	g.subs, g.finished = nil, nil
 }
 
-// waitReady waits until some sockets are ready, and says how many are in
-// events.
-func (g *pollGroup) waitReady() (int, error) {
-	if err := g.raw.Read(g.wait); err != nil {
-		return 0, err
-	}
-	return g.ready, g.waitErr
-}
-
-// epollWait asks epoll, without blocking, which sockets are ready; false
-// asks Go's poller to wait until some are.
+// epollWait asks epoll, without blocking, which sockets are ready, and
+// leaves how many in ready (or its error in waitErr); false asks Go's
+// poller to wait until some are.
 func (g *pollGroup) epollWait(fd uintptr) bool {
 	n, err := unix.EpollWait(int(fd), g.events, 0)
 	if err == unix.EINTR {
