@@ -258,8 +258,10 @@ func (g *pollGroup) adopt(s *subscriber) bool {
 	if err := raw.Control(func(orig uintptr) { fd, dupErr = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0) }); err != nil || dupErr != nil {
 		return false
 	}
+	// The duplicate shares the original's open file, so it is already
+	// non-blocking, as Go keeps every socket.
 	event := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
-	if unix.SetNonblock(fd, true) != nil || unix.EpollCtl(g.epollFD, unix.EPOLL_CTL_ADD, fd, &event) != nil {
+	if unix.EpollCtl(g.epollFD, unix.EPOLL_CTL_ADD, fd, &event) != nil {
 		unix.Close(fd)
 		return false
 	}
