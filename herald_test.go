@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -576,6 +577,49 @@ func hasKey(node *yaml.Node, path []string) bool {
 		}
 	}
 	return false
+}
+
+// An idle subscriber has no goroutine reading its connection: one starts
+// only when the subscriber sends something, and ends once it has read it.
+// Not parallel, since it counts the goroutines of the whole process.
+func TestIdleSubscribersHaveNoReaderGoroutine(t *testing.T) {
+	h := startHerald(t, "")
+	const subscribers = 20
+	conns := make([]*gorilla.Conn, subscribers)
+	for i := range conns {
+		conns[i] = dial(t, h.ws("/ws"))
+	}
+	if r := h.publish(t, "hello"); r.Subscribers != subscribers {
+		t.Fatalf("publish reached %d subscribers, want %d", r.Subscribers, subscribers)
+	}
+	for _, conn := range conns {
+		if got := readText(t, conn); got != "hello" {
+			t.Fatalf("got %q", got)
+		}
+	}
+	if readers := goroutinesIn("herald/handlers.(*wsConn).discardFrames"); readers != 0 {
+		t.Fatalf("%d goroutines are reading %d idle subscribers, want none", readers, subscribers)
+	}
+}
+
+// goroutinesIn counts the goroutines with fn on their stack.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for stack := range bytes.SplitSeq(buf, []byte("\n\n")) {
+		if bytes.Contains(stack, []byte(fn+"(")) {
+			count++
+		}
+	}
+	return count
 }
 
 func TestClientPingsAreAnsweredLongAfterTheLastMessage(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 
 	"herald/app"
 	"herald/app/access"
+	"herald/handlers/readiness"
 )
 
 // Options is everything the routes need; main builds it once.
@@ -98,6 +99,7 @@ func New(opts Options) (*echo.Echo, error) {
 		log:          log,
 		metrics:      metrics,
 		pool:         newWriterPool(runtime.GOMAXPROCS(0), cfg.WebSocket.PingInterval, cfg.WebSocket.IOURing, log),
+		readiness:    &readiness.Poller{},
 		writeTimeout: cfg.WebSocket.WriteTimeout,
 	}
 	metrics.watchWriters(stream.pool)

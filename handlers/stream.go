@@ -6,12 +6,14 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"herald/handlers/readiness"
 )
 
 // streamHandler serves the WebSocket route once the Subscription
 // middleware has upgraded the connection. It hands the connection to a
-// wsConn, whose reader goroutine owns it from then on, and returns at once,
-// so that net/http's goroutine and buffers for the request are freed; the
+// wsConn, whose reader owns it from then on, and returns at once, so that
+// the request's goroutine and buffers are freed; the
 // request's cleanups run when the connection closes. The writer pool
 // writes to every connection.
 type streamHandler struct {
@@ -19,6 +21,7 @@ type streamHandler struct {
 	log          *slog.Logger
 	metrics      *metrics
 	pool         *writerPool
+	readiness    *readiness.Poller // starts readers when there is something to read; nil: each connection has one for its life
 	writeTimeout time.Duration
 }
 
@@ -38,6 +41,6 @@ func (h *streamHandler) serve(c echo.Context) error {
 		timer := time.AfterFunc(expires.Sub(h.now()), func() { conn.requestClose(closeCredentialExpired) })
 		scope.onEnd(func() { timer.Stop() })
 	}
-	go conn.serve(scope.detach())
+	conn.start(scope.detach())
 	return nil
 }

@@ -277,6 +277,12 @@ type deadlineConn struct {
 	interrupted  atomic.Bool // writes fail at once
 	diverted     func([]byte) (int, error)
 
+	// readBy is the read deadline, in Unix nanoseconds. When no reader
+	// waits on the connection, a deadline that passes wakes no one, so
+	// alarm, if set, calls for one at that time, to find it passed.
+	readBy atomic.Int64
+	alarm  *time.Timer
+
 	// mu makes "extend unless closing" one step, so a read finishing just
 	// as a close frame goes out cannot push the close's deadline back.
 	mu      sync.Mutex
@@ -344,7 +350,7 @@ func (c *deadlineConn) interrupt() {
 }
 
 func (c *deadlineConn) extendReadDeadline() {
-	_ = c.Conn.SetReadDeadline(time.Now().Add(c.idleTimeout)) // a closed conn fails its next read anyway
+	c.setReadDeadline(time.Now().Add(c.idleTimeout))
 }
 
 // lingerUntil stops extending the read deadline and sets it to t, so a peer
@@ -353,5 +359,31 @@ func (c *deadlineConn) lingerUntil(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closing = true
-	_ = c.Conn.SetReadDeadline(t)
+	c.setReadDeadline(t)
+}
+
+func (c *deadlineConn) setReadDeadline(t time.Time) {
+	_ = c.Conn.SetReadDeadline(t) // a closed conn fails its next read anyway
+	c.readBy.Store(t.UnixNano())
+	if c.alarm != nil {
+		c.alarm.Reset(time.Until(t))
+	}
+}
+
+// alarmAtReadDeadline has call called whenever the read deadline passes,
+// from now on. It is set before the connection is shared.
+func (c *deadlineConn) alarmAtReadDeadline(call func()) {
+	c.alarm = time.AfterFunc(time.Until(time.Unix(0, c.readBy.Load())), call)
+}
+
+// stopAlarm stops the alarm for good: the connection is over.
+func (c *deadlineConn) stopAlarm() {
+	if c.alarm != nil {
+		c.alarm.Stop()
+	}
+}
+
+// readDeadlinePassed reports whether a read now would time out.
+func (c *deadlineConn) readDeadlinePassed() bool {
+	return time.Now().UnixNano() >= c.readBy.Load()
 }

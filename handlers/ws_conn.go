@@ -50,11 +50,14 @@ var (
 	errPeerClosed   = errors.New("peer sent a close frame")
 	errFrameRefused = errors.New("peer sent an unmasked frame, which x/net answered with 1002")
 	errBadOpcode    = errors.New("peer sent a frame with an unknown opcode")
+	// errNoInput ends a reader on demand that has read everything that came.
+	errNoInput = errors.New("nothing more to read for now")
 )
 
-// wsConn is one WebSocket subscriber connection. Its reader goroutine owns
-// it: it reads the peer's frames, and when they end it closes the
-// connection and releases what the request held. Writing belongs to
+// wsConn is one WebSocket subscriber connection. Its reader owns it: it
+// reads the peer's frames, and when they end it closes the connection and
+// releases what the request held. The reader is a goroutine that runs only
+// while there is something to read (see onDemand). Writing belongs to
 // whoever holds the writing flag: the writer pool's shard, the reader (for
 // a close), or, while the socket is full, a goroutine of the connection's
 // own. Every byte written goes through that one owner, x/net's pongs
@@ -99,17 +102,39 @@ type wsConn struct {
 	closeAsked  chan struct{} // closed by the reader when a frame breaks a rule
 	closeReason *closeRequest
 	closeOnce   sync.Once
+
+	// An idle connection has no reader goroutine: the handler's readiness
+	// Poller asks for one when something comes to read, and so do the read
+	// deadline's alarm and closing the socket (onDemand). A reader reads
+	// what has come and ends. reading says one is running: it is held from
+	// the start until start lets go, and the last reader holds it for good
+	// as it closes the connection. readWanted keeps a request that came
+	// while reading was held, for the reader to look at once it lets go.
+	// Over TLS, or where there is no Poller, one reader runs for the
+	// connection's life.
+	onDemand     bool
+	reading      atomic.Bool
+	readWanted   atomic.Bool
+	messages     messageChecker // the subscriber's message in progress, from one reader to the next
+	stopWatching func()         // stops the subscription's end callback
+	end          func()         // the request's cleanups
 }
 
 func newWSConn(sub *Subscription, h *streamHandler, remote string) *wsConn {
 	c := &wsConn{Subscription: sub, sub: sub.Subscriber, json: sub.JSON, handler: h, remote: remote, started: time.Now(), closeAsked: make(chan struct{}), reader: sub.reader}
 	c.idle.L = &c.mu
 	c.fdNum = -1
+	c.messages = messageChecker{limit: sub.Conn.MaxPayloadBytes}
+	c.reading.Store(true) // until start
 	if tcp, ok := sub.raw.Conn.(*net.TCPConn); ok && socketCallsWork {
 		if fd, err := tcp.SyscallConn(); err == nil {
 			c.fd = fd
 			_ = fd.Control(func(fd uintptr) { c.fdNum = int(fd) })
 		}
+	}
+	if c.fd != nil && h.readiness != nil {
+		c.onDemand = true
+		c.raw.alarmAtReadDeadline(c.readSoon)
 	}
 	return c
 }
@@ -414,7 +439,9 @@ func (c *wsConn) requestClose(code int) {
 }
 
 // closeSocket closes the TCP connection: the reader's next read fails, and
-// so does any write in progress.
+// so does any write in progress. Closing takes the socket out of the
+// readiness Poller without an edge, so a reader is started to find it
+// closed and end the connection.
 func (c *wsConn) closeSocket() {
 	c.mu.Lock()
 	c.closed = true
@@ -424,6 +451,9 @@ func (c *wsConn) closeSocket() {
 	c.fdClosed = true
 	c.fdMu.Unlock()
 	_ = c.raw.closeNow()
+	if c.onDemand {
+		c.readSoon()
+	}
 }
 
 // waitWriterIdle waits until no one is writing, for at most d, after which
@@ -438,13 +468,15 @@ func (c *wsConn) waitWriterIdle(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// serve is the connection's life: it reads until the peer or the server
-// ends it, then closes and releases everything. end runs the request's
-// cleanups (the subscription, the connection slot, the log line).
-func (c *wsConn) serve(end func()) {
+// start begins the connection's life: it reads until the peer or the
+// server ends it, then closes and releases everything. end runs the
+// request's cleanups (the subscription, the connection slot, the log
+// line).
+func (c *wsConn) start(end func()) {
+	c.end = end
 	// When the hub ends the subscription, the writer sends what is owed
 	// and the close; a slow subscriber's stuck write is cut at once.
-	stopWatching := c.sub.OnEnd(func() {
+	c.stopWatching = c.sub.OnEnd(func() {
 		if c.sub.EndedSlow() {
 			c.raw.interrupt()
 		}
@@ -452,10 +484,60 @@ func (c *wsConn) serve(end func()) {
 	})
 	c.sub.OnWake(c)
 
-	readErr := c.discardFrames()
+	if c.onDemand {
+		// Bytes that came with the handshake are in x/net's reader, where
+		// epoll cannot see them.
+		buffered := c.inputBuffered()
+		err := c.handler.readiness.Watch(c.sub.ID(), c.fd, c.readSoon)
+		if err == nil {
+			c.reading.Store(false)
+			// An edge since the watch, or a close or an alarm before it,
+			// found reading held and left readWanted.
+			if buffered || c.readWanted.Load() {
+				c.readSoon()
+			}
+			return
+		}
+		c.logger().Debug("reading on a goroutine of its own", "err", err)
+	}
+	// This reader keeps reading held for good, so that the alarm and
+	// closeSocket start no other.
+	go func() { c.finish(c.discardFrames(false)) }()
+}
+
+// readSoon has a reader read what has come: it starts one, or leaves the
+// request for the one running.
+func (c *wsConn) readSoon() {
+	c.readWanted.Store(true)
+	if c.reading.CompareAndSwap(false, true) {
+		go c.readWhileInput()
+	}
+}
+
+// readWhileInput reads what has come, and ends the connection if reading
+// fails; otherwise it returns once nothing is left to read.
+func (c *wsConn) readWhileInput() {
+	for {
+		c.readWanted.Store(false) // this pass reads whatever was asked for so far
+		err := c.discardFrames(true)
+		if !errors.Is(err, errNoInput) {
+			c.finish(err)
+			return // reading stays held: the connection is over
+		}
+		c.reading.Store(false)
+		// A request that came during the pass found reading held.
+		if !c.readWanted.Load() || !c.reading.CompareAndSwap(false, true) {
+			return
+		}
+	}
+}
+
+// finish closes the connection once reading has ended, and releases
+// everything it held.
+func (c *wsConn) finish(readErr error) {
 	c.finishAfterRead(readErr)
 
-	stopWatching()
+	c.stopWatching()
 	c.Leave()
 	c.waitWriterIdle(closeLinger)
 	c.closeSocket()
@@ -464,9 +546,13 @@ func (c *wsConn) serve(end func()) {
 		c.idle.Wait()
 	}
 	c.mu.Unlock()
+	c.raw.stopAlarm()
+	if c.onDemand {
+		c.handler.readiness.Forget(c.sub.ID())
+	}
 	c.handler.pool.remove(c)
 	c.logger().Info("websocket closed", "duration", time.Since(c.started).Round(time.Millisecond))
-	end()
+	c.end()
 }
 
 // finishAfterRead answers however the reading ended.
@@ -505,10 +591,16 @@ func (c *wsConn) finishAfterRead(err error) {
 // most max_frame_bytes. A frame that breaks a rule sends a close with the
 // matching code, and reading goes on, discarding, so that the peer's
 // answer to the close is consumed.
-func (c *wsConn) discardFrames() error {
-	messages := messageChecker{limit: c.Conn.MaxPayloadBytes}
+//
+// onDemand, it returns errNoInput at a frame boundary once nothing is left
+// to read, instead of waiting for more.
+func (c *wsConn) discardFrames(onDemand bool) error {
 	for {
-		if err := c.waitReadable(); err != nil {
+		if onDemand {
+			if !c.inputBuffered() && !c.socketReadable() {
+				return errNoInput
+			}
+		} else if err := c.waitReadable(); err != nil {
 			return err
 		}
 		frame, err := c.Conn.NewFrameReader()
@@ -548,7 +640,7 @@ func (c *wsConn) discardFrames() error {
 			}
 			continue
 		}
-		request, err := messages.frame(opcode, first&0x80 != 0, n, payload)
+		request, err := c.messages.frame(opcode, first&0x80 != 0, n, payload)
 		if err != nil {
 			return err
 		}
@@ -558,7 +650,8 @@ func (c *wsConn) discardFrames() error {
 	}
 }
 
-// waitReadable parks the reader, while the peer is silent, at a shallow
+// waitReadable parks a reader that has the connection for its life (over
+// TLS, or without a readiness Poller), while the peer is silent, at a shallow
 // point of its stack rather than deep inside x/net's frame parsing: the
 // garbage collector shrinks the stack of a goroutine parked there to its
 // smallest size, which most of an idle connection's memory would
@@ -567,7 +660,7 @@ func (c *wsConn) discardFrames() error {
 // follows reports it. Bytes that came with the handshake wait in x/net's
 // reader, not in the socket.
 func (c *wsConn) waitReadable() error {
-	if c.fd == nil || c.reader.Buffered() > 0 || (c.early != nil && c.early.Len() > 0) {
+	if c.fd == nil || c.inputBuffered() {
 		return nil
 	}
 	var peek [1]byte
@@ -578,6 +671,27 @@ func (c *wsConn) waitReadable() error {
 		return nil // the read that follows times out and says so
 	}
 	return err
+}
+
+// inputBuffered reports whether bytes wait in x/net's reader, or came
+// with the handshake. Only the reader may ask.
+func (c *wsConn) inputBuffered() bool {
+	return c.reader.Buffered() > 0 || (c.early != nil && c.early.Len() > 0)
+}
+
+// socketReadable reports, without waiting, whether a read of the socket
+// would return at once: bytes have come, the peer has closed, the socket
+// is closed or the read deadline has passed. The read then says which.
+func (c *wsConn) socketReadable() bool {
+	if c.raw.readDeadlinePassed() {
+		return true
+	}
+	var peek [1]byte
+	wouldBlock := false
+	if err := c.fd.Control(func(fd uintptr) { wouldBlock = peekWouldBlock(fd, peek[:]) }); err != nil {
+		return true
+	}
+	return !wouldBlock
 }
 
 // askClose closes with the request's code; only the first request counts.
