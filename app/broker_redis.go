@@ -371,7 +371,14 @@ func (b *RedisBroker) catchUp(ctx context.Context) {
 }
 
 // failed records a Redis error: counted always, logged when Redis was up.
+// A call given up because its own context ended (the server stopping, a
+// publisher that went away mid-request) says nothing about Redis, so it is
+// neither: it would otherwise refuse publishes with 503 and tell every
+// subscriber the broker went, until the next call succeeded.
 func (b *RedisBroker) failed(err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
 	b.errorCount.Add(1)
 	if b.up.Swap(false) {
 		b.log.Error("redis is unreachable: publishes get 503 until it is back", "err", err)
