@@ -91,15 +91,7 @@ func TestBytesWaitingBeforeTheWatchAreToldAtOnce(t *testing.T) {
 	if _, err := client.Write([]byte("early")); err != nil {
 		t.Fatal(err)
 	}
-	// Wait until the bytes are in the server's socket, through the
-	// socket itself rather than by sleeping.
-	peek := make([]byte, 5)
-	if err := rawConn(t, server).Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), peek, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return err == nil && n == len(peek)
-	}); err != nil {
-		t.Fatal(err)
-	}
+	waitReadable(t, server) // the bytes are in the server's socket
 
 	var p Poller
 	ready, notify := notifier()
