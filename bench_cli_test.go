@@ -3,21 +3,38 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"maps"
 	"os"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"herald/app"
 )
 
 // runBench runs "herald bench" as a user would, against h, and returns its
 // report as key=value pairs.
 func runBench(t *testing.T, args ...string) map[string]string {
 	t.Helper()
-	var stdout strings.Builder
-	if err := run(t.Context(), append([]string{"bench"}, args...), os.Getenv, &stdout, io.Discard); err != nil {
+	report, err := runBenchErr(t, args...)
+	if err != nil {
 		t.Fatalf("herald bench %s: %v", strings.Join(args, " "), err)
 	}
+	return report
+}
+
+// runBenchErr runs "herald bench" and returns the report it printed, if
+// any, and its error.
+func runBenchErr(t *testing.T, args ...string) (map[string]string, error) {
+	t.Helper()
+	var stdout strings.Builder
+	err := run(t.Context(), append([]string{"bench"}, args...), os.Getenv, &stdout, io.Discard)
 	report := map[string]string{}
+	if stdout.Len() == 0 {
+		return report, err
+	}
 	for line := range strings.SplitSeq(strings.TrimSpace(stdout.String()), "\n") {
 		key, value, ok := strings.Cut(line, "=")
 		if !ok {
@@ -25,7 +42,7 @@ func runBench(t *testing.T, args ...string) map[string]string {
 		}
 		report[key] = value
 	}
-	return report
+	return report, err
 }
 
 func TestBenchCountsEveryDeliveryAgainstEveryMessage(t *testing.T) {
@@ -78,6 +95,171 @@ func TestBenchPrintsJSONAndRefusesBadFlags(t *testing.T) {
 		err := run(t.Context(), append([]string{"bench"}, bad...), os.Getenv, io.Discard, io.Discard)
 		if err == nil || strings.Contains(err.Error(), "\n") {
 			t.Errorf("herald bench %v: %v, want one line saying what is wrong", bad, err)
+		}
+	}
+}
+
+// Every benchmark client is on one address, so a server on the shipped
+// config refuses a benchmark of any size. The refusal must say which of the
+// server's settings to raise, from the server's own explanation.
+func TestBenchNamesTheLimitThatRefusedIt(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name         string
+		givenLimits  string
+		whenFlags    []string
+		expectStatus string
+		expectKeys   []string
+	}{
+		{"whenMoreSubscribersThanOneAddressMayOpen", "max_connections_per_ip: 3",
+			[]string{"-subscribers", "5", "-messages", "1"}, "HTTP 429", []string{"limits.max_connections_per_ip"}},
+		{"whenMoreSubscribersThanTheServerHolds", "max_connections: 3",
+			[]string{"-subscribers", "5", "-messages", "1"}, "HTTP 503", []string{"limits.max_connections"}},
+		{"whenPublishingFasterThanOneAddressMay", "publish_per_second: 0.01\n  publish_burst: 2",
+			[]string{"-subscribers", "1", "-messages", "6", "-publishers", "1", "-wait", "1ms"}, "HTTP 429",
+			[]string{"limits.publish_per_second", "limits.publish_burst"}},
+		{"whenMessagesAreLargerThanTheServerTakes", "max_message_bytes: 100\n  publish_per_second: 0",
+			[]string{"-subscribers", "1", "-messages", "2", "-size", "200", "-wait", "1ms"}, "HTTP 413",
+			[]string{"limits.max_message_bytes"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := startHerald(t, "limits:\n  "+tc.givenLimits+"\n")
+			_, err := runBenchErr(t, append([]string{"-ws", h.ws("/ws"), "-publish", h.Origin + "/notify"}, tc.whenFlags...)...)
+			if err == nil {
+				t.Fatal("herald bench succeeded against a server that refuses it")
+			}
+			message := err.Error()
+			if strings.Contains(message, "\n") || !strings.Contains(message, tc.expectStatus) {
+				t.Errorf("error %q: want one line with %s", message, tc.expectStatus)
+			}
+			for _, key := range tc.expectKeys {
+				if !regexp.MustCompile(regexp.QuoteMeta(key) + `\b`).MatchString(message) {
+					t.Errorf("error %q does not name %s", message, key)
+				}
+			}
+		})
+	}
+}
+
+// A publish the server refuses mid-run fails the run with the server's
+// reason, after the report, which counts the failures.
+func TestBenchFailsWithTheReasonWhenAPublishIsRefused(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "limits:\n  publish_per_second: 0.01\n  publish_burst: 2\n")
+	report, err := runBenchErr(t, "-ws", h.ws("/ws"), "-publish", h.Origin+"/notify",
+		"-subscribers", "1", "-messages", "6", "-publishers", "1", "-wait", "1ms")
+	if err == nil {
+		t.Fatal("herald bench succeeded though 4 of 6 publishes were refused")
+	}
+	for _, want := range []string{"4 of 6 publishes failed", "HTTP 429", "too many publishes from this address", "Retry-After: 100"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if report["acknowledged"] != "2" || report["publish_failures"] != "4" || !strings.Contains(report["first_publish_error"], "HTTP 429") {
+		t.Errorf("report: acknowledged=%q publish_failures=%q first_publish_error=%q; want 2, 4 and the 429",
+			report["acknowledged"], report["publish_failures"], report["first_publish_error"])
+	}
+}
+
+// Without -pid there is no server to measure: its figures are left out,
+// not printed as zeros.
+func TestBenchWithoutPIDLeavesTheServerFiguresOut(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, unlimitedPublishing)
+	args := []string{"-ws", h.ws("/ws"), "-publish", h.Origin + "/notify", "-subscribers", "1", "-messages", "2", "-publishers", "1"}
+	report := runBench(t, args...)
+	var stdout strings.Builder
+	if err := run(t.Context(), append([]string{"bench", "-json"}, args...), os.Getenv, &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var asJSON map[string]any
+	if err := json.Unmarshal([]byte(stdout.String()), &asJSON); err != nil {
+		t.Fatal(err)
+	}
+	if report["delivered"] != "2" || asJSON["delivered"] != 2.0 {
+		t.Fatalf("delivered %s and %v, want 2: the runs did not work", report["delivered"], asJSON["delivered"])
+	}
+	for name, keys := range map[string][]string{"key=value": slices.Collect(maps.Keys(report)), "JSON": slices.Collect(maps.Keys(asJSON))} {
+		for _, key := range keys {
+			if strings.HasPrefix(key, "server_") {
+				t.Errorf("the %s report without -pid has %s", name, key)
+			}
+		}
+	}
+}
+
+// The README's way to benchmark works as written: a server started from
+// bench/herald.yaml, as the README starts it, takes the first example,
+// whose numbers are past the shipped per-address limits; the other
+// examples' numbers are within that config's limits.
+func TestBenchREADMEExamplesRunAgainstTheBenchConfig(t *testing.T) {
+	t.Parallel()
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "### `herald bench`\n")
+	_, block, _ := strings.Cut(section, "```sh\n")
+	block, _, _ = strings.Cut(block, "```")
+	var serverArgs []string
+	var examples [][]string
+	for line := range strings.SplitSeq(strings.ReplaceAll(block, "\\\n", " "), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		line = strings.ReplaceAll(line, `"$(pgrep -x herald)"`, strconv.Itoa(os.Getpid()))
+		switch fields := strings.Fields(line); {
+		case len(fields) >= 2 && fields[0] == "herald" && fields[1] == "bench":
+			examples = append(examples, fields[2:])
+		case len(fields) >= 1 && fields[0] == "herald":
+			serverArgs = fields[1:]
+		}
+	}
+	if len(serverArgs) != 2 || serverArgs[0] != "-config" || len(examples) < 2 {
+		t.Fatalf("the README's bench block starts the server with %q and has %d examples; want herald -config FILE and examples", serverArgs, len(examples))
+	}
+	configPath := serverArgs[1]
+	configYAML, err := os.ReadFile(configPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"HERALD_PORT": "0"}
+	getenv := func(k string) string { return env[k] }
+	cfg, _, err := loadConfig(configPath, true, getenv)
+	if err != nil {
+		t.Fatalf("herald -config %s with HERALD_PORT=0: %v", configPath, err)
+	}
+	h := startHeraldEnv(t, string(configYAML), env)
+
+	first := strings.Fields(strings.ReplaceAll(strings.Join(examples[0], " "), "localhost:9000", strings.TrimPrefix(h.Origin, "http://")))
+	report := runBench(t, first...)
+	if report["publish_failures"] != "0" || report["lost"] != "0" || report["read_errors"] != "0" || report["acknowledged"] != report["messages"] {
+		t.Errorf("the README's first example: publish_failures=%s lost=%s read_errors=%s acknowledged=%s of %s",
+			report["publish_failures"], report["lost"], report["read_errors"], report["acknowledged"], report["messages"])
+	}
+	if subscribers, _ := strconv.Atoi(report["subscribers"]); subscribers <= app.DefaultConfig().Limits.MaxConnectionsPerIP {
+		t.Errorf("the README's first example has %d subscribers, within the shipped limits: it does not show that %s is needed", subscribers, configPath)
+	}
+
+	if cfg.Limits.PublishPerSecond != 0 {
+		t.Errorf("%s limits publishing to %v a second; the examples publish from one address", configPath, cfg.Limits.PublishPerSecond)
+	}
+	for _, example := range examples[1:] {
+		for i := 0; i+1 < len(example); i++ {
+			n, err := strconv.Atoi(example[i+1])
+			if err != nil {
+				continue
+			}
+			switch example[i] {
+			case "-subscribers":
+				if n > cfg.Limits.MaxConnectionsPerIP || n > cfg.Limits.MaxConnections {
+					t.Errorf("README: herald bench %s: %d subscribers, past %s's limits", strings.Join(example, " "), n, configPath)
+				}
+			case "-topics":
+				if n > cfg.Limits.MaxTopics {
+					t.Errorf("README: herald bench %s: %d topics, past %s's limit", strings.Join(example, " "), n, configPath)
+				}
+			}
 		}
 	}
 }

@@ -7,6 +7,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -45,10 +46,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	progress := newProgress(stderr)
 	report, err := run(ctx, opts, progress)
 	progress.done()
-	if err != nil {
-		return err
+	if report != nil {
+		// A run that failed part way still reports what it measured.
+		if writeErr := report.write(stdout, opts.JSON); err == nil {
+			err = writeErr
+		}
 	}
-	return report.write(stdout, opts.JSON)
+	return err
 }
 
 // ErrUsage reports bad flags; the flag package has printed the problem.
@@ -102,7 +106,8 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	return o, nil
 }
 
-// run connects, publishes, waits and measures.
+// run connects, publishes, waits and measures. A run in which publishes
+// failed returns its report with the error.
 func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 	report := &Report{Subscribers: o.Subscribers, Messages: o.Messages}
 	server := newServerProbe(o.PID)
@@ -129,11 +134,11 @@ func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 	}
 	report.ConnectSeconds = connectTime.Seconds()
 	if cpuAfterConnect, err := server.cpu(); err == nil && o.PID != 0 && len(subs) > 0 {
-		report.ServerConnectCPUMicrosPerConnection = (cpuAfterConnect - cpuBeforeConnect).Seconds() * 1e6 / float64(len(subs))
+		report.ServerConnectCPUMicrosPerConnection = new((cpuAfterConnect - cpuBeforeConnect).Seconds() * 1e6 / float64(len(subs)))
 	}
 	if rssAfter, err := server.rss(); err == nil && o.PID != 0 {
-		report.ServerRSSKiB = rssAfter
-		report.RSSPerConnectionKiB = float64(rssAfter-rssBefore) / float64(o.Subscribers)
+		report.ServerRSSKiB = new(rssAfter)
+		report.RSSPerConnectionKiB = new(float64(rssAfter-rssBefore) / float64(o.Subscribers))
 	}
 
 	readers := startReading(subs, o.Messages)
@@ -144,7 +149,7 @@ func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 	}
 	load := startLoadMeter()
 	start := time.Now()
-	acked := publishAll(ctx, o, progress)
+	acked, publishErr := publishAll(ctx, o, progress)
 	publishTime := time.Since(start)
 
 	// Wait until every subscriber has all it should, or the wait runs out.
@@ -159,10 +164,18 @@ func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 
 	report.summarise(subs, acked, start, publishTime)
 	if o.PID != 0 {
-		report.ServerCPUSeconds = (cpuAfter - cpuBefore).Seconds()
+		cpuSeconds := (cpuAfter - cpuBefore).Seconds()
+		report.ServerCPUSeconds = new(cpuSeconds)
 		if report.Delivered > 0 {
-			report.ServerCPUMicrosPerDelivery = report.ServerCPUSeconds * 1e6 / float64(report.Delivered)
+			report.ServerCPUMicrosPerDelivery = new(cpuSeconds * 1e6 / float64(report.Delivered))
 		}
+	}
+	if report.PublishFailures > 0 {
+		if publishErr == nil { // never sent: the run was stopped
+			publishErr = ctx.Err()
+		}
+		report.FirstPublishError = publishErr.Error()
+		return report, fmt.Errorf("bench: %d of %d publishes failed; the first: %w", report.PublishFailures, o.Messages, publishErr)
 	}
 	return report, nil
 }
@@ -208,8 +221,9 @@ func connectAll(ctx context.Context, o Options, progress *progress) ([]*subscrib
 }
 
 // publishAll sends o.Messages messages, paced at o.Rate or as fast as
-// o.Publishers go, and returns which the server acknowledged.
-func publishAll(ctx context.Context, o Options, progress *progress) []bool {
+// o.Publishers go, and returns which the server acknowledged and why the
+// first that failed did.
+func publishAll(ctx context.Context, o Options, progress *progress) ([]bool, error) {
 	client := &http.Client{
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: o.Publishers, MaxConnsPerHost: o.Publishers},
@@ -239,37 +253,49 @@ func publishAll(ctx context.Context, o Options, progress *progress) []bool {
 		}
 	}()
 	acked := make([]bool, o.Messages) // each index written by one publisher
-	var count atomic.Int64
-	var wg sync.WaitGroup
+	var (
+		count    atomic.Int64
+		firstErr error
+		errOnce  sync.Once
+		wg       sync.WaitGroup
+	)
 	publishURLs := strings.Split(o.PublishURL, ",")
 	for p := range o.Publishers {
 		wg.Go(func() {
 			for seq := range seqs {
-				if publish(ctx, client, publishURLs[p%len(publishURLs)], encodePayload(seq, time.Now(), o.Size)) {
-					acked[seq] = true
-					progress.set("published %d/%d", int(count.Add(1)), o.Messages)
+				err := publish(ctx, client, publishURLs[p%len(publishURLs)], encodePayload(seq, time.Now(), o.Size))
+				if err != nil {
+					errOnce.Do(func() { firstErr = err })
+					continue
 				}
+				acked[seq] = true
+				progress.set("published %d/%d", int(count.Add(1)), o.Messages)
 			}
 		})
 	}
 	wg.Wait()
-	return acked
+	return acked, firstErr
 }
 
-// publish POSTs one message and reports whether the server took it.
-func publish(ctx context.Context, client *http.Client, url string, payload []byte) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(payload)))
+// publish POSTs one message and returns why the server did not take it,
+// if it did not.
+func publish(ctx context.Context, client *http.Client, url string, payload []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
 	if err != nil {
-		return false
+		return err
 	}
 	req.Header.Set("Content-Type", "text/plain")
 	resp, err := client.Do(req)
 	if err != nil {
-		return false
+		return err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode >= 200 && resp.StatusCode < 300
+	defer resp.Body.Close()
+	var refused error
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		refused = readRefusal(resp)
+	}
+	io.Copy(io.Discard, resp.Body) // so that the connection is used again
+	return refused
 }
 
 // progress writes one updating line to a terminal, and nothing otherwise.
