@@ -66,12 +66,13 @@ start_server() {
   local name=$1 port=$2
   case "$name" in
     herald | herald-file)
-      sed "s/PORT/$port/" bench/herald.yaml >"$work/herald.yaml"
+      config=bench/herald.yaml
       if [[ "$name" == herald-file ]]; then
-        rm -f "$work/history.db"
-        printf 'history:\n  file: %s\n' "$work/history.db" >>"$work/herald.yaml"
+        config="$work/herald-file.yaml"
+        rm -f "$work/history.db" "$work/history.db-journal"
+        { cat bench/herald.yaml; printf 'history:\n  file: %s\n' "$work/history.db"; } >"$config"
       fi
-      taskset -c 0 "$work/herald" -config "$work/herald.yaml" >/dev/null 2>"$work/herald.log" &
+      HERALD_PORT=$port taskset -c 0 "$work/herald" -config "$config" >/dev/null 2>"$work/herald.log" &
       ws_url="ws://127.0.0.1:$port/ws"
       publish_url="http://127.0.0.1:$port/notify"
       ;;
