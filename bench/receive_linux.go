@@ -292,14 +292,16 @@ func (g *pollGroup) run() {
 		}
 		for _, event := range g.events[:g.ready] {
 			if s, ok := g.subs[event.Fd]; ok {
-				g.read(event.Fd, s)
+				g.read(event.Fd, s, event.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0)
 			}
 		}
 	}
 }
 
-// read empties one ready socket.
-func (g *pollGroup) read(fd int32, s *subscriber) {
+// read empties one ready socket. A short read means it is empty, unless
+// the peer's end came too (ended): that is reported once, with the bytes
+// before it, so read goes on until it finds it.
+func (g *pollGroup) read(fd int32, s *subscriber, ended bool) {
 	for {
 		space := s.readSpace()
 		n, arrived, err := s.socket.recv(space)
@@ -311,7 +313,7 @@ func (g *pollGroup) read(fd int32, s *subscriber) {
 		case err == nil:
 			err = s.received(n, arrived)
 		}
-		if !g.settle(fd, s, err) || n < len(space) {
+		if !g.settle(fd, s, err) || (n < len(space) && !ended) {
 			return
 		}
 	}
