@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
 	"maps"
+	"net"
+	"net/http"
 	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"herald/app"
@@ -91,7 +96,8 @@ func TestBenchPrintsJSONAndRefusesBadFlags(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout.String()), &report); err != nil || report.Delivered != 3 || report.Lost != 0 {
 		t.Errorf("JSON report %q (%v), want 3 delivered and none lost", stdout.String(), err)
 	}
-	for _, bad := range [][]string{{"-size", "10"}, {"-ws", "http://x/ws"}, {"-subscribers", "0"}, {"stray"}} {
+	for _, bad := range [][]string{{"-size", "10"}, {"-ws", "http://x/ws"}, {"-subscribers", "0"}, {"stray"}, {"-topics", "0"},
+		{"-topics", "2", "-ws", "ws://127.0.0.1:9000/ws?topic=news"}} {
 		err := run(t.Context(), append([]string{"bench"}, bad...), os.Getenv, io.Discard, io.Discard)
 		if err == nil || strings.Contains(err.Error(), "\n") {
 			t.Errorf("herald bench %v: %v, want one line saying what is wrong", bad, err)
@@ -260,6 +266,141 @@ func TestBenchREADMEExamplesRunAgainstTheBenchConfig(t *testing.T) {
 					t.Errorf("README: herald bench %s: %d topics, past %s's limit", strings.Join(example, " "), n, configPath)
 				}
 			}
+		}
+	}
+}
+
+// With -topics, subscriber i watches topic i mod N and message k goes to
+// topic k mod N, named PREFIX0 to PREFIX(N-1); each subscriber is counted
+// against its topic's messages alone.
+func TestBenchSpreadsSubscribersAndMessagesOverTopics(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, unlimitedPublishing)
+	watcher := readInBackground(dial(t, h.ws("/ws?topic=spread-2")), 64)
+	report := runBench(t, "-ws", h.ws("/ws"), "-publish", h.Origin+"/notify", "-topics", "4", "-topic-prefix", "spread-",
+		"-subscribers", "8", "-messages", "42", "-publishers", "4")
+	// Topics 0 and 1 get 11 of the 42 messages, topics 2 and 3 get 10;
+	// each topic has two subscribers.
+	for key, want := range map[string]string{
+		"topics": "4", "acknowledged": "42", "expected_deliveries": "84", "delivered": "84",
+		"lost": "0", "duplicated": "0", "foreign_frames": "0", "read_errors": "0",
+	} {
+		if report[key] != want {
+			t.Errorf("%s=%s, want %s", key, report[key], want)
+		}
+	}
+	// The topic's own subscriber got messages 2, 6, ..., 38 in some order,
+	// and nothing else before the marker published after the run.
+	seen := map[int]bool{}
+	for range 10 {
+		frame := watcher.next(t)
+		seq, err := strconv.Atoi(strings.Fields(frame)[0])
+		if err != nil || seq%4 != 2 || seen[seq] {
+			t.Fatalf("topic spread-2 got %q, want each of messages 2, 6, ..., 38 once", frame)
+		}
+		seen[seq] = true
+	}
+	resp, err := http.Get(h.Origin + "/notify?topic=spread-2&msg=marker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	decodeReceipt(t, resp)
+	if frame := watcher.next(t); frame != "marker" {
+		t.Errorf("topic spread-2 got %q after its 10 messages, want only the marker", frame)
+	}
+}
+
+// A subscriber cut after some of its topic's messages is counted as losing
+// the rest of that topic's messages, and no others.
+func TestBenchCountsTheLossOfASubscriberOfOneTopic(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, unlimitedPublishing)
+	const passed = 4
+	relay := cuttingRelay(t, strings.TrimPrefix(h.Origin, "http://"), passed)
+	// Subscribers take the URLs in turn, so subscriber 0, on topic 0, is
+	// the one through the relay.
+	direct := h.ws("/ws")
+	report, err := runBenchErr(t, "-ws", strings.Join([]string{relay, direct, direct, direct}, ","), "-publish", h.Origin+"/notify",
+		"-topics", "4", "-subscribers", "4", "-messages", "42", "-publishers", "4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Topic 0 has messages 0, 4, ..., 40: 11, of which the relay passed 4.
+	for key, want := range map[string]string{
+		"expected_deliveries": "42", "delivered": strconv.Itoa(42 - 11 + passed), "lost": strconv.Itoa(11 - passed),
+		"duplicated": "0", "foreign_frames": "0", "read_errors": "1",
+	} {
+		if report[key] != want {
+			t.Errorf("%s=%s, want %s", key, report[key], want)
+		}
+	}
+}
+
+// cuttingRelay relays one WebSocket connection to the server at hostPort
+// and cuts it once that many of the server's frames have gone through. It returns the
+// relay's ws:// URL.
+func cuttingRelay(t *testing.T, hostPort string, frames int) string {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	t.Cleanup(func() { listener.Close(); <-done })
+	go func() {
+		defer close(done)
+		client, err := listener.Accept()
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) { // closed unused, when the test failed before
+				t.Error(err)
+			}
+			return
+		}
+		server, err := net.Dial("tcp", hostPort)
+		if err != nil {
+			client.Close()
+			t.Error(err)
+			return
+		}
+		var upstream sync.WaitGroup
+		defer upstream.Wait()
+		defer client.Close() // the cut, which also ends the upstream copy
+		defer server.Close()
+		upstream.Go(func() { io.Copy(server, client) }) // the handshake, then pongs, until the cut
+		fromServer := bufio.NewReader(server)
+		head, err := readHTTPHead(fromServer)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		client.Write(head)
+		for range frames {
+			// Herald's frames to a client are unmasked, and these short.
+			header := make([]byte, 2)
+			if _, err := io.ReadFull(fromServer, header); err != nil || header[1] > 125 {
+				t.Errorf("relay: frame header % x, %v", header, err)
+				return
+			}
+			frame := append(header, make([]byte, header[1])...)
+			if _, err := io.ReadFull(fromServer, frame[2:]); err != nil {
+				t.Error(err)
+				return
+			}
+			client.Write(frame)
+		}
+	}()
+	return "ws://" + listener.Addr().String() + "/ws"
+}
+
+// readHTTPHead reads a response's status line and headers, through the
+// blank line.
+func readHTTPHead(r *bufio.Reader) ([]byte, error) {
+	var head []byte
+	for {
+		line, err := r.ReadBytes('\n')
+		head = append(head, line...)
+		if err != nil || string(line) == "\r\n" {
+			return head, err
 		}
 	}
 }

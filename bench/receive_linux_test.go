@@ -58,7 +58,7 @@ func TestAFinishedSubscriberKeepsItsConnectionUntilStop(t *testing.T) {
 	message := encodePayload(0, time.Now(), 64)
 	url, closed := quietServer(t, append([]byte{0x81, byte(len(message))}, message...))
 	s := dialSubscriber(t, url, 1)
-	r := startReading([]*subscriber{s}, 1)
+	r := startReading([]*subscriber{s})
 	<-r.done
 	if len(r.groups) != 1 || len(r.groups[0].finished) != 1 {
 		t.Fatalf("the finished subscriber's socket is not held by its group: %d groups", len(r.groups))
@@ -88,7 +88,7 @@ func TestAPollGroupReadsTheEndThatCameWithTheLastFrame(t *testing.T) {
 	s := dialSubscriber(t, url, 2)
 	close(send)
 	awaitHangUp(t, s.conn)
-	r := startReading([]*subscriber{s}, 2)
+	r := startReading([]*subscriber{s})
 	defer r.stop()
 	select {
 	case <-r.done:

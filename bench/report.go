@@ -16,6 +16,7 @@ import (
 type Report struct {
 	Subscribers     int     `json:"subscribers"`
 	Messages        int     `json:"messages"`
+	Topics          int     `json:"topics"`
 	ConnectSeconds  float64 `json:"connect_seconds"`
 	Acknowledged    int     `json:"acknowledged"`
 	PublishFailures int     `json:"publish_failures"`
@@ -75,7 +76,8 @@ type Report struct {
 	LoadCPUBusy float64 `json:"load_cpu_busy"`
 }
 
-// summarise counts deliveries against the acknowledged messages.
+// summarise counts each subscriber's deliveries against the acknowledged
+// messages of its topic.
 func (r *Report) summarise(subs []*subscriber, acked []bool, start time.Time, publishTime time.Duration) {
 	for _, ok := range acked {
 		if ok {
@@ -83,8 +85,13 @@ func (r *Report) summarise(subs []*subscriber, acked []bool, start time.Time, pu
 		}
 	}
 	r.PublishFailures = len(acked) - r.Acknowledged
-	r.Expected = r.Acknowledged * len(subs)
-	r.Lost += (r.Subscribers - len(subs)) * r.Acknowledged // never connected
+	for _, s := range subs {
+		for seq, ok := range acked {
+			if ok && s.expects(seq) {
+				r.Expected++
+			}
+		}
+	}
 	read := newLatencies(r.Expected, len(acked))
 	arrival := newLatencies(r.Expected, len(acked))
 	r.ArrivalClock = "kernel"
@@ -103,6 +110,9 @@ func (r *Report) summarise(subs []*subscriber, acked []bool, start time.Time, pu
 			r.ArrivalClock = "read"
 		}
 		for seq, ok := range acked {
+			if !s.expects(seq) {
+				continue
+			}
 			readMicros, arrivalMicros, seen := s.latencyOf(seq)
 			if ok && !seen {
 				r.Lost++
