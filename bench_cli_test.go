@@ -124,6 +124,8 @@ func TestBenchNamesTheLimitThatRefusedIt(t *testing.T) {
 		{"whenPublishingFasterThanOneAddressMay", "publish_per_second: 0.01\n  publish_burst: 2",
 			[]string{"-subscribers", "1", "-messages", "6", "-publishers", "1", "-wait", "1ms"}, "HTTP 429",
 			[]string{"limits.publish_per_second", "limits.publish_burst"}},
+		{"whenMoreTopicsThanTheServerHolds", "max_topics: 2",
+			[]string{"-topics", "4", "-subscribers", "4", "-messages", "1"}, "HTTP 503", []string{"limits.max_topics"}},
 		{"whenMessagesAreLargerThanTheServerTakes", "max_message_bytes: 100\n  publish_per_second: 0",
 			[]string{"-subscribers", "1", "-messages", "2", "-size", "200", "-wait", "1ms"}, "HTTP 413",
 			[]string{"limits.max_message_bytes"}},
