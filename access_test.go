@@ -3,12 +3,14 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -263,5 +265,97 @@ func TestPageAsksForANewTokenWhenItsTokenExpires(t *testing.T) {
 	)
 	if summary := get(t, tab, chromedp.Text("#access-summary")); !strings.Contains(summary, `The token "short" expired at`) {
 		t.Errorf("the Access card says %q", summary)
+	}
+}
+
+// TestATokenNeverHasFewerRightsThanNoToken is the case a new user met:
+// anyone may watch, a team's token covers team-*, and the team member
+// watching deploys with that token was refused while anonymous curl was
+// not. With the token, every route allows what it allows without one, and
+// /access says the same; a token the server does not know is still
+// refused.
+func TestATokenNeverHasFewerRightsThanNoToken(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, `security:
+  anonymous: read-only
+  tokens:
+    - {name: team, secret: team-token-31f7, read: ["team-*"], write: ["team-*"]}
+    - {name: ci, secret: ci-token-8a02, write: [deploys]}
+`)
+	team := http.Header{"Authorization": {"Bearer team-token-31f7"}}
+	ws, status := dialWith(t, h.ws("/ws?topic=deploys"), team)
+	if status != http.StatusSwitchingProtocols {
+		t.Fatalf("WebSocket on deploys with the team token: %d, want 101 as without a token", status)
+	}
+	events := openEventsWith(t, h.Origin+"/events?topic=deploys", team)
+
+	var reply struct {
+		Read, Write []string
+		Topic       struct{ Read, Write bool }
+	}
+	got := request(t, http.MethodGet, h.Origin+"/access?topic=deploys", team, "")
+	if err := json.Unmarshal([]byte(got.body), &reply); err != nil || got.status != http.StatusOK {
+		t.Fatalf("/access with the team token: %d %s", got.status, got.body)
+	}
+	if !reply.Topic.Read || reply.Topic.Write || !slices.Equal(reply.Read, []string{"*"}) || !slices.Equal(reply.Write, []string{"team-*"}) {
+		t.Errorf("/access says the team token on deploys may %+v, with read %v and write %v", reply.Topic, reply.Read, reply.Write)
+	}
+
+	// Publishing to deploys is the CI token's; neither the team token nor
+	// anyone without a token may.
+	for who, want := range map[string]int{"team-token-31f7": 403, "": 401, "not-a-token": 401} {
+		header := http.Header{}
+		if who != "" {
+			header.Set("Authorization", "Bearer "+who)
+		}
+		if got := request(t, http.MethodPost, h.Origin+"/notify?topic=deploys", header, "msg=forged"); got.status != want {
+			t.Errorf("publish to deploys with %q: %d %s, want %d", who, got.status, got.error, want)
+		}
+	}
+	if got := request(t, http.MethodPost, h.Origin+"/notify?topic=deploys", http.Header{"Authorization": {"Bearer ci-token-8a02"}}, "msg=v2 is live"); got.status != 200 {
+		t.Fatalf("publish with the CI token: %d %s", got.status, got.error)
+	}
+	if got := readText(t, ws); got != "v2 is live" {
+		t.Errorf("the team member's WebSocket got %q", got)
+	}
+	if got := events.next(t).Data; got != "v2 is live" {
+		t.Errorf("the team member's event stream got %q", got)
+	}
+	if _, status := dialWith(t, h.ws("/ws?topic=deploys"), http.Header{"Authorization": {"Bearer not-a-token"}}); status != 401 {
+		t.Errorf("WebSocket with an unknown token: %d, want 401", status)
+	}
+}
+
+// TestPageWithAScopedTokenWatchesWhatAnyoneMay: someone who typed their
+// team's token into the page of a topic anyone may watch is not told
+// "Not allowed", and watches it.
+func TestPageWithAScopedTokenWatchesWhatAnyoneMay(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, `security:
+  anonymous: read-only
+  tokens:
+    - {name: team, secret: team-token-52c9, read: ["team-*"], write: ["team-*"]}
+    - {name: ci, secret: ci-token-0d6e, write: [deploys]}
+`)
+	tab := newTab(t)
+	runIn(t, tab,
+		waitLive(h.URL+"?topic=deploys"),
+		chromedp.Click("#change-token"),
+		useToken("team-token-52c9"),
+		// The card and the verdict on watching change in one step.
+		waitFor(`document.getElementById("access-summary").textContent.includes("Token “team”")`),
+	)
+	status := get(t, tab, chromedp.Text("#status-text"))
+	empty := get(t, tab, chromedp.Evaluate[string](`document.getElementById("empty").textContent`))
+	if status == "Not allowed" || strings.Contains(empty, "cannot watch") {
+		t.Fatalf("the page says %q and %q to a token that may watch deploys", status, empty)
+	}
+	runIn(t, tab, chromedp.WaitReady(`body[data-state="live"]`))
+	if got := request(t, http.MethodPost, h.Origin+"/notify?topic=deploys", http.Header{"Authorization": {"Bearer ci-token-0d6e"}}, "msg=v3 is live"); got.status != 200 {
+		t.Fatalf("publish with the CI token: %d %s", got.status, got.error)
+	}
+	runIn(t, tab, waitForMessage("v3 is live"))
+	if says := get(t, tab, chromedp.Text("#publish-denied")); says != "The token “team” cannot publish to “deploys”." {
+		t.Errorf("the page says %q about publishing", says)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -201,5 +202,24 @@ func TestAccessRouteSaysWhatACredentialMayDo(t *testing.T) {
 	anonymous := read("", "team-a")
 	if anonymous.Kind != "anonymous" || !anonymous.Topic.Read || anonymous.Topic.Write {
 		t.Errorf("no token on team-a: %+v %+v", anonymous, anonymous.Topic)
+	}
+	// Anyone may read deploys, so the team token may too, and its lists
+	// say so: what the route answers is what the other routes do.
+	deploys := read("team-secret", "deploys")
+	if deploys.Topic == nil || !deploys.Topic.Read || deploys.Topic.Write ||
+		!slices.Equal(deploys.Read, []string{"*"}) || !slices.Equal(deploys.Write, []string{"team-a"}) {
+		t.Errorf("the team token on deploys: %+v %+v", deploys, deploys.Topic)
+	}
+	for action, path := range map[string]string{"subscribe": "/events?topic=deploys", "publish": "/notify?topic=deploys&msg=x"} {
+		req, _ := http.NewRequest(http.MethodGet, server.URL+path, nil)
+		req.AddCookie(&http.Cookie{Name: access.CookieName, Value: "team-secret"})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[string]int{"subscribe": 200, "publish": 403}[action]; resp.StatusCode != want {
+			t.Errorf("%s to deploys with the team token: %d, want %d as /access says", action, resp.StatusCode, want)
+		}
 	}
 }

@@ -7,6 +7,10 @@
 //   - a JWT whose "herald" claim lists the topic patterns it may publish
 //     and subscribe to, signed with an HMAC secret or a private key;
 //   - nothing, which gets the anonymous rights.
+//
+// A credential's rights are its own grants and the anonymous rights
+// together, so that presenting one never takes away what a client without
+// one may do. A credential the server cannot trust is still refused.
 package access
 
 import (
@@ -49,7 +53,8 @@ type Grant struct {
 	Name string
 	// Kind is "token", "jwt" or "anonymous".
 	Kind string
-	// Read and Write are the topic patterns this credential covers.
+	// Read and Write are the topic patterns this client may read and
+	// write: a credential's own, with the anonymous ones added.
 	Read, Write Patterns
 	// Expires is when the credential stops working; zero never.
 	Expires time.Time
@@ -61,6 +66,14 @@ func (g *Grant) Allows(a Action, topic string) bool {
 		return g.Write.Match(topic)
 	}
 	return g.Read.Match(topic)
+}
+
+// withAnonymous is g with what clients without a credential may do added.
+func (g *Grant) withAnonymous(anonymous *Grant) *Grant {
+	merged := *g
+	merged.Read = g.Read.union(anonymous.Read)
+	merged.Write = g.Write.union(anonymous.Write)
+	return &merged
 }
 
 // Anonymous reports whether g is the grant of a client with no credential.
@@ -106,7 +119,11 @@ func NewPolicy(cfg Config, now func() time.Time) (*Policy, error) {
 	if now == nil {
 		now = time.Now
 	}
-	p := &Policy{tokens: map[[sha256.Size]byte]*Grant{}, now: now}
+	anonymous, err := cfg.anonymousGrant()
+	if err != nil {
+		return nil, err
+	}
+	p := &Policy{tokens: map[[sha256.Size]byte]*Grant{}, anonymous: anonymous, now: now}
 	for i, t := range cfg.allTokens() {
 		g, secret, err := t.grant(cfg.Getenv)
 		if err != nil {
@@ -120,7 +137,7 @@ func NewPolicy(cfg Config, now func() time.Time) (*Policy, error) {
 		if other, taken := p.tokens[digest]; taken {
 			return nil, fmt.Errorf("security.tokens: %q and %q have the same secret", other.Name, t.Name)
 		}
-		p.tokens[digest] = g
+		p.tokens[digest] = g.withAnonymous(anonymous)
 	}
 	if cfg.JWT.enabled() {
 		v, err := newJWTVerifier(cfg.JWT, cfg.Getenv, now)
@@ -129,15 +146,11 @@ func NewPolicy(cfg Config, now func() time.Time) (*Policy, error) {
 		}
 		p.jwt = v
 	}
-	anonymous, err := cfg.anonymousGrant()
-	if err != nil {
-		return nil, err
-	}
-	p.anonymous = anonymous
 	return p, nil
 }
 
-// Identify returns the grant of credential, "" meaning none was presented.
+// Identify returns the grant of credential, "" meaning none was presented:
+// its own rights with the anonymous ones added.
 // A credential that this server does not know is refused rather than
 // treated as none, so that a mistyped or expired token says so instead of
 // quietly getting less; only a server that takes no credentials at all
@@ -153,7 +166,11 @@ func (p *Policy) Identify(credential string) (*Grant, error) {
 		return g, nil
 	}
 	if p.jwt != nil && strings.Count(credential, ".") == 2 {
-		return p.jwt.verify(credential)
+		g, err := p.jwt.verify(credential)
+		if err != nil {
+			return nil, err
+		}
+		return g.withAnonymous(p.anonymous), nil
 	}
 	return nil, denied(InvalidCredential, "the token is not valid on this server")
 }
