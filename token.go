@@ -52,11 +52,11 @@ func mintToken(args []string, configPath string, configGiven bool, getenv func(s
 		return err
 	}
 	if cfg.Security.JWT.Secret == "" {
-		return fmt.Errorf("token: %s sets no security.jwt.secret to sign with", source)
+		return fmt.Errorf("token: %s sets no security.jwt.secret to sign with", source.Name)
 	}
 	secret, err := access.ReadSecret(cfg.Security.JWT.Secret, getenv)
 	if err != nil {
-		return fmt.Errorf("token: security.jwt.secret: %w", err)
+		return source.Problem("security.jwt.secret", err)
 	}
 	claims := access.Claims{
 		RegisteredClaims: jwt.RegisteredClaims{Subject: *subject, IssuedAt: jwt.NewNumericDate(time.Now())},
@@ -71,7 +71,7 @@ func mintToken(args []string, configPath string, configGiven bool, getenv func(s
 	claims.Issuer = cfg.Security.JWT.Issuer
 	token, err := access.Mint(secret, claims)
 	if err != nil {
-		return fmt.Errorf("token: %w", err)
+		return source.Problem("security.jwt.secret", err)
 	}
 	fmt.Fprintln(stdout, token)
 	return nil

@@ -125,24 +125,28 @@ func NewPolicy(cfg Config, now func() time.Time) (*Policy, error) {
 	}
 	p := &Policy{tokens: map[[sha256.Size]byte]*Grant{}, anonymous: anonymous, now: now}
 	for i, t := range cfg.allTokens() {
+		secretKey := fmt.Sprintf("tokens[%d].secret", i)
+		if i >= len(cfg.Tokens) {
+			secretKey = t.Name // publish_token or subscribe_token
+		}
 		g, secret, err := t.grant(cfg.Getenv)
 		if err != nil {
-			key := fmt.Sprintf("security.tokens[%d]", i+1)
-			if i >= len(cfg.Tokens) {
-				key = "security." + t.Name // publish_token or subscribe_token
-			}
-			return nil, fmt.Errorf("%s: %w", key, err)
+			return nil, &KeyError{Key: secretKey, Err: err}
 		}
 		digest := sha256.Sum256([]byte(secret))
 		if other, taken := p.tokens[digest]; taken {
-			return nil, fmt.Errorf("security.tokens: %q and %q have the same secret", other.Name, t.Name)
+			return nil, &KeyError{Key: secretKey, Err: fmt.Errorf("%q has the same secret as %q", t.Name, other.Name)}
 		}
 		p.tokens[digest] = g.withAnonymous(anonymous)
 	}
 	if cfg.JWT.enabled() {
 		v, err := newJWTVerifier(cfg.JWT, cfg.Getenv, now)
 		if err != nil {
-			return nil, fmt.Errorf("security.jwt: %w", err)
+			key := "jwt.secret"
+			if cfg.JWT.PublicKeyFile != "" {
+				key = "jwt.public_key_file"
+			}
+			return nil, &KeyError{Key: key, Err: err}
 		}
 		p.jwt = v
 	}
@@ -202,6 +206,17 @@ func (p *Policy) Anonymous() *Grant { return p.anonymous }
 // CookieName is the cookie a browser may carry its token in, since
 // EventSource and the WebSocket constructor cannot set headers.
 const CookieName = "herald_token"
+
+// KeyError is a problem with one key of the access settings, which Key
+// names relative to security, such as tokens[0].secret.
+type KeyError struct {
+	Key string
+	Err error
+}
+
+func (e *KeyError) Error() string { return "security." + e.Key + ": " + e.Err.Error() }
+
+func (e *KeyError) Unwrap() error { return e.Err }
 
 // ErrNoSecret reports a secret reference that points at nothing.
 var ErrNoSecret = errors.New("the secret is empty")

@@ -316,13 +316,13 @@ func TestConfigProblemsNameTheirKey(t *testing.T) {
 		says string
 	}{
 		{"unknown anonymous", Config{Anonymous: "some"}, "anonymous", "not known"},
-		{"token without name", Config{Tokens: []TokenConfig{{Secret: "x"}}}, "tokens[1].name", "needs a name"},
-		{"two tokens, one name", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x"}, {Name: "a", Secret: "y"}}}, "tokens[2].name", "earlier token"},
-		{"empty secret", Config{Tokens: []TokenConfig{{Name: "a"}}}, "tokens[1].secret", "empty"},
-		{"env without a name", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:"}}}, "tokens[1].secret", "needs the name"},
-		{"missing file", Config{Tokens: []TokenConfig{{Name: "a", Secret: "file:" + filepath.Join(dir, "nope")}}}, "tokens[1].secret", "no such file"},
-		{"bad expiry", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x", Expires: "soon"}}}, "tokens[1].expires", "not a date"},
-		{"empty pattern", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x", Write: []string{""}}}}, "tokens[1].write", "empty"},
+		{"token without name", Config{Tokens: []TokenConfig{{Secret: "x"}}}, "tokens[0].name", "needs a name"},
+		{"two tokens, one name", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x"}, {Name: "a", Secret: "y"}}}, "tokens[1].name", "earlier token"},
+		{"empty secret", Config{Tokens: []TokenConfig{{Name: "a"}}}, "tokens[0].secret", "empty"},
+		{"env without a name", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:"}}}, "tokens[0].secret", "needs the name"},
+		{"missing file", Config{Tokens: []TokenConfig{{Name: "a", Secret: "file:" + filepath.Join(dir, "nope")}}}, "tokens[0].secret", "no such file"},
+		{"bad expiry", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x", Expires: "soon"}}}, "tokens[0].expires", "not a date"},
+		{"empty pattern", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x", Write: []string{""}}}}, "tokens[0].write", "pattern [0] is empty"},
 		{"short HMAC secret", Config{JWT: JWTConfig{Secret: "short"}}, "jwt.secret", "at least 32"},
 		{"both keys", Config{JWT: JWTConfig{Secret: hmacSecret, PublicKeyFile: secretFile}}, "jwt.public_key_file", "not both"},
 		{"no key in the file", Config{JWT: JWTConfig{PublicKeyFile: secretFile}}, "jwt.public_key_file", "no RSA, ECDSA or Ed25519"},
@@ -352,9 +352,9 @@ func TestConfigProblemsNameTheirKey(t *testing.T) {
 		cfg  Config
 		says string
 	}{
-		{"an unset variable", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:UNSET"}}}, "security.tokens[1]: the environment variable UNSET is not set"},
-		{"one secret, two tokens", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:CI_SECRET"}, {Name: "b", Secret: "from-the-env"}}}, `security.tokens: "a" and "b" have the same secret`},
-		{"a short HMAC secret from the environment", Config{JWT: JWTConfig{Secret: "env:CI_SECRET"}}, "security.jwt: the HMAC secret is 12 bytes"},
+		{"an unset variable", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:UNSET"}}}, "security.tokens[0].secret: the environment variable UNSET is not set"},
+		{"one secret, two tokens", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:CI_SECRET"}, {Name: "b", Secret: "from-the-env"}}}, `security.tokens[1].secret: "b" has the same secret as "a"`},
+		{"a short HMAC secret from the environment", Config{JWT: JWTConfig{Secret: "env:CI_SECRET"}}, "security.jwt.secret: the HMAC secret is 12 bytes"},
 	} {
 		tt.cfg.Anonymous, tt.cfg.Getenv = AnonymousAuto, env
 		if _, err := NewPolicy(tt.cfg, clock); err == nil || !strings.Contains(err.Error(), tt.says) {

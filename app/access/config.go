@@ -57,7 +57,7 @@ type JWTConfig struct {
 func (c JWTConfig) enabled() bool { return c.Secret != "" || c.PublicKeyFile != "" }
 
 // Check reports the first problem with cfg, naming the key relative to
-// security: "tokens[2].read", say. It checks the form of the secrets, not
+// security: "tokens[0].read", say, for the first token's. It checks the form of the secrets, not
 // what env:NAME holds, which NewPolicy reads with the server's own
 // environment.
 func (c Config) Check() (key string, err error) {
@@ -68,7 +68,7 @@ func (c Config) Check() (key string, err error) {
 	}
 	names := map[string]bool{}
 	for i, t := range c.Tokens {
-		at := func(field string) string { return fmt.Sprintf("tokens[%d].%s", i+1, field) }
+		at := func(field string) string { return fmt.Sprintf("tokens[%d].%s", i, field) }
 		if t.Name == "" {
 			return at("name"), fmt.Errorf("every token needs a name, for logs")
 		}

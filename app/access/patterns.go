@@ -17,7 +17,7 @@ type Patterns []string
 func ParsePatterns(list []string) (Patterns, error) {
 	for i, p := range list {
 		if p == "" {
-			return nil, fmt.Errorf("pattern %d is empty", i+1)
+			return nil, fmt.Errorf("pattern [%d] is empty", i)
 		}
 	}
 	return Patterns(list), nil
