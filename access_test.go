@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -358,4 +359,118 @@ func TestPageWithAScopedTokenWatchesWhatAnyoneMay(t *testing.T) {
 	if says := get(t, tab, chromedp.Text("#publish-denied")); says != "The token “team” cannot publish to “deploys”." {
 		t.Errorf("the page says %q about publishing", says)
 	}
+}
+
+// TestReadmeTokenExampleWorksAsWritten runs the README's herald token
+// example as a user copies it, in a directory of their own: the config
+// lines it shows, its export and its command, and a server on that config
+// takes the token. Without those lines, and without any config file, the
+// command names the line to add and the file to add it to.
+func TestReadmeTokenExampleWorksAsWritten(t *testing.T) {
+	configYAML, exportLine, commandLine := readmeTokenExample(t)
+	secret, args := shellWords(t, exportLine, strings.TrimPrefix(commandLine, "herald "))
+	env := map[string]string{"HERALD_JWT_SECRET": secret}
+	getenv := func(k string) string { return env[k] }
+	shipped, err := os.ReadFile("config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Chdir(t.TempDir()) // the command reads ./config.yaml, as the README's does
+	if err := os.WriteFile("config.yaml", []byte(configYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut strings.Builder
+	if err := run(t.Context(), args, getenv, &out, &errOut); err != nil {
+		t.Fatalf("%s: %v\n%s", commandLine, err, errOut.String())
+	}
+	token := strings.TrimSpace(out.String())
+	h := startHeraldEnv(t, "host: 127.0.0.1\nport: 0\n"+configYAML, env)
+	bearer := http.Header{"Authorization": {"Bearer " + token}}
+	if _, status := dialWith(t, h.ws("/ws?topic=team-x"), bearer); status != http.StatusSwitchingProtocols {
+		t.Errorf("the minted token subscribing to team-x: %d", status)
+	}
+	if got := request(t, http.MethodPost, h.Origin+"/notify?topic=team-a", bearer, "msg=x"); got.status != 200 {
+		t.Errorf("the minted token publishing to team-a: %d %s", got.status, got.error)
+	}
+
+	for _, tc := range []struct {
+		name, givenConfig, expectError string
+	}{
+		{"givenTheShippedConfig", string(shipped),
+			"token: config.yaml sets no security.jwt.secret to sign with: add the line security.jwt.secret: env:HERALD_JWT_SECRET to config.yaml (under security: and jwt:), and give the server the same HERALD_JWT_SECRET"},
+		{"givenNoConfigFile", "",
+			"token: there is no config.yaml, so no security.jwt.secret to sign with: create config.yaml with the line security.jwt.secret: env:HERALD_JWT_SECRET (under security: and jwt:), and give the server the same HERALD_JWT_SECRET"},
+		{"givenTheLineWithoutTheVariable", configYAML,
+			"config.yaml:3: security.jwt.secret: the environment variable HERALD_JWT_SECRET is not set or empty"},
+	} {
+		os.Remove("config.yaml")
+		if tc.givenConfig != "" {
+			if err := os.WriteFile("config.yaml", []byte(tc.givenConfig), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		withSecret := getenv
+		if tc.name == "givenTheLineWithoutTheVariable" {
+			withSecret = func(string) string { return "" }
+		}
+		err := run(t.Context(), args, withSecret, io.Discard, io.Discard)
+		if err == nil || err.Error() != tc.expectError {
+			t.Errorf("%s: got %v\nwant %s", tc.name, err, tc.expectError)
+		}
+	}
+}
+
+// readmeTokenExample is the README's herald token example: the YAML block
+// just before the shell block that runs herald token, and that block's
+// export and command lines, without their comments.
+func readmeTokenExample(t *testing.T) (configYAML, exportLine, commandLine string) {
+	t.Helper()
+	data, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(data)
+	command := strings.Index(readme, "\nherald token -sub ")
+	if command < 0 {
+		t.Fatal("the README has no herald token example")
+	}
+	shellStart := strings.LastIndex(readme[:command], "```sh\n")
+	yamlStart := strings.LastIndex(readme[:shellStart], "```yaml\n")
+	if shellStart < 0 || yamlStart < 0 {
+		t.Fatal("the README's herald token example has no config block before it")
+	}
+	yamlBlock := readme[yamlStart+len("```yaml\n"):]
+	configYAML = yamlBlock[:strings.Index(yamlBlock, "```")]
+	shellBlock := readme[shellStart+len("```sh\n"):]
+	for _, line := range strings.Split(shellBlock[:strings.Index(shellBlock, "```")], "\n") {
+		line, _, _ = strings.Cut(line, " #")
+		switch {
+		case strings.HasPrefix(line, "export "):
+			exportLine = strings.TrimSpace(line)
+		case strings.HasPrefix(line, "herald token "):
+			commandLine = strings.TrimSpace(line)
+		}
+	}
+	if exportLine == "" || commandLine == "" {
+		t.Fatalf("the README's herald token example lacks its export or its command:\n%s", shellBlock)
+	}
+	return configYAML, exportLine, commandLine
+}
+
+// shellWords runs export in sh, as a user's shell would, and returns the
+// variable it sets and the words sh makes of args.
+func shellWords(t *testing.T, export, args string) (string, []string) {
+	t.Helper()
+	name, _, _ := strings.Cut(strings.TrimPrefix(export, "export "), "=")
+	script := export + "\nset -- " + args + "\nprintf '%s\\0' \"$" + name + "\" \"$@\""
+	out, err := exec.Command("sh", "-c", script).Output()
+	if err != nil {
+		t.Fatalf("sh: %v", err)
+	}
+	words := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
+	if words[0] == "" {
+		t.Fatalf("%s set nothing", export)
+	}
+	return words[0], words[1:]
 }
