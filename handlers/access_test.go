@@ -223,3 +223,71 @@ func TestAccessRouteSaysWhatACredentialMayDo(t *testing.T) {
 		}
 	}
 }
+
+// TestACredentialInTheRequestOutranksTheCookie: a request that names its
+// credential (the Authorization header, else ?token=) is answered for
+// that one, even from a browser whose cookie holds another; and the
+// README lists the three places in the order they are taken.
+func TestACredentialInTheRequestOutranksTheCookie(t *testing.T) {
+	t.Parallel()
+	server := startAccessServer(t, newFrozenClock(time.Now()), func(s *app.SecurityConfig) {
+		s.Tokens = []access.TokenConfig{
+			{Name: "header", Secret: "header-secret", Read: []string{"*"}},
+			{Name: "query", Secret: "query-secret", Read: []string{"*"}},
+			{Name: "cookie", Secret: "cookie-secret", Read: []string{"*"}},
+		}
+	})
+	tests := []struct {
+		name                  string
+		header, query, cookie bool
+		expect                string
+	}{
+		{"givenAllThree", true, true, true, "header"},
+		{"givenTheQueryAndTheCookie", false, true, true, "query"},
+		{"givenTheHeaderAndTheCookie", true, false, true, "header"},
+		{"givenOnlyTheCookie", false, false, true, "cookie"},
+	}
+	for _, tt := range tests {
+		url := server.URL + "/access"
+		if tt.query {
+			url += "?token=query-secret"
+		}
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if tt.header {
+			req.Header.Set("Authorization", "Bearer header-secret")
+		}
+		if tt.cookie {
+			req.AddCookie(&http.Cookie{Name: access.CookieName, Value: "cookie-secret"})
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reply accessReply
+		err = json.NewDecoder(resp.Body).Decode(&reply)
+		resp.Body.Close()
+		if err != nil || reply.Name != tt.expect {
+			t.Errorf("%s: answered for %q (%v), want %q", tt.name, reply.Name, err, tt.expect)
+		}
+	}
+
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "### Sending a credential")
+	var places []string
+	for _, line := range strings.Split(section, "\n") {
+		if strings.HasPrefix(line, "###") {
+			break
+		}
+		for _, place := range []string{"`Authorization: Bearer TOKEN`", "`?token=TOKEN`", "the cookie `herald_token`"} {
+			if strings.HasPrefix(line, "| "+place) {
+				places = append(places, place)
+			}
+		}
+	}
+	if want := []string{"`Authorization: Bearer TOKEN`", "`?token=TOKEN`", "the cookie `herald_token`"}; !slices.Equal(places, want) {
+		t.Errorf("the README lists the places to send a credential as %q, want the order they are taken: %q", places, want)
+	}
+}

@@ -190,7 +190,7 @@ func (p *Policy) Authorize(credential string, a Action, topic string) (*Grant, e
 		return g, nil
 	}
 	if g.Anonymous() {
-		return nil, denied(NoCredential, "to %s topic %q, send a token: the header Authorization: Bearer TOKEN, the cookie %s, or ?token=TOKEN",
+		return nil, denied(NoCredential, "to %s topic %q, send a token: the header Authorization: Bearer TOKEN, ?token=TOKEN, or the cookie %s",
 			a, topic, CookieName)
 	}
 	return nil, denied(InsufficientScope, "the %s %q may not %s topic %q", g.Kind, g.Name, a, topic)
