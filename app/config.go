@@ -113,7 +113,7 @@ func (c SecurityConfig) Access() access.Config {
 
 // NotifyConfig sets how the notify route publishes.
 type NotifyConfig struct {
-	// AllowGet lets GET /notify?msg= publish, as the seed's clients do. Turn
+	// AllowGet lets GET /notify?msg= publish, as the article's clients do. Turn
 	// it off where following a link must never publish.
 	AllowGet bool `yaml:"allow_get"`
 }
