@@ -474,3 +474,57 @@ func shellWords(t *testing.T, export, args string) (string, []string) {
 	}
 	return words[0], words[1:]
 }
+
+// TestPageRefusedATokenStopsAndSetsEarlierMessagesApart: a page that was
+// watching, given a token that may not watch its topic, says so, stops
+// watching, and does not leave what it showed before under "cannot
+// watch" as if it were live.
+func TestPageRefusedATokenStopsAndSetsEarlierMessagesApart(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, `security:
+  tokens:
+    - {name: viewer, secret: viewer-token-77aa, read: ["*"]}
+    - {name: team, secret: team-token-77bb, read: ["team-*"]}
+    - {name: ci, secret: ci-token-77cc, write: ["*"]}
+`)
+	ci := http.Header{"Authorization": {"Bearer ci-token-77cc"}}
+	tab := newTab(t)
+	runIn(t, tab,
+		chromedp.Navigate(h.URL+"?topic=deploys"),
+		useToken("viewer-token-77aa"),
+		chromedp.WaitReady(`body[data-state="live"]`),
+	)
+	if got := request(t, http.MethodPost, h.Origin+"/notify?topic=deploys", ci, "msg=v4 is live"); got.status != 200 {
+		t.Fatalf("publish: %d %s", got.status, got.error)
+	}
+	runIn(t, tab, waitForMessage("v4 is live"))
+
+	// A watcher of our own sees the page leave.
+	watcher, status := dialWith(t, h.ws("/ws?topic=deploys&format=json&presence=1"), http.Header{"Authorization": {"Bearer viewer-token-77aa"}})
+	if status != http.StatusSwitchingProtocols {
+		t.Fatalf("watcher: %d", status)
+	}
+	if got := readText(t, watcher); got != `{"type":"presence","topic":"deploys","subscribers":2}` {
+		t.Fatalf("the watcher's first frame: %s", got)
+	}
+
+	runIn(t, tab,
+		chromedp.Click("#change-token"),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("token").value = ""`),
+		useToken("team-token-77bb"),
+		waitFor(`document.getElementById("empty").textContent.includes("cannot watch")`),
+	)
+	shown := get(t, tab, chromedp.Evaluate[int](`document.querySelectorAll("#messages li").length`))
+	setApart := get(t, tab, chromedp.Evaluate[string](
+		`(n => n && !n.hidden && n.closest("section").querySelector("#messages").classList.contains("earlier") ? n.textContent : "")(document.getElementById("earlier-note"))`))
+	if shown > 0 && setApart == "" {
+		t.Errorf("the page shows %d earlier message(s) under \"cannot watch\" with nothing to set them apart", shown)
+	}
+	screenshot(t, tab, "page-refused-token")
+	if got := readText(t, watcher); got != `{"type":"presence","topic":"deploys","subscribers":1}` {
+		t.Fatalf("after the refusal, the watcher got %s, want the page gone", got)
+	}
+	if got := request(t, http.MethodPost, h.Origin+"/notify?topic=deploys", ci, "msg=v5 is live"); got.status != 200 || !strings.Contains(got.body, `"subscribers":1`) {
+		t.Errorf("publish after the refusal: %d %s, want it handed to the watcher only", got.status, got.body)
+	}
+}
