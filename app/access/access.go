@@ -125,17 +125,17 @@ func NewPolicy(cfg Config, now func() time.Time) (*Policy, error) {
 	}
 	p := &Policy{tokens: map[[sha256.Size]byte]*Grant{}, anonymous: anonymous, now: now}
 	for i, t := range cfg.allTokens() {
-		secretKey := fmt.Sprintf("tokens[%d].secret", i)
+		at := func(field string) string { return fmt.Sprintf("tokens[%d].%s", i, field) }
 		if i >= len(cfg.Tokens) {
-			secretKey = t.Name // publish_token or subscribe_token
+			at = func(string) string { return t.Name } // publish_token or subscribe_token, which is its secret
 		}
-		g, secret, err := t.grant(cfg.Getenv)
+		g, secret, err := t.grant(at, cfg.Getenv)
 		if err != nil {
-			return nil, &KeyError{Key: secretKey, Err: err}
+			return nil, err
 		}
 		digest := sha256.Sum256([]byte(secret))
 		if other, taken := p.tokens[digest]; taken {
-			return nil, &KeyError{Key: secretKey, Err: fmt.Errorf("%q has the same secret as %q", t.Name, other.Name)}
+			return nil, &KeyError{Key: at("secret"), Err: fmt.Errorf("%q has the same secret as %q", t.Name, other.Name)}
 		}
 		p.tokens[digest] = g.withAnonymous(anonymous)
 	}

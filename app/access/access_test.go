@@ -355,6 +355,8 @@ func TestConfigProblemsNameTheirKey(t *testing.T) {
 		{"an unset variable", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:UNSET"}}}, "security.tokens[0].secret: the environment variable UNSET is not set"},
 		{"one secret, two tokens", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:CI_SECRET"}, {Name: "b", Secret: "from-the-env"}}}, `security.tokens[1].secret: "b" has the same secret as "a"`},
 		{"a short HMAC secret from the environment", Config{JWT: JWTConfig{Secret: "env:CI_SECRET"}}, "security.jwt.secret: the HMAC secret is 12 bytes"},
+		{"an expiry that Check would have refused", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x", Expires: "soon"}}}, `security.tokens[0].expires: "soon" is not a date`},
+		{"an unset publish_token variable", Config{PublishToken: "env:UNSET"}, "security.publish_token: the environment variable UNSET is not set"},
 	} {
 		tt.cfg.Anonymous, tt.cfg.Getenv = AnonymousAuto, env
 		if _, err := NewPolicy(tt.cfg, clock); err == nil || !strings.Contains(err.Error(), tt.says) {

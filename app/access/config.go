@@ -151,23 +151,24 @@ func (c Config) anonymousGrant() (*Grant, error) {
 	return g, nil
 }
 
-// grant is the Grant t describes, with its secret read.
-func (t TokenConfig) grant(getenv func(string) string) (*Grant, string, error) {
+// grant is the Grant t describes, with its secret read. A problem comes
+// as a KeyError whose key at names from the field's.
+func (t TokenConfig) grant(at func(field string) string, getenv func(string) string) (*Grant, string, error) {
 	secret, err := ReadSecret(t.Secret, getenv)
 	if err != nil {
-		return nil, "", err
+		return nil, "", &KeyError{Key: at("secret"), Err: err}
 	}
 	read, err := ParsePatterns(t.Read)
 	if err != nil {
-		return nil, "", fmt.Errorf("read: %w", err)
+		return nil, "", &KeyError{Key: at("read"), Err: err}
 	}
 	write, err := ParsePatterns(t.Write)
 	if err != nil {
-		return nil, "", fmt.Errorf("write: %w", err)
+		return nil, "", &KeyError{Key: at("write"), Err: err}
 	}
 	expires, err := parseExpiry(t.Expires)
 	if err != nil {
-		return nil, "", fmt.Errorf("expires: %w", err)
+		return nil, "", &KeyError{Key: at("expires"), Err: err}
 	}
 	return &Grant{Name: t.Name, Kind: "token", Read: read, Write: write, Expires: expires}, secret, nil
 }
