@@ -269,20 +269,23 @@ func TestPageAsksForANewTokenWhenItsTokenExpires(t *testing.T) {
 	}
 }
 
-// TestATokenNeverHasFewerRightsThanNoToken is the case a new user met:
-// anyone may watch, a team's token covers team-*, and the team member
-// watching deploys with that token was refused while anonymous curl was
-// not. With the token, every route allows what it allows without one, and
-// /access says the same; a token the server does not know is still
-// refused.
-func TestATokenNeverHasFewerRightsThanNoToken(t *testing.T) {
-	t.Parallel()
-	h := startHerald(t, `security:
+// readOnlyWithTeamAndCI is the server a new user met: anyone may watch,
+// the team's token covers team-*, and CI's publishes to deploys.
+const readOnlyWithTeamAndCI = `security:
   anonymous: read-only
   tokens:
     - {name: team, secret: team-token-31f7, read: ["team-*"], write: ["team-*"]}
     - {name: ci, secret: ci-token-8a02, write: [deploys]}
-`)
+`
+
+// TestATokenNeverHasFewerRightsThanNoToken: the team member watching
+// deploys with the team's token was refused while anonymous curl was not.
+// With the token, every route allows what it allows without one, and
+// /access says the same; a token the server does not know is still
+// refused.
+func TestATokenNeverHasFewerRightsThanNoToken(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, readOnlyWithTeamAndCI)
 	team := http.Header{"Authorization": {"Bearer team-token-31f7"}}
 	ws, status := dialWith(t, h.ws("/ws?topic=deploys"), team)
 	if status != http.StatusSwitchingProtocols {
@@ -332,17 +335,12 @@ func TestATokenNeverHasFewerRightsThanNoToken(t *testing.T) {
 // "Not allowed", and watches it.
 func TestPageWithAScopedTokenWatchesWhatAnyoneMay(t *testing.T) {
 	t.Parallel()
-	h := startHerald(t, `security:
-  anonymous: read-only
-  tokens:
-    - {name: team, secret: team-token-52c9, read: ["team-*"], write: ["team-*"]}
-    - {name: ci, secret: ci-token-0d6e, write: [deploys]}
-`)
+	h := startHerald(t, readOnlyWithTeamAndCI)
 	tab := newTab(t)
 	runIn(t, tab,
 		waitLive(h.URL+"?topic=deploys"),
 		chromedp.Click("#change-token"),
-		useToken("team-token-52c9"),
+		useToken("team-token-31f7"),
 		// The card and the verdict on watching change in one step.
 		waitFor(`document.getElementById("access-summary").textContent.includes("Token “team”")`),
 	)
@@ -352,7 +350,7 @@ func TestPageWithAScopedTokenWatchesWhatAnyoneMay(t *testing.T) {
 		t.Fatalf("the page says %q and %q to a token that may watch deploys", status, empty)
 	}
 	runIn(t, tab, chromedp.WaitReady(`body[data-state="live"]`))
-	if got := request(t, http.MethodPost, h.Origin+"/notify?topic=deploys", http.Header{"Authorization": {"Bearer ci-token-0d6e"}}, "msg=v3 is live"); got.status != 200 {
+	if got := request(t, http.MethodPost, h.Origin+"/notify?topic=deploys", http.Header{"Authorization": {"Bearer ci-token-8a02"}}, "msg=v3 is live"); got.status != 200 {
 		t.Fatalf("publish with the CI token: %d %s", got.status, got.error)
 	}
 	runIn(t, tab, waitForMessage("v3 is live"))
