@@ -126,7 +126,12 @@ func TestExpiredAndMissingCredentialsGetRFC6750Answers(t *testing.T) {
 	t.Parallel()
 	clock := newFrozenClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	server := startAccessServer(t, clock, func(s *app.SecurityConfig) {
-		s.Tokens = []access.TokenConfig{{Name: "reader", Secret: "reader-secret", Read: []string{"news"}, Expires: "2026-11-26"}}
+		// A token that may write makes auto refuse publishing to clients
+		// without a token, and so to the reader's token too.
+		s.Tokens = []access.TokenConfig{
+			{Name: "reader", Secret: "reader-secret", Read: []string{"news"}, Expires: "2026-11-26"},
+			{Name: "ci", Secret: "ci-secret", Write: []string{"news"}},
+		}
 	})
 	get := func(path, token string) (*http.Response, errorResponse) {
 		req, _ := http.NewRequest(http.MethodGet, server.URL+path, nil)
