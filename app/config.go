@@ -421,12 +421,6 @@ func (c Config) CheckSecrets(source ConfigSource, getenv func(string) string) er
 	return nil
 }
 
-// SecretProblem is err, a problem with the secret at key, as a ConfigError
-// at its line in source.
-func SecretProblem(source ConfigSource, key string, err error) error {
-	return source.Problem(key, err)
-}
-
 // ApplyEnv applies environment overrides to cfg: HERALD_PORT sets the port,
 // and HERALD_PUBLISH_TOKEN, HERALD_SUBSCRIBE_TOKEN and HERALD_ADMIN_TOKEN
 // set the tokens, so
