@@ -3,7 +3,12 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"io"
 	"io/fs"
 	"net/http"
@@ -524,5 +529,31 @@ func TestPageRefusedATokenStopsAndSetsEarlierMessagesApart(t *testing.T) {
 	}
 	if got := request(t, http.MethodPost, h.Origin+"/notify?topic=deploys", ci, "msg=v5 is live"); got.status != 200 || !strings.Contains(got.body, `"subscribers":1`) {
 		t.Errorf("publish after the refusal: %d %s, want it handed to the watcher only", got.status, got.body)
+	}
+}
+
+// TestTokenCommandOnAPublicKeyServerSaysWhereTokensComeFrom: a server
+// that verifies with a public key cannot have its tokens signed here.
+func TestTokenCommandOnAPublicKeyServerSaysWhereTokensComeFrom(t *testing.T) {
+	t.Parallel()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyFile, configFile := filepath.Join(dir, "jwt.pem"), filepath.Join(dir, "herald.yaml")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(configFile, []byte("security:\n  jwt:\n    public_key_file: "+keyFile+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = run(t.Context(), []string{"token", "-config", configFile, "-sub", "ci", "-publish", "deploys"}, func(string) string { return "" }, io.Discard, io.Discard)
+	if want := "token: " + configFile + " verifies JWTs with security.jwt.public_key_file, so tokens come from whoever holds its private key"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("got %v, want %s...", err, want)
 	}
 }
