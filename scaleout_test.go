@@ -127,7 +127,7 @@ func TestRedisOutageRefusesPublishesAndLosesNothingAcknowledged(t *testing.T) {
 		}
 	}
 
-	r.kill(t)
+	r.Kill(t)
 	for _, h := range []*heraldProcess{a, b} {
 		got := request(t, http.MethodPost, h.Origin+"/notify?topic=outage", nil, "msg=during")
 		if got.status != http.StatusServiceUnavailable || !strings.Contains(got.error, "Redis") {
@@ -141,7 +141,7 @@ func TestRedisOutageRefusesPublishesAndLosesNothingAcknowledged(t *testing.T) {
 		}
 	}
 
-	r.start(t)
+	r.Restart(t)
 	for i := range 5 {
 		if status := publish(b, fmt.Sprintf("after %d", i)); status != 200 {
 			t.Fatalf("publish once Redis is back: %d", status)
@@ -210,7 +210,7 @@ func TestRedisWipedWhileRunningReportsTheGap(t *testing.T) {
 	if f := readJSONFrame(t, live); f.Msg != "before" {
 		t.Fatalf("got %+v", f)
 	}
-	if err := r.client(t).FlushAll(context.Background()).Err(); err != nil {
+	if err := r.Client(t).FlushAll(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	after := h.publishToTopic(t, "wipe", "after")
