@@ -62,6 +62,10 @@ type RedisBroker struct {
 	up         atomic.Bool
 	errorCount atomic.Uint64
 	presence   *presence
+
+	// joinHook, set only by tests, runs as a subscriber is about to join
+	// the hub: a test forces a topic's last leave into that moment.
+	joinHook func()
 }
 
 var _ Broker = (*RedisBroker)(nil)
@@ -194,23 +198,29 @@ func (b *RedisBroker) Publish(ctx context.Context, topic, text string) (*Message
 	return &Message{ID: id, Topic: topic, Time: time.UnixMicro(now.UnixMicro()), Text: text}, int(subscribers), nil
 }
 
-// Subscribe seeds the topic from Redis when this instance does not hold
-// it, then subscribes with the hub.
+// Subscribe subscribes with the hub, which seeds the topic from Redis when
+// this instance does not hold it.
 func (b *RedisBroker) Subscribe(ctx context.Context, req SubscribeRequest) (*Subscriber, error) {
 	if err := CheckTopic(req.Topic); err != nil {
 		return nil, err
 	}
+	// b.mu keeps accept out from reading the seed to joining, so that no
+	// message falls between the seed and the channel.
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.hub.Position(req.Topic).Held {
-		seed, err := b.readSeed(ctx, req.Topic)
-		if err != nil {
-			b.failed(err)
-			return nil, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
-		}
-		req.seed = seed
+	if b.joinHook != nil {
+		b.joinHook()
 	}
-	return b.hub.Subscribe(req)
+	s, err := b.hub.SubscribeSeeded(req, nil)
+	if !errors.Is(err, ErrNotSeeded) {
+		return s, err
+	}
+	seed, err := b.readSeed(ctx, req.Topic)
+	if err != nil {
+		b.failed(err)
+		return nil, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
+	}
+	return b.hub.SubscribeSeeded(req, seed)
 }
 
 // readSeed reads where topic stands in Redis, and its kept messages.

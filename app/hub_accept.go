@@ -3,7 +3,11 @@
 
 package app
 
-import "sync"
+import (
+	"errors"
+	"fmt"
+	"sync"
+)
 
 // TopicPosition is where a topic a broker seeded stands on this instance.
 type TopicPosition struct {
@@ -56,21 +60,53 @@ type TopicSeed struct {
 	History       []*Message
 }
 
-// seedLocked makes topic's state from a broker's seed, unless the hub
-// holds the topic already, whose log is then newer than the seed.
-// Messages older than the history TTL are left out. The caller holds h.mu.
-func (h *Hub) seedLocked(topic string, seed *TopicSeed) {
-	if t, ok := h.topics[topic]; ok {
+// ErrNotSeeded is SubscribeSeeded's answer when it was given no seed for a
+// topic that the hub does not hold: the broker reads one and calls again.
+var ErrNotSeeded = errors.New("topic not held here: seed it from the broker")
+
+// SubscribeSeeded registers a subscriber, as Subscribe does, to a topic
+// whose ids a shared broker gives. Whether the hub holds the topic is
+// decided under the lock that forgets a topic when its last subscriber
+// leaves, so that a join racing that leave never finds the topic gone or
+// unseeded: when the hub does not hold it, SubscribeSeeded starts it from
+// seed, or, when seed is nil, changes nothing and returns ErrNotSeeded.
+// The broker must keep Accept out between reading a seed and passing it.
+func (h *Hub) SubscribeSeeded(req SubscribeRequest, seed *TopicSeed) (*Subscriber, error) {
+	return h.subscribe(req, true, seed)
+}
+
+// holdSeededLocked makes sure the hub holds topic as a shared broker's,
+// starting it from seed when it does not. The caller holds h.mu.
+func (h *Hub) holdSeededLocked(topic string, seed *TopicSeed) error {
+	t, ok := h.topics[topic]
+	if ok {
 		t.mu.Lock()
-		held := t.seeded || len(t.subscribers) > 0
-		if !held {
-			t.removed = true
-			delete(h.topics, topic)
-		}
+		seeded := t.seeded
 		t.mu.Unlock()
-		if held {
-			return
+		if seeded {
+			return nil
 		}
+	}
+	if seed == nil {
+		return ErrNotSeeded
+	}
+	if !ok && len(h.topics) >= h.maxTopics {
+		return fmt.Errorf("%w: the server holds its limit of %d", ErrTooManyTopics, h.maxTopics)
+	}
+	h.seedLocked(topic, seed)
+	return nil
+}
+
+// seedLocked makes topic's state from a broker's seed. Messages older than
+// the history TTL are left out. The caller holds h.mu and has found that
+// the hub does not hold the topic seeded.
+func (h *Hub) seedLocked(topic string, seed *TopicSeed) {
+	if old, ok := h.topics[topic]; ok {
+		// Unseeded, so no subscriber of a shared broker is in it: every
+		// one joins through SubscribeSeeded.
+		old.mu.Lock()
+		old.removed = true
+		old.mu.Unlock()
 	}
 	t := h.newTopic(topic, max(min(seed.SequenceStart, seed.LastID+1), 1))
 	t.lastID, t.assigned, t.seeded = seed.LastID, seed.LastID, true

@@ -18,7 +18,7 @@ func TestSeededTopicResumesAndAcceptsInOrder(t *testing.T) {
 	seed := &TopicSeed{SequenceStart: 100, LastID: 104, History: []*Message{
 		brokerMessage("news", 103, "c"), brokerMessage("news", 104, "d"),
 	}}
-	s, err := hub.Subscribe(SubscribeRequest{Topic: "news", Resume: true, Since: 102, seed: seed})
+	s, err := hub.SubscribeSeeded(SubscribeRequest{Topic: "news", Resume: true, Since: 102}, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,8 +36,8 @@ func TestSeededTopicResumesAndAcceptsInOrder(t *testing.T) {
 		t.Errorf("position %+v, want held at 105", pos)
 	}
 	// A second seed of a held topic changes nothing.
-	other, err := hub.Subscribe(SubscribeRequest{Topic: "news", Resume: true, Since: 104,
-		seed: &TopicSeed{SequenceStart: 1, LastID: 3}})
+	other, err := hub.SubscribeSeeded(SubscribeRequest{Topic: "news", Resume: true, Since: 104},
+		&TopicSeed{SequenceStart: 1, LastID: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestAcceptSkipsTopicsNotHeld(t *testing.T) {
 func TestAcceptAfterLostIDsReportsTheGap(t *testing.T) {
 	t.Parallel()
 	hub := newTestHub(t)
-	s, err := hub.Subscribe(SubscribeRequest{Topic: "wiped", SkipAhead: true, seed: &TopicSeed{SequenceStart: 10, LastID: 10}})
+	s, err := hub.SubscribeSeeded(SubscribeRequest{Topic: "wiped", SkipAhead: true}, &TopicSeed{SequenceStart: 10, LastID: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
