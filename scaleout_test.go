@@ -8,10 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestThreeInstancesOverRedisBehaveAsOne spreads WebSocket and SSE
@@ -384,4 +387,81 @@ func TestPageResumesOnAnotherInstance(t *testing.T) {
 	if hidden := get(t, tab, chromedp.Evaluate[bool](`document.getElementById("lost-notice").hidden`)); !hidden {
 		t.Error("the page warns of lost messages although none were lost")
 	}
+}
+
+// TestIdleSubscribersCostRedisNothing: two instances with a subscriber
+// each, nothing published, nothing changing. Over a window of several
+// seconds, they send Redis no presence announcement, and no command but
+// the periodic restatement of their counts.
+func TestIdleSubscribersCostRedisNothing(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	a, b := startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML())
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	rc := r.Client(t)
+	announcements := rc.Subscribe(ctx, "herald:presence")
+	defer announcements.Close()
+	if _, err := announcements.Receive(ctx); err != nil { // the subscription itself
+		t.Fatal(err)
+	}
+	openEvents(t, a.Origin+"/events?topic=idle", "")
+	if _, err := announcements.ReceiveMessage(ctx); err != nil {
+		t.Fatalf("the join on A was not announced: %v", err)
+	}
+	dial(t, b.ws("/ws?topic=idle"))
+	if _, err := announcements.ReceiveMessage(ctx); err != nil {
+		t.Fatalf("the join on B was not announced: %v", err)
+	}
+
+	before := commandCalls(t, rc)
+	start := time.Now()
+	// A window, not a wait: nothing is meant to happen in it.
+	time.Sleep(3 * time.Second)
+	after := commandCalls(t, rc)
+	elapsed := time.Since(start)
+
+	sent := map[string]int{}
+	total := 0
+	for command, calls := range after {
+		if n := calls - before[command]; n > 0 && command != "info" { // the test's own
+			sent[command] = n
+			total += n
+		}
+	}
+	t.Logf("in %s the two instances sent Redis %v", elapsed.Round(time.Millisecond), sent)
+	// B's join ends with B reading A's count, and A reading B's once told:
+	// 2 HGETALLs that may follow the last announcement into the window.
+	// Each instance restates its count once per 15 s: MULTI, HSET,
+	// PEXPIRE, EXEC and an HGETALL of the other's count, 5 commands, and a
+	// window of d holds at most d/15s+1 restatements. A loop that feeds on
+	// its own announcements sends thousands a second.
+	const instances, restatement, period = 2, 5, 15 * time.Second
+	limit := instances * (1 + restatement*(int(elapsed/period)+1))
+	if sent["publish"] != 0 || total > limit {
+		t.Errorf("in %s two idle instances sent Redis %d commands (%v), want no publish and at most %d",
+			elapsed.Round(time.Millisecond), total, sent, limit)
+	}
+}
+
+// commandCalls reads how many times Redis has run each command.
+func commandCalls(t *testing.T, rc *redis.Client) map[string]int {
+	t.Helper()
+	info, err := rc.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]int{}
+	for _, line := range strings.Split(info, "\n") {
+		// cmdstat_hset:calls=3,usec=12,usec_per_call=4.00,...
+		name, stats, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":calls=")
+		if !ok {
+			continue
+		}
+		n, _, _ := strings.Cut(stats, ",")
+		if calls[name], err = strconv.Atoi(n); err != nil {
+			t.Fatalf("commandstats line %q: %v", line, err)
+		}
+	}
+	return calls
 }

@@ -314,7 +314,7 @@ func (b *RedisBroker) Run(ctx context.Context) error {
 			b.recovered()
 		case *redis.Message:
 			if v.Channel == b.presence.channel {
-				b.presence.othersChanged(v.Payload)
+				b.presence.announced(v.Payload)
 				continue
 			}
 			m, err := decodeAnnouncement(v.Payload)
