@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	gorilla "github.com/gorilla/websocket"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -464,4 +465,37 @@ func commandCalls(t *testing.T, rc *redis.Client) map[string]int {
 		}
 	}
 	return calls
+}
+
+// TestSubscribersHearRedisIsBackAfterAStall: Redis freezes, a readiness
+// check finds it gone and subscribers are told so; Redis goes on, and they
+// are told it is back with nothing published and no one asking.
+func TestSubscribersHearRedisIsBackAfterAStall(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	h := startHerald(t, r.heraldYAML())
+	ws := dial(t, h.ws("/ws?topic=stall&format=json"))
+	sse := openEvents(t, h.Origin+"/events?topic=stall", "")
+
+	r.Freeze(t)
+	if ready := request(t, http.MethodGet, h.Origin+"/readyz", nil, ""); ready.status != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with Redis frozen: %d, want 503", ready.status)
+	}
+	awaitBrokerNotices(t, ws, sse, "down")
+	r.Thaw(t)
+	awaitBrokerNotices(t, ws, sse, "up")
+}
+
+// awaitBrokerNotices reads the next frame of a JSON WebSocket subscriber
+// and the next event of an SSE one, and fails unless each says the broker
+// is in state.
+func awaitBrokerNotices(t *testing.T, ws *gorilla.Conn, sse *sseStream, state string) {
+	t.Helper()
+	if f := readJSONFrame(t, ws); f.Type != "broker" || f.State != state {
+		t.Fatalf("the WebSocket subscriber got %+v, want the broker %s", f, state)
+	}
+	want := `{"type":"broker","state":"` + state + `"}`
+	if e := sse.next(t); e.Event != "broker" || e.Data != want {
+		t.Fatalf("the SSE subscriber got %+v, want event broker %s", e, want)
+	}
 }

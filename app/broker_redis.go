@@ -60,6 +60,7 @@ type RedisBroker struct {
 	mu sync.Mutex
 
 	up         atomic.Bool
+	wentDown   chan struct{} // told when up turns false
 	errorCount atomic.Uint64
 	presence   *presence
 
@@ -138,11 +139,12 @@ func NewRedisBroker(hub *Hub, opts RedisOptions) (*RedisBroker, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &RedisBroker{
-		hub:     hub,
-		client:  redis.NewClient(clientOpts),
-		opts:    opts,
-		channel: opts.Prefix + "messages",
-		log:     opts.Logger,
+		hub:      hub,
+		client:   redis.NewClient(clientOpts),
+		opts:     opts,
+		channel:  opts.Prefix + "messages",
+		log:      opts.Logger,
+		wentDown: make(chan struct{}, 1),
 	}
 	b.presence = newPresence(b)
 	ctx, cancel := context.WithTimeout(context.Background(), max(opts.Timeout, time.Second))
@@ -271,21 +273,21 @@ func (b *RedisBroker) readSeed(ctx context.Context, topic string) (*TopicSeed, e
 
 // Run reads the channel and hands messages to the hub until ctx ends.
 // When the connection drops, go-redis reconnects and subscribes again; each
-// time it does, the held topics catch up from their streams.
+// time it does, the held topics catch up from their streams. It runs the
+// presence goroutine, and the one that pings Redis while it is down, and
+// stops them before it returns.
 func (b *RedisBroker) Run(ctx context.Context) error {
-	presenceDone := make(chan struct{})
-	go func() {
-		defer close(presenceDone)
-		b.presence.run(ctx)
-	}()
-	defer func() { <-presenceDone }()
+	var helpers sync.WaitGroup
+	defer helpers.Wait()
+	helpers.Go(func() { b.presence.run(ctx) })
+	helpers.Go(func() { b.pingWhileDown(ctx) })
 	pubsub := b.client.Subscribe(ctx, b.channel, b.presence.channel)
 	defer pubsub.Close()
 	// go-redis does not give up a blocked read when ctx ends; closing the
 	// subscription does.
 	stop := context.AfterFunc(ctx, func() { pubsub.Close() })
 	defer stop()
-	subscribed, backoff := 0, 100*time.Millisecond
+	backoff := 100 * time.Millisecond
 	for {
 		received, err := pubsub.Receive(ctx)
 		if err != nil {
@@ -301,17 +303,17 @@ func (b *RedisBroker) Run(ctx context.Context) error {
 			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
+		// Whatever comes on the connection says that Redis serves again,
+		// even when it only stalled and the connection never dropped.
+		b.recovered()
 		switch v := received.(type) {
 		case *redis.Subscription:
-			if v.Kind != "subscribe" {
-				continue
-			}
-			subscribed++
-			backoff = 100 * time.Millisecond
-			if subscribed > 1 {
+			if v.Kind == "subscribe" && v.Channel == b.channel {
+				// Subscribed at start, or again after the connection
+				// dropped: what came meanwhile is in the streams.
+				backoff = 100 * time.Millisecond
 				b.catchUp(ctx)
 			}
-			b.recovered()
 		case *redis.Message:
 			if v.Channel == b.presence.channel {
 				b.presence.announced(v.Payload)
@@ -323,6 +325,36 @@ func (b *RedisBroker) Run(ctx context.Context) error {
 				continue
 			}
 			b.accept(ctx, m)
+		}
+	}
+}
+
+// recoveryPing is how often a broker that lost Redis pings it, to notice
+// when it is back.
+const recoveryPing = time.Second
+
+// pingWhileDown pings Redis every recoveryPing while the broker is down,
+// until ctx ends. Without it, a Redis that stalled and came back would be
+// noticed only by the next publish or readiness check: the channel's
+// connection may never have dropped, and nothing else asks.
+func (b *RedisBroker) pingWhileDown(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.wentDown:
+		}
+		for !b.up.Load() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(recoveryPing):
+			}
+			if err := b.client.Ping(ctx).Err(); err != nil {
+				b.failed(err)
+				continue
+			}
+			b.recovered()
 		}
 	}
 }
@@ -393,6 +425,10 @@ func (b *RedisBroker) failed(err error) {
 	if b.up.Swap(false) {
 		b.log.Error("redis is unreachable: publishes get 503 until it is back", "err", err)
 		b.hub.SetBrokerUp(false)
+		select {
+		case b.wentDown <- struct{}{}:
+		default:
+		}
 	}
 }
 
