@@ -221,8 +221,10 @@ func TestRedisWipedWhileRunningReportsTheGap(t *testing.T) {
 	if after.id(t) <= before.id(t) {
 		t.Fatalf("after the wipe the id went from %s back to %s", before.ID, after.ID)
 	}
-	if f := readJSONFrame(t, live); f.Type != "lost" || f.Since != before.ID {
-		t.Fatalf("the live subscriber got %+v, want a lost notice since %s", f, before.ID)
+	// Ids of two Redis lifetimes cannot be subtracted: how many were lost
+	// is unknown.
+	if f := readJSONFrame(t, live); f.Type != "lost" || f.Since != before.ID || f.Count != nil {
+		t.Fatalf("the live subscriber got %+v (count %s), want a lost notice since %s with count null", f, countText(f.Count), before.ID)
 	}
 	if f := readJSONFrame(t, live); f.Msg != "after" {
 		t.Fatalf("then %+v, want the new message", f)
@@ -236,6 +238,52 @@ func TestRedisWipedWhileRunningReportsTheGap(t *testing.T) {
 	if f := readJSONFrame(t, resumed); f.Msg != "after" {
 		t.Fatalf("then %+v, want the message after the wipe", f)
 	}
+}
+
+// TestRedisReplacedByAnEmptyOneReportsAnUnknownLoss: Redis is killed and
+// an empty one takes its place. The next message reaches subscribers after
+// a lost notice whose count is null: ids from two Redis lifetimes cannot
+// be subtracted.
+func TestRedisReplacedByAnEmptyOneReportsAnUnknownLoss(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	h := startHerald(t, r.heraldYAML())
+	ws := dial(t, h.ws("/ws?topic=wipe&format=json"))
+	sse := openEvents(t, h.Origin+"/events?topic=wipe", "")
+	before := h.publishToTopic(t, "wipe", "before")
+	if f := readJSONFrame(t, ws); f.Msg != "before" {
+		t.Fatalf("the WebSocket subscriber got %+v", f)
+	}
+	if e := sse.next(t); e.Data != "before" {
+		t.Fatalf("the SSE subscriber got %+v", e)
+	}
+
+	r.RestartEmpty(t)
+	awaitBrokerNotices(t, ws, sse, "down")
+	awaitBrokerNotices(t, ws, sse, "up")
+	after := h.publishToTopic(t, "wipe", "after")
+
+	wantLost := `{"type":"lost","topic":"wipe","since":"` + before.ID + `","count":null}`
+	if f := readJSONFrame(t, ws); f.Type != "lost" || f.Since != before.ID || f.Count != nil {
+		t.Errorf("the WebSocket subscriber got %+v (count %s), want %s", f, countText(f.Count), wantLost)
+	}
+	if e := sse.next(t); e.Event != "lost" || e.Data != wantLost {
+		t.Errorf("the SSE subscriber got %+v, want event lost %s", e, wantLost)
+	}
+	if f := readJSONFrame(t, ws); f.ID != after.ID || f.Msg != "after" {
+		t.Errorf("then the WebSocket subscriber got %+v, want %s after", f, after.ID)
+	}
+	if e := sse.next(t); e.ID != after.ID || e.Data != "after" {
+		t.Errorf("then the SSE subscriber got %+v, want %s after", e, after.ID)
+	}
+}
+
+// countText is a lost notice's count as JSON has it.
+func countText(count *uint64) string {
+	if count == nil {
+		return "null"
+	}
+	return strconv.FormatUint(*count, 10)
 }
 
 // TestPresenceCountsSubscribersOnEveryInstance: "N watching" on one

@@ -71,19 +71,33 @@ type RedisBroker struct {
 
 var _ Broker = (*RedisBroker)(nil)
 
+// sequenceLua starts the topic's sequence when Redis has none, at ARGV[1],
+// the time in microseconds, and sets epoch to where it started: an
+// instance that sees the epoch change knows that Redis lost the topic and
+// that ids of before and after cannot be compared. KEYS[1] is the counter,
+// KEYS[2] the start, ARGV[4] the TTL in milliseconds.
+const sequenceLua = `
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
+  redis.call('DECR', KEYS[1])
+end
+local epoch = redis.call('GET', KEYS[2])
+if not epoch then -- the start alone was lost: count from here as a new run
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[2], epoch, 'PX', ARGV[4])
+end
+`
+
 // publishScript numbers, keeps and announces one message atomically, and
 // counts the topic's subscribers on every instance from the presence hash.
 // KEYS: counter, sequence start, stream, presence. ARGV: the time in
 // microseconds, the text, the history size, the TTL in milliseconds, the
 // channel, the topic, and the time in milliseconds before which a count is
-// stale. It returns the id and the count. Ids are formatted with %d: Lua's
-// default number format would round them.
-var publishScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('SET', KEYS[2], ARGV[1])
-  redis.call('SET', KEYS[1], ARGV[1])
-  redis.call('DECR', KEYS[1])
-end
+// stale. It announces "topic\nepoch\nid\nmicros\ntext" and returns the id
+// and the count. Ids are formatted with %d: Lua's default number format
+// would round them.
+var publishScript = redis.NewScript(sequenceLua + `
 local id = redis.call('INCR', KEYS[1])
 local ids = string.format('%d', id)
 if tonumber(ARGV[3]) > 0 then
@@ -92,7 +106,7 @@ if tonumber(ARGV[3]) > 0 then
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-redis.call('PUBLISH', ARGV[5], ARGV[6] .. '\n' .. ids .. '\n' .. ARGV[1] .. '\n' .. ARGV[2])
+redis.call('PUBLISH', ARGV[5], ARGV[6] .. '\n' .. epoch .. '\n' .. ids .. '\n' .. ARGV[1] .. '\n' .. ARGV[2])
 local subscribers = 0
 for _, v in ipairs(redis.call('HVALS', KEYS[4])) do
   local n, stamp = string.match(v, '^(%d+):(%d+)$')
@@ -102,17 +116,11 @@ return {ids, subscribers}
 `)
 
 // seedScript reads where a topic stands, starting its sequence if Redis
-// has none, so that every instance agrees on it. KEYS and ARGV as for
-// publishScript (ARGV[1] and ARGV[4] only).
-var seedScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('SET', KEYS[2], ARGV[1])
-  redis.call('SET', KEYS[1], ARGV[1])
-  redis.call('DECR', KEYS[1])
-  redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  redis.call('PEXPIRE', KEYS[2], ARGV[4])
-end
-return {redis.call('GET', KEYS[2]), redis.call('GET', KEYS[1])}
+// has none, so that every instance agrees on it: it returns the epoch and
+// the last id. KEYS and ARGV as for publishScript (ARGV[1] and ARGV[4]
+// only).
+var seedScript = redis.NewScript(sequenceLua + `
+return {epoch, redis.call('GET', KEYS[1])}
 `)
 
 // quietLibrary is go-redis's logger: it says nothing. go-redis would print
@@ -236,12 +244,12 @@ func (b *RedisBroker) readSeed(ctx context.Context, topic string) (*TopicSeed, e
 	if len(reply) != 2 {
 		return nil, fmt.Errorf("the seed script returned %d values", len(reply))
 	}
-	start, errStart := strconv.ParseUint(reply[0], 10, 64)
+	epoch, errEpoch := strconv.ParseUint(reply[0], 10, 64)
 	last, errLast := strconv.ParseUint(reply[1], 10, 64)
-	if err := errors.Join(errStart, errLast); err != nil {
+	if err := errors.Join(errEpoch, errLast); err != nil {
 		return nil, fmt.Errorf("topic %s in redis: %w", topic, err)
 	}
-	seed := &TopicSeed{SequenceStart: start, LastID: last}
+	seed := &TopicSeed{Epoch: epoch, SequenceStart: epoch, LastID: last}
 	if b.opts.HistorySize > 0 {
 		entries, err := b.client.XRevRangeN(ctx, keys[2], "+", "-", int64(b.opts.HistorySize)).Result()
 		if err != nil {
@@ -319,12 +327,12 @@ func (b *RedisBroker) Run(ctx context.Context) error {
 				b.presence.announced(v.Payload)
 				continue
 			}
-			m, err := decodeAnnouncement(v.Payload)
+			m, epoch, err := decodeAnnouncement(v.Payload)
 			if err != nil {
 				b.log.Error("ignored a message on the redis channel", "err", err)
 				continue
 			}
-			b.accept(ctx, m)
+			b.accept(ctx, m, epoch)
 		}
 	}
 }
@@ -359,13 +367,13 @@ func (b *RedisBroker) pingWhileDown(ctx context.Context) {
 	}
 }
 
-// accept hands m to the hub, after any messages of its topic that this
-// instance missed.
-func (b *RedisBroker) accept(ctx context.Context, m *Message) {
+// accept hands m, of the topic's run epoch, to the hub, after any
+// messages of its topic that this instance missed.
+func (b *RedisBroker) accept(ctx context.Context, m *Message, epoch uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	position := b.hub.Position(m.Topic)
-	if !position.Held || m.ID <= position.LastID {
+	if !position.Held || (epoch == position.Epoch && m.ID <= position.LastID) {
 		return // no one here asked for the topic, or a duplicate
 	}
 	if m.ID > position.LastID+1 && !b.fillLocked(ctx, m.Topic, position.LastID, m.ID-1) {
@@ -374,30 +382,37 @@ func (b *RedisBroker) accept(ctx context.Context, m *Message) {
 		// catch-up after a reconnect, reads them all.
 		return
 	}
-	b.hub.Accept(m)
+	b.hub.Accept(m, epoch)
 }
 
 // fillLocked hands the hub the messages of topic after last, up to upTo
-// (0: all), from its stream, and reports whether Redis answered. What the
-// stream no longer holds is a gap, which the hub reports. The caller holds
-// b.mu.
+// (0: all), from its stream, with the epoch they were numbered in, and
+// reports whether Redis answered. What the stream no longer holds is a
+// gap, which the hub reports. The caller holds b.mu.
 func (b *RedisBroker) fillLocked(ctx context.Context, topic string, last, upTo uint64) bool {
 	end := "+"
 	if upTo > 0 {
 		end = strconv.FormatUint(upTo, 10) + "-1"
 	}
-	entries, err := b.client.XRange(ctx, b.keys(topic)[2], strconv.FormatUint(last+1, 10)+"-0", end).Result()
-	if err != nil {
+	keys := b.keys(topic)
+	pipe := b.client.TxPipeline() // the epoch and the entries of one moment
+	epochRead := pipe.Get(ctx, keys[1])
+	entriesRead := pipe.XRange(ctx, keys[2], strconv.FormatUint(last+1, 10)+"-0", end)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		b.failed(err)
 		return false
 	}
-	for _, entry := range entries {
+	epoch, err := strconv.ParseUint(epochRead.Val(), 10, 64)
+	if err != nil {
+		return true // Redis no longer has the topic: nothing to fill
+	}
+	for _, entry := range entriesRead.Val() {
 		m, err := decodeEntry(topic, entry)
 		if err != nil {
 			b.log.Error("ignored a damaged stream entry", "topic", topic, "err", err)
 			continue
 		}
-		b.hub.Accept(m)
+		b.hub.Accept(m, epoch)
 	}
 	return true
 }
@@ -472,18 +487,20 @@ func (b *RedisBroker) Stats() BrokerStats {
 // Close closes the connections.
 func (b *RedisBroker) Close() error { return b.client.Close() }
 
-// decodeAnnouncement reads "topic\nid\nmicros\ntext" from the channel.
-func decodeAnnouncement(payload string) (*Message, error) {
-	parts := strings.SplitN(payload, "\n", 4)
-	if len(parts) != 4 {
-		return nil, fmt.Errorf("announcement has %d parts, want 4", len(parts))
+// decodeAnnouncement reads "topic\nepoch\nid\nmicros\ntext" from the
+// channel.
+func decodeAnnouncement(payload string) (*Message, uint64, error) {
+	parts := strings.SplitN(payload, "\n", 5)
+	if len(parts) != 5 {
+		return nil, 0, fmt.Errorf("announcement has %d parts, want 5", len(parts))
 	}
-	id, errID := strconv.ParseUint(parts[1], 10, 64)
-	micros, errTime := strconv.ParseInt(parts[2], 10, 64)
-	if err := errors.Join(errID, errTime, CheckTopic(parts[0])); err != nil {
-		return nil, err
+	epoch, errEpoch := strconv.ParseUint(parts[1], 10, 64)
+	id, errID := strconv.ParseUint(parts[2], 10, 64)
+	micros, errTime := strconv.ParseInt(parts[3], 10, 64)
+	if err := errors.Join(errEpoch, errID, errTime, CheckTopic(parts[0])); err != nil {
+		return nil, 0, err
 	}
-	return &Message{ID: id, Topic: parts[0], Time: time.UnixMicro(micros), Text: parts[3]}, nil
+	return &Message{ID: id, Topic: parts[0], Time: time.UnixMicro(micros), Text: parts[4]}, epoch, nil
 }
 
 // decodeEntry reads one stream entry: its id is the message's, then -1.
