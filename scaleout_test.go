@@ -315,6 +315,27 @@ func TestPresenceCountsSubscribersOnEveryInstance(t *testing.T) {
 	awaitCount(2)
 }
 
+// TestPresenceIsRightAsSoonAsAnEmptyRedisIsBack: Redis is replaced by an
+// empty one, which has none of the counts. Once an instance tells its
+// subscribers that Redis is back, a publish's receipt counts them, on
+// that instance and on another.
+func TestPresenceIsRightAsSoonAsAnEmptyRedisIsBack(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	a, b := startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML())
+	ws := dial(t, a.ws("/ws?topic=counted&format=json"))
+	sse := openEvents(t, a.Origin+"/events?topic=counted", "")
+
+	r.RestartEmpty(t)
+	awaitBrokerNotices(t, ws, sse, "down")
+	awaitBrokerNotices(t, ws, sse, "up")
+	for name, h := range map[string]*heraldProcess{"the subscribers' instance": a, "another instance": b} {
+		if got := h.publishToTopic(t, "counted", "hello"); got.Subscribers != 2 {
+			t.Errorf("a publish on %s reports %d subscribers, want 2", name, got.Subscribers)
+		}
+	}
+}
+
 // TestBenchAcrossTwoInstancesLosesNothing runs herald bench as the README
 // does against two instances behind one Redis: subscribers and publishers
 // spread over both, and every delivery is counted.

@@ -50,6 +50,7 @@ type RedisOptions struct {
 type RedisBroker struct {
 	hub     *Hub
 	client  *redis.Client
+	pubsub  *redis.PubSub // the channels, from the start; Run reads them
 	opts    RedisOptions
 	channel string
 	log     *slog.Logger
@@ -59,7 +60,10 @@ type RedisBroker struct {
 	// seed and the channel.
 	mu sync.Mutex
 
+	// up says whether Redis answered last time; changing makes each
+	// change of it one step with telling the hub and the log.
 	up         atomic.Bool
+	changing   sync.Mutex
 	wentDown   chan struct{} // told when up turns false
 	errorCount atomic.Uint64
 	presence   *presence
@@ -90,11 +94,11 @@ end
 `
 
 // publishScript numbers, keeps and announces one message atomically, and
-// counts the topic's subscribers on every instance from the presence hash.
-// KEYS: counter, sequence start, stream, presence. ARGV: the time in
+// counts the topic's subscribers on the other instances from the presence
+// hash. KEYS: counter, sequence start, stream, presence. ARGV: the time in
 // microseconds, the text, the history size, the TTL in milliseconds, the
-// channel, the topic, and the time in milliseconds before which a count is
-// stale. It announces "topic\nepoch\nid\nmicros\ntext" and returns the id
+// channel, the topic, the time in milliseconds before which a count is
+// stale, and this instance's field in the hash. It announces "topic\nepoch\nid\nmicros\ntext" and returns the id
 // and the count. Ids are formatted with %d: Lua's default number format
 // would round them.
 var publishScript = redis.NewScript(sequenceLua + `
@@ -108,9 +112,10 @@ redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', ARGV[5], ARGV[6] .. '\n' .. epoch .. '\n' .. ids .. '\n' .. ARGV[1] .. '\n' .. ARGV[2])
 local subscribers = 0
-for _, v in ipairs(redis.call('HVALS', KEYS[4])) do
-  local n, stamp = string.match(v, '^(%d+):(%d+)$')
-  if n and tonumber(stamp) >= tonumber(ARGV[7]) then subscribers = subscribers + tonumber(n) end
+local counts = redis.call('HGETALL', KEYS[4])
+for i = 1, #counts, 2 do
+  local n, stamp = string.match(counts[i + 1], '^(%d+):(%d+)$')
+  if counts[i] ~= ARGV[8] and n and tonumber(stamp) >= tonumber(ARGV[7]) then subscribers = subscribers + tonumber(n) end
 end
 return {ids, subscribers}
 `)
@@ -161,6 +166,16 @@ func NewRedisBroker(hub *Hub, opts RedisOptions) (*RedisBroker, error) {
 		b.client.Close()
 		return nil, fmt.Errorf("redis at %s does not answer: %w", clientOpts.Addr, err)
 	}
+	// Listening before anyone can subscribe or publish means that every
+	// message a subscriber could miss comes on the channel: Run reads what
+	// waits there once it starts.
+	b.pubsub = b.client.Subscribe(ctx, b.channel, b.presence.channel)
+	for range 2 { // one confirmation per channel
+		if _, err := b.pubsub.Receive(ctx); err != nil {
+			b.Close()
+			return nil, fmt.Errorf("redis at %s: subscribe to %s: %w", clientOpts.Addr, b.channel, err)
+		}
+	}
 	b.up.Store(true)
 	return b, nil
 }
@@ -188,7 +203,7 @@ func (b *RedisBroker) Publish(ctx context.Context, topic, text string) (*Message
 	micros := strconv.FormatInt(now.UnixMicro(), 10)
 	keys := append(b.keys(topic), b.presence.key(topic))
 	reply, err := publishScript.Run(ctx, b.client, keys, micros, text, b.opts.HistorySize,
-		b.opts.HistoryTTL.Milliseconds(), b.channel, topic, now.Add(-presenceStale).UnixMilli()).Slice()
+		b.opts.HistoryTTL.Milliseconds(), b.channel, topic, now.Add(-presenceStale).UnixMilli(), b.presence.instance).Slice()
 	if err != nil {
 		b.failed(err)
 		return nil, 0, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
@@ -197,15 +212,17 @@ func (b *RedisBroker) Publish(ctx context.Context, topic, text string) (*Message
 		return nil, 0, fmt.Errorf("%w: the publish script returned %v", ErrBrokerUnavailable, reply)
 	}
 	idText, _ := reply[0].(string)
-	subscribers, _ := reply[1].(int64)
+	elsewhere, _ := reply[1].(int64)
 	id, err := strconv.ParseUint(idText, 10, 64)
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: the publish script returned %v", ErrBrokerUnavailable, reply)
 	}
-	b.recovered()
-	// The count is what every instance last said, which can lag a join or
-	// a leave by a moment.
-	return &Message{ID: id, Topic: topic, Time: time.UnixMicro(now.UnixMicro()), Text: text}, int(subscribers), nil
+	b.recovered(ctx)
+	// This instance's subscribers are counted as they are now; the
+	// others' as their instances last said, which can lag a join or a
+	// leave by a moment.
+	subscribers := b.presence.count(topic) + int(elsewhere)
+	return &Message{ID: id, Topic: topic, Time: time.UnixMicro(now.UnixMicro()), Text: text}, subscribers, nil
 }
 
 // Subscribe subscribes with the hub, which seeds the topic from Redis when
@@ -289,7 +306,7 @@ func (b *RedisBroker) Run(ctx context.Context) error {
 	defer helpers.Wait()
 	helpers.Go(func() { b.presence.run(ctx) })
 	helpers.Go(func() { b.pingWhileDown(ctx) })
-	pubsub := b.client.Subscribe(ctx, b.channel, b.presence.channel)
+	pubsub := b.pubsub
 	defer pubsub.Close()
 	// go-redis does not give up a blocked read when ctx ends; closing the
 	// subscription does.
@@ -313,12 +330,12 @@ func (b *RedisBroker) Run(ctx context.Context) error {
 		}
 		// Whatever comes on the connection says that Redis serves again,
 		// even when it only stalled and the connection never dropped.
-		b.recovered()
+		b.recovered(ctx)
 		switch v := received.(type) {
 		case *redis.Subscription:
 			if v.Kind == "subscribe" && v.Channel == b.channel {
-				// Subscribed at start, or again after the connection
-				// dropped: what came meanwhile is in the streams.
+				// Subscribed again after the connection dropped: what
+				// came meanwhile is in the streams.
 				backoff = 100 * time.Millisecond
 				b.catchUp(ctx)
 			}
@@ -362,7 +379,7 @@ func (b *RedisBroker) pingWhileDown(ctx context.Context) {
 				b.failed(err)
 				continue
 			}
-			b.recovered()
+			b.recovered(ctx)
 		}
 	}
 }
@@ -437,6 +454,8 @@ func (b *RedisBroker) failed(err error) {
 		return
 	}
 	b.errorCount.Add(1)
+	b.changing.Lock()
+	defer b.changing.Unlock()
 	if b.up.Swap(false) {
 		b.log.Error("redis is unreachable: publishes get 503 until it is back", "err", err)
 		b.hub.SetBrokerUp(false)
@@ -447,12 +466,27 @@ func (b *RedisBroker) failed(err error) {
 	}
 }
 
-// recovered records that Redis answers again.
-func (b *RedisBroker) recovered() {
-	if !b.up.Swap(true) {
-		b.log.Info("redis is reachable again")
-		b.hub.SetBrokerUp(true)
+// recovered records that Redis answers again. Redis may have lost this
+// instance's subscriber counts with its data, so they are restated before
+// anyone is told that it is back: from then on, a receipt counts them.
+func (b *RedisBroker) recovered(ctx context.Context) {
+	if b.up.Load() {
+		return
 	}
+	b.changing.Lock()
+	defer b.changing.Unlock()
+	if b.up.Load() {
+		return
+	}
+	if err := b.presence.restate(ctx, true); err != nil {
+		if !errors.Is(err, context.Canceled) {
+			b.errorCount.Add(1) // still down: the next ping tries again
+		}
+		return
+	}
+	b.up.Store(true)
+	b.log.Info("redis is reachable again")
+	b.hub.SetBrokerUp(true)
 }
 
 // SubscriberCount is the hub's OnSubscriberCount: it shares this
@@ -468,7 +502,7 @@ func (b *RedisBroker) Ready(ctx context.Context) error {
 		b.failed(err)
 		return fmt.Errorf("%w: redis: %v", ErrBrokerUnavailable, err)
 	}
-	b.recovered()
+	b.recovered(ctx)
 	return nil
 }
 
@@ -485,7 +519,10 @@ func (b *RedisBroker) Stats() BrokerStats {
 }
 
 // Close closes the connections.
-func (b *RedisBroker) Close() error { return b.client.Close() }
+func (b *RedisBroker) Close() error {
+	b.pubsub.Close() // closed already when Run has returned
+	return b.client.Close()
+}
 
 // decodeAnnouncement reads "topic\nepoch\nid\nmicros\ntext" from the
 // channel.
