@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -567,4 +568,131 @@ func awaitBrokerNotices(t *testing.T, ws *gorilla.Conn, sse *sseStream, state st
 	if e := sse.next(t); e.Event != "broker" || e.Data != want {
 		t.Fatalf("the SSE subscriber got %+v, want event broker %s", e, want)
 	}
+}
+
+// TestPublishDuringARedisStallIsDeliveredOnceOrNever: Redis freezes while
+// a publish waits on it. Whatever Herald answers holds: 200 means
+// delivered once, 503 never, and 504, outcome unknown, at most once. The
+// client's retry with the same Idempotency-Key then publishes it exactly
+// once in all.
+func TestPublishDuringARedisStallIsDeliveredOnceOrNever(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	h := startHerald(t, r.heraldYAML())
+	ws := dial(t, h.ws("/ws?topic=stalled&format=json"))
+	h.publishToTopic(t, "stalled", "warm") // the connections to Redis are open
+	if f := readJSONFrame(t, ws); f.Msg != "warm" {
+		t.Fatalf("got %+v, want warm", f)
+	}
+	keyed := http.Header{"Idempotency-Key": {"stall-0001"}}
+
+	r.Freeze(t)
+	first := request(t, http.MethodPost, h.Origin+"/notify?topic=stalled", keyed, "msg=during")
+	r.Thaw(t)
+	t.Logf("with Redis frozen, a publish was answered %d %s", first.status, first.body)
+	// Redis serves what waited in its sockets first, in the order it
+	// came: by the time "between" is acknowledged, the first attempt has
+	// run, if it ever will.
+	between := h.publishToTopic(t, "stalled", "between")
+	copies := readCopies(t, ws, "during", between.ID)
+	switch {
+	case first.status == http.StatusOK && len(copies) != 1,
+		first.status == http.StatusServiceUnavailable && len(copies) != 0,
+		first.status == http.StatusGatewayTimeout && len(copies) > 1:
+		t.Fatalf("a publish answered %d %s was delivered %d times", first.status, first.body, len(copies))
+	case first.status == http.StatusGatewayTimeout:
+		var reply struct{ Error, Code string }
+		if err := json.Unmarshal([]byte(first.body), &reply); err != nil || reply.Code != "outcome_unknown" || strings.Contains(reply.Error, "nothing was published") {
+			t.Errorf("an unknown outcome was answered %s, want code outcome_unknown, and not that nothing was published", first.body)
+		}
+	case first.status != http.StatusOK && first.status != http.StatusServiceUnavailable:
+		t.Fatalf("a publish with Redis frozen was answered %d %s, want 200, 503 or 504", first.status, first.body)
+	}
+
+	retry := request(t, http.MethodPost, h.Origin+"/notify?topic=stalled", keyed, "msg=during")
+	if retry.status != http.StatusOK {
+		t.Fatalf("the retry with the same key was answered %d %s, want 200", retry.status, retry.body)
+	}
+	var receipt receiptReply
+	if err := json.Unmarshal([]byte(retry.body), &receipt); err != nil {
+		t.Fatal(err)
+	}
+	end := h.publishToTopic(t, "stalled", "end")
+	copies = append(copies, readCopies(t, ws, "during", end.ID)...)
+	if len(copies) != 1 || copies[0] != receipt.ID {
+		t.Fatalf("after a first answer of %d and a retry answered %s, subscribers got ids %v, want %s once",
+			first.status, receipt.ID, copies, receipt.ID)
+	}
+}
+
+// readCopies reads a JSON WebSocket subscriber's frames up to the message
+// with id until, and returns the ids of the messages msg among them.
+func readCopies(t *testing.T, ws *gorilla.Conn, msg, until string) []string {
+	t.Helper()
+	var ids []string
+	for {
+		f := readJSONFrame(t, ws)
+		switch {
+		case f.ID == until:
+			return ids
+		case f.Msg == msg:
+			ids = append(ids, f.ID)
+		}
+	}
+}
+
+// TestIdempotencyKeyPublishesOnce: publishes that carry the same
+// Idempotency-Key are one publish with one receipt, on any instance; the
+// same key with another message is refused, and so is a malformed key.
+func TestIdempotencyKeyPublishesOnce(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	a, b := startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML())
+	ws := dial(t, a.ws("/ws?topic=keyed&format=json"))
+	keyed := http.Header{"Idempotency-Key": {"9b2f6c1e-3f4a-4c7b-8d0e-1a2b3c4d5e6f"}}
+
+	var receipts []receiptReply
+	for _, h := range []*heraldProcess{a, b, a} {
+		got := request(t, http.MethodPost, h.Origin+"/notify?topic=keyed", keyed, "msg=once")
+		var receipt receiptReply
+		if err := json.Unmarshal([]byte(got.body), &receipt); got.status != http.StatusOK || err != nil {
+			t.Fatalf("a keyed publish was answered %d %s", got.status, got.body)
+		}
+		receipts = append(receipts, receipt)
+	}
+	for _, receipt := range receipts[1:] {
+		if receipt.ID != receipts[0].ID {
+			t.Fatalf("the same key gave ids %s and %s, want one", receipts[0].ID, receipt.ID)
+		}
+	}
+	end := a.publishToTopic(t, "keyed", "end")
+	if copies := readCopies(t, ws, "once", end.ID); len(copies) != 1 {
+		t.Fatalf("a message published three times with one key was delivered %d times, want once", len(copies))
+	}
+
+	if got := request(t, http.MethodPost, b.Origin+"/notify?topic=keyed", keyed, "msg=another"); got.status != http.StatusUnprocessableEntity || !strings.Contains(got.error, "Idempotency-Key") {
+		t.Errorf("the same key with another message: %d %s, want 422 naming Idempotency-Key", got.status, got.body)
+	}
+	for _, bad := range []string{"has space", strings.Repeat("k", 65)} {
+		got := request(t, http.MethodPost, a.Origin+"/notify?topic=keyed", http.Header{"Idempotency-Key": {bad}}, "msg=x")
+		if got.status != http.StatusBadRequest || !strings.Contains(got.error, "Idempotency-Key") {
+			t.Errorf("Idempotency-Key %q: %d %s, want 400 naming Idempotency-Key", bad, got.status, got.body)
+		}
+	}
+	// A key names a publish to one topic: on another, it is another publish.
+	if got := b.publishToTopicWith(t, "other", "once", keyed); got.ID == receipts[0].ID {
+		t.Errorf("the key on another topic returned the first topic's receipt")
+	}
+}
+
+// publishToTopicWith POSTs msg to topic with the given headers, and fails
+// the test unless it is 200.
+func (h *heraldProcess) publishToTopicWith(t *testing.T, topic, msg string, header http.Header) receiptReply {
+	t.Helper()
+	got := request(t, http.MethodPost, h.Origin+"/notify?topic="+topic, header, "msg="+msg)
+	var receipt receiptReply
+	if err := json.Unmarshal([]byte(got.body), &receipt); got.status != http.StatusOK || err != nil {
+		t.Fatalf("publish to %s: %d %s", topic, got.status, got.body)
+	}
+	return receipt
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,12 +49,13 @@ type RedisOptions struct {
 // above every id it gave before: a client resuming across the wipe is
 // told of the gap instead of waiting for ids that were given out again.
 type RedisBroker struct {
-	hub     *Hub
-	client  *redis.Client
-	pubsub  *redis.PubSub // the channels, from the start; Run reads them
-	opts    RedisOptions
-	channel string
-	log     *slog.Logger
+	hub       *Hub
+	client    *redis.Client
+	publisher *redis.Client // publishes only: it never retries
+	pubsub    *redis.PubSub // the channels, from the start; Run reads them
+	opts      RedisOptions
+	channel   string
+	log       *slog.Logger
 
 	// mu makes seeding and accepting one sequence, so that a topic's
 	// messages reach the hub in id order with none skipped between a
@@ -95,13 +97,36 @@ end
 
 // publishScript numbers, keeps and announces one message atomically, and
 // counts the topic's subscribers on the other instances from the presence
-// hash. KEYS: counter, sequence start, stream, presence. ARGV: the time in
-// microseconds, the text, the history size, the TTL in milliseconds, the
-// channel, the topic, the time in milliseconds before which a count is
-// stale, and this instance's field in the hash. It announces "topic\nepoch\nid\nmicros\ntext" and returns the id
-// and the count. Ids are formatted with %d: Lua's default number format
-// would round them.
-var publishScript = redis.NewScript(sequenceLua + `
+// hash. KEYS: counter, sequence start, stream, presence, and the publish's
+// key when it has one. ARGV: the time in microseconds, the text, the
+// history size, the TTL in milliseconds, the channel, the topic, the time
+// in milliseconds before which a count is stale, this instance's field in
+// the hash, and how long to keep the publish's key in milliseconds. It
+// announces "topic\nepoch\nid\nmicros\ntext" and returns the id, the
+// count and the time. A publish whose key Redis holds is not published
+// again: it returns the first one's id and time, or, when the key came
+// with another text, the error KEYREUSED. Ids are formatted with %d: Lua's
+// default number format would round them.
+var publishScript = redis.NewScript(`
+local function elsewhere()
+  local subscribers = 0
+  local counts = redis.call('HGETALL', KEYS[4])
+  for i = 1, #counts, 2 do
+    local n, stamp = string.match(counts[i + 1], '^(%d+):(%d+)$')
+    if counts[i] ~= ARGV[8] and n and tonumber(stamp) >= tonumber(ARGV[7]) then subscribers = subscribers + tonumber(n) end
+  end
+  return subscribers
+end
+local digest = KEYS[5] and redis.sha1hex(ARGV[2])
+if KEYS[5] then
+  local first = redis.call('GET', KEYS[5])
+  if first then
+    local firstID, firstMicros, firstDigest = string.match(first, '^(%d+):(%d+):(%x+)$')
+    if firstDigest ~= digest then return redis.error_reply('KEYREUSED the key came with another message') end
+    return {firstID, elsewhere(), firstMicros}
+  end
+end
+` + sequenceLua + `
 local id = redis.call('INCR', KEYS[1])
 local ids = string.format('%d', id)
 if tonumber(ARGV[3]) > 0 then
@@ -111,13 +136,10 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 redis.call('PUBLISH', ARGV[5], ARGV[6] .. '\n' .. epoch .. '\n' .. ids .. '\n' .. ARGV[1] .. '\n' .. ARGV[2])
-local subscribers = 0
-local counts = redis.call('HGETALL', KEYS[4])
-for i = 1, #counts, 2 do
-  local n, stamp = string.match(counts[i + 1], '^(%d+):(%d+)$')
-  if counts[i] ~= ARGV[8] and n and tonumber(stamp) >= tonumber(ARGV[7]) then subscribers = subscribers + tonumber(n) end
+if KEYS[5] then
+  redis.call('SET', KEYS[5], ids .. ':' .. ARGV[1] .. ':' .. digest, 'PX', ARGV[9])
 end
-return {ids, subscribers}
+return {ids, elsewhere(), ARGV[1]}
 `)
 
 // seedScript reads where a topic stands, starting its sequence if Redis
@@ -151,19 +173,25 @@ func NewRedisBroker(hub *Hub, opts RedisOptions) (*RedisBroker, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	// Publishes are never retried: a retry after a timeout could publish
+	// twice.
+	publisherOpts := *clientOpts
+	publisherOpts.MaxRetries = -1
 	b := &RedisBroker{
-		hub:      hub,
-		client:   redis.NewClient(clientOpts),
-		opts:     opts,
-		channel:  opts.Prefix + "messages",
-		log:      opts.Logger,
-		wentDown: make(chan struct{}, 1),
+		hub:       hub,
+		client:    redis.NewClient(clientOpts),
+		publisher: redis.NewClient(&publisherOpts),
+		opts:      opts,
+		channel:   opts.Prefix + "messages",
+		log:       opts.Logger,
+		wentDown:  make(chan struct{}, 1),
 	}
 	b.presence = newPresence(b)
 	ctx, cancel := context.WithTimeout(context.Background(), max(opts.Timeout, time.Second))
 	defer cancel()
 	if err := b.client.Ping(ctx).Err(); err != nil {
 		b.client.Close()
+		b.publisher.Close()
 		return nil, fmt.Errorf("redis at %s does not answer: %w", clientOpts.Addr, err)
 	}
 	// Listening before anyone can subscribe or publish means that every
@@ -186,10 +214,30 @@ func (b *RedisBroker) keys(topic string) []string {
 	return []string{base + ":seq", base + ":start", base + ":log"}
 }
 
+// publishKeyTTL is how long Redis keeps a publish's key: a retry with the
+// key after that publishes again.
+const publishKeyTTL = 10 * time.Minute
+
 // Publish numbers and keeps text in Redis and announces it to every
 // instance. It returns once Redis has it; this instance's subscribers get
-// it from the channel, like everyone else's.
+// it from the channel, like everyone else's. When Redis did not answer, a
+// publish it never received is refused with ErrBrokerUnavailable, and one
+// that it may have run gets ErrPublishUnknown: it reaches every
+// subscriber once or no one. It is never sent twice: a retry after a
+// timeout could publish it twice.
 func (b *RedisBroker) Publish(ctx context.Context, topic, text string) (*Message, int, error) {
+	return b.publish(ctx, topic, text, "")
+}
+
+// PublishKeyed is Publish with a key that names the publish on topic for
+// publishKeyTTL: a publish whose key Redis holds is not published again,
+// but answered with the first one's message. A key that came with another
+// text is refused with ErrKeyReused.
+func (b *RedisBroker) PublishKeyed(ctx context.Context, topic, text, key string) (*Message, int, error) {
+	return b.publish(ctx, topic, text, key)
+}
+
+func (b *RedisBroker) publish(ctx context.Context, topic, text, key string) (*Message, int, error) {
 	if err := CheckTopic(topic); err != nil {
 		return nil, 0, err
 	}
@@ -200,29 +248,72 @@ func (b *RedisBroker) Publish(ctx context.Context, topic, text string) (*Message
 		return nil, 0, ErrHubClosed
 	}
 	now := time.Now()
-	micros := strconv.FormatInt(now.UnixMicro(), 10)
 	keys := append(b.keys(topic), b.presence.key(topic))
-	reply, err := publishScript.Run(ctx, b.client, keys, micros, text, b.opts.HistorySize,
-		b.opts.HistoryTTL.Milliseconds(), b.channel, topic, now.Add(-presenceStale).UnixMilli(), b.presence.instance).Slice()
-	if err != nil {
-		b.failed(err)
-		return nil, 0, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
+	if key != "" {
+		keys = append(keys, b.opts.Prefix+"topic:"+topic+":publish:"+key)
 	}
-	if len(reply) != 2 {
-		return nil, 0, fmt.Errorf("%w: the publish script returned %v", ErrBrokerUnavailable, reply)
-	}
-	idText, _ := reply[0].(string)
-	elsewhere, _ := reply[1].(int64)
-	id, err := strconv.ParseUint(idText, 10, 64)
+	reply, err := publishScript.Run(ctx, b.publisher, keys, now.UnixMicro(), text, b.opts.HistorySize,
+		b.opts.HistoryTTL.Milliseconds(), b.channel, topic, now.Add(-presenceStale).UnixMilli(),
+		b.presence.instance, publishKeyTTL.Milliseconds()).Slice()
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: the publish script returned %v", ErrBrokerUnavailable, reply)
+		return nil, 0, b.publishFailed(err)
+	}
+	var id uint64
+	var micros int64
+	var elsewhere int64
+	if len(reply) == 3 {
+		idText, _ := reply[0].(string)
+		elsewhere, _ = reply[1].(int64)
+		microsText, _ := reply[2].(string)
+		id, err = strconv.ParseUint(idText, 10, 64)
+		if err == nil {
+			micros, err = strconv.ParseInt(microsText, 10, 64)
+		}
+	}
+	if len(reply) != 3 || err != nil {
+		// The script ran, so the message may be out.
+		return nil, 0, fmt.Errorf("%w: the publish script returned %v", ErrPublishUnknown, reply)
 	}
 	b.recovered(ctx)
 	// This instance's subscribers are counted as they are now; the
 	// others' as their instances last said, which can lag a join or a
 	// leave by a moment.
 	subscribers := b.presence.count(topic) + int(elsewhere)
-	return &Message{ID: id, Topic: topic, Time: time.UnixMicro(now.UnixMicro()), Text: text}, subscribers, nil
+	return &Message{ID: id, Topic: topic, Time: time.UnixMicro(micros), Text: text}, subscribers, nil
+}
+
+// publishFailed is the error a publish that failed with err returns:
+// ErrKeyReused, ErrBrokerUnavailable when Redis never ran the script, or
+// ErrPublishUnknown.
+func (b *RedisBroker) publishFailed(err error) error {
+	if strings.HasPrefix(err.Error(), "KEYREUSED") {
+		return ErrKeyReused
+	}
+	b.failed(err)
+	if neverSent(err) {
+		return fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
+	}
+	return fmt.Errorf("%w: %v", ErrPublishUnknown, err)
+}
+
+// neverSent reports whether err proves that Redis never ran a command:
+// there was no connection to send it on, or Redis refused it before
+// running it. A timeout, or a connection lost while waiting for the
+// reply, leaves that unknown.
+func neverSent(err error) bool {
+	var opErr *net.OpError
+	var reply redis.Error
+	switch {
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return true
+	case errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrClosed):
+		return true
+	case errors.As(err, &reply):
+		// Refused before it ran (OOM, READONLY, NOAUTH), unless the
+		// script itself failed part way, which Redis says with "script".
+		return !strings.Contains(reply.Error(), "script")
+	}
+	return false
 }
 
 // Subscribe subscribes with the hub, which seeds the topic from Redis when
@@ -521,7 +612,7 @@ func (b *RedisBroker) Stats() BrokerStats {
 // Close closes the connections.
 func (b *RedisBroker) Close() error {
 	b.pubsub.Close() // closed already when Run has returned
-	return b.client.Close()
+	return errors.Join(b.publisher.Close(), b.client.Close())
 }
 
 // decodeAnnouncement reads "topic\nepoch\nid\nmicros\ntext" from the
