@@ -48,6 +48,9 @@ type RedisOptions struct {
 // sees it, as the hub's do, so that a Redis that lost its data starts
 // above every id it gave before: a client resuming across the wipe is
 // told of the gap instead of waiting for ids that were given out again.
+// That start is also the epoch that announcements and seeds carry, which
+// tells an instance that Redis lost the topic, and that the gap's size is
+// unknown.
 type RedisBroker struct {
 	hub       *Hub
 	client    *redis.Client
@@ -75,7 +78,10 @@ type RedisBroker struct {
 	joinHook func()
 }
 
-var _ Broker = (*RedisBroker)(nil)
+var (
+	_ Broker         = (*RedisBroker)(nil)
+	_ KeyedPublisher = (*RedisBroker)(nil)
+)
 
 // sequenceLua starts the topic's sequence when Redis has none, at ARGV[1],
 // the time in microseconds, and sets epoch to where it started: an
