@@ -249,8 +249,7 @@ func TestRedisReplacedByAnEmptyOneReportsAnUnknownLoss(t *testing.T) {
 	t.Parallel()
 	r := startRedis(t)
 	h := startHerald(t, r.heraldYAML())
-	ws := dial(t, h.ws("/ws?topic=wipe&format=json"))
-	sse := openEvents(t, h.Origin+"/events?topic=wipe", "")
+	ws, sse := subscribeJSONAndSSE(t, h, "wipe")
 	before := h.publishToTopic(t, "wipe", "before")
 	if f := readJSONFrame(t, ws); f.Msg != "before" {
 		t.Fatalf("the WebSocket subscriber got %+v", f)
@@ -324,8 +323,7 @@ func TestPresenceIsRightAsSoonAsAnEmptyRedisIsBack(t *testing.T) {
 	t.Parallel()
 	r := startRedis(t)
 	a, b := startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML())
-	ws := dial(t, a.ws("/ws?topic=counted&format=json"))
-	sse := openEvents(t, a.Origin+"/events?topic=counted", "")
+	ws, sse := subscribeJSONAndSSE(t, a, "counted")
 
 	r.RestartEmpty(t)
 	awaitBrokerNotices(t, ws, sse, "down")
@@ -544,8 +542,7 @@ func TestSubscribersHearRedisIsBackAfterAStall(t *testing.T) {
 	t.Parallel()
 	r := startRedis(t)
 	h := startHerald(t, r.heraldYAML())
-	ws := dial(t, h.ws("/ws?topic=stall&format=json"))
-	sse := openEvents(t, h.Origin+"/events?topic=stall", "")
+	ws, sse := subscribeJSONAndSSE(t, h, "stall")
 
 	r.Freeze(t)
 	if ready := request(t, http.MethodGet, h.Origin+"/readyz", nil, ""); ready.status != http.StatusServiceUnavailable {
@@ -554,6 +551,13 @@ func TestSubscribersHearRedisIsBackAfterAStall(t *testing.T) {
 	awaitBrokerNotices(t, ws, sse, "down")
 	r.Thaw(t)
 	awaitBrokerNotices(t, ws, sse, "up")
+}
+
+// subscribeJSONAndSSE subscribes to topic on h twice: with a JSON-mode
+// WebSocket and with SSE.
+func subscribeJSONAndSSE(t *testing.T, h *heraldProcess, topic string) (*gorilla.Conn, *sseStream) {
+	t.Helper()
+	return dial(t, h.ws("/ws?topic="+topic+"&format=json")), openEvents(t, h.Origin+"/events?topic="+topic, "")
 }
 
 // awaitBrokerNotices reads the next frame of a JSON WebSocket subscriber
