@@ -116,8 +116,12 @@ type wsConn struct {
 	handler *streamHandler
 	remote  string          // the client's address, for logs
 	fd      syscall.RawConn // for waiting on reads at a shallow point; nil over TLS
-	reader  *bufio.Reader   // x/net's read buffer, to know whether bytes wait in it
-	started time.Time
+	// stopWaiting, where fdNum is -1, ends writes that wait for room in a
+	// full socket (over TLS, or on a connection net/http upgraded); nil if
+	// the connection cannot.
+	stopWaiting waitStopper
+	reader      *bufio.Reader // x/net's read buffer, to know whether bytes wait in it
+	started     time.Time
 
 	closeAsked  chan struct{} // closed by the reader when a frame breaks a rule
 	closeReason *closeRequest
@@ -155,6 +159,9 @@ func newWSConn(sub *Subscription, h *streamHandler, remote string) *wsConn {
 	if c.fd != nil && h.readiness != nil {
 		c.onDemand = true
 		c.raw.alarmAtReadDeadline(c.readSoon)
+	}
+	if c.fdNum < 0 {
+		c.stopWaiting = waitStopperOf(sub.raw.Conn)
 	}
 	return c
 }
@@ -515,10 +522,19 @@ func (c *wsConn) waitWriterIdle(d time.Duration) {
 func (c *wsConn) start(end func()) {
 	c.end = end
 	// When the hub ends the subscription, the writer sends what is owed
-	// and the close; a slow subscriber's stuck write is cut at once.
+	// and the close; a slow subscriber's stuck write is cut at once. So,
+	// on shutdown, is a write waiting for room in a full socket, now or
+	// later: a peer that is not reading would never get the close frame,
+	// and the server would wait on it.
 	c.stopWatching = c.sub.OnEnd(func() {
-		if c.sub.EndedSlow() {
+		switch {
+		case c.sub.EndedSlow():
 			c.raw.interrupt()
+		case !errors.Is(c.sub.Err(), app.ErrHubClosed):
+		case c.fdNum >= 0:
+			c.raw.interrupt() // only a write to a full socket waits (see tryWrite)
+		case c.stopWaiting != nil:
+			c.stopWaiting.StopWaiting() // every write waits, so the socket must tell
 		}
 		c.enqueue()
 	})
