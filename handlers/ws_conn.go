@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/websocket"
 
 	"herald/app"
+	"herald/handlers/readiness"
 )
 
 // WebSocket close codes (RFC 6455, section 7.4.1).
@@ -135,10 +136,12 @@ type wsConn struct {
 	// as it closes the connection. readWanted keeps a request that came
 	// while reading was held, for the reader to look at once it lets go.
 	// Over TLS, or where there is no Poller, one reader runs for the
-	// connection's life.
+	// connection's life; so does the next reader once the Poller has
+	// failed (unwatched).
 	onDemand     bool
 	reading      atomic.Bool
 	readWanted   atomic.Bool
+	unwatched    atomic.Bool
 	messages     messageChecker // the subscriber's message in progress, from one reader to the next
 	stopWatching func()         // stops the subscription's end callback
 	end          func()         // the request's cleanups
@@ -544,7 +547,7 @@ func (c *wsConn) start(end func()) {
 		// Bytes that came with the handshake are in x/net's reader, where
 		// epoll cannot see them.
 		buffered := c.inputBuffered()
-		err := c.handler.readiness.Watch(c.sub.ID(), c.fd, c.readSoon)
+		err := c.handler.readiness.Watch(c.sub.ID(), c.fd, c)
 		if err == nil {
 			c.reading.Store(false)
 			// An edge since the watch, or a close or an alarm before it,
@@ -561,6 +564,22 @@ func (c *wsConn) start(end func()) {
 	go func() { c.finish(c.discardFrames(false)) }()
 }
 
+var _ readiness.Watcher = (*wsConn)(nil)
+
+// Ready is the readiness Poller saying that something came to read.
+func (c *wsConn) Ready() { c.readSoon() }
+
+// PollerFailed is the readiness Poller saying that it has stopped for
+// good: the next reader stays for the connection's life, as where there is
+// no Poller.
+func (c *wsConn) PollerFailed(err error) {
+	c.handler.pollerFailed.Do(func() {
+		c.handler.log.Error("the readiness poller failed: every WebSocket connection now has a reader goroutine of its own", "err", err)
+	})
+	c.unwatched.Store(true)
+	c.readSoon()
+}
+
 // readSoon has a reader read what has come: it starts one, or leaves the
 // request for the one running.
 func (c *wsConn) readSoon() {
@@ -575,6 +594,10 @@ func (c *wsConn) readSoon() {
 func (c *wsConn) readWhileInput() {
 	for {
 		c.readWanted.Store(false) // this pass reads whatever was asked for so far
+		if c.unwatched.Load() {
+			c.finish(c.discardFrames(false))
+			return // reading stays held: this reader was the last
+		}
 		err := c.discardFrames(true)
 		if !errors.Is(err, errNoInput) {
 			c.finish(err)
