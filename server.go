@@ -119,7 +119,8 @@ func newServer(cfg app.Config, logger *slog.Logger, getenv func(string) string) 
 // was not ctx.
 func (s *server) serve(ctx context.Context, listener net.Listener) error {
 	if s.http.TLSConfig != nil {
-		listener = upgrade.StopWaitingListener(listener) // beneath TLS, for shutdown
+		// So that shutdown can stop waiting on full sockets beneath TLS.
+		listener = upgrade.StopWaitingListener(listener)
 	} else {
 		s.upgrades = upgrade.NewListener(listener, upgrade.Config{
 			Handler:           s.http.Handler,

@@ -451,8 +451,11 @@ func (c *wsConn) sendControl(p []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, net.ErrClosed
 	case c.closeWith != 0:
-	case len(p) >= 4 && p[0]&0x0f == websocket.CloseFrame:
-		c.closeWith = int(binary.BigEndian.Uint16(p[2:4]))
+	case len(p) > 0 && p[0]&0x0f == websocket.CloseFrame:
+		c.closeWith = closeProtocolError // x/net closes only on a frame it refuses
+		if len(p) >= 4 {
+			c.closeWith = int(binary.BigEndian.Uint16(p[2:4]))
+		}
 	default:
 		c.pong = append(c.pong[:0:0], p...) // p is x/net's buffer
 	}

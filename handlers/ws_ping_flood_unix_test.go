@@ -14,8 +14,8 @@ import (
 	"herald/app"
 )
 
-// pendingControlBytes is how much of the control frames x/net wrote waits
-// to go out on c.
+// pendingControlBytes is how many bytes of x/net's control frames wait to
+// go out on c: a pong at most, since a close is only a code.
 func (c *wsConn) pendingControlBytes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

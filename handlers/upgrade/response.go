@@ -211,7 +211,7 @@ func (c *replayConn) Write(p []byte) (int, error) {
 	if c.noWait.Load() && errors.Is(writeErr, os.ErrDeadlineExceeded) {
 		writeErr = errSocketFull // the deadline was StopWaiting's
 	}
-	return written, &net.OpError{Op: "write", Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: writeErr}
+	return written, &net.OpError{Op: "write", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: writeErr}
 }
 
 // StopWaitingListener wraps l so that the connections it accepts can stop
