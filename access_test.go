@@ -239,14 +239,15 @@ func TestPageAsksForANewTokenWhenItsTokenExpires(t *testing.T) {
 	}
 	templates, _ := fs.Sub(assets, "templates")
 	static, _ := fs.Sub(assets, "static")
-	e, err := handlers.New(handlers.Options{Config: cfg, Hub: hub, Templates: templates, Static: static, Now: clock})
+	edge, err := handlers.NewServer(handlers.Options{Config: cfg, Hub: hub, Templates: templates, Static: static, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := httptest.NewServer(e)
+	server := httptest.NewServer(edge.Handler())
 	t.Cleanup(func() {
 		hub.Shutdown(context.Background())
 		server.Close()
+		edge.Close()
 	})
 
 	tab := newTab(t)

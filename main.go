@@ -19,7 +19,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"herald/app"
 	"herald/app/access"
@@ -35,15 +34,6 @@ var assets embed.FS
 // defaultConfigPath is read when -config is not given. When it does not
 // exist, Herald runs on its built-in defaults and says so.
 const defaultConfigPath = "config.yaml"
-
-// Timeouts for plain HTTP requests. WebSocket connections drop these
-// deadlines when they are upgraded and keep their own.
-const (
-	readHeaderTimeout = 10 * time.Second
-	readTimeout       = 30 * time.Second
-	writeTimeout      = 30 * time.Second
-	idleTimeout       = 120 * time.Second
-)
 
 // errUsage reports bad command-line flags; the flag package has already
 // printed the problem and the usage.
@@ -133,7 +123,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	listen := net.ListenConfig{KeepAlive: -1}
 	listener, err := listen.Listen(ctx, "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
-		srv.closeBackends()
+		srv.close()
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return fmt.Errorf("%w: another program has this port; set port in %s or HERALD_PORT", err, *configPath)
 		}

@@ -2,22 +2,19 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"herald/app"
 	"herald/handlers"
-	"herald/handlers/upgrade"
 )
 
 // server owns Herald's running parts. It builds them in order (the history
-// store, the broker, the hub, the routes) and stops them in reverse, on
+// store, the hub, the broker, the HTTP edge) and stops them in reverse, on
 // every way out: a signal, a failed Serve, a broker that gives up. The
 // store closes last, once nothing can publish or read any more.
 type server struct {
@@ -26,10 +23,7 @@ type server struct {
 	store  app.Store  // nil without history.file
 	broker app.Broker // memory unless broker: redis
 	hub    *app.Hub
-	http   *http.Server
-	// upgrades serves WebSocket upgrades ahead of net/http; nil with TLS,
-	// where net/http serves them too.
-	upgrades *upgrade.Listener
+	edge   *handlers.Server
 }
 
 // newServer builds every part. On failure it closes what it had opened.
@@ -85,31 +79,11 @@ func newServer(cfg app.Config, logger *slog.Logger, getenv func(string) string) 
 	if err != nil {
 		return nil, fmt.Errorf("embedded static files: %w", err)
 	}
-	e, err := handlers.New(handlers.Options{
+	s.edge, err = handlers.NewServer(handlers.Options{
 		Config: cfg, Hub: s.hub, Broker: s.broker, Logger: logger, Templates: templates, Static: static, Getenv: getenv,
 	})
 	if err != nil {
 		return nil, err
-	}
-	var tlsConfig *tls.Config
-	if cfg.TLS.Cert != "" {
-		pair, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
-		if err != nil {
-			return nil, fmt.Errorf("tls: load %s and %s: %w", cfg.TLS.Cert, cfg.TLS.Key, err)
-		}
-		// HTTP/1.1 only: WebSocket upgrades need it, and x/net/websocket
-		// has no HTTP/2 support.
-		tlsConfig = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
-	}
-	s.http = &http.Server{
-		Handler:           e,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-		TLSConfig:         tlsConfig,
-		ConnContext:       handlers.ConnContext,
 	}
 	return s, nil
 }
@@ -118,28 +92,10 @@ func newServer(cfg app.Config, logger *slog.Logger, getenv func(string) string) 
 // for good, then stops every part, and returns why it stopped when that
 // was not ctx.
 func (s *server) serve(ctx context.Context, listener net.Listener) error {
-	if s.http.TLSConfig != nil {
-		// So that shutdown can stop waiting on full sockets beneath TLS.
-		listener = upgrade.StopWaitingListener(listener)
-	} else {
-		s.upgrades = upgrade.NewListener(listener, upgrade.Config{
-			Handler:           s.http.Handler,
-			Paths:             []string{s.cfg.Paths.WS},
-			ReadHeaderTimeout: s.http.ReadHeaderTimeout,
-			WriteTimeout:      s.http.WriteTimeout,
-			Logger:            s.logger,
-		})
-		listener = s.upgrades
-	}
+	serving, stopServing := context.WithCancel(ctx)
 	served := make(chan error, 1)
-	go func() {
-		if s.http.TLSConfig != nil {
-			served <- s.http.ServeTLS(listener, "", "")
-			return
-		}
-		served <- s.http.Serve(listener)
-	}()
-	background, stopBackground := context.WithCancel(ctx)
+	go func() { served <- s.edge.Serve(serving, listener) }()
+	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	brokerDone := make(chan error, 1)
 	go func() { brokerDone <- s.broker.Run(background) }()
 	swept := make(chan struct{})
@@ -148,17 +104,20 @@ func (s *server) serve(ctx context.Context, listener net.Listener) error {
 		sweepPeriodically(background, s.hub, sweepInterval(s.cfg.History.TTL), s.logger)
 	}()
 
-	var reason error
+	var reason, stopErr error
 	select {
-	case err := <-served:
-		reason = fmt.Errorf("serve: %w", err)
-		served <- err // shutdown waits on it
+	case stopErr = <-served: // serving failed, and the edge has stopped
 	case err := <-brokerDone:
 		reason = fmt.Errorf("broker: %w", err)
 		brokerDone <- err
+		stopServing()
+		stopErr = <-served
 	case <-ctx.Done():
+		stopErr = <-served
 	}
-	stopErr := s.shutdown(ctx, served)
+	stopServing()
+	// The broker and the sweeper stop only once the edge has: subscribers
+	// draining at shutdown still get what other instances published.
 	stopBackground()
 	<-swept
 	if err := <-brokerDone; err != nil && reason == nil && !errors.Is(err, context.Canceled) {
@@ -168,33 +127,14 @@ func (s *server) serve(ctx context.Context, listener net.Listener) error {
 	return errors.Join(reason, stopErr)
 }
 
-// shutdown stops accepting, and meanwhile ends every subscription:
-// net/http waits for event streams, which end only when the hub closes
-// them, and does not track hijacked WebSockets at all. Each subscriber gets
-// what was published to it and not yet sent, then a 1001 close or the end
-// of its stream. A publish still in flight either reaches the log before
-// the hub closes or is refused with 503.
-func (s *server) shutdown(ctx context.Context, served <-chan error) error {
-	grace := s.cfg.ShutdownGrace
-	s.logger.Info("shutting down", "grace", grace)
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
-	defer cancel()
-	httpDone := make(chan error, 1)
-	go func() { httpDone <- s.http.Shutdown(shutdownCtx) }()
-	hubErr := s.hub.Shutdown(shutdownCtx)
-	httpErr := <-httpDone
-	<-served
-	if s.upgrades != nil {
-		s.upgrades.Wait() // upgrades half done when the listener closed
-	}
-	if err := errors.Join(httpErr, hubErr); err != nil {
-		s.http.Close()
-		return fmt.Errorf("shutdown after %s: %w", grace, err)
-	}
-	return nil
+// close stops a server that will never serve.
+func (s *server) close() {
+	s.edge.Close()
+	s.closeBackends()
 }
 
 // closeBackends closes the broker, then the store, whichever were opened.
+// The edge has stopped, or never started.
 func (s *server) closeBackends() {
 	if s.broker != nil {
 		if err := s.broker.Close(); err != nil {

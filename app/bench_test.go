@@ -42,7 +42,7 @@ func BenchmarkFanOut(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, s := range subs {
-			batch, _ = s.Take(batch[:0], 64<<10)
+			batch, _ = s.take(batch[:0], 64<<10)
 		}
 	}
 	b.ReportMetric(float64(b.N*len(subs))/b.Elapsed().Seconds(), "deliveries/s")

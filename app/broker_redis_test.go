@@ -108,8 +108,8 @@ func TestJoinRacingTheLastLeaveGetsTheNextMessage(t *testing.T) {
 	var once sync.Once
 	b.joinHook = func() {
 		once.Do(func() { // the last subscriber leaves as the next one joins
-			hub.Leave(leaving)
-			hub.Unsubscribe(leaving)
+			leaving.Leave()
+			leaving.Close()
 		})
 	}
 	joiner := subscribeVia(t, b, "race")

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -171,7 +172,7 @@ func TestHistoryExpiresAndSweepForgetsIdleTopics(t *testing.T) {
 	if gap := s.Gap(); gap == nil || !gap.Known || gap.Missing != 1 {
 		t.Errorf("gap %+v, want 1 known missing", gap)
 	}
-	hub.Unsubscribe(s)
+	s.Close()
 
 	if err := hub.Sweep(); err != nil {
 		t.Fatal(err)
@@ -283,36 +284,46 @@ func TestPresenceTellsWatchersOfJoinsAndLeaves(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	changed := func() int {
+	var d Delivery
+	// presence is the count the next delivery tells of, or -1 for none.
+	presence := func(s *Subscriber) int {
 		t.Helper()
-		select {
-		case <-watcher.PresenceChanged():
-			return watcher.TopicSubscribers()
-		default:
-			t.Fatal("no presence notice")
-			return 0
+		s.Next(&d, 1<<20)
+		defer s.Sent(&d)
+		count := -1
+		for _, n := range d.Notices {
+			if n.Kind != NoticePresence {
+				continue
+			}
+			if count != -1 {
+				t.Fatalf("one delivery holds two presence notices: %+v", d.Notices)
+			}
+			var notice struct{ Subscribers int }
+			if err := json.Unmarshal(n.JSON, &notice); err != nil {
+				t.Fatal(err)
+			}
+			count = notice.Subscribers
 		}
+		return count
 	}
-	if n := changed(); n != 1 {
+	if n := presence(watcher); n != 1 {
 		t.Errorf("after joining alone the count is %d", n)
 	}
 	// Joins pile into one pending notice that reads the count when taken.
 	others := []*Subscriber{subscribe(t, hub, "room"), subscribe(t, hub, "room"), subscribe(t, hub, "room")}
 	subscribe(t, hub, "elsewhere")
-	if n := changed(); n != 4 {
+	if n := presence(watcher); n != 4 {
 		t.Errorf("after three joins the count is %d, want 4", n)
 	}
-	select {
-	case <-watcher.PresenceChanged():
-		t.Error("three joins gave more than one pending notice")
-	default:
+	if n := presence(watcher); n != -1 {
+		t.Errorf("three joins gave more than one notice: then %d", n)
 	}
-	hub.Unsubscribe(others[0])
-	if n := changed(); n != 3 {
+	others[0].Close()
+	if n := presence(watcher); n != 3 {
 		t.Errorf("after a leave the count is %d, want 3", n)
 	}
-	if others[1].PresenceChanged() != nil {
-		t.Error("a subscriber that did not ask for presence has a presence channel")
+	if n := presence(others[1]); n != -1 {
+		t.Errorf("a subscriber that did not ask for presence was told the count, %d", n)
 	}
 }
 
@@ -329,7 +340,7 @@ func TestTopicsThatHoldNothingAreFreedWhenTheLastSubscriberLeaves(t *testing.T) 
 		if err != nil {
 			t.Fatalf("subscription %d to a new topic: %v", i, err)
 		}
-		hub.Unsubscribe(s)
+		s.Close()
 	}
 	if n := hub.Stats().Topics; n != 0 {
 		t.Errorf("after everyone left, the hub holds %d topics, want 0", n)

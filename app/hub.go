@@ -94,6 +94,7 @@ type Hub struct {
 	drained          chan struct{} // closed once closed and live == 0
 
 	stats        hubCounters
+	latency      latencyHistogram
 	brokerStatus brokerStatus
 }
 
@@ -114,6 +115,9 @@ type HubStats struct {
 	SlowDisconnects uint64 // subscribers ended with ErrSlowSubscriber
 	Topics          int    // topics held: with subscribers or kept history
 	StoreErrors     uint64 // publishes and sweeps the store failed
+	// Latency is how long live messages took from being published to
+	// being written to a subscriber.
+	Latency LatencyStats
 }
 
 // NewHub returns a hub ready for subscribers, with the history its store
@@ -196,7 +200,7 @@ type SubscribeRequest struct {
 	Resume bool
 	Since  uint64
 	// Presence asks to be told whenever the topic's subscriber count
-	// changes; see Subscriber.PresenceChanged.
+	// changes: Next then carries a presence notice.
 	Presence bool
 	// SkipAhead is for a subscriber whose client can be told of lost
 	// messages (JSON mode, SSE). When it falls MaxLagBytes behind, it skips
@@ -234,13 +238,11 @@ func (h *Hub) subscribe(req SubscribeRequest, shared bool, seed *TopicSeed) (*Su
 		return nil, err
 	}
 	h.nextSubscriberID++
-	s := newSubscriber(h.nextSubscriberID, t, req.Label)
+	s := newSubscriber(h, h.nextSubscriberID, t, req.Label)
 	s.broker = &h.brokerStatus
 	s.seenGen, _ = h.brokerStatus.read()
 	s.skipAhead = req.SkipAhead
-	if req.Presence {
-		s.presence = make(chan struct{}, 1)
-	}
+	s.presence = req.Presence
 	t.mu.Lock()
 	s.joinID = t.lastID + 1
 	s.cursor, s.lagBase = s.joinID, t.totalBytes
@@ -254,7 +256,7 @@ func (h *Hub) subscribe(req SubscribeRequest, shared bool, seed *TopicSeed) (*Su
 	}
 	s.slot = len(t.subscribers)
 	t.subscribers = append(t.subscribers, s)
-	if s.presence != nil {
+	if s.presence {
 		t.watching[s] = struct{}{}
 	}
 	t.countChangedLocked()
@@ -263,20 +265,15 @@ func (h *Hub) subscribe(req SubscribeRequest, shared bool, seed *TopicSeed) (*Su
 	return s, nil
 }
 
-// Leave stops delivery to s at once and ends it with ErrUnsubscribed,
-// unless it had already ended for another reason. Its connection may still
-// be closing: the subscription keeps its place, which Shutdown waits for,
-// until Unsubscribe. Calling Leave again is harmless.
-func (h *Hub) Leave(s *Subscriber) {
+// leave is Subscriber.Leave.
+func (h *Hub) leave(s *Subscriber) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.leaveLocked(s)
 }
 
-// Unsubscribe is called once the subscriber's connection is closed: it
-// leaves, if that had not happened yet, and gives up the subscription's
-// place. Calling it again is harmless.
-func (h *Hub) Unsubscribe(s *Subscriber) {
+// close is Subscriber.Close.
+func (h *Hub) close(s *Subscriber) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.leaveLocked(s)
@@ -331,10 +328,10 @@ func (h *Hub) forgetIfIdleLocked(t *topicState) {
 	}
 }
 
-// Stalled ends s because its connection took no data for a whole write
+// stalled ends s because its connection took no data for a whole write
 // timeout: the peer has stopped reading. It is counted and logged as a
 // slow subscriber.
-func (h *Hub) Stalled(s *Subscriber, timeout time.Duration) {
+func (h *Hub) stalled(s *Subscriber, timeout time.Duration) {
 	t := s.topic
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -537,6 +534,7 @@ func (h *Hub) Stats() HubStats {
 		Delivered:       h.stats.delivered.Load(),
 		Dropped:         h.stats.dropped.Load(),
 		SlowDisconnects: h.stats.slowDisconnects.Load(),
+		Latency:         h.latency.snapshot(),
 	}
 }
 

@@ -38,7 +38,7 @@ func takeAll(s *Subscriber) []*Message {
 	var got []*Message
 	for {
 		n := len(got)
-		if got, _ = s.Take(got, 4<<10); len(got) == n {
+		if got, _ = s.take(got, 4<<10); len(got) == n {
 			return got
 		}
 	}
@@ -123,8 +123,8 @@ func TestSubscriberTooManyBytesBehindIsEndedAlone(t *testing.T) {
 	if stats.Subscribers != 2 {
 		t.Errorf("subscribers = %d before unsubscribe, want 2", stats.Subscribers)
 	}
-	hub.Unsubscribe(slow)
-	hub.Unsubscribe(slow)
+	slow.Close()
+	slow.Close()
 	stats = hub.Stats()
 	if stats.Subscribers != 1 {
 		t.Errorf("subscribers = %d after unsubscribing twice, want 1", stats.Subscribers)
@@ -165,7 +165,7 @@ func TestSlowSubscribersAnywhereAreEndedTogetherAndTheRestMissNothing(t *testing
 	if _, delivered, _ := hub.Publish(DefaultTopic, "after"); delivered != 3 {
 		t.Errorf("after the evictions a message reached %d subscribers, want 3", delivered)
 	}
-	hub.Leave(subs[3])
+	subs[3].Leave()
 	late := subscribe(t, hub, DefaultTopic)
 	if _, delivered, _ := hub.Publish(DefaultTopic, "last"); delivered != 3 {
 		t.Errorf("after one left and one joined a message reached %d subscribers, want 3", delivered)
@@ -222,8 +222,8 @@ func TestStalledConnectionEndsItsSubscriberAsSlow(t *testing.T) {
 	t.Parallel()
 	hub := newTestHub(t)
 	stalled, other := subscribe(t, hub, DefaultTopic), subscribe(t, hub, DefaultTopic)
-	hub.Stalled(stalled, 10*time.Second)
-	hub.Stalled(stalled, 10*time.Second) // counted once
+	hub.stalled(stalled, 10*time.Second)
+	hub.stalled(stalled, 10*time.Second) // counted once
 	if !errors.Is(stalled.Err(), ErrSlowSubscriber) || other.Err() != nil {
 		t.Fatalf("stalled ended with %v and the other with %v, want only the stalled one slow", stalled.Err(), other.Err())
 	}
@@ -314,7 +314,7 @@ func TestShutdownEndsEverySubscriptionAndWaitsForThem(t *testing.T) {
 	default:
 	}
 	for _, s := range subs {
-		hub.Unsubscribe(s)
+		s.Close()
 	}
 	if err := <-shutdownDone; err != nil {
 		t.Fatalf("shutdown: %v", err)
@@ -331,15 +331,15 @@ func TestLeaveStopsDeliveryButShutdownWaitsForUnsubscribe(t *testing.T) {
 	t.Parallel()
 	hub := newTestHub(t)
 	leaving, staying := subscribe(t, hub, DefaultTopic), subscribe(t, hub, DefaultTopic)
-	hub.Leave(leaving)
-	hub.Leave(leaving)
+	leaving.Leave()
+	leaving.Leave()
 	if !errors.Is(leaving.Err(), ErrUnsubscribed) {
 		t.Errorf("left subscriber ended with %v", leaving.Err())
 	}
 	if _, delivered, _ := hub.Publish(DefaultTopic, "x"); delivered != 1 {
 		t.Errorf("delivered to %d subscribers after one left, want 1", delivered)
 	}
-	hub.Unsubscribe(staying)
+	staying.Close()
 
 	// The left subscriber's connection is still open, so shutdown cannot
 	// finish: with a context that has already ended, it must say so.
@@ -348,7 +348,7 @@ func TestLeaveStopsDeliveryButShutdownWaitsForUnsubscribe(t *testing.T) {
 	if err := hub.Shutdown(ended); !errors.Is(err, context.Canceled) {
 		t.Fatalf("shutdown = %v with a connection still open, want context.Canceled", err)
 	}
-	hub.Unsubscribe(leaving)
+	leaving.Close()
 	if err := hub.Shutdown(context.Background()); err != nil {
 		t.Fatalf("shutdown after the last unsubscribe: %v", err)
 	}
@@ -392,7 +392,7 @@ func TestASubscriberThatCanBeToldSkipsAheadInsteadOfBeingCutOff(t *testing.T) {
 	if err := told.Err(); err != nil {
 		t.Fatalf("the subscriber that can be told was ended: %v", err)
 	}
-	got, gap := told.Take(nil, 1<<20)
+	got, gap := told.take(nil, 1<<20)
 	if gap == nil || !gap.Known || gap.Since != sent[0].ID-1 {
 		t.Fatalf("gap %+v, want a known gap after %d", gap, sent[0].ID-1)
 	}
@@ -405,7 +405,7 @@ func TestASubscriberThatCanBeToldSkipsAheadInsteadOfBeingCutOff(t *testing.T) {
 	if gap.Missing != 6 || len(got) != 9 {
 		t.Errorf("skipped %d and then got %d, want 6 skipped and 9 to take", gap.Missing, len(got))
 	}
-	if _, again := told.Take(nil, 1<<20); again != nil {
+	if _, again := told.take(nil, 1<<20); again != nil {
 		t.Errorf("the gap was reported twice: %+v", again)
 	}
 	if dropped := hub.Stats().Dropped; dropped != gap.Missing {
@@ -434,14 +434,14 @@ func TestTheResumeGapAndASkipAreReportedOnceTogether(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, gap := s.Take(nil, 1<<20)
+	_, gap := s.take(nil, 1<<20)
 	if gap == nil || gap.Since != first[0].ID || gap.Missing <= resumed.Missing {
 		t.Fatalf("Take reported %+v, want one gap after %d covering the %d resume lost and the skip", gap, first[0].ID, resumed.Missing)
 	}
 	if *s.Gap() != resumed {
 		t.Errorf("Gap changed from %+v to %+v after the skip", resumed, *s.Gap())
 	}
-	if _, again := s.Take(nil, 1<<20); again != nil {
+	if _, again := s.take(nil, 1<<20); again != nil {
 		t.Errorf("the gap was reported twice: %+v", again)
 	}
 }

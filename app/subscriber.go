@@ -48,17 +48,21 @@ type Subscriber struct {
 	ended atomic.Bool
 	slow  atomic.Bool
 
-	presence chan struct{} // nil unless presence was asked for
-	broker   *brokerStatus // the hub's, for notices when a shared broker goes and comes back
-	seenGen  uint64        // the broker status generation last reported; the writer's own
-	leftAt   uint64        // the topic's last id when the subscriber left it; guarded by topic.mu
-	slot     int           // its index in topic.subscribers while it is there; guarded by topic.mu
-	topic    *topicState
+	// presence says the subscriber asked to hear of its topic's count;
+	// presenceDue, that the count changed since Next last said it.
+	presence    bool
+	presenceDue atomic.Bool
+	broker      *brokerStatus // the hub's, for notices when a shared broker goes and comes back
+	seenGen     uint64        // the broker status generation last reported; the writer's own
+	leftAt      uint64        // the topic's last id when the subscriber left it; guarded by topic.mu
+	slot        int           // its index in topic.subscribers while it is there; guarded by topic.mu
+	topic       *topicState
+	hub         *Hub
 
 	id    uint64
 	label string // who is on the other end, for logs
 
-	// released is set by Unsubscribe; guarded by the hub's mu.
+	// released is set by Close; guarded by the hub's mu.
 	released bool
 	// unwritten counts messages taken but never written, reported by the
 	// connection's writer.
@@ -76,8 +80,9 @@ type Subscriber struct {
 	onEnd  func()
 }
 
-func newSubscriber(id uint64, t *topicState, label string) *Subscriber {
+func newSubscriber(h *Hub, id uint64, t *topicState, label string) *Subscriber {
 	return &Subscriber{
+		hub:   h,
 		id:    id,
 		topic: t,
 		label: label,
@@ -86,10 +91,10 @@ func newSubscriber(id uint64, t *topicState, label string) *Subscriber {
 	}
 }
 
-// BrokerChanged reports whether the shared broker went away or came back
+// brokerChanged reports whether the shared broker went away or came back
 // since the last call, and whether it is up now. Only the subscriber's
-// writer calls it.
-func (s *Subscriber) BrokerChanged() (changed, up bool) {
+// writer calls it, through Next.
+func (s *Subscriber) brokerChanged() (changed, up bool) {
 	gen, up := s.broker.read()
 	if gen == s.seenGen {
 		return false, up
@@ -104,12 +109,12 @@ func (s *Subscriber) ID() uint64 { return s.id }
 // Topic is the topic the subscriber receives.
 func (s *Subscriber) Topic() string { return s.topic.name }
 
-// Ready receives when messages may be waiting for Take. One signal stands
-// for any number of publishes, so a writer that wakes should take until
-// Take returns nothing.
+// Ready receives when something may be waiting for Next: a message, or a
+// notice. One signal stands for any number of publishes, so a writer that
+// wakes should call Next until it returns false.
 func (s *Subscriber) Ready() <-chan struct{} { return s.wake }
 
-// Take appends to dst the messages the subscriber has not yet taken,
+// take appends to dst the messages the subscriber has not yet taken,
 // oldest first, stopping once they add up to maxBytes of text (at least one
 // message is taken when any waits), and returns dst. The first calls of a
 // resuming subscriber return the kept messages it asked for; the seam
@@ -120,9 +125,9 @@ func (s *Subscriber) Ready() <-chan struct{} { return s.wake }
 // resume reported (see Gap); later, when a subscriber that skips ahead fell
 // too far behind. Each gap is returned once.
 //
-// After the subscription has ended, Take still returns what was published
-// to it before it ended, for a writer that drains on shutdown.
-func (s *Subscriber) Take(dst []*Message, maxBytes int) (_ []*Message, gap *Gap) {
+// After the subscription has ended, take still returns what was published
+// to it before it ended.
+func (s *Subscriber) take(dst []*Message, maxBytes int) (_ []*Message, gap *Gap) {
 	t := s.topic
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -150,13 +155,18 @@ func (s *Subscriber) Take(dst []*Message, maxBytes int) (_ []*Message, gap *Gap)
 	return dst, gap
 }
 
-// Live reports whether m was published after the subscriber joined, as
-// opposed to replayed from history.
-func (s *Subscriber) Live(m *Message) bool { return m.ID >= s.joinID }
+// Leave stops delivery to the subscriber at once and ends it with
+// ErrUnsubscribed, unless it had already ended for another reason: its
+// connection is on its way out, and no publish should count it any more.
+// The subscription keeps its place, which the hub's Shutdown waits for,
+// until Close. Calling Leave again is harmless.
+func (s *Subscriber) Leave() { s.hub.leave(s) }
 
-// NotWritten tells the hub that n taken messages never reached the
-// connection, so that they are counted as dropped.
-func (s *Subscriber) NotWritten(n int) { s.unwritten.Add(uint64(n)) }
+// Close is called once the subscriber's connection is closed: it leaves,
+// if that had not happened yet, and gives up the subscription's place.
+// What was published to it and never written is counted as dropped and
+// logged. Calling Close again is harmless.
+func (s *Subscriber) Close() { s.hub.close(s) }
 
 // Done is closed when the subscription ends.
 func (s *Subscriber) Done() <-chan struct{} { return s.done }
@@ -239,8 +249,8 @@ type Waker interface {
 }
 
 // OnWake makes the hub tell w, instead of signalling Ready, whenever a
-// message is published to the subscriber or its topic's subscriber count
-// changes, and tells it once now, for anything published before. It suits
+// message is published to the subscriber or a notice waits for it, and
+// tells it once now, for anything published before. It suits
 // a writer that is not a goroutine of its own. An interface rather than a
 // func, so that waking a subscriber reads no closure, a cache line fewer
 // per subscriber per publish.
@@ -263,13 +273,9 @@ type Gap struct {
 	Known bool
 }
 
-// Gap reports messages lost before the first message Take returns, or nil.
+// Gap reports what resume found lost before the first message the
+// subscriber is sent, or nil.
 func (s *Subscriber) Gap() *Gap { return s.gap }
-
-// PresenceChanged receives when the topic's subscriber count may have
-// changed since it last did; read the count with TopicSubscribers. It is
-// nil, and never receives, unless the subscription asked for presence.
-func (s *Subscriber) PresenceChanged() <-chan struct{} { return s.presence }
 
 // TopicSubscribers is how many subscribers the topic has now, this one
 // included while it is subscribed.

@@ -73,17 +73,12 @@ func (t *topicState) countChangedLocked() {
 	t.tellWatchersLocked()
 }
 
-// tellWatchersLocked wakes the subscribers that asked for presence. The
-// caller holds t.mu.
+// tellWatchersLocked tells the subscribers that asked for presence that
+// the count changed: their next delivery says it. The caller holds t.mu.
 func (t *topicState) tellWatchersLocked() {
 	for s := range t.watching {
-		select {
-		case s.presence <- struct{}{}:
-		default:
-		}
-		if s.waker != nil {
-			s.waker.Wake()
-		}
+		s.presenceDue.Store(true)
+		s.signal()
 	}
 }
 

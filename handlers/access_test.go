@@ -19,6 +19,7 @@ import (
 
 	"herald/app"
 	"herald/app/access"
+	"herald/handlers/ws"
 )
 
 const testJWTSecret = "handlers-test-secret-0123456789abcdef"
@@ -52,14 +53,15 @@ func startAccessServer(t *testing.T, clock *frozenClock, configure func(*app.Sec
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(Options{Config: cfg, Hub: hub, Templates: os.DirFS("../templates"), Static: os.DirFS("../static"), Now: clock.now})
+	edge, err := NewServer(Options{Config: cfg, Hub: hub, Templates: os.DirFS("../templates"), Static: os.DirFS("../static"), Now: clock.now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := httptest.NewServer(e)
+	server := httptest.NewServer(edge.Handler())
 	t.Cleanup(func() {
 		hub.Shutdown(context.Background()) // ends the subscriptions, so that Close does not wait on them
 		server.Close()
+		edge.Close()
 	})
 	return server
 }
@@ -94,8 +96,8 @@ func TestSubscriptionsEndWhenTheirCredentialExpires(t *testing.T) {
 		conn.SetReadDeadline(time.Now().Add(time.Minute)) // a hang guard, not a threshold
 		_, _, err = conn.ReadMessage()
 		var closed *gorilla.CloseError
-		if !errors.As(err, &closed) || closed.Code != closeCredentialExpired || closed.Text != "token expired" {
-			t.Fatalf("the connection ended with %v, want close %d \"token expired\"", err, closeCredentialExpired)
+		if !errors.As(err, &closed) || closed.Code != ws.CloseCredentialExpired || closed.Text != "token expired" {
+			t.Fatalf("the connection ended with %v, want close %d \"token expired\"", err, ws.CloseCredentialExpired)
 		}
 	})
 	t.Run("SSE", func(t *testing.T) {

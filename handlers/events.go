@@ -1,37 +1,32 @@
 package handlers
 
 import (
-	"bytes"
-	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
-	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"herald/app"
+	"herald/handlers/upgrade"
 )
 
 // sseRetry is the reconnect delay an EventSource is told to use.
 const sseRetry = 2 * time.Second
 
 // eventsHandler serves Server-Sent Events: the same subscriptions as the
-// WebSocket route, for curl -N and the browser's EventSource. The request's
-// goroutine is the stream's only writer.
+// WebSocket route, for curl -N and the browser's EventSource. The
+// request's goroutine is the stream's only writer: net/http keeps it for
+// the stream anyway.
 type eventsHandler struct {
 	now               func() time.Time // the clock credentials expire by
 	broker            app.Broker
-	hub               *app.Hub
 	log               *slog.Logger
 	metrics           *metrics
 	heartbeatInterval time.Duration
 	writeTimeout      time.Duration
-	drainTimeout      time.Duration
 }
 
 func (h *eventsHandler) stream(c echo.Context) error {
@@ -40,7 +35,7 @@ func (h *eventsHandler) stream(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	defer h.hub.Unsubscribe(sub)
+	defer sub.Close()
 	defer h.metrics.connected(transportSSE)()
 
 	w := &sseWriter{
@@ -61,7 +56,7 @@ func (h *eventsHandler) stream(c echo.Context) error {
 	// reading would never get the end of its stream, and the server would
 	// wait on it. That takes a connection that can stop waiting, which
 	// net/http's are when Herald's server made them (see ConnContext).
-	conn := waitStopperOf(req.Context().Value(connKey{}))
+	conn := upgrade.WaitStopperFrom(req.Context())
 	stopInterrupt := sub.OnEnd(func() {
 		switch {
 		case sub.EndedSlow():
@@ -78,140 +73,90 @@ func (h *eventsHandler) stream(c echo.Context) error {
 	header.Set("X-Accel-Buffering", "no") // nginx: pass events on at once
 	c.Response().WriteHeader(http.StatusOK)
 
-	log := h.log.With("remote", c.RealIP(), "subscriber", sub.ID())
 	w.comment("subscribed to " + sub.Topic())
 	w.buf.WriteString("retry: " + strconv.FormatInt(sseRetry.Milliseconds(), 10) + "\n\n")
-	d := &delivery{
-		hub:          h.hub,
-		sub:          sub,
-		out:          w,
-		metrics:      h.metrics,
-		keepalive:    h.heartbeatInterval,
-		writeTimeout: h.writeTimeout,
-	}
+	var expired <-chan time.Time
 	if expires := grantExpiry(c); !expires.IsZero() {
 		// The stream ends with an "expired" event when the credential runs
 		// out; the EventSource's reconnect then meets a 401.
 		timer := time.NewTimer(expires.Sub(h.now()))
 		defer timer.Stop()
-		d.expired = timer.C
+		expired = timer.C
 	}
-	err = d.run(req.Context().Done())
+	err = h.deliver(sub, w, req.Context().Done(), expired)
 	if err == nil && errors.Is(sub.Err(), app.ErrHubClosed) {
-		err = d.drain(h.drainTimeout) // acknowledged messages go out before the stream ends
+		// Acknowledged messages go out before the stream ends.
+		err = h.drain(sub, w)
 	}
 	if err != nil {
-		log.Debug("event stream ended", "err", err)
+		h.log.Debug("event stream ended", "remote", c.RealIP(), "subscriber", sub.ID(), "err", err)
 	}
-	h.hub.Leave(sub)
+	sub.Leave()
 	return nil
 }
 
-// waitStopper is a connection whose writes can stop waiting for room in a
-// full socket: from then on a write that finds it full fails at once.
-type waitStopper interface {
-	StopWaiting()
-}
+// errCredentialExpired ends a stream whose token or JWT ran out.
+var errCredentialExpired = errors.New("the credential expired")
 
-// waitStopperOf is the waitStopper that conn is, or that it wraps with
-// TLS; nil if there is none.
-func waitStopperOf(conn any) waitStopper {
-	if tlsConn, ok := conn.(interface{ NetConn() net.Conn }); ok {
-		conn = tlsConn.NetConn()
-	}
-	stopper, _ := conn.(waitStopper)
-	return stopper
-}
-
-type connKey struct{}
-
-// ConnContext is for http.Server.ConnContext: it keeps the connection in
-// the context of the requests it carries, so that an event stream can tell
-// it to stop waiting on a full socket when the server shuts down.
-func ConnContext(ctx context.Context, conn net.Conn) context.Context {
-	return context.WithValue(ctx, connKey{}, conn)
-}
-
-// sseWriter formats events into a buffer and writes each event, or group
-// of events, with its own deadline.
-type sseWriter struct {
-	response     *echo.Response
-	control      *http.ResponseController
-	writeTimeout time.Duration
-	json         bool
-	interrupted  atomic.Bool // writes fail at once
-	buf          bytes.Buffer
-}
-
-var errStreamInterrupted = errors.New("event stream interrupted: subscriber too slow")
-
-// addMessage adds m as one event: its id, then its text as data lines, or
-// its JSON as one data line.
-func (w *sseWriter) addMessage(m *app.Message) {
-	w.buf.WriteString("id: ")
-	w.buf.WriteString(strconv.FormatUint(m.ID, 10))
-	w.buf.WriteByte('\n')
-	if w.json {
-		w.data(m.JSON())
-	} else {
-		w.text(m.Text)
-	}
-	w.buf.WriteByte('\n')
-}
-
-// addNotice adds a named event; such events have no id, so they leave an
-// EventSource's Last-Event-ID where it was.
-func (w *sseWriter) addNotice(name string, data []byte) {
-	w.buf.WriteString("event: " + name + "\n")
-	w.data(data)
-	w.buf.WriteByte('\n')
-}
-
-// text adds one data line per line of s. SSE ends a line at CRLF, CR or LF
-// and the client joins data lines with LF, so each line break arrives as LF.
-func (w *sseWriter) text(s string) {
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	s = strings.ReplaceAll(s, "\r", "\n")
-	for line := range strings.SplitSeq(s, "\n") {
-		w.data(textBytes(line))
+// deliver writes what the subscriber is owed, a delivery at a time, until
+// the subscription ends, peerGone closes, the credential expires, or a
+// write fails; it returns why, unless the subscription ended or the peer
+// went. A stream that falls behind catches up in a few writes rather than
+// one write per message.
+func (h *eventsHandler) deliver(sub *app.Subscriber, w *sseWriter, peerGone <-chan struct{}, expired <-chan time.Time) error {
+	keepalive := time.NewTicker(h.heartbeatInterval)
+	defer keepalive.Stop()
+	var d app.Delivery
+	for {
+		delivered := sub.Next(&d, app.DeliveryBytes)
+		w.addDelivery(&d)
+		if w.pending() {
+			if err := h.flush(sub, w, &d); err != nil {
+				return err
+			}
+		}
+		if delivered {
+			continue // more may have come while writing: take it before waiting
+		}
+		select {
+		case <-sub.Ready():
+		case <-keepalive.C:
+			w.addKeepalive()
+		case <-expired:
+			w.addNotice(app.ExpiredNotice(sub.Topic()))
+			if err := h.flush(sub, w, &d); err != nil {
+				return err
+			}
+			return errCredentialExpired
+		case <-sub.Done():
+			return nil
+		case <-peerGone:
+			return nil
+		}
 	}
 }
 
-func (w *sseWriter) data(b []byte) {
-	w.buf.WriteString("data: ")
-	w.buf.Write(b)
-	w.buf.WriteByte('\n')
+// drain writes what was published to the subscriber before it ended. A
+// write to a client that stopped reading fails at once (see
+// upgrade.WaitStopper); the hub counts whatever is left when the
+// subscriber is closed.
+func (h *eventsHandler) drain(sub *app.Subscriber, w *sseWriter) error {
+	var d app.Delivery
+	for sub.Next(&d, app.DeliveryBytes) {
+		w.addDelivery(&d)
+		if err := h.flush(sub, w, &d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-func (w *sseWriter) addKeepalive() { w.comment("heartbeat") }
-
-func (w *sseWriter) pending() bool { return w.buf.Len() > 0 }
-
-// comment adds a comment line, which clients ignore and proxies see as
-// traffic.
-func (w *sseWriter) comment(text string) {
-	w.buf.WriteString(": " + text + "\n\n")
-}
-
-// flush writes what is buffered and pushes it to the client.
-func (w *sseWriter) flush() error {
-	if err := w.control.SetWriteDeadline(time.Now().Add(w.writeTimeout)); err != nil {
+// flush writes what is buffered and settles the delivery it carries.
+func (h *eventsHandler) flush(sub *app.Subscriber, w *sseWriter, d *app.Delivery) error {
+	if err := w.flush(); err != nil {
+		sub.Unsent(d, err, h.writeTimeout)
 		return err
 	}
-	// Checked after the deadline is set, as deadlineConn.Write does.
-	if w.interrupted.Load() {
-		return errStreamInterrupted
-	}
-	_, err := w.response.Write(w.buf.Bytes())
-	w.buf.Reset()
-	if err != nil {
-		return err
-	}
-	return w.control.Flush()
-}
-
-// interrupt fails the write in progress and every later one.
-func (w *sseWriter) interrupt() {
-	w.interrupted.Store(true)
-	_ = w.control.SetWriteDeadline(time.Now())
+	sub.Sent(d)
+	return nil
 }

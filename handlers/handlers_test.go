@@ -18,7 +18,7 @@ import (
 )
 
 type testServer struct {
-	e   *echo.Echo
+	e   http.Handler
 	hub *app.Hub
 }
 
@@ -39,11 +39,12 @@ func newTestServer(t *testing.T, configure func(*app.Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(Options{Config: cfg, Hub: hub, Templates: os.DirFS("../templates"), Static: os.DirFS("../static")})
+	edge, err := NewServer(Options{Config: cfg, Hub: hub, Templates: os.DirFS("../templates"), Static: os.DirFS("../static")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testServer{e: e, hub: hub}
+	t.Cleanup(edge.Close)
+	return &testServer{e: edge.Handler(), hub: hub}
 }
 
 func (s *testServer) do(req *http.Request) *httptest.ResponseRecorder {
@@ -125,7 +126,9 @@ func TestNotifyPublishes(t *testing.T) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 				t.Fatalf("receipt %q: %v", rec.Body, err)
 			}
-			taken, _ := sub.Take(nil, 1<<20)
+			var d app.Delivery
+			sub.Next(&d, 1<<20)
+			taken := d.Messages
 			if len(taken) != 1 {
 				t.Fatalf("%d messages were published, want 1", len(taken))
 			}
@@ -134,8 +137,8 @@ func TestNotifyPublishes(t *testing.T) {
 			} else if want := (receipt{ID: strconv.FormatUint(m.ID, 10), Topic: tc.expectTopic, Subscribers: 1}); got != want {
 				t.Errorf("receipt = %+v, want %+v", got, want)
 			}
-			if taken, _ := other.Take(nil, 1<<20); len(taken) != 0 {
-				t.Errorf("a subscriber of another topic got %d messages", len(taken))
+			if other.Next(&d, 1<<20) {
+				t.Errorf("a subscriber of another topic got %d messages", len(d.Messages))
 			}
 		})
 	}

@@ -3,12 +3,12 @@ package handlers
 import (
 	"cmp"
 	"slices"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"herald/app"
+	"herald/handlers/ws"
 )
 
 // topicLabelLimit bounds herald_topic_subscribers: the busiest topics get
@@ -27,10 +27,11 @@ const (
 )
 
 // metrics holds Herald's Prometheus metrics, in a registry of its own.
+// Most are read from the hub when Prometheus scrapes, so that the domain
+// knows nothing of Prometheus.
 type metrics struct {
-	registry        *prometheus.Registry
-	connections     *prometheus.GaugeVec
-	deliveryLatency prometheus.Histogram
+	registry    *prometheus.Registry
+	connections *prometheus.GaugeVec
 	// disconnect holds each transport's gauge decrement, bound once
 	// rather than once per connection.
 	disconnect map[string]func()
@@ -43,11 +44,6 @@ func newMetrics(hub *app.Hub, broker app.Broker) *metrics {
 			Name: "herald_connections",
 			Help: "Open subscriber connections, by transport.",
 		}, []string{"transport"}),
-		deliveryLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "herald_delivery_latency_seconds",
-			Help:    "Time from a publish being accepted to its message being written to a live subscriber.",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10), // 100µs to about 26s
-		}),
 	}
 	// Both transports show from the start, at 0.
 	m.disconnect = map[string]func(){}
@@ -56,7 +52,6 @@ func newMetrics(hub *app.Hub, broker app.Broker) *metrics {
 	}
 	m.registry.MustRegister(
 		m.connections,
-		m.deliveryLatency,
 		&hubCollector{hub: hub, broker: broker},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -64,18 +59,12 @@ func newMetrics(hub *app.Hub, broker app.Broker) *metrics {
 	return m
 }
 
-// watchWriters counts the WebSocket sends that io_uring carried.
-func (m *metrics) watchWriters(pool *writerPool) {
+// watchEngine counts the WebSocket sends that io_uring carried.
+func (m *metrics) watchEngine(engine *ws.Server) {
 	m.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "herald_websocket_io_uring_sends_total",
 		Help: "Writes to WebSocket connections sent through io_uring, many to one system call (websocket.io_uring).",
-	}, func() float64 { return float64(pool.ringSends.Load()) }))
-}
-
-// delivered records a live message's latency once it has been written.
-// Replayed history is not counted: its age is not a delivery delay.
-func (m *metrics) delivered(msg *app.Message) {
-	m.deliveryLatency.Observe(time.Since(msg.Time).Seconds())
+	}, func() float64 { return float64(engine.RingSends()) }))
 }
 
 // connected counts a connection until the returned func is called.
@@ -115,11 +104,13 @@ var (
 		"Failures of the history store or of Redis: publishes refused, sweeps that failed, commands that failed.", nil, nil)
 	brokerUpDesc = prometheus.NewDesc("herald_broker_up",
 		"1 while the broker answers (always, for the memory broker), 0 while Redis is out of reach.", nil, nil)
+	latencyDesc = prometheus.NewDesc("herald_delivery_latency_seconds",
+		"Time from a publish being accepted to its message being written to a live subscriber.", nil, nil)
 )
 
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{subscribersDesc, topicsDesc, topicSubscribersDesc,
-		publishedDesc, deliveredDesc, droppedDesc, slowDesc, brokerErrorsDesc, brokerUpDesc} {
+		publishedDesc, deliveredDesc, droppedDesc, slowDesc, brokerErrorsDesc, brokerUpDesc, latencyDesc} {
 		ch <- d
 	}
 }
@@ -144,6 +135,11 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		up = 1
 	}
 	ch <- prometheus.MustNewConstMetric(brokerUpDesc, prometheus.GaugeValue, up)
+	buckets := make(map[float64]uint64, len(app.LatencyBounds))
+	for i, bound := range app.LatencyBounds {
+		buckets[bound] = stats.Latency.Cumulative[i]
+	}
+	ch <- prometheus.MustNewConstHistogram(latencyDesc, stats.Latency.Count, stats.Latency.Sum, buckets)
 
 	type topicCount struct {
 		topic string

@@ -1,5 +1,7 @@
-// Package handlers serves Herald over HTTP with Echo: the page, the notify
-// route, the WebSocket and Server-Sent Events routes and static files. Every route is listed in New.
+// Package handlers is Herald's HTTP edge, with Echo: the page, the notify
+// route, the WebSocket and Server-Sent Events routes, access, health,
+// metrics and static files, and the server that runs them. Every route is
+// listed in newServer, in this file.
 package handlers
 
 import (
@@ -9,7 +11,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"runtime"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -17,10 +18,10 @@ import (
 
 	"herald/app"
 	"herald/app/access"
-	"herald/handlers/readiness"
+	"herald/handlers/ws"
 )
 
-// Options is everything the routes need; main builds it once.
+// Options is everything the server needs; main builds it once.
 type Options struct {
 	Config app.Config
 	Hub    *app.Hub
@@ -39,8 +40,8 @@ type Options struct {
 	Getenv func(string) string
 }
 
-// New returns the Echo instance that serves every Herald route.
-func New(opts Options) (*echo.Echo, error) {
+// newServer builds the routes and the WebSocket engine.
+func newServer(opts Options) (*Server, error) {
 	if opts.Hub == nil || opts.Templates == nil || opts.Static == nil {
 		return nil, errors.New("handlers: hub, templates and static files are required")
 	}
@@ -94,17 +95,13 @@ func New(opts Options) (*echo.Echo, error) {
 	page := &pageHandler{paths: paths, tokensAccepted: policy.TakesCredentials()}
 	auth := &authorizer{policy: policy}
 	notify := &notifyHandler{broker: broker, maxMessageBytes: opts.Hub.MaxMessageBytes(), pagePath: paths.Page, authorize: auth.authorize}
-	stream, subscription := newWebSocketRoute(cfg, opts.Hub, broker, now, log, metrics)
-	metrics.watchWriters(stream.pool)
 	events := &eventsHandler{
 		now:               now,
 		broker:            broker,
-		hub:               opts.Hub,
 		log:               log,
 		metrics:           metrics,
 		heartbeatInterval: cfg.SSE.HeartbeatInterval,
 		writeTimeout:      cfg.WebSocket.WriteTimeout,
-		drainTimeout:      cfg.WebSocket.WriteTimeout,
 	}
 
 	// Who may publish and subscribe: browsers only from this site or an
@@ -132,7 +129,21 @@ func New(opts Options) (*echo.Echo, error) {
 		e.GET(paths.Notify, getPublishingOff)
 	}
 	e.POST(paths.Notify, chain(notify.publish, publishGuards...))
-	e.GET(paths.WS, chain(stream.serve, append(subscribeGuards, subscription)...))
+	engine, err := ws.NewServer(ws.Config{
+		MaxFrameBytes: cfg.Limits.MaxFrameBytes,
+		PingInterval:  cfg.WebSocket.PingInterval,
+		IdleTimeout:   cfg.WebSocket.PingInterval + cfg.WebSocket.PongTimeout,
+		WriteTimeout:  cfg.WebSocket.WriteTimeout,
+		IOURing:       cfg.WebSocket.IOURing,
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("handlers: %w", err)
+	}
+	metrics.watchEngine(engine)
+	subscription := SubscriptionWithConfig(SubscriptionConfig{Broker: broker, Engine: engine, Logger: log})
+	webSocket := &webSocketHandler{now: now, metrics: metrics}
+	e.GET(paths.WS, chain(webSocket.serve, append(subscribeGuards, subscription)...))
 	e.GET(paths.Events, chain(events.stream, subscribeGuards...))
 	e.GET(paths.Access, auth.show)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Healthz, health.live)
@@ -140,6 +151,7 @@ func New(opts Options) (*echo.Echo, error) {
 	adminToken := cfg.Security.AdminToken
 	if adminToken != "" {
 		if adminToken, err = access.ReadSecret(adminToken, opts.Getenv); err != nil {
+			engine.Close()
 			return nil, fmt.Errorf("handlers: security.admin_token: %w", err)
 		}
 	}
@@ -150,30 +162,7 @@ func New(opts Options) (*echo.Echo, error) {
 	}
 	static := echo.StaticDirectoryHandler(opts.Static, !e.EnablePathUnescapingStaticFiles)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Static+"/*", static)
-	return e, nil
-}
-
-// newWebSocketRoute builds the WebSocket route's two parts: the middleware
-// that upgrades and subscribes, and the handler that serves the connection
-// from then on.
-func newWebSocketRoute(cfg app.Config, hub *app.Hub, broker app.Broker, now func() time.Time, log *slog.Logger, metrics *metrics) (*streamHandler, echo.MiddlewareFunc) {
-	stream := &streamHandler{
-		now:          now,
-		log:          log,
-		metrics:      metrics,
-		pool:         newWriterPool(runtime.GOMAXPROCS(0), cfg.WebSocket.PingInterval, cfg.WebSocket.IOURing, log),
-		readiness:    &readiness.Poller{},
-		writeTimeout: cfg.WebSocket.WriteTimeout,
-	}
-	subscription := SubscriptionWithConfig(SubscriptionConfig{
-		Hub:           hub,
-		Broker:        broker,
-		Logger:        log,
-		MaxFrameBytes: cfg.Limits.MaxFrameBytes,
-		IdleTimeout:   cfg.WebSocket.PingInterval + cfg.WebSocket.PongTimeout,
-		WriteTimeout:  cfg.WebSocket.WriteTimeout,
-	})
-	return stream, subscription
+	return &Server{opts: opts, log: log, echo: e, engine: engine}, nil
 }
 
 // chain wraps h in a route's middleware once, when the route is added.

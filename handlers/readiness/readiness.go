@@ -9,6 +9,11 @@
 // connection on a goroutine of its own.
 package readiness
 
+import "errors"
+
+// ErrClosed is what Watch returns once the Poller is closed.
+var ErrClosed = errors.New("readiness: the poller is closed")
+
 // Watcher is told about a watched socket. Both methods run on the Poller's
 // goroutine: they must not block, nor call the Poller.
 type Watcher interface {

@@ -13,13 +13,15 @@ import (
 // Poller tells when watched sockets have something to read. Its zero
 // value is ready to use: it starts its goroutine with the first watch and
 // stops it when the last is forgotten. If waiting fails, it stops for
-// good: every watcher is told, and later watches fail.
+// good: every watcher is told, and later watches fail. Its owner calls
+// Close, which waits for the goroutine.
 type Poller struct {
 	mu      sync.Mutex
 	watches map[uint64]Watcher
 	epoll   *os.File // nil while nothing is watched
 	epollFD int
-	failed  error // why waiting failed; nil while it works
+	failed  error // why waiting failed, or ErrClosed; nil while it works
+	running sync.WaitGroup
 }
 
 // eventsPerWait is how many ready sockets one epoll_wait returns at most;
@@ -92,8 +94,32 @@ func (p *Poller) open() error {
 		p.watches = map[uint64]Watcher{}
 	}
 	p.epoll, p.epollFD = epoll, fd
-	go p.run(raw, fd)
+	p.running.Go(func() { p.run(raw, fd) })
 	return nil
+}
+
+// Close stops the Poller for good and waits for its goroutine: later
+// watches fail with ErrClosed, and watchers still watched are told, so
+// that they read their sockets some other way.
+func (p *Poller) Close() {
+	p.mu.Lock()
+	if p.failed == nil {
+		p.failed = ErrClosed
+	}
+	left := make([]Watcher, 0, len(p.watches))
+	for _, w := range p.watches {
+		left = append(left, w)
+	}
+	clear(p.watches)
+	if p.epoll != nil {
+		p.epoll.Close() // ends run
+		p.epoll = nil
+	}
+	p.mu.Unlock()
+	for _, w := range left {
+		w.PollerFailed(ErrClosed)
+	}
+	p.running.Wait()
 }
 
 // closeIfUnused closes the epoll instance once nothing is watched, which

@@ -1,4 +1,4 @@
-package handlers
+package ws
 
 import (
 	"log/slog"
@@ -17,9 +17,8 @@ import (
 // connection. On Linux each shard sends a round of connections' batches
 // with one io_uring submission instead of a write each (ringWriter).
 //
-// The pool's goroutines run while it has connections: the first one
-// starts them and the last one to leave stops them, so a server with no
-// WebSocket connections has none, and shutdown needs no extra step.
+// Its goroutines run from newWriterPool until stop, which the engine
+// calls once every connection has finished.
 type writerPool struct {
 	shards       []*writerShard
 	pingInterval time.Duration
@@ -29,23 +28,26 @@ type writerPool struct {
 	log          *slog.Logger
 
 	mu    sync.Mutex
-	conns map[*wsConn]struct{}
-	next  int           // the shard for the next connection
-	stop  chan struct{} // closed when the last connection leaves; nil while none
+	conns map[*Conn]struct{}
+	next  int // the shard for the next connection
+
+	stopping chan struct{} // closed by stop
+	running  sync.WaitGroup
 }
 
 // writerShard is one writing goroutine and its queue.
 type writerShard struct {
 	mu    sync.Mutex
-	queue []*wsConn
-	spare []*wsConn
+	queue []*Conn
+	spare []*Conn
 	wake  chan struct{}
 }
 
-// newWriterPool makes a pool of shards writers. With useRing, it checks
-// once that the kernel allows io_uring, and says so if it does not.
+// newWriterPool starts a pool of shards writers and its ping timer. With
+// useRing, it checks once that the kernel allows io_uring, and says so if
+// it does not.
 func newWriterPool(shards int, pingInterval time.Duration, useRing bool, log *slog.Logger) *writerPool {
-	p := &writerPool{pingInterval: pingInterval, conns: map[*wsConn]struct{}{}, log: log}
+	p := &writerPool{pingInterval: pingInterval, conns: map[*Conn]struct{}{}, log: log, stopping: make(chan struct{})}
 	for range max(shards, 1) {
 		p.shards = append(p.shards, &writerShard{wake: make(chan struct{}, 1)})
 	}
@@ -57,7 +59,17 @@ func newWriterPool(shards int, pingInterval time.Duration, useRing bool, log *sl
 			p.useRing = true
 		}
 	}
+	for _, shard := range p.shards {
+		p.running.Go(func() { shard.run(p.stopping, p.ringWriter(), p.log) })
+	}
+	p.running.Go(p.ping)
 	return p
+}
+
+// stop ends the pool's goroutines and waits for them.
+func (p *writerPool) stop() {
+	close(p.stopping)
+	p.running.Wait()
 }
 
 // ringWriter gives a starting shard its ring, or nil to write one
@@ -80,42 +92,29 @@ func (p *writerPool) ringWriter() *ringWriter {
 }
 
 // add registers c and gives it a shard.
-func (p *writerPool) add(c *wsConn) {
+func (p *writerPool) add(c *Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.conns) == 0 {
-		p.stop = make(chan struct{})
-		for _, s := range p.shards {
-			go s.run(p.stop, p.ringWriter(), p.log)
-		}
-		go p.ping(p.stop)
-	}
 	p.conns[c] = struct{}{}
 	c.shard = p.shards[p.next%len(p.shards)]
 	p.next++
 }
 
-// remove forgets c; the last connection stops the pool's goroutines.
-func (p *writerPool) remove(c *wsConn) {
+// remove forgets c.
+func (p *writerPool) remove(c *Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if _, ok := p.conns[c]; !ok {
-		return
-	}
 	delete(p.conns, c)
-	if len(p.conns) == 0 {
-		close(p.stop)
-		p.stop = nil
-	}
 }
 
-// ping asks every connection to send a ping, every pingInterval.
-func (p *writerPool) ping(stop <-chan struct{}) {
+// ping asks every connection to send a ping, every pingInterval, until
+// stop.
+func (p *writerPool) ping() {
 	ticker := time.NewTicker(p.pingInterval)
 	defer ticker.Stop()
 	for {
 		select {
-		case <-stop:
+		case <-p.stopping:
 			return
 		case <-ticker.C:
 			p.mu.Lock()
@@ -129,7 +128,7 @@ func (p *writerPool) ping(stop <-chan struct{}) {
 }
 
 // push queues c for its shard's goroutine.
-func (s *writerShard) push(c *wsConn) {
+func (s *writerShard) push(c *Conn) {
 	s.mu.Lock()
 	s.queue = append(s.queue, c)
 	s.mu.Unlock()
@@ -142,7 +141,7 @@ func (s *writerShard) push(c *wsConn) {
 // run writes to queued connections until stop closes, a round at a time
 // through rw if it is not nil.
 func (s *writerShard) run(stop <-chan struct{}, rw *ringWriter, log *slog.Logger) {
-	w := newBatchWriter() // this goroutine's own: a restarted pool may briefly run two per shard
+	w := newBatchWriter()
 	if rw != nil {
 		defer rw.close()
 	}
@@ -186,7 +185,7 @@ func (s *writerShard) run(stop <-chan struct{}, rw *ringWriter, log *slog.Logger
 }
 
 // flushEach writes to each queued connection in turn, a write each.
-func flushEach(batch []*wsConn, w *batchWriter) {
+func flushEach(batch []*Conn, w *batchWriter) {
 	for _, c := range batch {
 		c.queued.Store(false)
 		c.flush(w)

@@ -1,11 +1,9 @@
-package handlers
+package ws
 
 import (
 	"net"
 	"sync/atomic"
 	"syscall"
-
-	"herald/app"
 )
 
 // ringWriter is how a writer shard writes a round of connections with one
@@ -25,9 +23,8 @@ type ringWriter struct {
 
 // ringSend is one connection's part of a round.
 type ringSend struct {
-	c          *wsConn
+	c          *Conn
 	start, end int // its batch in the arena
-	taken      []*app.Message
 	closing    bool
 }
 
@@ -61,7 +58,7 @@ func (rw *ringWriter) close() { rw.ring.close() }
 // flush writes to every connection in batch, a round at a time, and
 // reports an error if the ring failed on the way; the connections of the
 // failed round were still written, the blocking way.
-func (rw *ringWriter) flush(batch []*wsConn, w *batchWriter) error {
+func (rw *ringWriter) flush(batch []*Conn, w *batchWriter) error {
 	for len(batch) > 0 {
 		var err error
 		if batch, err = rw.flushRound(batch, w); err != nil {
@@ -74,7 +71,7 @@ func (rw *ringWriter) flush(batch []*wsConn, w *batchWriter) error {
 
 // flushRound writes one round from the front of batch and returns the
 // connections it did not reach.
-func (rw *ringWriter) flushRound(batch []*wsConn, w *batchWriter) (rest []*wsConn, err error) {
+func (rw *ringWriter) flushRound(batch []*Conn, w *batchWriter) (rest []*Conn, err error) {
 	arena, round := rw.arena[:0], rw.round[:0]
 	i := 0
 	for ; i < len(batch) && len(round) < ringRound && len(arena) < ringArenaBytes; i++ {
@@ -88,9 +85,8 @@ func (rw *ringWriter) flushRound(batch []*wsConn, w *batchWriter) (rest []*wsCon
 			continue
 		}
 		start := len(arena)
-		var taken []*app.Message
 		var closing bool
-		arena, taken, closing = c.collect(arena)
+		arena, closing = c.collect(arena)
 		if len(arena) == start {
 			if !c.release() {
 				c.writeOwned(w)
@@ -100,11 +96,11 @@ func (rw *ringWriter) flushRound(batch []*wsConn, w *batchWriter) (rest []*wsCon
 		// Held until the send completes, so that it never lands on a
 		// descriptor closed meanwhile and given to another connection.
 		if !c.holdFD() {
-			c.finishWrite(arena[start:], 0, net.ErrClosed, taken, closing)
+			c.finishWrite(arena[start:], 0, net.ErrClosed, closing)
 			arena = arena[:start]
 			continue
 		}
-		round = append(round, ringSend{c: c, start: start, end: len(arena), taken: taken, closing: closing})
+		round = append(round, ringSend{c: c, start: start, end: len(arena), closing: closing})
 	}
 
 	// The arena may have moved as it grew, so the batches are sliced from
@@ -122,7 +118,7 @@ func (rw *ringWriter) flushRound(batch []*wsConn, w *batchWriter) (rest []*wsCon
 	for j, s := range round {
 		s.c.fdMu.RUnlock()
 		n, sendErr := sentBytes(res[j])
-		if s.c.finishWrite(bufs[j], n, sendErr, s.taken, s.closing) {
+		if s.c.finishWrite(bufs[j], n, sendErr, s.closing) {
 			s.c.writeOwned(w) // more came meanwhile: this one goes on alone
 		}
 	}

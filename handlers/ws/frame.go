@@ -1,6 +1,11 @@
-package handlers
+package ws
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+	"unsafe"
+
+	"herald/app"
+)
 
 // WebSocket opcodes that the writer sends (RFC 6455, section 5.2).
 const (
@@ -39,7 +44,13 @@ func newBatchWriter() *batchWriter { return &batchWriter{buf: make([]byte, 0, 4<
 // keep holds on to buf, which may have grown, for the next batch, unless
 // one huge message made it too big to keep.
 func (w *batchWriter) keep(buf []byte) {
-	if cap(buf) <= 4*maxBatchBytes {
+	if cap(buf) <= 4*app.DeliveryBytes {
 		w.buf = buf[:0]
 	}
+}
+
+// textBytes views a message's text as bytes without copying it once per
+// subscriber. The writers it is passed to only read it.
+func textBytes(s string) []byte {
+	return unsafe.Slice(unsafe.StringData(s), len(s))
 }

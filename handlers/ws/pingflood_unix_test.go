@@ -1,6 +1,6 @@
 //go:build unix
 
-package handlers
+package ws
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 
 // pendingControlBytes is how many bytes of x/net's control frames wait to
 // go out on c: a pong at most, since a close is only a code.
-func (c *wsConn) pendingControlBytes() int {
+func (c *Conn) pendingControlBytes() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.pong)
@@ -28,11 +28,11 @@ func (c *wsConn) pendingControlBytes() int {
 // else goes on getting every message.
 func TestPingFloodFromAClientThatNeverReadsHoldsOnePongThenGets1008(t *testing.T) {
 	t.Parallel()
-	cfg := app.DefaultConfig()
+	cfg := testConfig()
 	// Nothing but the flood rule may end the flooder: not a write timeout,
 	// and no pings of the server's own among the pongs.
-	cfg.WebSocket.WriteTimeout = time.Hour
-	cfg.WebSocket.PingInterval = time.Hour
+	cfg.WriteTimeout = time.Hour
+	cfg.PingInterval, cfg.IdleTimeout = time.Hour, time.Hour
 	// Small buffers on both sides: the socket to the flooder is full after
 	// a few dozen KiB, and what the kernel holds of the flood is bounded.
 	const socketBytes = 16 << 10

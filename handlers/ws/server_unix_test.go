@@ -1,6 +1,6 @@
 //go:build unix
 
-package handlers
+package ws
 
 import (
 	"bufio"
@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/labstack/echo/v4"
-
 	"herald/app"
 )
 
@@ -26,35 +24,62 @@ import (
 // It is not an assertion about speed: waits end on the event itself.
 const hangGuard = time.Minute
 
-// wsTestServer serves the WebSocket route alone, built as New builds it,
-// over real HTTP, and lets a test look at the connections it serves.
+// wsPath is where the test server takes upgrades.
+const wsPath = "/ws"
+
+// testConfig is the engine's configuration as Herald's defaults set it.
+func testConfig() Config {
+	return Config{MaxFrameBytes: 4 << 10, PingInterval: 30 * time.Second, IdleTimeout: 40 * time.Second, WriteTimeout: 10 * time.Second}
+}
+
+// wsTestServer serves WebSocket upgrades with the engine alone, over real
+// HTTP, without Echo or the routes' checks: each upgrade subscribes to
+// ?topic= (default: the default topic), in JSON mode with ?format=json.
+// It lets a test look at the connections it serves.
 type wsTestServer struct {
 	addr   string // host:port
 	hub    *app.Hub
-	stream *streamHandler
+	engine *Server
 	logs   *lockedLog
 }
 
-// startWebSocketServer serves cfg's WebSocket route until the test ends.
-// socketBytes, unless 0, is the send and receive buffer of every socket the
-// server accepts, so that a client that stops reading fills them soon and
-// by a known amount.
-func startWebSocketServer(t *testing.T, cfg app.Config, socketBytes int) *wsTestServer {
+// startWebSocketServer serves upgrades with an engine of cfg until the
+// test ends. socketBytes, unless 0, is the send and receive buffer of
+// every socket the server accepts, so that a client that stops reading
+// fills them soon and by a known amount.
+func startWebSocketServer(t *testing.T, cfg Config, socketBytes int) *wsTestServer {
 	t.Helper()
 	hub, err := app.NewHub(app.HubOptions{
-		MaxLagBytes: cfg.Limits.MaxLagBytes, MaxMessageBytes: cfg.Limits.MaxMessageBytes,
-		HistorySize: cfg.History.Size, HistoryTTL: cfg.History.TTL, MaxTopics: cfg.Limits.MaxTopics,
+		MaxLagBytes: 16 << 20, MaxMessageBytes: 64 << 10, HistorySize: 1000, HistoryTTL: time.Hour, MaxTopics: 100,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	logs := &lockedLog{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	broker := app.NewMemoryBroker(hub)
-	stream, subscription := newWebSocketRoute(cfg, hub, broker, time.Now, log, newMetrics(hub, broker))
-	e := echo.New()
-	e.Use(withScope)
-	e.GET(cfg.Paths.WS, chain(stream.serve, subscription))
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	engine, err := NewServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upgrade := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		topic := r.URL.Query().Get("topic")
+		if topic == "" {
+			topic = app.DefaultTopic
+		}
+		sub, err := hub.Subscribe(app.SubscribeRequest{Topic: topic, Label: r.RemoteAddr})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		conn, err := engine.Accept(w, r, sub, r.URL.Query().Get("format") == "json", r.RemoteAddr)
+		if err != nil {
+			sub.Close()
+			return
+		}
+		conn.Start(sub.Close)
+	})
+	mux := http.NewServeMux()
+	mux.Handle(wsPath, upgrade)
 
 	listen := net.ListenConfig{Control: func(_, _ string, raw syscall.RawConn) error {
 		if socketBytes == 0 {
@@ -66,7 +91,7 @@ func startWebSocketServer(t *testing.T, cfg app.Config, socketBytes int) *wsTest
 	if err != nil {
 		t.Fatal(err)
 	}
-	server := httptest.NewUnstartedServer(e)
+	server := httptest.NewUnstartedServer(mux)
 	server.Listener.Close()
 	server.Listener = ln
 	server.Start()
@@ -75,24 +100,25 @@ func startWebSocketServer(t *testing.T, cfg app.Config, socketBytes int) *wsTest
 			t.Error(err)
 		}
 		server.Close()
+		engine.Close()
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs)
 		}
 	})
-	return &wsTestServer{addr: ln.Addr().String(), hub: hub, stream: stream, logs: logs}
+	return &wsTestServer{addr: ln.Addr().String(), hub: hub, engine: engine, logs: logs}
 }
 
-// url is the WebSocket URL of the route, with query appended.
+// url is the WebSocket URL of the server, with query appended.
 func (s *wsTestServer) url(query string) string {
-	return "ws://" + s.addr + app.DefaultConfig().Paths.WS + query
+	return "ws://" + s.addr + wsPath + query
 }
 
 // connOf returns the server's side of the client connection whose local
 // address is clientAddr. The client must have had an answer on it already,
 // so that the server has registered it.
-func (s *wsTestServer) connOf(t *testing.T, clientAddr net.Addr) *wsConn {
+func (s *wsTestServer) connOf(t *testing.T, clientAddr net.Addr) *Conn {
 	t.Helper()
-	pool := s.stream.pool
+	pool := s.engine.pool
 	pool.mu.Lock()
 	defer pool.mu.Unlock()
 	for c := range pool.conns {
@@ -137,7 +163,7 @@ func dialRaw(t *testing.T, s *wsTestServer, sendBytes, receiveBytes int) (net.Co
 	t.Cleanup(func() { conn.Close() })
 	conn.SetDeadline(time.Now().Add(hangGuard))
 	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", app.DefaultConfig().Paths.WS, s.addr)
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", wsPath, s.addr)
 	reader := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(reader, nil)
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {

@@ -1,4 +1,4 @@
-package handlers
+package ws
 
 import (
 	"bufio"
@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"herald/app"
 	"herald/handlers/readiness/readinesstest"
 )
 
@@ -28,8 +27,8 @@ func pingPong(t *testing.T, conn net.Conn, frames *bufio.Reader, text string) {
 
 func TestConnectionsAreStillReadAfterTheReadinessPollerFails(t *testing.T) {
 	t.Parallel()
-	cfg := app.DefaultConfig()
-	cfg.WebSocket.PingInterval = time.Hour // no pings of the server's own among the pongs, and no idle timeout
+	cfg := testConfig()
+	cfg.PingInterval, cfg.IdleTimeout = time.Hour, time.Hour // no pings of the server's own among the pongs, and no idle timeout
 	s := startWebSocketServer(t, cfg, 0)
 	var conns []net.Conn
 	var frames []*bufio.Reader
