@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // writeHistoryFile makes a store of about 2 MB, as a busy server leaves it.
@@ -85,5 +87,59 @@ func TestTruncatedHistoryFileIsRefusedAndLeftUntouched(t *testing.T) {
 	topics, err := s.Load(1000, time.Time{})
 	if err != nil || len(topics) != 7 {
 		t.Fatalf("the whole file: %d topics, %v; want 7", len(topics), err)
+	}
+}
+
+// bbolt finds the second header page of a file whose first one is damaged
+// by trying every page size it accepts; the check before it must do the
+// same, or it refuses a file bbolt opens, such as one made with 16 KiB
+// pages on a machine with 4 KiB ones.
+func TestHistoryFileWithLargerPagesAndADamagedFirstHeaderOpens(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{PageSize: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two transactions, so that each header page points at a tree that
+	// holds the message.
+	for range 2 {
+		if err := db.Update(func(tx *bolt.Tx) error {
+			if _, err := tx.CreateBucketIfNotExists(sequenceStarts); err != nil {
+				return err
+			}
+			return appendTx(tx, journalCommit{journalMessages("news", 1, 1, "n"), 1, 1})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	flipByte(t, path, boltPageHeaderSize+20) // in the first header's root pointer, which its checksum covers
+
+	s, err := OpenBoltStore(path)
+	if err != nil {
+		t.Fatalf("opening a 16 KiB-page file whose first header is damaged: %v, want it opened from the second header as bbolt does", err)
+	}
+	defer s.Close()
+	assertStored(t, s, map[string]string{"news": "last 1: 1"})
+}
+
+// flipByte inverts the byte at offset in the file at path.
+func flipByte(t *testing.T, path string, offset int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, offset); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, offset); err != nil {
+		t.Fatal(err)
 	}
 }
