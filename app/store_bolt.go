@@ -45,12 +45,12 @@ func OpenBoltStore(path string) (*BoltStore, error) {
 	})
 	switch {
 	case errors.Is(err, ErrDamagedStore):
-		return nil, err
+		return nil, fmt.Errorf("%w. %s", err, untouchedAdvice)
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return nil, fmt.Errorf("history file %s is locked by another process (is another Herald using it?)", path)
 	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum),
 		errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrInvalidMapping):
-		return nil, fmt.Errorf("%w: %s is corrupt or not a Herald history file (%w). Herald left it untouched: move it aside to start with an empty history, or restore it from a backup", ErrDamagedStore, path, err)
+		return nil, fmt.Errorf("%w: %s is corrupt or not a Herald history file (%w). %s", ErrDamagedStore, path, err, untouchedAdvice)
 	case err != nil:
 		return nil, fmt.Errorf("open history file: %w", err)
 	}
@@ -70,10 +70,10 @@ func OpenBoltStore(path string) (*BoltStore, error) {
 func (s *BoltStore) Load(limit int, notBefore time.Time) (topics []StoredTopic, err error) {
 	err = faultsAsErrors(s.path, func() error { return s.load(limit, notBefore, &topics) })
 	if errors.Is(err, ErrDamagedStore) {
-		return nil, err
+		return nil, fmt.Errorf("%w. %s", err, untouchedAdvice)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w: %s: %w. Herald left it untouched: move it aside to start with an empty history, or restore it from a backup", ErrStore, ErrDamagedStore, s.path, err)
+		return nil, fmt.Errorf("%w: %w: %s: %w. %s", ErrStore, ErrDamagedStore, s.path, err, untouchedAdvice)
 	}
 	return topics, nil
 }
@@ -193,25 +193,27 @@ func forgetTx(tx *bolt.Tx, topics []string) error {
 
 // view runs f in a read-only transaction.
 func (s *BoltStore) view(what string, f func(*bolt.Tx) error) error {
-	return s.wrap(what, s.db.View(f))
+	return s.wrap(what, faultsAsErrors(s.path, func() error { return s.db.View(f) }))
 }
 
 // update runs f in one fsynced transaction; what names the work in the
-// error.
+// error. A page that went bad under the running server is an error, not
+// the end of the process: bbolt rolls the transaction back as the panic
+// passes through it.
 func (s *BoltStore) update(what string, f func(*bolt.Tx) error) error {
-	return s.wrap(what, s.db.Update(f))
+	return s.wrap(what, faultsAsErrors(s.path, func() error { return s.db.Update(f) }))
 }
 
 var _ Pinger = (*BoltStore)(nil)
 
 // Ping checks that the file can still be read.
 func (s *BoltStore) Ping() error {
-	return s.wrap("ping", s.db.View(func(tx *bolt.Tx) error {
+	return s.view("ping", func(tx *bolt.Tx) error {
 		if tx.Bucket(sequenceStarts) == nil {
 			return errors.New("the file lost its sequence bucket")
 		}
 		return nil
-	}))
+	})
 }
 
 // Close closes the file.

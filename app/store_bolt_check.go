@@ -57,8 +57,7 @@ func checkBoltFile(path string) error {
 		return nil // bbolt creates an empty file, and says what else is wrong
 	}
 	damaged := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s %s. Herald left it untouched: move it aside to start with an empty history, or restore it from a backup",
-			ErrDamagedStore, path, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s %s. %s", ErrDamagedStore, path, fmt.Sprintf(format, args...), untouchedAdvice)
 	}
 
 	first, ok := readBoltMeta(f, 0)
@@ -134,15 +133,19 @@ func readBoltMeta(r io.ReaderAt, offset int64) (boltMeta, bool) {
 }
 
 // faultsAsErrors runs f, turning a panic, or a memory fault while reading
-// the mapped file, into an error: the checks above catch a file cut short,
-// and this catches damage inside it that bbolt does not check for.
+// the mapped file, into ErrDamagedStore: the checks above catch a file cut
+// short, and this catches damage inside it that bbolt does not check for,
+// at start-up and in every transaction after it.
 func faultsAsErrors(path string, f func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %s could not be read (%v). Herald left it untouched: move it aside to start with an empty history, or restore it from a backup",
-				ErrDamagedStore, path, p)
+			err = fmt.Errorf("%w: %s could not be read (%v)", ErrDamagedStore, path, p)
 		}
 	}()
 	return f()
 }
+
+// untouchedAdvice ends the line that refuses a damaged history file at
+// start-up.
+const untouchedAdvice = "Herald left it untouched: move it aside to start with an empty history, or restore it from a backup"

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -389,4 +391,74 @@ func TestJournalStoreWithoutIOURingReplaysTheSame(t *testing.T) {
 	s = crashAndRestart(t, s, path)
 	defer s.Close()
 	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
+}
+
+// A page of the bbolt file that goes bad under a running server makes
+// bbolt read wild memory in the next checkpoint. In the background
+// checkpointer that must be an error that Ping reports, not the end of the
+// process.
+func TestJournalStoreSurvivesAMemoryFaultInABackgroundCheckpoint(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	checkpoints := make(chan error, 1)
+	s.onBackgroundCheckpoint = func(err error) { checkpoints <- err }
+	appendOrFail(t, s, journalMessages("news", 1, 1, "n"), 1)
+	// The root bucket's page, which every checkpoint reads, goes bad under
+	// the running server: its id and type stay, so that bbolt's own checks
+	// pass, but it now holds one key that lies past the end of the file.
+	// The file loses the space bbolt had grown it by but not used yet,
+	// which bbolt still maps: reading there faults (SIGBUS).
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := newestBoltMeta(t, data)
+	inUse := int64(meta.pgid) * int64(meta.pageSize)
+	if inUse+int64(meta.pageSize) >= int64(len(data)) {
+		t.Fatalf("bbolt uses %d bytes of the %d-byte file: no page past its end would be left in the map", inUse, len(data))
+	}
+	if err := os.Truncate(path, inUse); err != nil {
+		t.Fatal(err)
+	}
+	page := int64(meta.root) * int64(meta.pageSize)
+	element := page + boltPageHeaderSize
+	bad := make([]byte, 2+4+16) // count, overflow, then the element: flags, pos, key size, value size
+	binary.NativeEndian.PutUint16(bad[0:], 1)
+	binary.NativeEndian.PutUint32(bad[10:], uint32(inUse+100-element))
+	binary.NativeEndian.PutUint32(bad[14:], 4)
+	binary.NativeEndian.PutUint32(bad[18:], 4)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bad, page+10); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	s.wake <- struct{}{}
+	if err := <-checkpoints; !errors.Is(err, ErrDamagedStore) {
+		t.Fatalf("a checkpoint into a damaged file returned %v, want ErrDamagedStore", err)
+	}
+	if err := s.Ping(); !errors.Is(err, ErrDamagedStore) {
+		t.Errorf("Ping = %v after the checkpoint failed, want ErrDamagedStore", err)
+	}
+	if err := s.Close(); !errors.Is(err, ErrDamagedStore) {
+		t.Errorf("Close = %v, want its checkpoint's ErrDamagedStore", err)
+	}
+}
+
+// newestBoltMeta is the header page bbolt uses in the file data.
+func newestBoltMeta(t *testing.T, data []byte) boltMeta {
+	t.Helper()
+	first, ok := readBoltMeta(bytes.NewReader(data), 0)
+	if !ok {
+		t.Fatal("the file has no valid first header page")
+	}
+	second, ok := readBoltMeta(bytes.NewReader(data), int64(first.pageSize))
+	if ok && second.txid > first.txid {
+		return second
+	}
+	return first
 }
