@@ -55,14 +55,71 @@ func OpenBoltStore(path string) (*BoltStore, error) {
 		return nil, fmt.Errorf("open history file: %w", err)
 	}
 	s := &BoltStore{db: db, path: path}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(sequenceStarts)
-		return err
+	// Nothing is written before the whole file has been read: a write to a
+	// damaged file would replace one of its two header pages, and with it
+	// bbolt's way back to the tree before the damage.
+	prepared := false
+	if err := faultsAsErrors(path, func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			prepared = tx.Bucket(sequenceStarts) != nil
+			return checkTx(tx)
+		})
 	}); err != nil {
 		db.Close()
-		return nil, s.wrap("prepare", err)
+		if !errors.Is(err, ErrDamagedStore) {
+			err = fmt.Errorf("%w: %s: %w", ErrDamagedStore, path, err)
+		}
+		return nil, fmt.Errorf("%w. %s", err, untouchedAdvice)
+	}
+	if !prepared {
+		if err := s.update("prepare", func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucketIfNotExists(sequenceStarts)
+			return err
+		}); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// checkTx reads the whole file: every record as Load decodes it, then
+// bbolt's own consistency check of every page. Herald's walk goes first,
+// in the caller's goroutine, where a memory fault is an error; bbolt's
+// check runs in a goroutine of its own, where a fault would end the
+// process, and by then every page it reads has been read once already.
+func checkTx(tx *bolt.Tx) error {
+	starts := tx.Bucket(sequenceStarts)
+	err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		if name[0] == '#' {
+			return nil // one of Herald's own buckets, which their readers check
+		}
+		if starts == nil {
+			return fmt.Errorf("topic %q but no sequence bucket", name)
+		}
+		topic, err := readTopicHeader(starts, name, b)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return fmt.Errorf("topic %q: a bucket inside it", topic.Name)
+			}
+			_, err := decodeMessage(topic.Name, k, v)
+			return err
+		})
+	})
+	if err != nil {
+		return err
+	}
+	var found []error
+	for err := range tx.Check() { // read to the end: the check's goroutine ends with it
+		found = append(found, err)
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("bbolt's check found %d problems, the first: %w", len(found), found[0])
+	}
+	return nil
 }
 
 // Load reads every topic. bbolt panics on some damaged pages instead of
@@ -85,12 +142,9 @@ func (s *BoltStore) load(limit int, notBefore time.Time, out *[]StoredTopic) err
 			if name[0] == '#' { // one of Herald's own buckets, never a topic
 				return nil
 			}
-			topic := StoredTopic{Name: string(name), LastID: b.Sequence()}
-			if err := CheckTopic(topic.Name); err != nil {
-				return fmt.Errorf("bucket %q: %w", name, err)
-			}
-			if v := starts.Get(name); len(v) == 8 {
-				topic.SequenceStart = binary.BigEndian.Uint64(v)
+			topic, err := readTopicHeader(starts, name, b)
+			if err != nil {
+				return err
 			}
 			c := b.Cursor()
 			for k, v := c.Last(); k != nil && len(topic.Messages) < limit; k, v = c.Prev() {
@@ -104,13 +158,25 @@ func (s *BoltStore) load(limit int, notBefore time.Time, out *[]StoredTopic) err
 				topic.Messages = append(topic.Messages, m)
 			}
 			slices.Reverse(topic.Messages)
-			if topic.SequenceStart == 0 || topic.SequenceStart > topic.LastID+1 {
-				return fmt.Errorf("topic %q: sequence start %d does not fit last id %d", name, topic.SequenceStart, topic.LastID)
-			}
 			*out = append(*out, topic)
 			return nil
 		})
 	})
+}
+
+// readTopicHeader reads what a topic's bucket says of its ids.
+func readTopicHeader(starts *bolt.Bucket, name []byte, b *bolt.Bucket) (StoredTopic, error) {
+	topic := StoredTopic{Name: string(name), LastID: b.Sequence()}
+	if err := CheckTopic(topic.Name); err != nil {
+		return topic, fmt.Errorf("bucket %q: %w", name, err)
+	}
+	if v := starts.Get(name); len(v) == 8 {
+		topic.SequenceStart = binary.BigEndian.Uint64(v)
+	}
+	if topic.SequenceStart == 0 || topic.SequenceStart > topic.LastID+1 {
+		return topic, fmt.Errorf("topic %q: sequence start %d does not fit last id %d", name, topic.SequenceStart, topic.LastID)
+	}
+	return topic, nil
 }
 
 // Append stores messages of one topic and trims below keepFrom in one

@@ -143,3 +143,54 @@ func flipByte(t *testing.T, path string, offset int64) {
 		t.Fatal(err)
 	}
 }
+
+// A file whose newest transaction left a bad page is refused before
+// anything is written to it: it stays byte for byte as it was, so that
+// bbolt's older header page, which points at the tree as it was before
+// that transaction, still does. Invalidating the newest header then opens
+// the file from the older one.
+func TestDamagedHistoryFileIsRefusedBeforeAnyWriteAndKeepsBboltsFallback(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("news", 1, 3, "n"), 1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("news", 4, 1, "damaged "), 1)
+	if err := s.Close(); err != nil { // its checkpoint is the newest transaction
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newest := newestBoltMeta(t, data)
+	// One byte of the newest message's text is no longer UTF-8: neither
+	// bbolt nor its own check can tell, only decoding it can.
+	at := bytes.Index(data, []byte("damaged 4"))
+	if at < 0 || bytes.Count(data, []byte("damaged 4")) != 1 {
+		t.Fatal("the newest message is not in the file exactly once")
+	}
+	data[at] = 0xff
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := OpenHistoryFile(path, HistoryFileOptions{}); !errors.Is(err, ErrDamagedStore) || !strings.Contains(err.Error(), "left it untouched") {
+		t.Fatalf("opening a file with a damaged record returned %v, want ErrDamagedStore saying it was left untouched", err)
+	}
+	if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, data) {
+		t.Fatalf("the refused file was written to (%v)", err)
+	}
+
+	// What someone recovering the file would do: make bbolt ignore the
+	// newest header page, so that it falls back to the other one.
+	flipByte(t, path, int64(newest.txid%2)*int64(newest.pageSize)+boltPageHeaderSize+20)
+	s = openHistoryFile(t, path)
+	defer s.Close()
+	// The older header's checkpoint had not carried the last message; the
+	// journal still holds it.
+	assertStored(t, s, map[string]string{"news": "last 4: 1,2,3,4"})
+}
