@@ -35,12 +35,18 @@ const lockWait = time.Second
 // process holds, that cannot be written or that is not a valid store is an
 // error that says which.
 func OpenBoltStore(path string) (*BoltStore, error) {
+	return openBoltStore(path, false)
+}
+
+// openBoltStore opens the store at path, read-only if asked: then it must
+// exist, and other read-only openers may share it, but not Herald.
+func openBoltStore(path string, readOnly bool) (*BoltStore, error) {
 	if err := checkBoltFile(path); err != nil {
 		return nil, err
 	}
 	var db *bolt.DB
 	err := faultsAsErrors(path, func() (err error) {
-		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait})
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait, ReadOnly: readOnly})
 		return err
 	})
 	switch {
@@ -71,7 +77,7 @@ func OpenBoltStore(path string) (*BoltStore, error) {
 		}
 		return nil, fmt.Errorf("%w. %s", err, untouchedAdvice)
 	}
-	if !prepared {
+	if !prepared && !readOnly {
 		if err := s.update("prepare", func(tx *bolt.Tx) error {
 			_, err := tx.CreateBucketIfNotExists(sequenceStarts)
 			return err

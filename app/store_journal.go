@@ -1,11 +1,8 @@
 package app
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
-	"math/rand/v2"
 	"os"
 	"sync"
 	"time"
@@ -17,13 +14,14 @@ import (
 // journal in front of it.
 //
 // A bbolt commit syncs the disk twice (its pages, then its meta page) and
-// rewrites the pages of the B+tree it touched. On the disks measured that
-// made a commit cost about 290 µs of waiting and 113 µs of CPU, and a
-// burst of publishers got 0.40 of the in-memory rate. So Append writes one
-// record to the journal and syncs it once, and the commits are carried
-// into bbolt later, many in one transaction: a checkpoint. The checkpoint
-// also records where in the journal replay must start, so what it carried
-// is never replayed again.
+// rewrites the pages of the B+tree it touched, which made durable
+// publishing cost well over twice what one sync does (the README's
+// Performance section has the figures). So Append writes one record to the
+// journal and syncs it once, and the commits are carried into bbolt later,
+// many in one transaction: a checkpoint. The checkpoint also records where
+// in the journal replay must start, so what it carried is never replayed
+// again, and which journal file that is, so that start-up can tell a
+// journal that lost records from one that has none to replay.
 //
 // A checkpoint runs in the background each time an eighth of the journal
 // has been written since the last one, without holding up Append. One also
@@ -31,7 +29,7 @@ import (
 // after the commits before them), when the journal wraps to its start (by
 // then only what was written since the background one is left to carry),
 // after a journal write fails, and at Close. Start-up replays what the last
-// checkpoint did not carry.
+// checkpoint did not carry, and refuses a journal that lost some of it.
 //
 // Lock order: checkpointMu, then mu. Append takes only mu unless it must
 // checkpoint, and then lets go of mu before it takes checkpointMu.
@@ -53,6 +51,7 @@ type JournalStore struct {
 
 	mu           sync.Mutex
 	journal      *os.File
+	journalID    journalID       // the journal file's, which every checkpoint names
 	ring         *journalRing    // nil without io_uring
 	ringRefused  error           // why io_uring was asked for but is not used
 	sinceCarried int64           // journal bytes written since the last checkpoint took what it carries
@@ -72,13 +71,6 @@ type JournalStore struct {
 
 var _ Store = (*JournalStore)(nil)
 
-// journalBucket holds where replay starts. Its name begins with '#', which
-// no topic can.
-var (
-	journalBucket   = []byte("#journal")
-	journalStartKey = []byte("replay-from")
-)
-
 // HistoryFileOptions are the choices OpenHistoryFile leaves to its caller.
 type HistoryFileOptions struct {
 	// IOURing writes and syncs the journal through io_uring where the
@@ -88,7 +80,9 @@ type HistoryFileOptions struct {
 
 // OpenHistoryFile opens the history file at path, and its journal beside
 // it (path + "-journal"), replaying into the file what the journal holds
-// beyond the last checkpoint.
+// beyond the last checkpoint. Both files are read and checked before
+// either is written: a damaged one is refused, and both are left as they
+// were.
 func OpenHistoryFile(path string, options HistoryFileOptions) (*JournalStore, error) {
 	b, err := OpenBoltStore(path)
 	if err != nil {
@@ -97,6 +91,9 @@ func OpenHistoryFile(path string, options HistoryFileOptions) (*JournalStore, er
 	s := &JournalStore{bolt: b, journalPath: path + "-journal", unapplied: map[string][]journalCommit{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := s.recover(); err != nil {
+		if s.journal != nil {
+			s.journal.Close()
+		}
 		b.Close()
 		return nil, err
 	}
@@ -111,76 +108,45 @@ func OpenHistoryFile(path string, options HistoryFileOptions) (*JournalStore, er
 // though it was asked to be: the kernel refused it.
 func (s *JournalStore) IOURingRefused() error { return s.ringRefused }
 
-// recover replays the journal, checkpoints what it replayed, and leaves
-// the journal ready for its next record, creating it when it is missing or
-// not the size it should be. It runs before anyone else has the store, so
-// it calls the Locked methods without the lock.
+// recover replays the journal and checkpoints what it replayed, leaving
+// the journal ready for its next record; when the journal cannot be used
+// as it is (the file never had one, had one of the first format, or
+// stopped cleanly beside a journal that is not its own), it carries
+// everything and makes a new one. It runs before anyone else has the
+// store, so it calls the Locked methods without the lock.
 func (s *JournalStore) recover() error {
-	start, found, err := s.replayStart()
+	checkpoint, err := readJournalCheckpoint(s.bolt)
 	if err != nil {
 		return err
 	}
-	if !found {
-		// A file that never had a journal starts numbering records at a
-		// random point: a journal left beside it by an earlier file (one a
-		// user moved aside) then never matches, and is overwritten.
-		start = journalPosition{number: rand.Uint64N(1<<62) + 1}
+	found, err := inspectJournal(s.journalPath, checkpoint)
+	if err != nil {
+		return err
 	}
-	f, err := os.OpenFile(s.journalPath, os.O_RDWR, 0)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: open journal: %w", ErrStore, err)
-	}
-	end := start
-	if f != nil {
-		if end, err = readJournal(f, start, s.merge); err != nil {
-			f.Close()
-			return fmt.Errorf("%w: journal %s: %w. Herald left it untouched: move it aside to start from the last checkpoint of %s (the newest messages are lost), or restore both from a backup",
-				ErrDamagedStore, s.journalPath, err, s.bolt.path)
-		}
-		if info, err := f.Stat(); err != nil || info.Size() != journalFileSize {
-			f.Close()
-			f = nil
+	// Nothing was written up to here.
+	for _, commits := range found.replay {
+		for _, c := range commits {
+			s.merge(c)
 		}
 	}
-	if f == nil {
-		// Carry everything into bbolt and start replay at the top of the
-		// new file, before the old one is replaced.
-		end = journalPosition{number: end.number}
-		if err := s.checkpointLocked(end, nil); err != nil {
-			return err
+	if found.reuse {
+		if s.journal, err = os.OpenFile(s.journalPath, os.O_RDWR, 0); err != nil {
+			return fmt.Errorf("%w: open journal: %w", ErrStore, err)
 		}
-		if f, err = createJournalFile(s.journalPath); err != nil {
-			return fmt.Errorf("%w: %w", ErrStore, err)
-		}
-	} else if !found || end != start {
-		if err := s.checkpointLocked(end, nil); err != nil {
-			f.Close()
-			return err
-		}
+		s.journalID, s.next = checkpoint.journal, found.end
+		return s.checkpointLocked(s.next, nil)
 	}
-	s.journal, s.next = f, end
-	return nil
-}
-
-// replayStart reads where the last checkpoint says replay starts.
-func (s *JournalStore) replayStart() (start journalPosition, found bool, err error) {
-	err = s.bolt.view("read the journal's start", func(tx *bolt.Tx) error {
-		b := tx.Bucket(journalBucket)
-		if b == nil {
-			return nil
-		}
-		v := b.Get(journalStartKey)
-		if len(v) != 16 {
-			return fmt.Errorf("malformed journal start %x", v)
-		}
-		start = journalPosition{offset: int64(binary.BigEndian.Uint64(v)), number: binary.BigEndian.Uint64(v[8:])}
-		found = start.offset >= 0 && start.offset < journalFileSize
-		if !found {
-			return fmt.Errorf("journal start %d is outside the journal", start.offset)
-		}
-		return nil
-	})
-	return start, found, err
+	// The checkpoint that carries everything says so, so that a crash
+	// before the new journal is in place needs nothing from either.
+	s.journalID, s.next = newJournalID(), journalPosition{offset: journalRecordsStart, number: found.end.number}
+	if err := s.carry(s.unapplied, s.next, true, nil); err != nil {
+		return err
+	}
+	clear(s.unapplied)
+	if s.journal, err = createJournalFile(s.journalPath, s.journalID); err != nil {
+		return fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	return s.checkpointLocked(s.next, nil)
 }
 
 // Append writes the commit to the journal and syncs it. A commit larger
@@ -209,9 +175,9 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 		}
 	}()
 	for {
-		s.record = appendJournalRecord(s.record[:0], s.next.number, c)
+		s.record = appendJournalRecord(s.record[:0], s.next.number, []journalCommit{c})
 		size := int64(len(s.record))
-		tooLarge, wraps := size > journalFileSize, s.next.offset+size > journalFileSize
+		tooLarge, wraps := size > journalFileSize-journalRecordsStart, s.next.offset+size > journalFileSize
 		if !s.skipped && !tooLarge && !wraps {
 			break
 		}
@@ -230,7 +196,7 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 		default:
 			// The start of the journal may only be written over once what
 			// is there is in bbolt.
-			top := journalPosition{number: s.next.number}
+			top := journalPosition{offset: journalRecordsStart, number: s.next.number}
 			if err := s.checkpointLocked(top, nil); err != nil {
 				return err
 			}
@@ -308,7 +274,7 @@ func (c *journalCommit) absorb(next journalCommit) bool {
 // replayFrom. Until it succeeds, nothing changes. The caller holds
 // checkpointMu and mu.
 func (s *JournalStore) checkpointLocked(replayFrom journalPosition, also func(*bolt.Tx) error) error {
-	if err := s.carry(s.unapplied, replayFrom, also); err != nil {
+	if err := s.carry(s.unapplied, replayFrom, false, also); err != nil {
 		return err
 	}
 	clear(s.unapplied)
@@ -317,8 +283,10 @@ func (s *JournalStore) checkpointLocked(replayFrom journalPosition, also func(*b
 	return nil
 }
 
-// carry is one checkpoint's transaction.
-func (s *JournalStore) carry(commits map[string][]journalCommit, replayFrom journalPosition, also func(*bolt.Tx) error) error {
+// carry is one checkpoint's transaction. clean says that the journal
+// holds nothing the bbolt file lacks from now on: only a stop, and a
+// start-up that replaces the journal, may say so.
+func (s *JournalStore) carry(commits map[string][]journalCommit, replayFrom journalPosition, clean bool, also func(*bolt.Tx) error) error {
 	return s.bolt.update("checkpoint the journal", func(tx *bolt.Tx) error {
 		for _, topicCommits := range commits {
 			for _, c := range topicCommits {
@@ -332,12 +300,7 @@ func (s *JournalStore) carry(commits map[string][]journalCommit, replayFrom jour
 				return err
 			}
 		}
-		b, err := tx.CreateBucketIfNotExists(journalBucket)
-		if err != nil {
-			return err
-		}
-		v := binary.BigEndian.AppendUint64(nil, uint64(replayFrom.offset))
-		return b.Put(journalStartKey, binary.BigEndian.AppendUint64(v, replayFrom.number))
+		return writeJournalCheckpoint(tx, journalCheckpoint{version: journalVersion, replayFrom: replayFrom, journal: s.journalID, clean: clean})
 	})
 }
 
@@ -374,7 +337,7 @@ func (s *JournalStore) checkpointBehind() error {
 	s.unapplied, s.sinceCarried = map[string][]journalCommit{}, 0
 	s.mu.Unlock()
 
-	err := s.carry(carried, replayFrom, nil)
+	err := s.carry(carried, replayFrom, false, nil)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -433,8 +396,8 @@ func (s *JournalStore) Ping() error {
 	return errors.Join(err, s.bolt.Ping())
 }
 
-// Close checkpoints, so that the bbolt file alone holds all history, and
-// closes both files.
+// Close checkpoints, so that the bbolt file alone holds all history and
+// says so (a clean stop), and closes both files.
 func (s *JournalStore) Close() error {
 	close(s.stop)
 	<-s.stopped
@@ -442,7 +405,7 @@ func (s *JournalStore) Close() error {
 	defer s.checkpointMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err := s.checkpointLocked(s.next, nil)
+	err := s.carry(s.unapplied, s.next, true, nil)
 	if s.ring != nil && !s.ring.broken {
 		s.ring.close()
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -206,7 +207,7 @@ func TestJournalStoreNeverReplaysAWriteItRefused(t *testing.T) {
 	s.journal = writable
 	readOnly.Close()
 	// Disks can fail the sync of a write that lands all the same.
-	landed := appendJournalRecord(nil, failedNumber, journalCommit{refused, 1, 1})
+	landed := appendJournalRecord(nil, failedNumber, []journalCommit{{refused, 1, 1}})
 	if _, err := writable.WriteAt(landed, failedAt); err != nil {
 		t.Fatal(err)
 	}
@@ -243,7 +244,7 @@ func TestDamagedJournalStopsStartUpAndSaysWhatToDo(t *testing.T) {
 	s.crash(t)
 	// A record whose checksum matches but that no Herald could have
 	// written: its topic is not a valid name.
-	bad := appendJournalRecord(nil, at.number, journalCommit{[]*Message{{ID: 1, Topic: "no spaces", Time: time.Now(), Text: "x"}}, 1, 1})
+	bad := appendJournalRecord(nil, at.number, []journalCommit{{[]*Message{{ID: 1, Topic: "no spaces", Time: time.Now(), Text: "x"}}, 1, 1}})
 	f, err := os.OpenFile(path+"-journal", os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -253,18 +254,42 @@ func TestDamagedJournalStopsStartUpAndSaysWhatToDo(t *testing.T) {
 	}
 	f.Close()
 
+	before := readBoth(t, path)
 	_, err = OpenHistoryFile(path, HistoryFileOptions{IOURing: true})
 	if !errors.Is(err, ErrDamagedStore) || !strings.Contains(err.Error(), "journal "+path+"-journal") ||
-		!strings.Contains(err.Error(), "move it aside") {
+		!strings.Contains(err.Error(), "herald reset-history") {
 		t.Fatalf("opening with a damaged journal returned %v, want a damaged-store error naming the journal and what to do", err)
 	}
-	// Nothing was left open: the file can be opened once the journal is
-	// moved aside.
+	assertBothUnchanged(t, path, before)
+	// Moving the journal aside is no way out: the checkpoint expects it.
 	if err := os.Rename(path+"-journal", path+"-journal.damaged"); err != nil {
 		t.Fatal(err)
 	}
-	s = openHistoryFile(t, path)
-	s.Close()
+	if _, err = OpenHistoryFile(path, HistoryFileOptions{}); !errors.Is(err, ErrDamagedStore) || !strings.Contains(err.Error(), "is missing") {
+		t.Fatalf("opening without the journal returned %v, want a damaged-store error saying it is missing", err)
+	}
+}
+
+// readBoth reads the history file at path and its journal.
+func readBoth(t *testing.T, path string) [2][]byte {
+	t.Helper()
+	var both [2][]byte
+	for i, p := range []string{path, path + "-journal"} {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		both[i] = data
+	}
+	return both
+}
+
+func assertBothUnchanged(t *testing.T, path string, before [2][]byte) {
+	t.Helper()
+	if after := readBoth(t, path); !bytes.Equal(after[0], before[0]) || !bytes.Equal(after[1], before[1]) {
+		t.Errorf("refused files were written to: the history file is unchanged: %t, the journal: %t",
+			bytes.Equal(after[0], before[0]), bytes.Equal(after[1], before[1]))
+	}
 }
 
 func TestJournalStoreSendsACommitLargerThanTheJournalStraightToBolt(t *testing.T) {
@@ -461,4 +486,100 @@ func newestBoltMeta(t *testing.T, data []byte) boltMeta {
 		return second
 	}
 	return first
+}
+
+// After a clean stop the bbolt file holds everything and says so: the
+// journal may then go, and start-up makes a new one instead of refusing.
+func TestJournalStoreAfterACleanStopNeedsNoJournal(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("news", 1, 2, "n"), 1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path + "-journal"); err != nil {
+		t.Fatal(err)
+	}
+	s = openHistoryFile(t, path)
+	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
+	appendOrFail(t, s, journalMessages("news", 3, 1, "n"), 1)
+	s = crashAndRestart(t, s, path)
+	defer s.Close()
+	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
+}
+
+// A bbolt file restored from a backup taken after a clean stop, beside the
+// journal of the run after it, starts from the backup: the journal's
+// records from that run are not replayed, and are not taken for damage
+// once new records are written over some of them.
+func TestJournalStoreRestoredFromACleanBackupLeavesTheLaterJournalAlone(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("news", 1, 2, "n"), 1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	backup, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = openHistoryFile(t, path)
+	for id := uint64(3); id <= 5; id++ {
+		appendOrFail(t, s, journalMessages("news", id, 1, strings.Repeat("a later run ", 20)), 1)
+	}
+	s.crash(t)
+	if err := os.WriteFile(path, backup, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openHistoryFile(t, path)
+	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
+	appendOrFail(t, s, journalMessages("news", 3, 1, "n"), 1) // shorter than what the later run wrote there
+	s = crashAndRestart(t, s, path)
+	defer s.Close()
+	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
+}
+
+// A history file whose journal has the first format, which had no header
+// and one commit per record, is replayed once and given a journal of the
+// present format.
+func TestJournalStoreReplaysAJournalOfTheFirstFormat(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	b := openStore(t, path)
+	if err := b.update("write a checkpoint of the first format", func(tx *bolt.Tx) error {
+		j, err := tx.CreateBucketIfNotExists(journalBucket)
+		if err != nil {
+			return err
+		}
+		return j.Put(formerCheckpointKey, binary.BigEndian.AppendUint64(make([]byte, 8), 7)) // offset 0, record 7
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var journal []byte
+	for i, c := range []journalCommit{{journalMessages("news", 1, 2, "n"), 1, 1}, {journalMessages("news", 3, 1, "n"), 1, 1}} {
+		record := appendJournalCommit(make([]byte, journalHeaderSize), c)
+		binary.BigEndian.PutUint32(record[4:], uint32(len(record)-journalHeaderSize))
+		binary.BigEndian.PutUint64(record[8:], 7+uint64(i))
+		binary.BigEndian.PutUint32(record, crc32.Checksum(record[4:], castagnoli))
+		journal = append(journal, record...)
+	}
+	if err := os.WriteFile(path+"-journal", append(journal, make([]byte, journalFileSize-len(journal))...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s := openHistoryFile(t, path)
+	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
+	appendOrFail(t, s, journalMessages("news", 4, 1, "n"), 1)
+	s = crashAndRestart(t, s, path)
+	defer s.Close()
+	assertStored(t, s, map[string]string{"news": "last 4: 1,2,3,4"})
+	if _, ok := journalFileID(readBoth(t, path)[1]); !ok {
+		t.Error("the journal was not replaced by one of the present format")
+	}
 }
