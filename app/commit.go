@@ -3,7 +3,10 @@
 
 package app
 
-import "time"
+import (
+	"errors"
+	"time"
+)
 
 // pendingPublish is a publish waiting for its message to be on disk.
 type pendingPublish struct {
@@ -20,7 +23,9 @@ type pendingPublish struct {
 // the others wait for it. Messages become visible in id order once they
 // are on disk. If a commit fails, its publishes fail, and the ids of those
 // still pending, which no one has seen, are given out again so that the
-// sequence stays unbroken. The caller holds t.mu.
+// sequence stays unbroken; unless the store cannot tell whether the failed
+// ones are stored (ErrOutcomeUnknown): their ids are then spent, and the
+// sequence starts again after them. The caller holds t.mu.
 func (h *Hub) publishDurableLocked(t *topicState, m *Message) (*Message, int, error) {
 	p := &pendingPublish{m: m}
 	t.pending = append(t.pending, p)
@@ -61,6 +66,12 @@ func (h *Hub) commitPendingLocked(t *topicState) {
 	t.lastBatch = len(batch)
 	if err != nil {
 		h.stats.storeErrors.Add(1) // each caller reports err
+		if errors.Is(err, ErrOutcomeUnknown) {
+			// The batch may come back from the disk: its ids are spent.
+			h.breakSequenceLocked(t, last+1)
+			h.log.Error("the history file failed, and whether these messages are stored is unknown: their ids are not given out again",
+				"topic", t.name, "first_id", messages[0].ID, "last_id", last, "err", err)
+		}
 		t.assigned = t.lastID
 		for _, waiting := range t.pending {
 			t.assigned++

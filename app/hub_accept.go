@@ -118,6 +118,7 @@ func (h *Hub) Accept(m *Message) int {
 		return 0
 	case m.ID > t.lastID+1:
 		h.breakSequenceLocked(t, m.ID)
+		h.log.Warn("topic's sequence broke: the broker lost messages", "topic", t.name, "resumes_at", m.ID)
 	}
 	h.expireLocked(t)
 	t.assigned = m.ID
@@ -146,7 +147,6 @@ func (h *Hub) breakSequenceLocked(t *topicState, next uint64) {
 	}
 	t.sequenceStart, t.windowStart = next, next
 	t.lastID, t.assigned = next-1, next-1
-	h.log.Warn("topic's sequence broke: the broker lost messages", "topic", t.name, "resumes_at", next)
 }
 
 // brokerStatus is whether a shared broker answers, with a generation that

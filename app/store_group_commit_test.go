@@ -185,3 +185,33 @@ func TestALeaderWaitsForAsManyAsItsTopicsLastCommit(t *testing.T) {
 		t.Errorf("commits %v, want 1, then 5, then the next 5 together", store.commits)
 	}
 }
+
+// A commit whose outcome the store cannot tell fails its publishes with
+// ErrOutcomeUnknown, and their ids are never given out again: the message
+// may come back from the disk after a crash. The next messages follow
+// them, and subscribers are told that those ids are missing.
+func TestACommitOfUnknownOutcomeNeverGivesItsIDsAgain(t *testing.T) {
+	t.Parallel()
+	bolt := openStore(t, filepath.Join(t.TempDir(), "history.db"))
+	defer bolt.Close()
+	unknown := fmt.Errorf("%w: %w: the disk failed, and so did the checkpoint", ErrOutcomeUnknown, ErrStore)
+	store := &gatedStore{BoltStore: bolt, gate: make(chan struct{}), failFirst: unknown}
+	hub := newHistoryHub(t, 100, time.Hour, nil, store)
+	sub := subscribe(t, hub, "news")
+
+	_, errs := lineUp(t, hub, store, 8)
+	if !errors.Is(errs[0], ErrOutcomeUnknown) {
+		t.Fatalf("the publish whose commit has an unknown outcome returned %v, want ErrOutcomeUnknown", errs[0])
+	}
+	if err := errors.Join(errs[1:]...); err != nil {
+		t.Fatal(err)
+	}
+	unknownID := store.commits[0][0]
+	got, gap := sub.Take(nil, 1<<20)
+	if gap == nil || !gap.Known || gap.Since != unknownID-1 || gap.Missing != 1 {
+		t.Errorf("the subscriber was told %+v, want one known missing after %d", gap, unknownID-1)
+	}
+	if len(got) != 7 || got[0].ID != unknownID+1 || got[6].ID != unknownID+7 {
+		t.Fatalf("the subscriber got ids %v, want the 7 after the unknown %d", ids(got), unknownID)
+	}
+}

@@ -48,6 +48,10 @@ type JournalStore struct {
 	// onBackgroundCheckpoint, if set, is called after each background
 	// checkpoint; tests await it.
 	onBackgroundCheckpoint func(error)
+	// onWriteFailed, if set, is called under mu when a journal write has
+	// failed, before anything is done about it; tests make the disk land
+	// the record all the same, or answer again.
+	onWriteFailed func()
 
 	mu           sync.Mutex
 	journal      *os.File
@@ -203,17 +207,30 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 			s.next = top
 		}
 	}
+	ringInUse := s.ring != nil && !s.ring.broken
 	if err := s.writeLocked(s.record); err != nil {
-		// The record may be on disk all the same. Its number is never used
-		// again, and replay is moved past it as soon as can be, so that a
-		// crash cannot bring back a publish that was refused.
+		if s.onWriteFailed != nil {
+			s.onWriteFailed()
+		}
+		err = fmt.Errorf("%w: journal %s: %w", ErrStore, s.journalPath, err)
+		// The record may be on disk all the same: a failed sync says
+		// nothing of what landed. A refused publish must never come back
+		// after a crash, so the record is made unreadable, or else replay
+		// is moved past it (and its number is never used again). A ring
+		// that failed may still be writing it, so only the second will do.
+		if !(ringInUse && s.ring.broken) && s.invalidateLocked() == nil {
+			return err
+		}
 		s.next.number++
 		s.skipped = true
 		holdCheckpointLock() // another Append may checkpoint past the gap meanwhile
 		if s.skipped && s.checkpointLocked(s.next, nil) == nil {
 			s.skipped = false
 		}
-		return fmt.Errorf("%w: journal %s: %w", ErrStore, s.journalPath, err)
+		if s.skipped {
+			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+		}
+		return err
 	}
 	size := int64(len(s.record))
 	s.next = journalPosition{offset: s.next.offset + size, number: s.next.number + 1}
@@ -238,6 +255,16 @@ func (s *JournalStore) writeLocked(record []byte) error {
 		return err
 	}
 	if _, err := s.journal.WriteAt(record, s.next.offset); err != nil {
+		return err
+	}
+	return syncData(s.journal)
+}
+
+// invalidateLocked overwrites the header of the record at the journal's
+// end, which a failed write may have left whole, and waits for the disk:
+// once that succeeds, replay cannot read the record.
+func (s *JournalStore) invalidateLocked() error {
+	if _, err := s.journal.WriteAt(make([]byte, journalHeaderSize), s.next.offset); err != nil {
 		return err
 	}
 	return syncData(s.journal)

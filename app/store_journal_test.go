@@ -583,3 +583,89 @@ func TestJournalStoreReplaysAJournalOfTheFirstFormat(t *testing.T) {
 		t.Error("the journal was not replaced by one of the present format")
 	}
 }
+
+// failJournalWrites makes the next journal write fail, as on a failing
+// disk, and land all the same, as a failed fdatasync allows; answer then
+// says whether the disk answers the writes after it. It returns the
+// record that landed.
+func failJournalWrites(t *testing.T, s *JournalStore, messages []*Message, answer bool) {
+	t.Helper()
+	writable := s.journal
+	readOnly, err := os.Open(s.journalPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { readOnly.Close() })
+	s.journal = readOnly
+	at := s.next
+	s.onWriteFailed = func() {
+		s.onWriteFailed = nil
+		landed := appendJournalRecord(nil, at.number, []journalCommit{{messages, 1, 1}})
+		if _, err := writable.WriteAt(landed, at.offset); err != nil {
+			t.Error(err)
+		}
+		if answer {
+			s.journal = writable
+		} else {
+			t.Cleanup(func() { writable.Close() })
+		}
+	}
+}
+
+// makeBoltReadOnly makes every checkpoint fail, as on a disk gone
+// read-only.
+func makeBoltReadOnly(t *testing.T, s *JournalStore) {
+	t.Helper()
+	if err := s.bolt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	readOnly, err := bolt.Open(s.bolt.path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.bolt = &BoltStore{db: readOnly, path: s.bolt.path}
+}
+
+// A write that failed and landed all the same, followed by a checkpoint
+// that failed too: the record is made unreadable on disk, so that the
+// publish, which was refused, never comes back after a crash.
+func TestJournalStoreNeverReplaysARefusedWriteWhoseCheckpointFailedToo(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("news", 1, 1, "n"), 1)
+	makeBoltReadOnly(t, s)
+	refused := journalMessages("news", 2, 1, "refused ")
+	failJournalWrites(t, s, refused, true)
+	if err := s.Append(refused, 1, 1); !errors.Is(err, ErrStore) || errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("a failed journal write returned %v, want ErrStore: it was refused", err)
+	}
+
+	s = crashAndRestart(t, s, path)
+	defer s.Close()
+	assertStored(t, s, map[string]string{"news": "last 1: 1"})
+}
+
+// When neither the record can be made unreadable nor a checkpoint moved
+// past it, the record may come back after a crash: the publish is not
+// refused but told that its outcome is unknown.
+func TestJournalStoreSaysTheOutcomeIsUnknownWhenNoRefusalCanBeMadeCertain(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("news", 1, 1, "n"), 1)
+	makeBoltReadOnly(t, s)
+	unknown := journalMessages("news", 2, 1, "unknown ")
+	failJournalWrites(t, s, unknown, false)
+	if err := s.Append(unknown, 1, 1); !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, ErrStore) {
+		t.Fatalf("a write that could not be undone returned %v, want ErrOutcomeUnknown", err)
+	}
+	// Until a checkpoint moves past it, nothing more is written: refused.
+	if err := s.Append(journalMessages("news", 3, 1, "n"), 1, 1); !errors.Is(err, ErrStore) || errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("the next append returned %v, want a plain refusal", err)
+	}
+
+	s = crashAndRestart(t, s, path)
+	defer s.Close()
+	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
+}

@@ -30,7 +30,8 @@ func newClientError(status int, format string, args ...any) *clientError {
 type errorResponse struct {
 	Error string `json:"error"`
 	// Code tells refusals apart for programs: token_required,
-	// invalid_token, token_expired, insufficient_scope.
+	// invalid_token, token_expired, insufficient_scope; and
+	// outcome_unknown, a publish neither acknowledged nor refused.
 	Code string `json:"code,omitempty"`
 }
 
@@ -53,6 +54,9 @@ func newErrorHandler(log *slog.Logger, paths app.PathsConfig) echo.HTTPErrorHand
 		var code string
 		if ce := (*clientError)(nil); errors.As(err, &ce) {
 			code = ce.code
+		}
+		if errors.Is(err, app.ErrOutcomeUnknown) {
+			code = "outcome_unknown"
 		}
 		if status >= http.StatusInternalServerError {
 			log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
@@ -99,6 +103,9 @@ func describeError(err error) (int, string) {
 		return http.StatusServiceUnavailable, err.Error() + "; try an existing topic or try again later"
 	case errors.Is(err, app.ErrBrokerUnavailable):
 		return http.StatusServiceUnavailable, "the broker (Redis) did not answer, so nothing was published or subscribed; try again shortly"
+	case errors.Is(err, app.ErrOutcomeUnknown):
+		return http.StatusInternalServerError, "the history file failed while storing the message, and whether it was stored is unknown: " +
+			"it may appear in history later; its id is never given to another message"
 	case errors.Is(err, app.ErrStore):
 		return http.StatusServiceUnavailable, "the message could not be stored, so it was not published; try again shortly"
 	case errors.As(err, &he):
