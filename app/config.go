@@ -231,9 +231,9 @@ type HistoryConfig struct {
 	// history in memory.
 	File string `yaml:"file"`
 	// CommitDelay is how long a publish that leads a commit to the history
-	// file may wait for concurrent publishes to join it, and only when the
-	// topic's last commit was shared by several: it waits until as many
-	// are pending, or CommitDelay has passed. 0 never waits.
+	// file may wait for concurrent publishes, of any topic, to join it, and
+	// only when the last commit was shared by several: it waits until as
+	// many are pending, or CommitDelay has passed. 0 never waits.
 	CommitDelay time.Duration `yaml:"commit_delay"`
 	// IOURing writes and syncs the file's journal through io_uring where
 	// the kernel allows it, so that a sync does not hold one of Go's

@@ -76,16 +76,9 @@ func newJournalID() journalID {
 	return id
 }
 
-// journalCommit is one topic's part of a Store.Append call.
-type journalCommit struct {
-	messages      []*Message // all of one topic, oldest first
-	sequenceStart uint64
-	keepFrom      uint64
-}
-
 // appendJournalRecord appends the record of commits, numbered number, to
 // buf.
-func appendJournalRecord(buf []byte, number uint64, commits []journalCommit) []byte {
+func appendJournalRecord(buf []byte, number uint64, commits []Commit) []byte {
 	start := len(buf)
 	buf = append(buf, make([]byte, journalHeaderSize)...)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(commits)))
@@ -99,14 +92,14 @@ func appendJournalRecord(buf []byte, number uint64, commits []journalCommit) []b
 	return buf
 }
 
-func appendJournalCommit(buf []byte, c journalCommit) []byte {
-	topic := c.messages[0].Topic
+func appendJournalCommit(buf []byte, c Commit) []byte {
+	topic := c.Messages[0].Topic
 	buf = binary.BigEndian.AppendUint16(buf, uint16(len(topic)))
 	buf = append(buf, topic...)
-	buf = binary.BigEndian.AppendUint64(buf, c.sequenceStart)
-	buf = binary.BigEndian.AppendUint64(buf, c.keepFrom)
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(c.messages)))
-	for _, m := range c.messages {
+	buf = binary.BigEndian.AppendUint64(buf, c.SequenceStart)
+	buf = binary.BigEndian.AppendUint64(buf, c.KeepFrom)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(c.Messages)))
+	for _, m := range c.Messages {
 		buf = binary.BigEndian.AppendUint64(buf, m.ID)
 		buf = binary.BigEndian.AppendUint32(buf, uint32(8+len(m.Text)))
 		buf = binary.BigEndian.AppendUint64(buf, uint64(m.Time.UnixNano()))
@@ -117,13 +110,13 @@ func appendJournalCommit(buf []byte, c journalCommit) []byte {
 
 // decodeJournalBody reads a record's body, whose checksum has matched. It
 // fails only on a record no Herald wrote.
-func decodeJournalBody(body []byte, version int) ([]journalCommit, error) {
+func decodeJournalBody(body []byte, version int) ([]Commit, error) {
 	r := journalReader{b: body}
 	count := uint32(1)
 	if version >= 2 {
 		count = r.uint32()
 	}
-	var commits []journalCommit
+	var commits []Commit
 	for range count {
 		c, err := r.commit()
 		if err != nil {
@@ -150,9 +143,9 @@ type journalReader struct {
 }
 
 // commit reads one commit.
-func (r *journalReader) commit() (journalCommit, error) {
+func (r *journalReader) commit() (Commit, error) {
 	topic := string(r.bytes(int(r.uint16())))
-	c := journalCommit{sequenceStart: r.uint64(), keepFrom: r.uint64()}
+	c := Commit{SequenceStart: r.uint64(), KeepFrom: r.uint64()}
 	count := r.uint32()
 	for range count {
 		id := r.bytes(8)
@@ -164,7 +157,7 @@ func (r *journalReader) commit() (journalCommit, error) {
 		if err != nil {
 			return c, err
 		}
-		c.messages = append(c.messages, m)
+		c.Messages = append(c.Messages, m)
 	}
 	if r.err != nil {
 		return c, r.err
@@ -231,7 +224,7 @@ func recordAt(data []byte, offset int64, number uint64) ([]byte, bool) {
 // is not there (torn, never written, or from an earlier pass) ends the
 // journal; a record whose checksum matches but that does not decode is
 // damage, and an error.
-func readJournal(data []byte, at journalPosition, version int, apply func([]journalCommit)) (journalPosition, error) {
+func readJournal(data []byte, at journalPosition, version int, apply func([]Commit)) (journalPosition, error) {
 	for {
 		body, ok := recordAt(data, at.offset, at.number)
 		if !ok {

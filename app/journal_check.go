@@ -103,7 +103,7 @@ func writeJournalCheckpoint(tx *bolt.Tx, c journalCheckpoint) error {
 // journalFound is what inspectJournal found.
 type journalFound struct {
 	// replay holds the records to replay, in order.
-	replay [][]journalCommit
+	replay [][]Commit
 	// end is where the next record goes. Its number is the one to go on
 	// from in a new journal.
 	end journalPosition
@@ -132,10 +132,10 @@ type JournalDamage struct {
 func (d *JournalDamage) Error() string { return "journal " + d.Path + " " + d.What }
 
 // count adds the records of commits to what can still be read.
-func (d *JournalDamage) count(commits []journalCommit) {
+func (d *JournalDamage) count(commits []Commit) {
 	d.ReadableRecords++
 	for _, c := range commits {
-		d.ReadableMessages[c.messages[0].Topic] += len(c.messages)
+		d.ReadableMessages[c.Messages[0].Topic] += len(c.Messages)
 	}
 }
 
@@ -163,7 +163,7 @@ func inspectJournal(path string, checkpoint journalCheckpoint) (found journalFou
 		found.end.number = rand.Uint64N(1<<62) + 1
 		return found, nil
 	case checkpoint.version == 1:
-		found.end, err = readJournal(data, checkpoint.replayFrom, 1, func(c []journalCommit) { found.replay = append(found.replay, c) })
+		found.end, err = readJournal(data, checkpoint.replayFrom, 1, func(c []Commit) { found.replay = append(found.replay, c) })
 		if err != nil {
 			return found, damaged(&JournalDamage{What: err.Error()})
 		}
@@ -185,7 +185,7 @@ func inspectJournal(path string, checkpoint journalCheckpoint) (found journalFou
 	case !whole || id != checkpoint.journal:
 		return found, damaged(&JournalDamage{What: "is not the journal the last checkpoint of the history file names: its header is zeroed, damaged or another file's"})
 	}
-	found.end, err = readJournal(data, checkpoint.replayFrom, journalVersion, func(c []journalCommit) { found.replay = append(found.replay, c) })
+	found.end, err = readJournal(data, checkpoint.replayFrom, journalVersion, func(c []Commit) { found.replay = append(found.replay, c) })
 	if err != nil {
 		return found, damaged(&JournalDamage{What: err.Error()})
 	}

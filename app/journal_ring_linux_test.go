@@ -28,7 +28,7 @@ func TestJournalStoreWhoseRingFailsGoesOnWithoutIt(t *testing.T) {
 	if err := syscall.Dup2(int(null.Fd()), s.ring.ring.FD()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Append(journalMessages("news", 2, 1, "refused "), 1, 1); !errors.Is(err, ErrStore) || !strings.Contains(err.Error(), "io_uring is now closed") {
+	if err := s.Append([]Commit{{journalMessages("news", 2, 1, "refused "), 1, 1}}); !errors.Is(err, ErrStore) || !strings.Contains(err.Error(), "io_uring is now closed") {
 		t.Fatalf("an append whose ring failed returned %v, want ErrStore saying the ring is closed", err)
 	}
 	if !s.ring.broken || !s.ring.ring.Closed() {

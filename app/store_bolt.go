@@ -185,42 +185,50 @@ func readTopicHeader(starts *bolt.Bucket, name []byte, b *bolt.Bucket) (StoredTo
 	return topic, nil
 }
 
-// Append stores messages of one topic and trims below keepFrom in one
-// fsynced transaction.
-func (s *BoltStore) Append(messages []*Message, sequenceStart, keepFrom uint64) error {
-	if len(messages) == 0 {
+// Append stores the commits, and trims each topic below its KeepFrom, in
+// one fsynced transaction.
+func (s *BoltStore) Append(commits []Commit) error {
+	if len(commits) == 0 {
 		return nil
 	}
-	return s.update("append to "+messages[0].Topic, func(tx *bolt.Tx) error {
-		return appendTx(tx, journalCommit{messages, sequenceStart, keepFrom})
-	})
+	return s.update("append", func(tx *bolt.Tx) error { return appendTx(tx, commits...) })
 }
 
-// appendTx stores one commit's messages, at and above its keepFrom, and
-// trims its topic below keepFrom.
-func appendTx(tx *bolt.Tx, c journalCommit) error {
-	topic := []byte(c.messages[0].Topic)
+// appendTx stores the commits, in order.
+func appendTx(tx *bolt.Tx, commits ...Commit) error {
+	for _, c := range commits {
+		if err := appendCommitTx(tx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendCommitTx stores one commit's messages, at and above its KeepFrom,
+// and trims its topic below KeepFrom.
+func appendCommitTx(tx *bolt.Tx, c Commit) error {
+	topic := []byte(c.Messages[0].Topic)
 	b, err := tx.CreateBucketIfNotExists(topic)
 	if err != nil {
 		return err
 	}
-	for _, m := range c.messages {
-		if m.ID >= c.keepFrom {
+	for _, m := range c.Messages {
+		if m.ID >= c.KeepFrom {
 			if err := b.Put(idKey(m.ID), encodeMessage(m)); err != nil {
 				return err
 			}
 		}
 	}
-	if err := b.SetSequence(c.messages[len(c.messages)-1].ID); err != nil {
+	if err := b.SetSequence(c.Messages[len(c.Messages)-1].ID); err != nil {
 		return err
 	}
 	starts := tx.Bucket(sequenceStarts)
-	if v := starts.Get(topic); len(v) != 8 || binary.BigEndian.Uint64(v) != c.sequenceStart {
-		if err := starts.Put(topic, idKey(c.sequenceStart)); err != nil {
+	if v := starts.Get(topic); len(v) != 8 || binary.BigEndian.Uint64(v) != c.SequenceStart {
+		if err := starts.Put(topic, idKey(c.SequenceStart)); err != nil {
 			return err
 		}
 	}
-	return trimBucket(b, c.keepFrom)
+	return trimBucket(b, c.KeepFrom)
 }
 
 // Trim forgets old messages of several topics in one transaction.

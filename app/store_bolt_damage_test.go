@@ -22,7 +22,7 @@ func writeHistoryFile(t *testing.T, path string) []byte {
 	for i := range 300 {
 		topic := fmt.Sprint("topic-", i%7)
 		m := &Message{ID: uint64(1000 + i), Topic: topic, Time: time.Unix(1_800_000_000, int64(i)), Text: text}
-		if err := s.Append([]*Message{m}, 1000, 0); err != nil {
+		if err := s.Append([]Commit{{[]*Message{m}, 1000, 0}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -108,7 +108,7 @@ func TestHistoryFileWithLargerPagesAndADamagedFirstHeaderOpens(t *testing.T) {
 			if _, err := tx.CreateBucketIfNotExists(sequenceStarts); err != nil {
 				return err
 			}
-			return appendTx(tx, journalCommit{journalMessages("news", 1, 1, "n"), 1, 1})
+			return appendTx(tx, Commit{journalMessages("news", 1, 1, "n"), 1, 1})
 		}); err != nil {
 			t.Fatal(err)
 		}

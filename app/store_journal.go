@@ -65,7 +65,7 @@ type JournalStore struct {
 	// journal but not yet in bbolt. Consecutive commits of one sequence are
 	// merged, dropping what a later one trims, so that it stays within the
 	// topic's history window however long the journal is.
-	unapplied map[string][]journalCommit
+	unapplied map[string][]Commit
 	// skipped is set when a journal write failed and so did the checkpoint
 	// after it. That record's number is never used again, but records are
 	// numbered without gaps: a checkpoint must move the start of replay
@@ -92,7 +92,7 @@ func OpenHistoryFile(path string, options HistoryFileOptions) (*JournalStore, er
 	if err != nil {
 		return nil, err
 	}
-	s := &JournalStore{bolt: b, journalPath: path + "-journal", unapplied: map[string][]journalCommit{},
+	s := &JournalStore{bolt: b, journalPath: path + "-journal", unapplied: map[string][]Commit{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := s.recover(); err != nil {
 		if s.journal != nil {
@@ -153,13 +153,12 @@ func (s *JournalStore) recover() error {
 	return s.checkpointLocked(s.next, nil)
 }
 
-// Append writes the commit to the journal and syncs it. A commit larger
-// than the whole journal goes straight to bbolt.
-func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint64) error {
-	if len(messages) == 0 {
+// Append writes the commits to the journal as one record and syncs it
+// once. Commits larger than the whole journal go straight to bbolt.
+func (s *JournalStore) Append(commits []Commit) error {
+	if len(commits) == 0 {
 		return nil
 	}
-	c := journalCommit{messages: messages, sequenceStart: sequenceStart, keepFrom: keepFrom}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	checkpointing := false // whether this call holds checkpointMu
@@ -179,7 +178,7 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 		}
 	}()
 	for {
-		s.record = appendJournalRecord(s.record[:0], s.next.number, []journalCommit{c})
+		s.record = appendJournalRecord(s.record[:0], s.next.number, commits)
 		size := int64(len(s.record))
 		tooLarge, wraps := size > journalFileSize-journalRecordsStart, s.next.offset+size > journalFileSize
 		if !s.skipped && !tooLarge && !wraps {
@@ -191,7 +190,7 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 		}
 		switch {
 		case tooLarge:
-			return s.checkpointLocked(s.next, func(tx *bolt.Tx) error { return appendTx(tx, c) })
+			return s.checkpointLocked(s.next, func(tx *bolt.Tx) error { return appendTx(tx, commits...) })
 		case s.skipped:
 			if err := s.checkpointLocked(s.next, nil); err != nil {
 				return err
@@ -234,7 +233,9 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 	}
 	size := int64(len(s.record))
 	s.next = journalPosition{offset: s.next.offset + size, number: s.next.number + 1}
-	s.merge(c)
+	for _, c := range commits {
+		s.merge(c)
+	}
 	if s.sinceCarried += size; s.sinceCarried >= journalFileSize/8 {
 		select {
 		case s.wake <- struct{}{}:
@@ -271,28 +272,28 @@ func (s *JournalStore) invalidateLocked() error {
 }
 
 // merge adds c to what awaits the next checkpoint.
-func (s *JournalStore) merge(c journalCommit) {
-	topic := c.messages[0].Topic
+func (s *JournalStore) merge(c Commit) {
+	topic := c.Messages[0].Topic
 	held := s.unapplied[topic]
 	if n := len(held); n > 0 && held[n-1].absorb(c) {
 		return
 	}
-	c.messages = append([]*Message(nil), c.messages...) // the caller's slice stays the caller's
+	c.Messages = append([]*Message(nil), c.Messages...) // the caller's slice stays the caller's
 	s.unapplied[topic] = append(held, c)
 }
 
 // absorb folds the next commit of the same topic into c, if the two belong
 // to one sequence and c's trim point does not go back.
-func (c *journalCommit) absorb(next journalCommit) bool {
-	if next.sequenceStart != c.sequenceStart || next.keepFrom < c.keepFrom {
+func (c *Commit) absorb(next Commit) bool {
+	if next.SequenceStart != c.SequenceStart || next.KeepFrom < c.KeepFrom {
 		return false
 	}
 	kept := 0
-	for kept < len(c.messages) && c.messages[kept].ID < next.keepFrom {
+	for kept < len(c.Messages) && c.Messages[kept].ID < next.KeepFrom {
 		kept++
 	}
-	c.messages = append(c.messages[kept:], next.messages...)
-	c.keepFrom = next.keepFrom
+	c.Messages = append(c.Messages[kept:], next.Messages...)
+	c.KeepFrom = next.KeepFrom
 	return true
 }
 
@@ -313,13 +314,11 @@ func (s *JournalStore) checkpointLocked(replayFrom journalPosition, also func(*b
 // carry is one checkpoint's transaction. clean says that the journal
 // holds nothing the bbolt file lacks from now on: only a stop, and a
 // start-up that replaces the journal, may say so.
-func (s *JournalStore) carry(commits map[string][]journalCommit, replayFrom journalPosition, clean bool, also func(*bolt.Tx) error) error {
+func (s *JournalStore) carry(commits map[string][]Commit, replayFrom journalPosition, clean bool, also func(*bolt.Tx) error) error {
 	return s.bolt.update("checkpoint the journal", func(tx *bolt.Tx) error {
 		for _, topicCommits := range commits {
-			for _, c := range topicCommits {
-				if err := appendTx(tx, c); err != nil {
-					return err
-				}
+			if err := appendTx(tx, topicCommits...); err != nil {
+				return err
 			}
 		}
 		if also != nil {
@@ -361,7 +360,7 @@ func (s *JournalStore) checkpointBehind() error {
 		return nil // Append must checkpoint past the gap itself; or there is nothing to do
 	}
 	carried, replayFrom := s.unapplied, s.next
-	s.unapplied, s.sinceCarried = map[string][]journalCommit{}, 0
+	s.unapplied, s.sinceCarried = map[string][]Commit{}, 0
 	s.mu.Unlock()
 
 	err := s.carry(carried, replayFrom, false, nil)

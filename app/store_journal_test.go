@@ -55,7 +55,7 @@ func journalMessages(topic string, first uint64, count int, text string) []*Mess
 
 func appendOrFail(t *testing.T, s Store, messages []*Message, keepFrom uint64) {
 	t.Helper()
-	if err := s.Append(messages, 1, keepFrom); err != nil {
+	if err := s.Append([]Commit{{messages, 1, keepFrom}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -201,13 +201,13 @@ func TestJournalStoreNeverReplaysAWriteItRefused(t *testing.T) {
 	s.journal = readOnly
 	refused := journalMessages("news", 2, 1, "refused ")
 	failedAt, failedNumber := s.next.offset, s.next.number
-	if err := s.Append(refused, 1, 1); !errors.Is(err, ErrStore) {
+	if err := s.Append([]Commit{{refused, 1, 1}}); !errors.Is(err, ErrStore) {
 		t.Fatalf("a failed journal write returned %v, want ErrStore", err)
 	}
 	s.journal = writable
 	readOnly.Close()
 	// Disks can fail the sync of a write that lands all the same.
-	landed := appendJournalRecord(nil, failedNumber, []journalCommit{{refused, 1, 1}})
+	landed := appendJournalRecord(nil, failedNumber, []Commit{{refused, 1, 1}})
 	if _, err := writable.WriteAt(landed, failedAt); err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestDamagedJournalStopsStartUpAndSaysWhatToDo(t *testing.T) {
 	s.crash(t)
 	// A record whose checksum matches but that no Herald could have
 	// written: its topic is not a valid name.
-	bad := appendJournalRecord(nil, at.number, []journalCommit{{[]*Message{{ID: 1, Topic: "no spaces", Time: time.Now(), Text: "x"}}, 1, 1}})
+	bad := appendJournalRecord(nil, at.number, []Commit{{[]*Message{{ID: 1, Topic: "no spaces", Time: time.Now(), Text: "x"}}, 1, 1}})
 	f, err := os.OpenFile(path+"-journal", os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -342,7 +342,7 @@ func TestJournalStoreLosesNothingWhileCheckpointsAndWrapsRunBesideAppends(t *tes
 		go func() {
 			topic := fmt.Sprint("topic", p)
 			for id := uint64(1); id <= commits; id++ {
-				if err := s.Append(journalMessages(topic, id, 1, text), 1, max(id, kept)-kept+1); err != nil {
+				if err := s.Append([]Commit{{journalMessages(topic, id, 1, text), 1, max(id, kept) - kept + 1}}); err != nil {
 					errs <- err
 					return
 				}
@@ -562,7 +562,7 @@ func TestJournalStoreReplaysAJournalOfTheFirstFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	var journal []byte
-	for i, c := range []journalCommit{{journalMessages("news", 1, 2, "n"), 1, 1}, {journalMessages("news", 3, 1, "n"), 1, 1}} {
+	for i, c := range []Commit{{journalMessages("news", 1, 2, "n"), 1, 1}, {journalMessages("news", 3, 1, "n"), 1, 1}} {
 		record := appendJournalCommit(make([]byte, journalHeaderSize), c)
 		binary.BigEndian.PutUint32(record[4:], uint32(len(record)-journalHeaderSize))
 		binary.BigEndian.PutUint64(record[8:], 7+uint64(i))
@@ -600,7 +600,7 @@ func failJournalWrites(t *testing.T, s *JournalStore, messages []*Message, answe
 	at := s.next
 	s.onWriteFailed = func() {
 		s.onWriteFailed = nil
-		landed := appendJournalRecord(nil, at.number, []journalCommit{{messages, 1, 1}})
+		landed := appendJournalRecord(nil, at.number, []Commit{{messages, 1, 1}})
 		if _, err := writable.WriteAt(landed, at.offset); err != nil {
 			t.Error(err)
 		}
@@ -637,7 +637,7 @@ func TestJournalStoreNeverReplaysARefusedWriteWhoseCheckpointFailedToo(t *testin
 	makeBoltReadOnly(t, s)
 	refused := journalMessages("news", 2, 1, "refused ")
 	failJournalWrites(t, s, refused, true)
-	if err := s.Append(refused, 1, 1); !errors.Is(err, ErrStore) || errors.Is(err, ErrOutcomeUnknown) {
+	if err := s.Append([]Commit{{refused, 1, 1}}); !errors.Is(err, ErrStore) || errors.Is(err, ErrOutcomeUnknown) {
 		t.Fatalf("a failed journal write returned %v, want ErrStore: it was refused", err)
 	}
 
@@ -657,15 +657,32 @@ func TestJournalStoreSaysTheOutcomeIsUnknownWhenNoRefusalCanBeMadeCertain(t *tes
 	makeBoltReadOnly(t, s)
 	unknown := journalMessages("news", 2, 1, "unknown ")
 	failJournalWrites(t, s, unknown, false)
-	if err := s.Append(unknown, 1, 1); !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, ErrStore) {
+	if err := s.Append([]Commit{{unknown, 1, 1}}); !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, ErrStore) {
 		t.Fatalf("a write that could not be undone returned %v, want ErrOutcomeUnknown", err)
 	}
 	// Until a checkpoint moves past it, nothing more is written: refused.
-	if err := s.Append(journalMessages("news", 3, 1, "n"), 1, 1); !errors.Is(err, ErrStore) || errors.Is(err, ErrOutcomeUnknown) {
+	if err := s.Append([]Commit{{journalMessages("news", 3, 1, "n"), 1, 1}}); !errors.Is(err, ErrStore) || errors.Is(err, ErrOutcomeUnknown) {
 		t.Fatalf("the next append returned %v, want a plain refusal", err)
 	}
 
 	s = crashAndRestart(t, s, path)
 	defer s.Close()
 	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
+}
+
+// One record carries the commits of several topics, and replays them all.
+func TestJournalStoreReplaysARecordOfSeveralTopics(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	at := s.next
+	if err := s.Append([]Commit{{journalMessages("news", 1, 2, "n"), 1, 1}, {journalMessages("sport", 7, 1, "s"), 7, 7}}); err != nil {
+		t.Fatal(err)
+	}
+	if s.next.number != at.number+1 {
+		t.Fatalf("the append took %d records, want one", s.next.number-at.number)
+	}
+	s = crashAndRestart(t, s, path)
+	defer s.Close()
+	assertStored(t, s, map[string]string{"news": "last 2: 1,2", "sport": "last 7: 7"})
 }
