@@ -58,8 +58,7 @@ func BenchmarkDurableAppend(b *testing.B) {
 		name string
 		open func(string) (Store, error)
 	}{
-		{"journal", func(path string) (Store, error) { return OpenHistoryFile(path, HistoryFileOptions{IOURing: true}) }},
-		{"journal-syscalls", func(path string) (Store, error) { return OpenHistoryFile(path, HistoryFileOptions{}) }},
+		{"journal", func(path string) (Store, error) { return OpenHistoryFile(path) }},
 		{"bbolt", func(path string) (Store, error) { return OpenBoltStore(path) }},
 	}
 	for _, kind := range stores {
@@ -115,7 +114,7 @@ func BenchmarkConcurrentPublish(b *testing.B) {
 			b.Run(fmt.Sprintf("history=%s/topics=%d", history, topics), func(b *testing.B) {
 				var store Store
 				if history == "file" {
-					s, err := OpenHistoryFile(filepath.Join(b.TempDir(), "history.db"), HistoryFileOptions{IOURing: true})
+					s, err := OpenHistoryFile(filepath.Join(b.TempDir(), "history.db"))
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -178,7 +178,7 @@ func TestDamagedHistoryFileIsRefusedBeforeAnyWriteAndKeepsBboltsFallback(t *test
 		t.Fatal(err)
 	}
 
-	if _, err := OpenHistoryFile(path, HistoryFileOptions{}); !errors.Is(err, ErrDamagedStore) || !strings.Contains(err.Error(), "left it untouched") {
+	if _, err := OpenHistoryFile(path); !errors.Is(err, ErrDamagedStore) || !strings.Contains(err.Error(), "left it untouched") {
 		t.Fatalf("opening a file with a damaged record returned %v, want ErrDamagedStore saying it was left untouched", err)
 	}
 	if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, data) {

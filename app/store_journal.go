@@ -56,8 +56,6 @@ type JournalStore struct {
 	mu           sync.Mutex
 	journal      *os.File
 	journalID    journalID       // the journal file's, which every checkpoint names
-	ring         *journalRing    // nil without io_uring
-	ringRefused  error           // why io_uring was asked for but is not used
 	sinceCarried int64           // journal bytes written since the last checkpoint took what it carries
 	next         journalPosition // where the next record goes
 	record       []byte          // the encoding buffer, reused
@@ -75,19 +73,12 @@ type JournalStore struct {
 
 var _ Store = (*JournalStore)(nil)
 
-// HistoryFileOptions are the choices OpenHistoryFile leaves to its caller.
-type HistoryFileOptions struct {
-	// IOURing writes and syncs the journal through io_uring where the
-	// kernel allows it (see journalRing); IOURingRefused says why not.
-	IOURing bool
-}
-
 // OpenHistoryFile opens the history file at path, and its journal beside
 // it (path + "-journal"), replaying into the file what the journal holds
 // beyond the last checkpoint. Both files are read and checked before
 // either is written: a damaged one is refused, and both are left as they
 // were.
-func OpenHistoryFile(path string, options HistoryFileOptions) (*JournalStore, error) {
+func OpenHistoryFile(path string) (*JournalStore, error) {
 	b, err := OpenBoltStore(path)
 	if err != nil {
 		return nil, err
@@ -101,16 +92,9 @@ func OpenHistoryFile(path string, options HistoryFileOptions) (*JournalStore, er
 		b.Close()
 		return nil, err
 	}
-	if options.IOURing {
-		s.ring, s.ringRefused = openJournalRing()
-	}
 	go s.checkpointInBackground()
 	return s, nil
 }
-
-// IOURingRefused is why the journal is not written through io_uring,
-// though it was asked to be: the kernel refused it.
-func (s *JournalStore) IOURingRefused() error { return s.ringRefused }
 
 // recover replays the journal and checkpoints what it replayed, leaving
 // the journal ready for its next record; when the journal cannot be used
@@ -206,7 +190,6 @@ func (s *JournalStore) Append(commits []Commit) error {
 			s.next = top
 		}
 	}
-	ringInUse := s.ring != nil && !s.ring.broken
 	if err := s.writeLocked(s.record); err != nil {
 		if s.onWriteFailed != nil {
 			s.onWriteFailed()
@@ -215,9 +198,8 @@ func (s *JournalStore) Append(commits []Commit) error {
 		// The record may be on disk all the same: a failed sync says
 		// nothing of what landed. A refused publish must never come back
 		// after a crash, so the record is made unreadable, or else replay
-		// is moved past it (and its number is never used again). A ring
-		// that failed may still be writing it, so only the second will do.
-		if !(ringInUse && s.ring.broken) && s.invalidateLocked() == nil {
+		// is moved past it (and its number is never used again).
+		if s.invalidateLocked() == nil {
 			return err
 		}
 		s.next.number++
@@ -247,14 +229,6 @@ func (s *JournalStore) Append(commits []Commit) error {
 
 // writeLocked writes a record at the journal's end and waits for the disk.
 func (s *JournalStore) writeLocked(record []byte) error {
-	if s.ring != nil && !s.ring.broken {
-		err := s.ring.writeAndSync(s.journal, record, s.next.offset)
-		if s.ring.broken {
-			s.record = nil // the kernel may not be done with it
-			err = fmt.Errorf("%w (io_uring is now closed: the journal writes without it)", err)
-		}
-		return err
-	}
 	if _, err := s.journal.WriteAt(record, s.next.offset); err != nil {
 		return err
 	}
@@ -432,9 +406,6 @@ func (s *JournalStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.carry(s.unapplied, s.next, true, nil)
-	if s.ring != nil && !s.ring.broken {
-		s.ring.close()
-	}
 	if closeErr := s.journal.Close(); closeErr != nil {
 		err = errors.Join(err, fmt.Errorf("%w: close journal %s: %w", ErrStore, s.journalPath, closeErr))
 	}

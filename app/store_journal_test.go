@@ -17,7 +17,7 @@ import (
 
 func openHistoryFile(t *testing.T, path string) *JournalStore {
 	t.Helper()
-	s, err := OpenHistoryFile(path, HistoryFileOptions{IOURing: true})
+	s, err := OpenHistoryFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,7 +255,7 @@ func TestDamagedJournalStopsStartUpAndSaysWhatToDo(t *testing.T) {
 	f.Close()
 
 	before := readBoth(t, path)
-	_, err = OpenHistoryFile(path, HistoryFileOptions{IOURing: true})
+	_, err = OpenHistoryFile(path)
 	if !errors.Is(err, ErrDamagedStore) || !strings.Contains(err.Error(), "journal "+path+"-journal") ||
 		!strings.Contains(err.Error(), "herald reset-history") {
 		t.Fatalf("opening with a damaged journal returned %v, want a damaged-store error naming the journal and what to do", err)
@@ -265,7 +265,7 @@ func TestDamagedJournalStopsStartUpAndSaysWhatToDo(t *testing.T) {
 	if err := os.Rename(path+"-journal", path+"-journal.damaged"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err = OpenHistoryFile(path, HistoryFileOptions{}); !errors.Is(err, ErrDamagedStore) || !strings.Contains(err.Error(), "is missing") {
+	if _, err = OpenHistoryFile(path); !errors.Is(err, ErrDamagedStore) || !strings.Contains(err.Error(), "is missing") {
 		t.Fatalf("opening without the journal returned %v, want a damaged-store error saying it is missing", err)
 	}
 }
@@ -400,22 +400,6 @@ func TestJournalStoreKeepsWhatAFailedBackgroundCheckpointTookAndSaysSo(t *testin
 	boltAlone := openStore(t, path) // the journal aside: what the checkpoint carried
 	defer boltAlone.Close()
 	assertStored(t, boltAlone, map[string]string{"news": "last 3: 1,2,3"})
-}
-
-func TestJournalStoreWithoutIOURingReplaysTheSame(t *testing.T) {
-	t.Parallel()
-	path := filepath.Join(t.TempDir(), "history.db")
-	s, err := OpenHistoryFile(path, HistoryFileOptions{IOURing: false})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.ring != nil {
-		t.Fatal("the journal has a ring though io_uring is off")
-	}
-	appendOrFail(t, s, journalMessages("news", 1, 3, "n"), 1)
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
-	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
 }
 
 // A page of the bbolt file that goes bad under a running server makes
