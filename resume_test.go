@@ -342,7 +342,7 @@ func TestHistoryFileSurvivesCleanStopAndRestart(t *testing.T) {
 	}
 }
 
-// Herald as its own process, for the one test that kills it.
+// Herald as its own process, for the tests that kill it or see it exit.
 const asMainEnv = "HERALD_TEST_RUN_MAIN"
 
 func TestHistoryFileSurvivesKill9(t *testing.T) {
@@ -363,8 +363,8 @@ func TestHistoryFileSurvivesKill9(t *testing.T) {
 }
 
 // assertReplay checks that resuming from 0 replays exactly sent, with the
-// texts m0, m1, ...
-func assertReplay(t *testing.T, h *heraldProcess, sent []receiptReply) {
+// texts m0, m1, ..., and returns the connection, which goes on live.
+func assertReplay(t *testing.T, h *heraldProcess, sent []receiptReply) *gorilla.Conn {
 	t.Helper()
 	conn := dial(t, h.ws("/ws?format=json&since=0"))
 	for i, r := range sent {
@@ -372,6 +372,7 @@ func assertReplay(t *testing.T, h *heraldProcess, sent []receiptReply) {
 			t.Fatalf("replayed %+v, want id %s %q", f, r.ID, fmt.Sprint("m", i))
 		}
 	}
+	return conn
 }
 
 func TestUnusableHistoryFileStopsStartUp(t *testing.T) {

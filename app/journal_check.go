@@ -117,6 +117,7 @@ type journalFound struct {
 // acknowledged publishes. It is not a crash's torn write, which can only
 // be the newest record and is never acknowledged.
 type JournalDamage struct {
+	// Path is the journal's.
 	Path string
 	// What says what is wrong, after the journal's path.
 	What string
@@ -129,6 +130,8 @@ type JournalDamage struct {
 	ReadableMessages map[string]int
 }
 
+// Error says what is wrong, in words that follow "history file is
+// damaged: ".
 func (d *JournalDamage) Error() string { return "journal " + d.Path + " " + d.What }
 
 // count adds the records of commits to what can still be read.

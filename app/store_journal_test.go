@@ -43,6 +43,15 @@ func crashAndRestart(t *testing.T, s *JournalStore, path string) *JournalStore {
 	return openHistoryFile(t, path)
 }
 
+// assertStoredAfterCrash crashes s, opens its file again, checks that the
+// store holds want, and closes it.
+func assertStoredAfterCrash(t *testing.T, s *JournalStore, path string, want map[string]string) {
+	t.Helper()
+	s = crashAndRestart(t, s, path)
+	defer s.Close()
+	assertStored(t, s, want)
+}
+
 // journalMessages makes count messages of topic with ids from first on.
 func journalMessages(topic string, first uint64, count int, text string) []*Message {
 	var ms []*Message
@@ -129,9 +138,7 @@ func TestJournalStoreForgetsAndTrimsInOrderWithTheJournal(t *testing.T) {
 	}
 	appendOrFail(t, s, journalMessages("kept", 5, 1, "k"), 3)
 
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
-	assertStored(t, s, map[string]string{"kept": "last 5: 3,4,5"})
+	assertStoredAfterCrash(t, s, path, map[string]string{"kept": "last 5: 3,4,5"})
 }
 
 func TestJournalStoreReplayStopsAtATornRecordAndGoesOnFromThere(t *testing.T) {
@@ -144,26 +151,12 @@ func TestJournalStoreReplayStopsAtATornRecordAndGoesOnFromThere(t *testing.T) {
 	s.crash(t)
 	// A crash in the middle of the write: the record's last byte never
 	// made it. That publish was never acknowledged.
-	tear(t, path+"-journal", torn+journalHeaderSize+30)
+	flipByte(t, path+"-journal", torn+journalHeaderSize+30)
 
 	s = openHistoryFile(t, path)
 	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
 	appendOrFail(t, s, journalMessages("news", 3, 1, "again "), 1)
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
-	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
-}
-
-func tear(t *testing.T, path string, at int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt([]byte{0xff}, at); err != nil {
-		t.Fatal(err)
-	}
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 3: 1,2,3"})
 }
 
 func TestJournalStoreWrapsOnlyOnceBoltHoldsWhatItOverwrites(t *testing.T) {
@@ -215,9 +208,7 @@ func TestJournalStoreNeverReplaysAWriteItRefused(t *testing.T) {
 	s = crashAndRestart(t, s, path)
 	assertStored(t, s, map[string]string{"news": "last 1: 1"})
 	appendOrFail(t, s, journalMessages("news", 2, 1, "n"), 1)
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
-	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 2: 1,2"})
 }
 
 func TestJournalLeftBesideAnotherHistoryFileIsNotReplayed(t *testing.T) {
@@ -303,9 +294,7 @@ func TestJournalStoreSendsACommitLargerThanTheJournalStraightToBolt(t *testing.T
 	}
 	appendOrFail(t, s, journalMessages("news", 3, 1, "small "), 1)
 
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
-	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 3: 1,2,3"})
 }
 
 func TestJournalStoreCheckpointsInTheBackgroundAsTheJournalFills(t *testing.T) {
@@ -488,9 +477,7 @@ func TestJournalStoreAfterACleanStopNeedsNoJournal(t *testing.T) {
 	s = openHistoryFile(t, path)
 	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
 	appendOrFail(t, s, journalMessages("news", 3, 1, "n"), 1)
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
-	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 3: 1,2,3"})
 }
 
 // A bbolt file restored from a backup taken after a clean stop, beside the
@@ -521,9 +508,7 @@ func TestJournalStoreRestoredFromACleanBackupLeavesTheLaterJournalAlone(t *testi
 	s = openHistoryFile(t, path)
 	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
 	appendOrFail(t, s, journalMessages("news", 3, 1, "n"), 1) // shorter than what the later run wrote there
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
-	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 3: 1,2,3"})
 }
 
 // A history file whose journal has the first format, which had no header
@@ -560,9 +545,7 @@ func TestJournalStoreReplaysAJournalOfTheFirstFormat(t *testing.T) {
 	s := openHistoryFile(t, path)
 	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
 	appendOrFail(t, s, journalMessages("news", 4, 1, "n"), 1)
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
-	assertStored(t, s, map[string]string{"news": "last 4: 1,2,3,4"})
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 4: 1,2,3,4"})
 	if _, ok := journalFileID(readBoth(t, path)[1]); !ok {
 		t.Error("the journal was not replaced by one of the present format")
 	}
@@ -625,9 +608,7 @@ func TestJournalStoreNeverReplaysARefusedWriteWhoseCheckpointFailedToo(t *testin
 		t.Fatalf("a failed journal write returned %v, want ErrStore: it was refused", err)
 	}
 
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
-	assertStored(t, s, map[string]string{"news": "last 1: 1"})
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 1: 1"})
 }
 
 // When neither the record can be made unreadable nor a checkpoint moved
@@ -649,9 +630,7 @@ func TestJournalStoreSaysTheOutcomeIsUnknownWhenNoRefusalCanBeMadeCertain(t *tes
 		t.Fatalf("the next append returned %v, want a plain refusal", err)
 	}
 
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
-	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 2: 1,2"})
 }
 
 // One record carries the commits of several topics, and replays them all.
@@ -666,7 +645,5 @@ func TestJournalStoreReplaysARecordOfSeveralTopics(t *testing.T) {
 	if s.next.number != at.number+1 {
 		t.Fatalf("the append took %d records, want one", s.next.number-at.number)
 	}
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
-	assertStored(t, s, map[string]string{"news": "last 2: 1,2", "sport": "last 7: 7"})
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 2: 1,2", "sport": "last 7: 7"})
 }
