@@ -3,12 +3,20 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"io"
 	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -263,5 +271,289 @@ func TestPageAsksForANewTokenWhenItsTokenExpires(t *testing.T) {
 	)
 	if summary := get(t, tab, chromedp.Text("#access-summary")); !strings.Contains(summary, `The token "short" expired at`) {
 		t.Errorf("the Access card says %q", summary)
+	}
+}
+
+// readOnlyWithTeamAndCI is the server a new user met: anyone may watch,
+// the team's token covers team-*, and CI's publishes to deploys.
+const readOnlyWithTeamAndCI = `security:
+  anonymous: read-only
+  tokens:
+    - {name: team, secret: team-token-31f7, read: ["team-*"], write: ["team-*"]}
+    - {name: ci, secret: ci-token-8a02, write: [deploys]}
+`
+
+// TestATokenNeverHasFewerRightsThanNoToken: the team member watching
+// deploys with the team's token was refused while anonymous curl was not.
+// With the token, every route allows what it allows without one, and
+// /access says the same; a token the server does not know is still
+// refused.
+func TestATokenNeverHasFewerRightsThanNoToken(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, readOnlyWithTeamAndCI)
+	team := http.Header{"Authorization": {"Bearer team-token-31f7"}}
+	ws, status := dialWith(t, h.ws("/ws?topic=deploys"), team)
+	if status != http.StatusSwitchingProtocols {
+		t.Fatalf("WebSocket on deploys with the team token: %d, want 101 as without a token", status)
+	}
+	events := openEventsWith(t, h.Origin+"/events?topic=deploys", team)
+
+	var reply struct {
+		Read, Write []string
+		Topic       struct{ Read, Write bool }
+	}
+	got := request(t, http.MethodGet, h.Origin+"/access?topic=deploys", team, "")
+	if err := json.Unmarshal([]byte(got.body), &reply); err != nil || got.status != http.StatusOK {
+		t.Fatalf("/access with the team token: %d %s", got.status, got.body)
+	}
+	if !reply.Topic.Read || reply.Topic.Write || !slices.Equal(reply.Read, []string{"*"}) || !slices.Equal(reply.Write, []string{"team-*"}) {
+		t.Errorf("/access says the team token on deploys may %+v, with read %v and write %v", reply.Topic, reply.Read, reply.Write)
+	}
+
+	// Publishing to deploys is the CI token's; neither the team token nor
+	// anyone without a token may.
+	for who, want := range map[string]int{"team-token-31f7": 403, "": 401, "not-a-token": 401} {
+		header := http.Header{}
+		if who != "" {
+			header.Set("Authorization", "Bearer "+who)
+		}
+		if got := request(t, http.MethodPost, h.Origin+"/notify?topic=deploys", header, "msg=forged"); got.status != want {
+			t.Errorf("publish to deploys with %q: %d %s, want %d", who, got.status, got.error, want)
+		}
+	}
+	if got := request(t, http.MethodPost, h.Origin+"/notify?topic=deploys", http.Header{"Authorization": {"Bearer ci-token-8a02"}}, "msg=v2 is live"); got.status != 200 {
+		t.Fatalf("publish with the CI token: %d %s", got.status, got.error)
+	}
+	if got := readText(t, ws); got != "v2 is live" {
+		t.Errorf("the team member's WebSocket got %q", got)
+	}
+	if got := events.next(t).Data; got != "v2 is live" {
+		t.Errorf("the team member's event stream got %q", got)
+	}
+	if _, status := dialWith(t, h.ws("/ws?topic=deploys"), http.Header{"Authorization": {"Bearer not-a-token"}}); status != 401 {
+		t.Errorf("WebSocket with an unknown token: %d, want 401", status)
+	}
+}
+
+// TestPageWithAScopedTokenWatchesWhatAnyoneMay: someone who typed their
+// team's token into the page of a topic anyone may watch is not told
+// "Not allowed", and watches it.
+func TestPageWithAScopedTokenWatchesWhatAnyoneMay(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, readOnlyWithTeamAndCI)
+	tab := newTab(t)
+	runIn(t, tab,
+		waitLive(h.URL+"?topic=deploys"),
+		chromedp.Click("#change-token"),
+		useToken("team-token-31f7"),
+		// The card and the verdict on watching change in one step.
+		waitFor(`document.getElementById("access-summary").textContent.includes("Token “team”")`),
+	)
+	status := get(t, tab, chromedp.Text("#status-text"))
+	empty := get(t, tab, chromedp.Evaluate[string](`document.getElementById("empty").textContent`))
+	if status == "Not allowed" || strings.Contains(empty, "cannot watch") {
+		t.Fatalf("the page says %q and %q to a token that may watch deploys", status, empty)
+	}
+	runIn(t, tab, chromedp.WaitReady(`body[data-state="live"]`))
+	if got := request(t, http.MethodPost, h.Origin+"/notify?topic=deploys", http.Header{"Authorization": {"Bearer ci-token-8a02"}}, "msg=v3 is live"); got.status != 200 {
+		t.Fatalf("publish with the CI token: %d %s", got.status, got.error)
+	}
+	runIn(t, tab, waitForMessage("v3 is live"))
+	if says := get(t, tab, chromedp.Text("#publish-denied")); says != "The token “team” cannot publish to “deploys”." {
+		t.Errorf("the page says %q about publishing", says)
+	}
+}
+
+// TestReadmeTokenExampleWorksAsWritten runs the README's herald token
+// example as a user copies it, in a directory of their own: the config
+// lines it shows, its export and its command, and a server on that config
+// takes the token. Without those lines, and without any config file, the
+// command names the line to add and the file to add it to.
+func TestReadmeTokenExampleWorksAsWritten(t *testing.T) {
+	configYAML, exportLine, commandLine := readmeTokenExample(t)
+	secret, args := shellWords(t, exportLine, strings.TrimPrefix(commandLine, "herald "))
+	env := map[string]string{"HERALD_JWT_SECRET": secret}
+	getenv := func(k string) string { return env[k] }
+	shipped, err := os.ReadFile("config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Chdir(t.TempDir()) // the command reads ./config.yaml, as the README's does
+	if err := os.WriteFile("config.yaml", []byte(configYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut strings.Builder
+	if err := run(t.Context(), args, getenv, &out, &errOut); err != nil {
+		t.Fatalf("%s: %v\n%s", commandLine, err, errOut.String())
+	}
+	token := strings.TrimSpace(out.String())
+	h := startHeraldEnv(t, "host: 127.0.0.1\nport: 0\n"+configYAML, env)
+	bearer := http.Header{"Authorization": {"Bearer " + token}}
+	if _, status := dialWith(t, h.ws("/ws?topic=team-x"), bearer); status != http.StatusSwitchingProtocols {
+		t.Errorf("the minted token subscribing to team-x: %d", status)
+	}
+	if got := request(t, http.MethodPost, h.Origin+"/notify?topic=team-a", bearer, "msg=x"); got.status != 200 {
+		t.Errorf("the minted token publishing to team-a: %d %s", got.status, got.error)
+	}
+
+	for _, tc := range []struct {
+		name, givenConfig, expectError string
+	}{
+		{"givenTheShippedConfig", string(shipped),
+			"token: config.yaml sets no security.jwt.secret to sign with: add the line security.jwt.secret: env:HERALD_JWT_SECRET to config.yaml (under security: and jwt:), and give the server the same HERALD_JWT_SECRET"},
+		{"givenNoConfigFile", "",
+			"token: there is no config.yaml, so no security.jwt.secret to sign with: create config.yaml with the line security.jwt.secret: env:HERALD_JWT_SECRET (under security: and jwt:), and give the server the same HERALD_JWT_SECRET"},
+		{"givenTheLineWithoutTheVariable", configYAML,
+			"config.yaml:3: security.jwt.secret: the environment variable HERALD_JWT_SECRET is not set or empty"},
+	} {
+		os.Remove("config.yaml")
+		if tc.givenConfig != "" {
+			if err := os.WriteFile("config.yaml", []byte(tc.givenConfig), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		withSecret := getenv
+		if tc.name == "givenTheLineWithoutTheVariable" {
+			withSecret = func(string) string { return "" }
+		}
+		err := run(t.Context(), args, withSecret, io.Discard, io.Discard)
+		if err == nil || err.Error() != tc.expectError {
+			t.Errorf("%s: got %v\nwant %s", tc.name, err, tc.expectError)
+		}
+	}
+}
+
+// readmeTokenExample is the README's herald token example: the YAML block
+// just before the shell block that runs herald token, and that block's
+// export and command lines, without their comments.
+func readmeTokenExample(t *testing.T) (configYAML, exportLine, commandLine string) {
+	t.Helper()
+	data, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(data)
+	command := strings.Index(readme, "\nherald token -sub ")
+	if command < 0 {
+		t.Fatal("the README has no herald token example")
+	}
+	shellStart := strings.LastIndex(readme[:command], "```sh\n")
+	yamlStart := strings.LastIndex(readme[:shellStart], "```yaml\n")
+	if shellStart < 0 || yamlStart < 0 {
+		t.Fatal("the README's herald token example has no config block before it")
+	}
+	yamlBlock := readme[yamlStart+len("```yaml\n"):]
+	configYAML = yamlBlock[:strings.Index(yamlBlock, "```")]
+	shellBlock := readme[shellStart+len("```sh\n"):]
+	for _, line := range strings.Split(shellBlock[:strings.Index(shellBlock, "```")], "\n") {
+		line, _, _ = strings.Cut(line, " #")
+		switch {
+		case strings.HasPrefix(line, "export "):
+			exportLine = strings.TrimSpace(line)
+		case strings.HasPrefix(line, "herald token "):
+			commandLine = strings.TrimSpace(line)
+		}
+	}
+	if exportLine == "" || commandLine == "" {
+		t.Fatalf("the README's herald token example lacks its export or its command:\n%s", shellBlock)
+	}
+	return configYAML, exportLine, commandLine
+}
+
+// shellWords runs export in sh, as a user's shell would, and returns the
+// variable it sets and the words sh makes of args.
+func shellWords(t *testing.T, export, args string) (string, []string) {
+	t.Helper()
+	name, _, _ := strings.Cut(strings.TrimPrefix(export, "export "), "=")
+	script := export + "\nset -- " + args + "\nprintf '%s\\0' \"$" + name + "\" \"$@\""
+	out, err := exec.Command("sh", "-c", script).Output()
+	if err != nil {
+		t.Fatalf("sh: %v", err)
+	}
+	words := strings.Split(strings.TrimSuffix(string(out), "\x00"), "\x00")
+	if words[0] == "" {
+		t.Fatalf("%s set nothing", export)
+	}
+	return words[0], words[1:]
+}
+
+// TestPageRefusedATokenStopsAndSetsEarlierMessagesApart: a page that was
+// watching, given a token that may not watch its topic, says so, stops
+// watching, and does not leave what it showed before under "cannot
+// watch" as if it were live.
+func TestPageRefusedATokenStopsAndSetsEarlierMessagesApart(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, `security:
+  tokens:
+    - {name: viewer, secret: viewer-token-77aa, read: ["*"]}
+    - {name: team, secret: team-token-77bb, read: ["team-*"]}
+    - {name: ci, secret: ci-token-77cc, write: ["*"]}
+`)
+	ci := http.Header{"Authorization": {"Bearer ci-token-77cc"}}
+	tab := newTab(t)
+	runIn(t, tab,
+		chromedp.Navigate(h.URL+"?topic=deploys"),
+		useToken("viewer-token-77aa"),
+		chromedp.WaitReady(`body[data-state="live"]`),
+	)
+	if got := request(t, http.MethodPost, h.Origin+"/notify?topic=deploys", ci, "msg=v4 is live"); got.status != 200 {
+		t.Fatalf("publish: %d %s", got.status, got.error)
+	}
+	runIn(t, tab, waitForMessage("v4 is live"))
+
+	// A watcher of our own sees the page leave.
+	watcher, status := dialWith(t, h.ws("/ws?topic=deploys&format=json&presence=1"), http.Header{"Authorization": {"Bearer viewer-token-77aa"}})
+	if status != http.StatusSwitchingProtocols {
+		t.Fatalf("watcher: %d", status)
+	}
+	if got := readText(t, watcher); got != `{"type":"presence","topic":"deploys","subscribers":2}` {
+		t.Fatalf("the watcher's first frame: %s", got)
+	}
+
+	runIn(t, tab,
+		chromedp.Click("#change-token"),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("token").value = ""`),
+		useToken("team-token-77bb"),
+		waitFor(`document.getElementById("empty").textContent.includes("cannot watch")`),
+	)
+	shown := get(t, tab, chromedp.Evaluate[int](`document.querySelectorAll("#messages li").length`))
+	setApart := get(t, tab, chromedp.Evaluate[string](
+		`(n => n && !n.hidden && n.closest("section").querySelector("#messages").classList.contains("earlier") ? n.textContent : "")(document.getElementById("earlier-note"))`))
+	if shown > 0 && setApart == "" {
+		t.Errorf("the page shows %d earlier message(s) under \"cannot watch\" with nothing to set them apart", shown)
+	}
+	screenshot(t, tab, "page-refused-token")
+	if got := readText(t, watcher); got != `{"type":"presence","topic":"deploys","subscribers":1}` {
+		t.Fatalf("after the refusal, the watcher got %s, want the page gone", got)
+	}
+	if got := request(t, http.MethodPost, h.Origin+"/notify?topic=deploys", ci, "msg=v5 is live"); got.status != 200 || !strings.Contains(got.body, `"subscribers":1`) {
+		t.Errorf("publish after the refusal: %d %s, want it handed to the watcher only", got.status, got.body)
+	}
+}
+
+// TestTokenCommandOnAPublicKeyServerSaysWhereTokensComeFrom: a server
+// that verifies with a public key cannot have its tokens signed here.
+func TestTokenCommandOnAPublicKeyServerSaysWhereTokensComeFrom(t *testing.T) {
+	t.Parallel()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	keyFile, configFile := filepath.Join(dir, "jwt.pem"), filepath.Join(dir, "herald.yaml")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(configFile, []byte("security:\n  jwt:\n    public_key_file: "+keyFile+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = run(t.Context(), []string{"token", "-config", configFile, "-sub", "ci", "-publish", "deploys"}, func(string) string { return "" }, io.Discard, io.Discard)
+	if want := "token: " + configFile + " verifies JWTs with security.jwt.public_key_file, so tokens come from whoever holds its private key"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("got %v, want %s...", err, want)
 	}
 }

@@ -82,6 +82,13 @@ func startHeraldEnv(t testing.TB, configYAML string, env map[string]string) *her
 // it again returns the same result.
 func (h *heraldProcess) Stop(t testing.TB) error {
 	t.Helper()
+	return h.stopOrFail(t, "herald did not stop")
+}
+
+// stopOrFail is Stop, failing the test with why if run has not returned
+// within hangGuard.
+func (h *heraldProcess) stopOrFail(t testing.TB, why string) error {
+	t.Helper()
 	h.stop()
 	select {
 	case err, ok := <-h.done:
@@ -92,7 +99,7 @@ func (h *heraldProcess) Stop(t testing.TB) error {
 		}
 		return h.result
 	case <-time.After(hangGuard):
-		t.Fatal("herald did not stop")
+		t.Fatal(why)
 		return nil
 	}
 }

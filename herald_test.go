@@ -480,15 +480,19 @@ func TestBadConfigurationStopsStartUpWithOneLine(t *testing.T) {
 		{"whenPathWithoutSlash", "paths:\n  ws: ws\n", nil, `paths.ws: must start with "/"`},
 		{"whenTwoRoutesOnOnePath", "paths:\n  page: /ws\n", nil, `paths.ws: "/ws" is already used by paths.page`},
 		{"whenHERALDPORTIsNotAPort", "port: 0\n", map[string]string{"HERALD_PORT": "nine"}, `HERALD_PORT: "nine" is not a port number`},
+		{"whenAnEnvSecretIsNotSet", "port: 0\nsecurity:\n  tokens:\n    - {name: ci, secret: env:HERALD_CI_TOKEN, write: [deploys]}\n", nil,
+			"config.yaml:4: security.tokens[0].secret: the environment variable HERALD_CI_TOKEN is not set or empty"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			path := t.TempDir() + "/config.yaml"
 			os.WriteFile(path, []byte(tc.givenYAML), 0o600)
-			err := run(t.Context(), []string{"-config", path}, func(k string) string { return tc.givenEnv[k] }, io.Discard, io.Discard)
-			if err == nil || !strings.Contains(err.Error(), tc.expectError) || strings.Contains(err.Error(), "\n") {
-				t.Errorf("run = %v, want one line containing %q", err, tc.expectError)
+			for _, args := range [][]string{{"-config", path}, {"check-config", path}} {
+				err := run(t.Context(), args, func(k string) string { return tc.givenEnv[k] }, io.Discard, io.Discard)
+				if err == nil || !strings.Contains(err.Error(), tc.expectError) || strings.Contains(err.Error(), "\n") {
+					t.Errorf("herald %s = %v, want one line containing %q", args[0], err, tc.expectError)
+				}
 			}
 		})
 	}
@@ -531,7 +535,7 @@ func TestHERALDPORTOverridesTheConfiguredPort(t *testing.T) {
 
 func TestShippedConfigStatesEveryKeyWithItsDefault(t *testing.T) {
 	t.Parallel()
-	cfg, err := app.LoadConfig("config.yaml")
+	cfg, _, err := app.LoadConfig("config.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

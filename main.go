@@ -120,6 +120,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	if err := cfg.CheckSecrets(source, getenv); err != nil {
+		return err
+	}
 	logger := newLogger(cfg.Log, stderr)
 	srv, err := newServer(cfg, logger, getenv)
 	if err != nil {
@@ -145,7 +148,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case cfg.History.File != "":
 		history = cfg.History.File
 	}
-	logger.Info("herald started", "addr", listener.Addr().String(), "config", source, "history", history, "broker", cfg.Broker)
+	logger.Info("herald started", "addr", listener.Addr().String(), "config", source.Name, "history", history, "broker", cfg.Broker)
 	fmt.Fprintf(stdout, "Herald is listening on %s\n", pageURL(cfg, listener.Addr()))
 	if err := srv.serve(ctx, listener); err != nil {
 		return err
@@ -172,17 +175,20 @@ func checkConfig(path string, given bool, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
+	if err := cfg.CheckSecrets(source, getenv); err != nil {
+		return err
+	}
 	accessConfig := cfg.Security.Access()
 	accessConfig.Getenv = getenv
 	policy, err := access.NewPolicy(accessConfig, nil)
 	if err != nil {
 		return err
 	}
-	if source == builtInDefaults {
+	if source.Name == builtInDefaults {
 		fmt.Fprintf(stdout, "# No config file at %s: Herald runs on its built-in defaults, which are valid. The values in force (tokens hidden):\n%s",
 			path, cfg.Redacted().YAML())
 	} else {
-		fmt.Fprintf(stdout, "# %s is valid. The values in force (tokens hidden):\n%s", source, cfg.Redacted().YAML())
+		fmt.Fprintf(stdout, "# %s is valid. The values in force (tokens hidden):\n%s", source.Name, cfg.Redacted().YAML())
 	}
 	fmt.Fprintf(stdout, "# Clients without a token may %s (security.anonymous: %s).\n", describeRights(policy.Anonymous()), cfg.Security.Anonymous)
 	if !policy.TakesCredentials() {
@@ -267,18 +273,18 @@ const builtInDefaults = "built-in defaults"
 
 // loadConfig reads the configuration and applies the environment. A missing
 // default file means built-in defaults; a missing file named by -config is
-// an error.
-func loadConfig(path string, given bool, getenv func(string) string) (app.Config, string, error) {
-	cfg, err := app.LoadConfig(path)
-	source := path
+// an error. The secrets it refers to are read later, by those that need
+// them (app.Config.CheckSecrets).
+func loadConfig(path string, given bool, getenv func(string) string) (app.Config, app.ConfigSource, error) {
+	cfg, source, err := app.LoadConfig(path)
 	if errors.Is(err, fs.ErrNotExist) && !given {
-		cfg, source, err = app.DefaultConfig(), builtInDefaults, nil
+		cfg, source, err = app.DefaultConfig(), app.ConfigSource{Name: builtInDefaults}, nil
 	}
 	if err != nil {
-		return app.Config{}, "", err
+		return app.Config{}, app.ConfigSource{}, err
 	}
 	if err := app.ApplyEnv(&cfg, getenv); err != nil {
-		return app.Config{}, "", err
+		return app.Config{}, app.ConfigSource{}, err
 	}
 	return cfg, source, nil
 }

@@ -50,7 +50,7 @@ func resetHistory(args []string, configPath string, configGiven bool, getenv fun
 	}
 	path := cfg.History.File
 	if path == "" {
-		return fmt.Errorf("reset-history: %s sets no history.file: history is kept in memory", source)
+		return fmt.Errorf("reset-history: %s sets no history.file: history is kept in memory", source.Name)
 	}
 	report, err := app.InspectHistoryFile(path)
 	if err != nil {

@@ -201,6 +201,12 @@ type sseStream struct {
 
 func openEvents(t testing.TB, rawURL string, lastEventID string) *sseStream {
 	t.Helper()
+	return openEventsVia(t, http.DefaultClient, rawURL, lastEventID)
+}
+
+// openEventsVia is openEvents with client, for https.
+func openEventsVia(t testing.TB, client *http.Client, rawURL string, lastEventID string) *sseStream {
+	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, rawURL, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -208,7 +214,7 @@ func openEvents(t testing.TB, rawURL string, lastEventID string) *sseStream {
 	if lastEventID != "" {
 		req.Header.Set("Last-Event-ID", lastEventID)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,16 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
+	gorilla "github.com/gorilla/websocket"
+	"github.com/redis/go-redis/v9"
 )
 
 // TestThreeInstancesOverRedisBehaveAsOne spreads WebSocket and SSE
@@ -127,7 +132,7 @@ func TestRedisOutageRefusesPublishesAndLosesNothingAcknowledged(t *testing.T) {
 		}
 	}
 
-	r.kill(t)
+	r.Kill(t)
 	for _, h := range []*heraldProcess{a, b} {
 		got := request(t, http.MethodPost, h.Origin+"/notify?topic=outage", nil, "msg=during")
 		if got.status != http.StatusServiceUnavailable || !strings.Contains(got.error, "Redis") {
@@ -141,7 +146,7 @@ func TestRedisOutageRefusesPublishesAndLosesNothingAcknowledged(t *testing.T) {
 		}
 	}
 
-	r.start(t)
+	r.Restart(t)
 	for i := range 5 {
 		if status := publish(b, fmt.Sprintf("after %d", i)); status != 200 {
 			t.Fatalf("publish once Redis is back: %d", status)
@@ -210,15 +215,17 @@ func TestRedisWipedWhileRunningReportsTheGap(t *testing.T) {
 	if f := readJSONFrame(t, live); f.Msg != "before" {
 		t.Fatalf("got %+v", f)
 	}
-	if err := r.client(t).FlushAll(context.Background()).Err(); err != nil {
+	if err := r.Client(t).FlushAll(context.Background()).Err(); err != nil {
 		t.Fatal(err)
 	}
 	after := h.publishToTopic(t, "wipe", "after")
 	if after.id(t) <= before.id(t) {
 		t.Fatalf("after the wipe the id went from %s back to %s", before.ID, after.ID)
 	}
-	if f := readJSONFrame(t, live); f.Type != "lost" || f.Since != before.ID {
-		t.Fatalf("the live subscriber got %+v, want a lost notice since %s", f, before.ID)
+	// Ids of two Redis lifetimes cannot be subtracted: how many were lost
+	// is unknown.
+	if f := readJSONFrame(t, live); f.Type != "lost" || f.Since != before.ID || f.Count != nil {
+		t.Fatalf("the live subscriber got %+v (count %s), want a lost notice since %s with count null", f, countText(f.Count), before.ID)
 	}
 	if f := readJSONFrame(t, live); f.Msg != "after" {
 		t.Fatalf("then %+v, want the new message", f)
@@ -232,6 +239,51 @@ func TestRedisWipedWhileRunningReportsTheGap(t *testing.T) {
 	if f := readJSONFrame(t, resumed); f.Msg != "after" {
 		t.Fatalf("then %+v, want the message after the wipe", f)
 	}
+}
+
+// TestRedisReplacedByAnEmptyOneReportsAnUnknownLoss: Redis is killed and
+// an empty one takes its place. The next message reaches subscribers after
+// a lost notice whose count is null: ids from two Redis lifetimes cannot
+// be subtracted.
+func TestRedisReplacedByAnEmptyOneReportsAnUnknownLoss(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	h := startHerald(t, r.heraldYAML())
+	ws, sse := subscribeJSONAndSSE(t, h, "wipe")
+	before := h.publishToTopic(t, "wipe", "before")
+	if f := readJSONFrame(t, ws); f.Msg != "before" {
+		t.Fatalf("the WebSocket subscriber got %+v", f)
+	}
+	if e := sse.next(t); e.Data != "before" {
+		t.Fatalf("the SSE subscriber got %+v", e)
+	}
+
+	r.RestartEmpty(t)
+	awaitBrokerNotices(t, ws, sse, "down")
+	awaitBrokerNotices(t, ws, sse, "up")
+	after := h.publishToTopic(t, "wipe", "after")
+
+	wantLost := `{"type":"lost","topic":"wipe","since":"` + before.ID + `","count":null}`
+	if f := readJSONFrame(t, ws); f.Type != "lost" || f.Since != before.ID || f.Count != nil {
+		t.Errorf("the WebSocket subscriber got %+v (count %s), want %s", f, countText(f.Count), wantLost)
+	}
+	if e := sse.next(t); e.Event != "lost" || e.Data != wantLost {
+		t.Errorf("the SSE subscriber got %+v, want event lost %s", e, wantLost)
+	}
+	if f := readJSONFrame(t, ws); f.ID != after.ID || f.Msg != "after" {
+		t.Errorf("then the WebSocket subscriber got %+v, want %s after", f, after.ID)
+	}
+	if e := sse.next(t); e.ID != after.ID || e.Data != "after" {
+		t.Errorf("then the SSE subscriber got %+v, want %s after", e, after.ID)
+	}
+}
+
+// countText is a lost notice's count as JSON has it.
+func countText(count *uint64) string {
+	if count == nil {
+		return "null"
+	}
+	return strconv.FormatUint(*count, 10)
 }
 
 // TestPresenceCountsSubscribersOnEveryInstance: "N watching" on one
@@ -261,6 +313,26 @@ func TestPresenceCountsSubscribersOnEveryInstance(t *testing.T) {
 	onB1.Close()
 	onB2.Close()
 	awaitCount(2)
+}
+
+// TestPresenceIsRightAsSoonAsAnEmptyRedisIsBack: Redis is replaced by an
+// empty one, which has none of the counts. Once an instance tells its
+// subscribers that Redis is back, a publish's receipt counts them, on
+// that instance and on another.
+func TestPresenceIsRightAsSoonAsAnEmptyRedisIsBack(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	a, b := startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML())
+	ws, sse := subscribeJSONAndSSE(t, a, "counted")
+
+	r.RestartEmpty(t)
+	awaitBrokerNotices(t, ws, sse, "down")
+	awaitBrokerNotices(t, ws, sse, "up")
+	for name, h := range map[string]*heraldProcess{"the subscribers' instance": a, "another instance": b} {
+		if got := h.publishToTopic(t, "counted", "hello"); got.Subscribers != 2 {
+			t.Errorf("a publish on %s reports %d subscribers, want 2", name, got.Subscribers)
+		}
+	}
 }
 
 // TestBenchAcrossTwoInstancesLosesNothing runs herald bench as the README
@@ -384,4 +456,247 @@ func TestPageResumesOnAnotherInstance(t *testing.T) {
 	if hidden := get(t, tab, chromedp.Evaluate[bool](`document.getElementById("lost-notice").hidden`)); !hidden {
 		t.Error("the page warns of lost messages although none were lost")
 	}
+}
+
+// TestIdleSubscribersCostRedisNothing: two instances with a subscriber
+// each, nothing published, nothing changing. Over a window of several
+// seconds, they send Redis no presence announcement, and no command but
+// the periodic restatement of their counts.
+func TestIdleSubscribersCostRedisNothing(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	a, b := startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML())
+	ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+	defer cancel()
+	rc := r.Client(t)
+	announcements := rc.Subscribe(ctx, "herald:presence")
+	defer announcements.Close()
+	if _, err := announcements.Receive(ctx); err != nil { // the subscription itself
+		t.Fatal(err)
+	}
+	openEvents(t, a.Origin+"/events?topic=idle", "")
+	if _, err := announcements.ReceiveMessage(ctx); err != nil {
+		t.Fatalf("the join on A was not announced: %v", err)
+	}
+	dial(t, b.ws("/ws?topic=idle"))
+	if _, err := announcements.ReceiveMessage(ctx); err != nil {
+		t.Fatalf("the join on B was not announced: %v", err)
+	}
+
+	before := commandCalls(t, rc)
+	start := time.Now()
+	// A window, not a wait: nothing is meant to happen in it.
+	time.Sleep(3 * time.Second)
+	after := commandCalls(t, rc)
+	elapsed := time.Since(start)
+
+	sent := map[string]int{}
+	total := 0
+	for command, calls := range after {
+		if n := calls - before[command]; n > 0 && command != "info" { // the test's own
+			sent[command] = n
+			total += n
+		}
+	}
+	t.Logf("in %s the two instances sent Redis %v", elapsed.Round(time.Millisecond), sent)
+	// B's join ends with B reading A's count, and A reading B's once told:
+	// 2 HGETALLs that may follow the last announcement into the window.
+	// Each instance restates its count once per 15 s: MULTI, HSET,
+	// PEXPIRE, EXEC and an HGETALL of the other's count, 5 commands, and a
+	// window of d holds at most d/15s+1 restatements. A loop that feeds on
+	// its own announcements sends thousands a second.
+	const instances, restatement, period = 2, 5, 15 * time.Second
+	limit := instances * (1 + restatement*(int(elapsed/period)+1))
+	if sent["publish"] != 0 || total > limit {
+		t.Errorf("in %s two idle instances sent Redis %d commands (%v), want no publish and at most %d",
+			elapsed.Round(time.Millisecond), total, sent, limit)
+	}
+}
+
+// commandCalls reads how many times Redis has run each command.
+func commandCalls(t *testing.T, rc *redis.Client) map[string]int {
+	t.Helper()
+	info, err := rc.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := map[string]int{}
+	for _, line := range strings.Split(info, "\n") {
+		// cmdstat_hset:calls=3,usec=12,usec_per_call=4.00,...
+		name, stats, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":calls=")
+		if !ok {
+			continue
+		}
+		n, _, _ := strings.Cut(stats, ",")
+		if calls[name], err = strconv.Atoi(n); err != nil {
+			t.Fatalf("commandstats line %q: %v", line, err)
+		}
+	}
+	return calls
+}
+
+// TestSubscribersHearRedisIsBackAfterAStall: Redis freezes, a readiness
+// check finds it gone and subscribers are told so; Redis goes on, and they
+// are told it is back with nothing published and no one asking.
+func TestSubscribersHearRedisIsBackAfterAStall(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	h := startHerald(t, r.heraldYAML())
+	ws, sse := subscribeJSONAndSSE(t, h, "stall")
+
+	r.Freeze(t)
+	if ready := request(t, http.MethodGet, h.Origin+"/readyz", nil, ""); ready.status != http.StatusServiceUnavailable {
+		t.Fatalf("readyz with Redis frozen: %d, want 503", ready.status)
+	}
+	awaitBrokerNotices(t, ws, sse, "down")
+	r.Thaw(t)
+	awaitBrokerNotices(t, ws, sse, "up")
+}
+
+// subscribeJSONAndSSE subscribes to topic on h twice: with a JSON-mode
+// WebSocket and with SSE.
+func subscribeJSONAndSSE(t *testing.T, h *heraldProcess, topic string) (*gorilla.Conn, *sseStream) {
+	t.Helper()
+	return dial(t, h.ws("/ws?topic="+topic+"&format=json")), openEvents(t, h.Origin+"/events?topic="+topic, "")
+}
+
+// awaitBrokerNotices reads the next frame of a JSON WebSocket subscriber
+// and the next event of an SSE one, and fails unless each says the broker
+// is in state.
+func awaitBrokerNotices(t *testing.T, ws *gorilla.Conn, sse *sseStream, state string) {
+	t.Helper()
+	if f := readJSONFrame(t, ws); f.Type != "broker" || f.State != state {
+		t.Fatalf("the WebSocket subscriber got %+v, want the broker %s", f, state)
+	}
+	want := `{"type":"broker","state":"` + state + `"}`
+	if e := sse.next(t); e.Event != "broker" || e.Data != want {
+		t.Fatalf("the SSE subscriber got %+v, want event broker %s", e, want)
+	}
+}
+
+// TestPublishDuringARedisStallIsDeliveredOnceOrNever: Redis freezes while
+// a publish waits on it. Whatever Herald answers holds: 200 means
+// delivered once, 503 never, and 504, outcome unknown, at most once. The
+// client's retry with the same Idempotency-Key then publishes it exactly
+// once in all.
+func TestPublishDuringARedisStallIsDeliveredOnceOrNever(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	h := startHerald(t, r.heraldYAML())
+	ws := dial(t, h.ws("/ws?topic=stalled&format=json"))
+	h.publishToTopic(t, "stalled", "warm") // the connections to Redis are open
+	if f := readJSONFrame(t, ws); f.Msg != "warm" {
+		t.Fatalf("got %+v, want warm", f)
+	}
+	keyed := http.Header{"Idempotency-Key": {"stall-0001"}}
+
+	r.Freeze(t)
+	first := request(t, http.MethodPost, h.Origin+"/notify?topic=stalled", keyed, "msg=during")
+	r.Thaw(t)
+	t.Logf("with Redis frozen, a publish was answered %d %s", first.status, first.body)
+	// Redis serves what waited in its sockets first, in the order it
+	// came: by the time "between" is acknowledged, the first attempt has
+	// run, if it ever will.
+	between := h.publishToTopic(t, "stalled", "between")
+	copies := readCopies(t, ws, "during", between.ID)
+	switch {
+	case first.status == http.StatusOK && len(copies) != 1,
+		first.status == http.StatusServiceUnavailable && len(copies) != 0,
+		first.status == http.StatusGatewayTimeout && len(copies) > 1:
+		t.Fatalf("a publish answered %d %s was delivered %d times", first.status, first.body, len(copies))
+	case first.status == http.StatusGatewayTimeout:
+		var reply struct{ Error, Code string }
+		if err := json.Unmarshal([]byte(first.body), &reply); err != nil || reply.Code != "outcome_unknown" || strings.Contains(reply.Error, "nothing was published") {
+			t.Errorf("an unknown outcome was answered %s, want code outcome_unknown, and not that nothing was published", first.body)
+		}
+	case first.status != http.StatusOK && first.status != http.StatusServiceUnavailable:
+		t.Fatalf("a publish with Redis frozen was answered %d %s, want 200, 503 or 504", first.status, first.body)
+	}
+
+	retry := request(t, http.MethodPost, h.Origin+"/notify?topic=stalled", keyed, "msg=during")
+	if retry.status != http.StatusOK {
+		t.Fatalf("the retry with the same key was answered %d %s, want 200", retry.status, retry.body)
+	}
+	var receipt receiptReply
+	if err := json.Unmarshal([]byte(retry.body), &receipt); err != nil {
+		t.Fatal(err)
+	}
+	end := h.publishToTopic(t, "stalled", "end")
+	copies = append(copies, readCopies(t, ws, "during", end.ID)...)
+	if len(copies) != 1 || copies[0] != receipt.ID {
+		t.Fatalf("after a first answer of %d and a retry answered %s, subscribers got ids %v, want %s once",
+			first.status, receipt.ID, copies, receipt.ID)
+	}
+}
+
+// readCopies reads a JSON WebSocket subscriber's frames up to the message
+// with id until, and returns the ids of the messages msg among them.
+func readCopies(t *testing.T, ws *gorilla.Conn, msg, until string) []string {
+	t.Helper()
+	var ids []string
+	for {
+		f := readJSONFrame(t, ws)
+		switch {
+		case f.ID == until:
+			return ids
+		case f.Msg == msg:
+			ids = append(ids, f.ID)
+		}
+	}
+}
+
+// TestIdempotencyKeyPublishesOnce: publishes that carry the same
+// Idempotency-Key are one publish with one receipt, on any instance; the
+// same key with another message is refused, and so is a malformed key.
+func TestIdempotencyKeyPublishesOnce(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	a, b := startHerald(t, r.heraldYAML()), startHerald(t, r.heraldYAML())
+	ws := dial(t, a.ws("/ws?topic=keyed&format=json"))
+	keyed := http.Header{"Idempotency-Key": {"9b2f6c1e-3f4a-4c7b-8d0e-1a2b3c4d5e6f"}}
+
+	var receipts []receiptReply
+	for _, h := range []*heraldProcess{a, b, a} {
+		got := request(t, http.MethodPost, h.Origin+"/notify?topic=keyed", keyed, "msg=once")
+		var receipt receiptReply
+		if err := json.Unmarshal([]byte(got.body), &receipt); got.status != http.StatusOK || err != nil {
+			t.Fatalf("a keyed publish was answered %d %s", got.status, got.body)
+		}
+		receipts = append(receipts, receipt)
+	}
+	for _, receipt := range receipts[1:] {
+		if receipt.ID != receipts[0].ID {
+			t.Fatalf("the same key gave ids %s and %s, want one", receipts[0].ID, receipt.ID)
+		}
+	}
+	end := a.publishToTopic(t, "keyed", "end")
+	if copies := readCopies(t, ws, "once", end.ID); len(copies) != 1 {
+		t.Fatalf("a message published three times with one key was delivered %d times, want once", len(copies))
+	}
+
+	if got := request(t, http.MethodPost, b.Origin+"/notify?topic=keyed", keyed, "msg=another"); got.status != http.StatusUnprocessableEntity || !strings.Contains(got.error, "Idempotency-Key") {
+		t.Errorf("the same key with another message: %d %s, want 422 naming Idempotency-Key", got.status, got.body)
+	}
+	for _, bad := range []string{"has space", strings.Repeat("k", 65)} {
+		got := request(t, http.MethodPost, a.Origin+"/notify?topic=keyed", http.Header{"Idempotency-Key": {bad}}, "msg=x")
+		if got.status != http.StatusBadRequest || !strings.Contains(got.error, "Idempotency-Key") {
+			t.Errorf("Idempotency-Key %q: %d %s, want 400 naming Idempotency-Key", bad, got.status, got.body)
+		}
+	}
+	// A key names a publish to one topic: on another, it is another publish.
+	if got := b.publishToTopicWith(t, "other", "once", keyed); got.ID == receipts[0].ID {
+		t.Errorf("the key on another topic returned the first topic's receipt")
+	}
+}
+
+// publishToTopicWith POSTs msg to topic with the given headers, and fails
+// the test unless it is 200.
+func (h *heraldProcess) publishToTopicWith(t *testing.T, topic, msg string, header http.Header) receiptReply {
+	t.Helper()
+	got := request(t, http.MethodPost, h.Origin+"/notify?topic="+topic, header, "msg="+msg)
+	var receipt receiptReply
+	if err := json.Unmarshal([]byte(got.body), &receipt); got.status != http.StatusOK || err != nil {
+		t.Fatalf("publish to %s: %d %s", topic, got.status, got.body)
+	}
+	return receipt
 }

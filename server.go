@@ -106,6 +106,7 @@ func newServer(cfg app.Config, logger *slog.Logger, getenv func(string) string) 
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		TLSConfig:         tlsConfig,
+		ConnContext:       handlers.ConnContext,
 	}
 	return s, nil
 }
@@ -114,7 +115,10 @@ func newServer(cfg app.Config, logger *slog.Logger, getenv func(string) string) 
 // for good, then stops every part, and returns why it stopped when that
 // was not ctx.
 func (s *server) serve(ctx context.Context, listener net.Listener) error {
-	if s.http.TLSConfig == nil {
+	if s.http.TLSConfig != nil {
+		// So that shutdown can stop waiting on full sockets beneath TLS.
+		listener = upgrade.StopWaitingListener(listener)
+	} else {
 		s.upgrades = upgrade.NewListener(listener, upgrade.Config{
 			Handler:           s.http.Handler,
 			Paths:             []string{s.cfg.Paths.WS},

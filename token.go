@@ -10,6 +10,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"herald/app"
 	"herald/app/access"
 )
 
@@ -52,11 +53,11 @@ func mintToken(args []string, configPath string, configGiven bool, getenv func(s
 		return err
 	}
 	if cfg.Security.JWT.Secret == "" {
-		return fmt.Errorf("token: %s sets no security.jwt.secret to sign with", source)
+		return noSigningSecret(cfg, source, configPath)
 	}
 	secret, err := access.ReadSecret(cfg.Security.JWT.Secret, getenv)
 	if err != nil {
-		return fmt.Errorf("token: security.jwt.secret: %w", err)
+		return source.Problem("security.jwt.secret", err)
 	}
 	claims := access.Claims{
 		RegisteredClaims: jwt.RegisteredClaims{Subject: *subject, IssuedAt: jwt.NewNumericDate(time.Now())},
@@ -71,10 +72,27 @@ func mintToken(args []string, configPath string, configGiven bool, getenv func(s
 	claims.Issuer = cfg.Security.JWT.Issuer
 	token, err := access.Mint(secret, claims)
 	if err != nil {
-		return fmt.Errorf("token: %w", err)
+		return source.Problem("security.jwt.secret", err)
 	}
 	fmt.Fprintln(stdout, token)
 	return nil
+}
+
+// noSigningSecret says what to add where, for a config without
+// security.jwt.secret: the line that reads the secret from the variable
+// the README exports, in the file herald token read, or would have.
+func noSigningSecret(cfg app.Config, source app.ConfigSource, path string) error {
+	const (
+		line      = "security.jwt.secret: env:HERALD_JWT_SECRET"
+		placement = "(under security: and jwt:), and give the server the same HERALD_JWT_SECRET"
+	)
+	switch {
+	case cfg.Security.JWT.PublicKeyFile != "":
+		return fmt.Errorf("token: %s verifies JWTs with security.jwt.public_key_file, so tokens come from whoever holds its private key; herald token signs only with security.jwt.secret", source.Name)
+	case source.Name == builtInDefaults:
+		return fmt.Errorf("token: there is no %s, so no security.jwt.secret to sign with: create %s with the line %s %s", path, path, line, placement)
+	}
+	return fmt.Errorf("token: %s sets no security.jwt.secret to sign with: add the line %s to %s %s", source.Name, line, source.Name, placement)
 }
 
 // splitPatterns reads a comma-separated list; empty is none.

@@ -5,9 +5,33 @@ import (
 	"errors"
 )
 
-// ErrBrokerUnavailable wraps a publish the broker could not take. It was
-// not acknowledged and reached no one.
-var ErrBrokerUnavailable = errors.New("broker unavailable")
+// Reasons a shared broker gives for not acknowledging a publish.
+var (
+	// ErrBrokerUnavailable wraps a publish the broker could not take. It
+	// was not acknowledged and reaches no one.
+	ErrBrokerUnavailable = errors.New("broker unavailable")
+	// ErrPublishUnknown wraps a publish whose outcome is unknown. From a
+	// shared broker: the broker took it, but did not answer in time. It
+	// reaches every subscriber once, or no one. A retry with the same key
+	// (see KeyedPublisher) publishes it once in all. From the history file,
+	// with ErrStore: the disk failed a write, and every way to make sure
+	// that the write never comes back after a crash failed too. It reached
+	// no one, may appear in history after a restart, and its id is never
+	// given to another message.
+	ErrPublishUnknown = errors.New("publish outcome unknown")
+	// ErrKeyReused wraps a keyed publish whose key came with another
+	// message: it was not published.
+	ErrKeyReused = errors.New("publish key already used for another message")
+)
+
+// KeyedPublisher is a Broker whose publishes can carry a key that the
+// publisher chose: a publish with a key that the broker has seen on the
+// topic is not published again, but answered with the first one's
+// message, so that a publisher can retry one whose outcome was unknown.
+type KeyedPublisher interface {
+	// PublishKeyed is Publish with a key that names the publish.
+	PublishKeyed(ctx context.Context, topic, text, key string) (*Message, int, error)
+}
 
 // Broker carries publishes to every subscriber, on this instance and, for a
 // shared broker, on every other instance. It owns what instances must agree
@@ -18,7 +42,8 @@ type Broker interface {
 	// Publish numbers text as topic's next message, keeps it as the broker
 	// keeps history, and returns it with how many subscribers it was
 	// handed to here (a shared broker hands it to the others as it comes
-	// back). An error means it was not published.
+	// back). An error means it was not published, except one wrapping
+	// ErrPublishUnknown.
 	Publish(ctx context.Context, topic, text string) (*Message, int, error)
 	// Subscribe registers a local subscriber with the hub. A shared broker
 	// first gives the hub the topic's history and position, so that

@@ -8,10 +8,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Presence timing: an instance restates its counts every presenceRefresh,
@@ -24,15 +28,28 @@ const (
 
 // presence is the Redis broker's part that shares subscriber counts. The
 // hub reports local counts under its locks, so reporting only records the
-// count; one goroutine talks to Redis.
+// count, and one goroutine writes the changes to Redis. It costs Redis
+// nothing while no count changes, but the restatement every
+// presenceRefresh.
+//
+// A change is written to the topic's hash and announced on the presence
+// channel as "instance\ntopic\ntopic...". The other instances read the
+// hash of each topic announced that they have subscribers to; an instance
+// ignores its own announcements.
 type presence struct {
 	b        *RedisBroker
 	instance string // this instance's field in every topic's hash
-	channel  string // where instances say that a topic's counts changed
+	channel  string // where instances say that topics' counts changed
+
+	// writing makes each write of this instance's counts one step from
+	// reading them to recording what Redis holds, so that a restatement
+	// never overwrites a newer count with an older one.
+	writing sync.Mutex
 
 	mu      sync.Mutex
-	changed map[string]bool // topics whose counts to restate or read again
-	local   map[string]int  // this instance's counts, for the refresh
+	local   map[string]int      // this instance's counts, as the hub last reported them
+	written map[string]int      // the counts Redis holds for this instance
+	others  map[string]struct{} // topics whose counts another instance changed
 	wake    chan struct{}
 }
 
@@ -43,8 +60,9 @@ func newPresence(b *RedisBroker) *presence {
 		b:        b,
 		instance: hex.EncodeToString(id),
 		channel:  b.opts.Prefix + "presence",
-		changed:  map[string]bool{},
 		local:    map[string]int{},
+		written:  map[string]int{},
+		others:   map[string]struct{}{},
 		wake:     make(chan struct{}, 1),
 	}
 }
@@ -56,17 +74,36 @@ func (p *presence) key(topic string) string { return p.b.opts.Prefix + "topic:" 
 func (p *presence) localCount(topic string, n int) {
 	p.mu.Lock()
 	p.local[topic] = n
-	p.changed[topic] = true
 	p.mu.Unlock()
 	p.poke()
 }
 
-// othersChanged notes that another instance's count of topic changed.
-func (p *presence) othersChanged(topic string) {
+// count is this instance's count of topic.
+func (p *presence) count(topic string) int {
 	p.mu.Lock()
-	p.changed[topic] = true
+	defer p.mu.Unlock()
+	return p.local[topic]
+}
+
+// announced notes the topics of an announcement from another instance
+// that this one has subscribers to, whose counts to read again.
+func (p *presence) announced(payload string) {
+	instance, topics, _ := strings.Cut(payload, "\n")
+	if instance == p.instance || topics == "" {
+		return
+	}
+	p.mu.Lock()
+	noted := false
+	for topic := range strings.SplitSeq(topics, "\n") {
+		if p.local[topic] > 0 {
+			p.others[topic] = struct{}{}
+			noted = true
+		}
+	}
 	p.mu.Unlock()
-	p.poke()
+	if noted {
+		p.poke()
+	}
 }
 
 func (p *presence) poke() {
@@ -76,7 +113,8 @@ func (p *presence) poke() {
 	}
 }
 
-// run writes this instance's counts and reads everyone's until ctx ends.
+// run writes this instance's changes and reads the others' until ctx ends,
+// and restates its counts every presenceRefresh.
 func (p *presence) run(ctx context.Context) {
 	refresh := time.NewTicker(presenceRefresh)
 	defer refresh.Stop()
@@ -86,73 +124,130 @@ func (p *presence) run(ctx context.Context) {
 			p.withdraw()
 			return
 		case <-p.wake:
-			p.sync(ctx, false)
+			p.sync(ctx)
 		case <-refresh.C:
-			p.sync(ctx, true)
-		}
-	}
-}
-
-// sync restates the changed counts (all of them on a refresh), announces
-// those that changed, and reads the others' counts of the same topics.
-func (p *presence) sync(ctx context.Context, all bool) {
-	p.mu.Lock()
-	topics := p.changed
-	p.changed = map[string]bool{}
-	local := make(map[string]int, len(topics))
-	for topic, n := range p.local {
-		if all || topics[topic] {
-			local[topic] = n
-			topics[topic] = true
-		}
-		if n == 0 {
-			delete(p.local, topic)
-		}
-	}
-	p.mu.Unlock()
-
-	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	for topic := range topics {
-		if n, mine := local[topic]; mine {
-			pipe := p.b.client.TxPipeline()
-			if n > 0 {
-				pipe.HSet(ctx, p.key(topic), p.instance, strconv.Itoa(n)+":"+now)
-				pipe.PExpire(ctx, p.key(topic), presenceStale)
-			} else {
-				pipe.HDel(ctx, p.key(topic), p.instance)
-			}
-			if !all {
-				pipe.Publish(ctx, p.channel, topic)
-			}
-			if _, err := pipe.Exec(ctx); err != nil {
+			if err := p.restate(ctx, false); err != nil {
 				p.b.failed(err)
-				continue
 			}
 		}
-		p.readOthers(ctx, topic)
 	}
 }
 
-// readOthers sums the fresh counts of the other instances for topic and
-// gives the sum to the hub.
-func (p *presence) readOthers(ctx context.Context, topic string) {
-	fields, err := p.b.client.HGetAll(ctx, p.key(topic)).Result()
-	if err != nil {
+// sync writes and announces the counts that changed since they were last
+// written, then reads the other instances' counts of those topics, and of
+// the topics they announced.
+func (p *presence) sync(ctx context.Context) {
+	if err := p.write(ctx, false, true); err != nil {
 		p.b.failed(err)
 		return
 	}
-	freshSince := time.Now().Add(-presenceStale).UnixMilli()
-	others := 0
-	for instance, value := range fields {
-		countText, stampText, _ := strings.Cut(value, ":")
-		count, errCount := strconv.Atoi(countText)
-		stamp, errStamp := strconv.ParseInt(stampText, 10, 64)
-		if instance == p.instance || errCount != nil || errStamp != nil || stamp < freshSince {
-			continue
-		}
-		others += count
+	p.mu.Lock()
+	read := slices.Collect(maps.Keys(p.others))
+	clear(p.others)
+	p.mu.Unlock()
+	if err := p.readOthers(ctx, read); err != nil {
+		p.b.failed(err)
 	}
-	p.b.hub.SetSubscribersElsewhere(topic, others)
+}
+
+// restate writes all of this instance's counts again, so that they do
+// not go stale, or come back after Redis lost them, and reads the other
+// instances' counts of the same topics, some of which may have gone
+// stale. With announce, the other instances are told to read them too.
+func (p *presence) restate(ctx context.Context, announce bool) error {
+	if err := p.write(ctx, true, announce); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	var read []string
+	for topic, n := range p.local {
+		if n > 0 {
+			read = append(read, topic)
+		}
+	}
+	p.mu.Unlock()
+	return p.readOthers(ctx, read)
+}
+
+// write stores in one transaction this instance's counts that differ from
+// what Redis holds, or with all every count, and with announce says which
+// topics changed on the presence channel.
+func (p *presence) write(ctx context.Context, all, announce bool) error {
+	p.writing.Lock()
+	defer p.writing.Unlock()
+	p.mu.Lock()
+	counts := map[string]int{}
+	for topic, n := range p.local {
+		switch written, ok := p.written[topic]; {
+		case (all && n > 0) || written != n:
+			counts[topic] = n
+		case !ok && n == 0:
+			delete(p.local, topic) // joined and left here before it was written
+		}
+	}
+	p.mu.Unlock()
+	if len(counts) == 0 {
+		return nil
+	}
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
+	pipe := p.b.client.TxPipeline()
+	for topic, n := range counts {
+		if n > 0 {
+			pipe.HSet(ctx, p.key(topic), p.instance, strconv.Itoa(n)+":"+now)
+			pipe.PExpire(ctx, p.key(topic), presenceStale)
+		} else {
+			pipe.HDel(ctx, p.key(topic), p.instance)
+		}
+	}
+	if announce {
+		pipe.Publish(ctx, p.channel, p.instance+"\n"+strings.Join(slices.Collect(maps.Keys(counts)), "\n"))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for topic, n := range counts {
+		p.written[topic] = n
+		if n == 0 {
+			delete(p.written, topic)
+			if p.local[topic] == 0 {
+				delete(p.local, topic) // the topic's last subscriber here left: forget it
+			}
+		}
+	}
+	return nil
+}
+
+// readOthers sums the fresh counts of the other instances for each topic,
+// in one round trip, and gives the sums to the hub.
+func (p *presence) readOthers(ctx context.Context, topics []string) error {
+	if len(topics) == 0 {
+		return nil
+	}
+	pipe := p.b.client.Pipeline()
+	reads := make([]*redis.MapStringStringCmd, len(topics))
+	for i, topic := range topics {
+		reads[i] = pipe.HGetAll(ctx, p.key(topic))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return err
+	}
+	freshSince := time.Now().Add(-presenceStale).UnixMilli()
+	for i, topic := range topics {
+		others := 0
+		for instance, value := range reads[i].Val() {
+			countText, stampText, _ := strings.Cut(value, ":")
+			count, errCount := strconv.Atoi(countText)
+			stamp, errStamp := strconv.ParseInt(stampText, 10, 64)
+			if instance == p.instance || errCount != nil || errStamp != nil || stamp < freshSince {
+				continue
+			}
+			others += count
+		}
+		p.b.hub.SetSubscribersElsewhere(topic, others)
+	}
+	return nil
 }
 
 // withdraw removes this instance's counts as it stops, so that the others
@@ -161,13 +256,15 @@ func (p *presence) withdraw() {
 	ctx, cancel := context.WithTimeout(context.Background(), p.b.opts.Timeout)
 	defer cancel()
 	p.mu.Lock()
-	topics := make([]string, 0, len(p.local))
-	for topic := range p.local {
-		topics = append(topics, topic)
-	}
+	topics := slices.Collect(maps.Keys(p.written))
 	p.mu.Unlock()
-	for _, topic := range topics {
-		p.b.client.HDel(ctx, p.key(topic), p.instance)
-		p.b.client.Publish(ctx, p.channel, topic)
+	if len(topics) == 0 {
+		return
 	}
+	pipe := p.b.client.Pipeline()
+	for _, topic := range topics {
+		pipe.HDel(ctx, p.key(topic), p.instance)
+	}
+	pipe.Publish(ctx, p.channel, p.instance+"\n"+strings.Join(topics, "\n"))
+	pipe.Exec(ctx) // stopping: the counts go stale if Redis does not answer
 }

@@ -74,7 +74,7 @@ func (c *groupCommitter) joinLocked(t *topicState) {
 // commit. If the commit fails, its publishes fail, and the ids of those
 // still pending, which no one has seen, are given out again so that each
 // topic's sequence stays unbroken; unless the store cannot tell whether
-// the failed ones are stored (ErrOutcomeUnknown): their ids are then
+// the failed ones are stored (ErrPublishUnknown): their ids are then
 // spent, and the sequence starts again after them. The caller holds t.mu,
 // which is let go of while the message waits for the disk.
 func (h *Hub) publishDurableLocked(t *topicState, m *Message) (*Message, int, error) {
@@ -165,10 +165,10 @@ func (h *Hub) settle(b topicBatch, err error) {
 	defer t.mu.Unlock()
 	t.committing = false
 	if err != nil {
-		if errors.Is(err, ErrOutcomeUnknown) {
+		if errors.Is(err, ErrPublishUnknown) {
 			// The batch may come back from the disk: its ids are spent.
 			first, last := b.publishes[0].m.ID, b.publishes[len(b.publishes)-1].m.ID
-			h.breakSequenceLocked(t, last+1)
+			h.breakSequenceLocked(t, last+1, true)
 			h.log.Error("the history file failed, and whether these messages are stored is unknown: their ids are not given out again",
 				"topic", t.name, "first_id", first, "last_id", last, "err", err)
 		}

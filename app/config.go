@@ -113,7 +113,7 @@ func (c SecurityConfig) Access() access.Config {
 
 // NotifyConfig sets how the notify route publishes.
 type NotifyConfig struct {
-	// AllowGet lets GET /notify?msg= publish, as the seed's clients do. Turn
+	// AllowGet lets GET /notify?msg= publish, as the article's clients do. Turn
 	// it off where following a link must never publish.
 	AllowGet bool `yaml:"allow_get"`
 }
@@ -340,36 +340,79 @@ func (e *ConfigError) Error() string {
 	return b.String()
 }
 
-// LoadConfig reads the YAML file at path over the defaults and validates it.
-func LoadConfig(path string) (Config, error) {
+// ConfigSource says where a configuration came from: its file, and the
+// line of every key the file set, so that a problem found after loading,
+// such as a secret that cannot be read, still names its line.
+type ConfigSource struct {
+	// Name is the file, or whatever else the configuration came from.
+	Name  string
+	lines map[string]int
+}
+
+// Problem is err, found with the value of key, as a ConfigError at the
+// key's line.
+func (s ConfigSource) Problem(key string, err error) *ConfigError {
+	return &ConfigError{Source: s.Name, Line: lineOf(s.lines, key), Key: key, Problem: err.Error()}
+}
+
+// LoadConfig reads the YAML file at path over the defaults and validates
+// it. It does not read the secrets it refers to: CheckSecrets does.
+func LoadConfig(path string) (Config, ConfigSource, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, fmt.Errorf("read config: %w", err)
+		return Config{}, ConfigSource{}, fmt.Errorf("read config: %w", err)
 	}
-	return ParseConfig(path, data)
+	return parseConfig(path, data)
 }
 
 // ParseConfig decodes YAML over the defaults and validates the result. Keys
 // that Herald does not know are errors, not silently ignored: a typo in a
 // key would otherwise leave a default in force without anyone noticing.
 func ParseConfig(source string, data []byte) (Config, error) {
+	cfg, _, err := parseConfig(source, data)
+	return cfg, err
+}
+
+func parseConfig(name string, data []byte) (Config, ConfigSource, error) {
 	cfg := DefaultConfig()
+	source := ConfigSource{Name: name, lines: map[string]int{}}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		line, problem := yamlProblem(data, err)
-		return Config{}, &ConfigError{Source: source, Line: line, Problem: problem}
+		return Config{}, ConfigSource{}, &ConfigError{Source: name, Line: line, Problem: problem}
 	}
-	lines := map[string]int{}
 	if len(doc.Content) > 0 {
-		d := decoder{source: source, lines: lines}
+		d := decoder{source: name, lines: source.lines}
 		if err := d.decodeStruct(doc.Content[0], reflect.ValueOf(&cfg).Elem(), ""); err != nil {
-			return Config{}, err
+			return Config{}, ConfigSource{}, err
 		}
 	}
-	if err := cfg.validate(source, lines); err != nil {
-		return Config{}, err
+	if err := cfg.validate(name, source.lines); err != nil {
+		return Config{}, ConfigSource{}, err
 	}
-	return cfg, nil
+	return cfg, source, nil
+}
+
+// CheckSecrets reads every secret c refers to, env:NAME with getenv and
+// file:PATH from its file, and reports the first that cannot be used at
+// its line in source. Loading leaves this to a separate step, since not
+// every command needs every secret: herald token needs only the JWT key.
+func (c Config) CheckSecrets(source ConfigSource, getenv func(string) string) error {
+	accessConfig := c.Security.Access()
+	accessConfig.Getenv = getenv
+	if _, err := access.NewPolicy(accessConfig, nil); err != nil {
+		var keyErr *access.KeyError
+		if errors.As(err, &keyErr) {
+			return source.Problem("security."+keyErr.Key, keyErr.Err)
+		}
+		return err
+	}
+	if c.Security.AdminToken != "" {
+		if _, err := access.ReadSecret(c.Security.AdminToken, getenv); err != nil {
+			return source.Problem("security.admin_token", err)
+		}
+	}
+	return nil
 }
 
 // ApplyEnv applies environment overrides to cfg: HERALD_PORT sets the port,
@@ -509,17 +552,17 @@ func (c Config) validate(source string, lines map[string]int) error {
 	}
 	for i, origin := range c.Security.AllowedOrigins {
 		if problem := originProblem(origin); problem != "" {
-			return fail("security.allowed_origins", "item %d: %s (got %q)", i+1, problem, origin)
+			return fail(itemKey("security.allowed_origins", i), "%s (got %q)", problem, origin)
 		}
 	}
 	for i, host := range c.Security.AllowedHosts {
 		if problem := hostProblem(host); problem != "" {
-			return fail("security.allowed_hosts", "item %d: %s (got %q)", i+1, problem, host)
+			return fail(itemKey("security.allowed_hosts", i), "%s (got %q)", problem, host)
 		}
 	}
 	for i, proxy := range c.Security.TrustedProxies {
 		if _, err := ParseAddressRange(proxy); err != nil {
-			return fail("security.trusted_proxies", "item %d: %v", i+1, err)
+			return fail(itemKey("security.trusted_proxies", i), "%v", err)
 		}
 	}
 	for _, token := range []struct{ key, value string }{
@@ -532,11 +575,17 @@ func (c Config) validate(source string, lines map[string]int) error {
 		}
 	}
 	for i, token := range c.Security.Tokens {
-		for field, patterns := range map[string][]string{"read": token.Read, "write": token.Write} {
-			for _, pattern := range patterns {
-				if err := CheckTopic(strings.ReplaceAll(pattern, "*", "x")); pattern != "" && err != nil {
-					return fail(fmt.Sprintf("security.tokens[%d].%s", i+1, field),
-						"%q is not a topic pattern: a topic name in which * stands for any run of characters", pattern)
+		for _, field := range []struct {
+			name     string
+			patterns []string
+		}{{"read", token.Read}, {"write", token.Write}} {
+			for j, pattern := range field.patterns {
+				key := itemKey(fmt.Sprintf("%s.%s", itemKey("security.tokens", i), field.name), j)
+				switch {
+				case pattern == "":
+					return fail(key, "is empty: a pattern is a topic name in which * stands for any run of characters")
+				case CheckTopic(strings.ReplaceAll(pattern, "*", "x")) != nil:
+					return fail(key, "%q is not a topic pattern: a topic name in which * stands for any run of characters", pattern)
 				}
 			}
 		}
@@ -714,6 +763,11 @@ func (d decoder) decodeStruct(node *yaml.Node, out reflect.Value, prefix string)
 			problem := "unknown key"
 			if replacement := retiredKey(key); replacement != "" {
 				problem = "no longer used: " + replacement + "; remove this key"
+			} else if near := nearestName(keyNode.Value, fields); near != "" {
+				if prefix != "" {
+					near = prefix + "." + near
+				}
+				problem += "; did you mean " + near + "?"
 			}
 			return &ConfigError{Source: d.source, Line: keyNode.Line, Key: key, Problem: problem}
 		}
@@ -759,22 +813,26 @@ func (d decoder) decodeList(node *yaml.Node, out reflect.Value, key string) erro
 	}
 	list := reflect.MakeSlice(out.Type(), len(node.Content), len(node.Content))
 	for i, item := range node.Content {
+		itemKey := itemKey(key, i)
+		d.lines[itemKey] = item.Line
 		if out.Type().Elem().Kind() == reflect.Struct {
-			itemKey := fmt.Sprintf("%s[%d]", key, i+1)
-			d.lines[itemKey] = item.Line
 			if err := d.decodeStruct(item, list.Index(i), itemKey); err != nil {
 				return err
 			}
 			continue
 		}
 		if item.Kind != yaml.ScalarNode || item.Decode(list.Index(i).Addr().Interface()) != nil {
-			return &ConfigError{Source: d.source, Line: item.Line, Key: key,
-				Problem: fmt.Sprintf("item %d: want %s", i+1, kindName(out.Type().Elem()))}
+			return &ConfigError{Source: d.source, Line: item.Line, Key: itemKey,
+				Problem: "want " + kindName(out.Type().Elem())}
 		}
 	}
 	out.Set(list)
 	return nil
 }
+
+// itemKey names the item at index i of the list at key. Lists count from
+// 0, as YAML tools (yq, JSON Pointer) do.
+func itemKey(key string, i int) string { return fmt.Sprintf("%s[%d]", key, i) }
 
 // lineOf is the line of key, or of the nearest section or list item
 // around it when the key itself was not given.
@@ -783,13 +841,59 @@ func lineOf(lines map[string]int, key string) int {
 		if line, ok := lines[key]; ok {
 			return line
 		}
-		i := strings.LastIndex(key, ".")
+		i := strings.LastIndexAny(key, ".[")
 		if i < 0 {
 			return 0
 		}
 		key = key[:i]
 	}
 	return 0
+}
+
+// nearestName is the name in names that key most likely misspells: the
+// closest by edit distance, if it is within a third of its length (at
+// least one edit), else "".
+func nearestName(key string, names map[string]int) string {
+	best, bestDistance := "", 0
+	for name := range names {
+		d := editDistance(strings.ToLower(key), name)
+		if d > max(1, len(name)/3) {
+			continue
+		}
+		if best == "" || d < bestDistance || (d == bestDistance && name < best) {
+			best, bestDistance = name, d
+		}
+	}
+	return best
+}
+
+// editDistance counts the insertions, deletions, substitutions and swaps
+// of two neighbours that turn a into b (optimal string alignment), so
+// that "prot" is one slip from "port".
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	// d[i][j] is the distance between ra[:i] and rb[:j].
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(ra)][len(rb)]
 }
 
 // retiredKey says what took the place of a key that earlier versions read,

@@ -2,6 +2,8 @@ package app
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -80,15 +82,21 @@ func TestParseConfigRejectsBadInputWithOneLineNamingTheKey(t *testing.T) {
 		{"whenTabIndentsLine3", "port: 1\nhost: x\n\tbad: 1\n", "test.yaml:3: invalid YAML: found a tab character"},
 		{"whenListItemOnLine3", "port: 1\nhost: x\n- item\n", "test.yaml:3: invalid YAML: did not find expected key"},
 		{"whenTokensIsNotAList", "security:\n  tokens: ci\n", `test.yaml:2: security.tokens: want a list of sections, each starting with "- "`},
-		{"whenTokenHasUnknownKey", "security:\n  tokens:\n    - name: ci\n      secret: s\n      writes: [a]\n", "test.yaml:5: security.tokens[1].writes: unknown key"},
-		{"whenSecondTokenHasNoSecret", "security:\n  tokens:\n    - {name: a, secret: s}\n    - name: b\n", "test.yaml:4: security.tokens[2].secret: the secret is empty"},
-		{"whenTokenPatternIsNoTopic", "security:\n  tokens:\n    - name: a\n      secret: s\n      read: [\"team/*\"]\n", `test.yaml:5: security.tokens[1].read: "team/*" is not a topic pattern`},
+		{"whenTokenHasUnknownKey", "security:\n  tokens:\n    - name: ci\n      secret: s\n      writes: [a]\n", "test.yaml:5: security.tokens[0].writes: unknown key"},
+		{"whenSecondTokenHasNoSecret", "security:\n  tokens:\n    - {name: a, secret: s}\n    - name: b\n", "test.yaml:4: security.tokens[1].secret: the secret is empty"},
+		{"whenTokenPatternIsNoTopic", "security:\n  tokens:\n    - name: a\n      secret: s\n      read: [\"team/*\"]\n", `test.yaml:5: security.tokens[0].read[0]: "team/*" is not a topic pattern`},
 		{"whenAnonymousUnknown", "security:\n  anonymous: everyone\n", `test.yaml:2: security.anonymous: "everyone" is not known: use auto, read-write, read-only, write-only or deny`},
 		{"whenJWTSecretShort", "security:\n  jwt:\n    secret: abc\n", "test.yaml:3: security.jwt.secret: the HMAC secret is 3 bytes; use at least 32"},
 		{"whenBrokerUnknown", "broker: kafka\n", `test.yaml:1: broker: "kafka" is not a broker: use memory or redis`},
 		{"whenRedisURLIsNotOne", "redis:\n  url: http://:hunter2@example.com\n", "test.yaml:2: redis.url: is not a Redis URL such as redis://:password@host:6379/0"},
 		{"whenRedisTimeoutZero", "redis:\n  timeout: 0s\n", "test.yaml:2: redis.timeout: must be longer than 0s"},
 		{"whenRedisWithAHistoryFile", "broker: redis\nhistory:\n  file: h.db\n", "test.yaml:3: history.file: is for broker: memory"},
+		// Every list counts from 0, as YAML tools (yq, JSON Pointer) do.
+		{"whenSecondOriginIsNoOrigin", "security:\n  allowed_origins:\n    - https://a.example\n    - a.example\n", `test.yaml:4: security.allowed_origins[1]: must start with http:// or https:// (got "a.example")`},
+		{"whenFirstHostIsNoHost", "security:\n  allowed_hosts: [\"Herald.example\"]\n", `test.yaml:2: security.allowed_hosts[0]: must be lower case`},
+		{"whenSecondProxyIsNoAddress", "security:\n  trusted_proxies:\n    - 10.0.0.1\n    - proxy\n", `test.yaml:4: security.trusted_proxies[1]: "proxy" is not an IP address`},
+		{"whenListItemIsASection", "security:\n  allowed_hosts:\n    - a.example\n    - {name: b}\n", "test.yaml:4: security.allowed_hosts[1]: want a string"},
+		{"whenSecondPatternIsEmpty", "security:\n  tokens:\n    - name: a\n      secret: s\n      write: [a, \"\"]\n", "test.yaml:5: security.tokens[0].write[1]: is empty"},
 		{"whenFlowListSpansLinesBeforeTheProblem", "paths: {ws: /a,\n  page: /b}\nport: : 1\n", "test.yaml:3: invalid YAML: mapping values are not allowed"},
 	}
 	for _, tc := range tests {
@@ -187,5 +195,77 @@ func TestConfigYAMLReadsBackToTheSameConfig(t *testing.T) {
 	}
 	if text := DefaultConfig().YAML(); !strings.Contains(text, "  ttl: 24h\n") || !strings.Contains(text, "shutdown_grace: 10s\n") {
 		t.Errorf("durations are not written the way people write them:\n%s", text)
+	}
+}
+
+// TestUnknownKeysNearAKnownOneSuggestIt: a key one or two typing slips
+// from a known key at the same level names it; one near nothing says
+// only that it is unknown.
+func TestUnknownKeysNearAKnownOneSuggestIt(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		givenYAML, expectError string
+	}{
+		{"port: 9000\nprot: 1\n", "test.yaml:2: prot: unknown key; did you mean port?"},
+		{"Port: 1\n", "test.yaml:1: Port: unknown key; did you mean port?"},
+		{"paths:\n  wss: /x\n", "test.yaml:2: paths.wss: unknown key; did you mean paths.ws?"},
+		{"websocket:\n  pingInterval: 5s\n", "test.yaml:2: websocket.pingInterval: unknown key; did you mean websocket.ping_interval?"},
+		{"security:\n  allowed_origin: [\"*\"]\n", "test.yaml:2: security.allowed_origin: unknown key; did you mean security.allowed_origins?"},
+		{"security:\n  tokens:\n    - name: ci\n      secret: s\n      writes: [a]\n", "test.yaml:5: security.tokens[0].writes: unknown key; did you mean security.tokens[0].write?"},
+		{"histroy:\n  size: 1\n", "test.yaml:1: histroy: unknown key; did you mean history?"},
+		{"colour: blue\n", "test.yaml:1: colour: unknown key"},
+		{"paths:\n  websocket: /x\n", "test.yaml:2: paths.websocket: unknown key"},
+	}
+	for _, tc := range tests {
+		_, err := ParseConfig("test.yaml", []byte(tc.givenYAML))
+		if err == nil || err.Error() != tc.expectError {
+			t.Errorf("%q: got %v, want %q", tc.givenYAML, err, tc.expectError)
+		}
+	}
+}
+
+// TestSecretsThatCannotBeReadNameTheirFileAndLine: an env: secret whose
+// variable is not set is a problem in the file like any other, found
+// when the secrets are read, after loading.
+func TestSecretsThatCannotBeReadNameTheirFileAndLine(t *testing.T) {
+	t.Parallel()
+	env := func(name string) string {
+		return map[string]string{"HERALD_CI_TOKEN": "ci-secret", "SHORT": "twelve bytes"}[name]
+	}
+	tests := []struct {
+		name, givenYAML, expectError string
+	}{
+		{"givenAnUnsetTokenVariable", "port: 0\nsecurity:\n  tokens:\n    - name: ci\n      secret: env:HERALD_CI_TOKEN\n      write: [a]\n    - name: team\n      secret: env:HERALD_TEAM_TOKEN\n      read: [a]\n",
+			"config.yaml:8: security.tokens[1].secret: the environment variable HERALD_TEAM_TOKEN is not set or empty"},
+		{"givenAnUnsetJWTVariable", "security:\n  jwt:\n    secret: env:HERALD_JWT_SECRET\n",
+			"config.yaml:3: security.jwt.secret: the environment variable HERALD_JWT_SECRET is not set or empty"},
+		{"givenAShortJWTSecretInTheEnvironment", "security:\n  jwt:\n    secret: env:SHORT\n",
+			"config.yaml:3: security.jwt.secret: the HMAC secret is 12 bytes"},
+		{"givenAnUnsetPublishTokenVariable", "security:\n  publish_token: env:HERALD_PUB\n",
+			"config.yaml:2: security.publish_token: the environment variable HERALD_PUB is not set or empty"},
+		{"givenAnUnsetAdminTokenVariable", "security:\n  admin_token: env:HERALD_ADMIN\n",
+			"config.yaml:2: security.admin_token: the environment variable HERALD_ADMIN is not set or empty"},
+		{"givenTwoTokensWithOneSecret", "security:\n  tokens:\n    - {name: a, secret: env:HERALD_CI_TOKEN, read: [x]}\n    - {name: b, secret: ci-secret, read: [x]}\n",
+			`config.yaml:4: security.tokens[1].secret: "b" has the same secret as "a"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			if err := os.WriteFile(path, []byte(tc.givenYAML), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg, source, err := LoadConfig(path)
+			if err != nil {
+				t.Fatalf("load: %v", err)
+			}
+			err = cfg.CheckSecrets(source, env)
+			if want := filepath.Join(filepath.Dir(path), tc.expectError); err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("got %v, want %s...", err, want)
+			}
+		})
+	}
+	if err := DefaultConfig().CheckSecrets(ConfigSource{Name: "built-in defaults"}, env); err != nil {
+		t.Errorf("the defaults have a secret that cannot be read: %v", err)
 	}
 }

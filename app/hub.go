@@ -204,10 +204,6 @@ type SubscribeRequest struct {
 	// ahead to half that far behind, and Take reports the gap, instead of
 	// the subscription ending. The skipped messages count as dropped.
 	SkipAhead bool
-
-	// seed, from a shared broker, makes the topic's state when the hub
-	// does not hold it yet, in the same step as joining.
-	seed *TopicSeed
 }
 
 // Subscribe registers a subscriber. Every message published after Subscribe
@@ -216,6 +212,11 @@ type SubscribeRequest struct {
 // with neither a gap nor a duplicate before the live ones; Gap says when
 // history did not reach back far enough.
 func (h *Hub) Subscribe(req SubscribeRequest) (*Subscriber, error) {
+	return h.subscribe(req, false, nil)
+}
+
+// subscribe is Subscribe, and SubscribeSeeded when shared is set.
+func (h *Hub) subscribe(req SubscribeRequest, shared bool, seed *TopicSeed) (*Subscriber, error) {
 	if err := CheckTopic(req.Topic); err != nil {
 		return nil, err
 	}
@@ -224,11 +225,10 @@ func (h *Hub) Subscribe(req SubscribeRequest) (*Subscriber, error) {
 	if h.closed {
 		return nil, ErrHubClosed
 	}
-	if req.seed != nil {
-		if _, held := h.topics[req.Topic]; !held && len(h.topics) >= h.maxTopics {
-			return nil, fmt.Errorf("%w: the server holds its limit of %d", ErrTooManyTopics, h.maxTopics)
+	if shared {
+		if err := h.holdSeededLocked(req.Topic, seed); err != nil {
+			return nil, err
 		}
-		h.seedLocked(req.Topic, req.seed)
 	}
 	t, err := h.topicLocked(req.Topic)
 	if err != nil {

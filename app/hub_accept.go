@@ -3,7 +3,11 @@
 
 package app
 
-import "sync"
+import (
+	"errors"
+	"fmt"
+	"sync"
+)
 
 // TopicPosition is where a topic a broker seeded stands on this instance.
 type TopicPosition struct {
@@ -12,6 +16,8 @@ type TopicPosition struct {
 	// Held is false for a topic the broker has not seeded here: its
 	// messages are of no use to anyone on this instance.
 	Held bool
+	// Epoch is the broker's run of the topic's sequence that LastID is of.
+	Epoch uint64
 }
 
 // Position returns where topic stands here.
@@ -27,7 +33,7 @@ func (h *Hub) Position(topic string) TopicPosition {
 	if t.removed || !t.seeded {
 		return TopicPosition{}
 	}
-	return TopicPosition{LastID: t.lastID, Held: true}
+	return TopicPosition{LastID: t.lastID, Held: true, Epoch: t.epoch}
 }
 
 // HeldTopics returns the last id of every topic a broker seeded here, for
@@ -51,29 +57,67 @@ func (h *Hub) HeldTopics() map[string]uint64 {
 // last id is LastID, and History holds its kept messages, oldest first,
 // with consecutive ids ending at LastID (or none).
 type TopicSeed struct {
+	// Epoch names the broker's run of the topic's sequence. A broker that
+	// lost the topic (its store was wiped, or the topic expired there)
+	// starts a new run: ids of two runs cannot be compared, so a message
+	// of another epoch than the last one's breaks the sequence with a gap
+	// of unknown size.
+	Epoch         uint64
 	SequenceStart uint64
 	LastID        uint64
 	History       []*Message
 }
 
-// seedLocked makes topic's state from a broker's seed, unless the hub
-// holds the topic already, whose log is then newer than the seed.
-// Messages older than the history TTL are left out. The caller holds h.mu.
-func (h *Hub) seedLocked(topic string, seed *TopicSeed) {
-	if t, ok := h.topics[topic]; ok {
+// ErrNotSeeded is SubscribeSeeded's answer when it was given no seed for a
+// topic that the hub does not hold: the broker reads one and calls again.
+var ErrNotSeeded = errors.New("topic not held here: seed it from the broker")
+
+// SubscribeSeeded registers a subscriber, as Subscribe does, to a topic
+// whose ids a shared broker gives. Whether the hub holds the topic is
+// decided under the lock that forgets a topic when its last subscriber
+// leaves, so that a join racing that leave never finds the topic gone or
+// unseeded: when the hub does not hold it, SubscribeSeeded starts it from
+// seed, or, when seed is nil, changes nothing and returns ErrNotSeeded.
+// The broker must keep Accept out between reading a seed and passing it.
+func (h *Hub) SubscribeSeeded(req SubscribeRequest, seed *TopicSeed) (*Subscriber, error) {
+	return h.subscribe(req, true, seed)
+}
+
+// holdSeededLocked makes sure the hub holds topic as a shared broker's,
+// starting it from seed when it does not. The caller holds h.mu.
+func (h *Hub) holdSeededLocked(topic string, seed *TopicSeed) error {
+	t, ok := h.topics[topic]
+	if ok {
 		t.mu.Lock()
-		held := t.seeded || len(t.subscribers) > 0
-		if !held {
-			t.removed = true
-			delete(h.topics, topic)
-		}
+		seeded := t.seeded
 		t.mu.Unlock()
-		if held {
-			return
+		if seeded {
+			return nil
 		}
 	}
+	if seed == nil {
+		return ErrNotSeeded
+	}
+	if !ok && len(h.topics) >= h.maxTopics {
+		return fmt.Errorf("%w: the server holds its limit of %d", ErrTooManyTopics, h.maxTopics)
+	}
+	h.seedLocked(topic, seed)
+	return nil
+}
+
+// seedLocked makes topic's state from a broker's seed. Messages older than
+// the history TTL are left out. The caller holds h.mu and has found that
+// the hub does not hold the topic seeded.
+func (h *Hub) seedLocked(topic string, seed *TopicSeed) {
+	if old, ok := h.topics[topic]; ok {
+		// Unseeded, so no subscriber of a shared broker is in it: every
+		// one joins through SubscribeSeeded.
+		old.mu.Lock()
+		old.removed = true
+		old.mu.Unlock()
+	}
 	t := h.newTopic(topic, max(min(seed.SequenceStart, seed.LastID+1), 1))
-	t.lastID, t.assigned, t.seeded = seed.LastID, seed.LastID, true
+	t.lastID, t.assigned, t.seeded, t.epoch = seed.LastID, seed.LastID, true, seed.Epoch
 	t.windowStart = seed.LastID + 1
 	history := seed.History
 	cutoff := h.now().Add(-h.historyTTL)
@@ -90,18 +134,20 @@ func (h *Hub) seedLocked(topic string, seed *TopicSeed) {
 	h.topics[topic] = t
 }
 
-// Accept keeps a message that a broker numbered, published on this
-// instance or another, and hands it to the topic's subscribers, as Publish
-// does for its own. A topic's messages must come in id order: one at or
-// below the topic's last id is a duplicate and is dropped. One that does
-// not follow the last id means the broker lost what came between (its
-// store was wiped): the topic starts a new sequence at m, and its
-// subscribers are told of the gap, as resuming ones are. It returns how
-// many subscribers m was handed to. Acknowledged messages are never
-// refused. A topic that is not held here (no subscriber ever asked for
-// it, or it was forgotten) is skipped: a subscriber that comes seeds it
-// from the broker's history.
-func (h *Hub) Accept(m *Message) int {
+// Accept keeps a message that a broker numbered in the run epoch of the
+// topic's sequence (see TopicSeed), published on this instance or another,
+// and hands it to the topic's subscribers, as Publish does for its own. A
+// topic's messages must come in id order: one at or below the topic's
+// last id is a duplicate and is dropped. One that does not follow the last
+// id means the broker lost what came between (its stream was trimmed
+// while this instance was away): the topic starts a new sequence at m, and
+// its subscribers are told how many they missed, as resuming ones are.
+// One of another epoch starts a new sequence too, and its subscribers are
+// told that an unknown number may be lost. It returns how many subscribers
+// m was handed to. Acknowledged messages are never refused. A topic that
+// is not held here (no subscriber ever asked for it, or it was forgotten)
+// is skipped: a subscriber that comes seeds it from the broker's history.
+func (h *Hub) Accept(m *Message, epoch uint64) int {
 	h.mu.Lock()
 	t, ok := h.topics[m.Topic]
 	if h.closed || !ok {
@@ -114,10 +160,14 @@ func (h *Hub) Accept(m *Message) int {
 	switch {
 	case !t.seeded || t.removed:
 		return 0
+	case epoch != t.epoch:
+		h.breakSequenceLocked(t, m.ID, false)
+		h.log.Warn("topic's sequence started again: the broker lost the topic, and how many messages is unknown", "topic", t.name, "resumes_at", m.ID)
+		t.epoch = epoch
 	case m.ID <= t.lastID:
 		return 0
 	case m.ID > t.lastID+1:
-		h.breakSequenceLocked(t, m.ID)
+		h.breakSequenceLocked(t, m.ID, true)
 		h.log.Warn("topic's sequence broke: the broker lost messages", "topic", t.name, "resumes_at", m.ID)
 	}
 	h.expireLocked(t)
@@ -126,21 +176,31 @@ func (h *Hub) Accept(m *Message) int {
 }
 
 // breakSequenceLocked starts t's sequence again at next, after ids that
-// will never come: the log before them goes, and each subscriber that had
-// not taken everything is told how many it missed. The caller holds t.mu.
-func (h *Hub) breakSequenceLocked(t *topicState, next uint64) {
+// will never come: the log before them goes, and each subscriber that may
+// have missed some is told, with how many when known. The caller holds
+// t.mu.
+func (h *Hub) breakSequenceLocked(t *topicState, next uint64, known bool) {
 	for _, s := range t.subscribers {
-		if s.cursor < next {
-			missing := next - s.cursor
-			if s.pendingGap != nil {
-				s.pendingGap.Missing += missing
-			} else {
-				s.pendingGap = &Gap{Since: s.cursor - 1, Missing: missing, Known: true}
-			}
-			h.stats.dropped.Add(min(missing, t.lastID+1-min(s.cursor, t.lastID+1)))
-			s.cursor = next
-			s.lagBase = t.totalBytes
+		if known && s.cursor >= next {
+			continue
 		}
+		missing := uint64(0)
+		if known {
+			missing = next - s.cursor
+		}
+		switch {
+		case s.pendingGap == nil:
+			s.pendingGap = &Gap{Since: s.cursor - 1, Missing: missing, Known: known}
+		case known:
+			s.pendingGap.Missing += missing
+		default:
+			s.pendingGap.Missing, s.pendingGap.Known = 0, false
+		}
+		if s.cursor <= t.lastID { // what it had yet to take here is gone too
+			h.stats.dropped.Add(t.lastID + 1 - s.cursor)
+		}
+		s.cursor = next
+		s.lagBase = t.totalBytes
 	}
 	for t.log.len() > 0 {
 		t.log.popFront()

@@ -9,13 +9,6 @@ import (
 // publish that fails with it was not acknowledged and reached no one.
 var ErrStore = errors.New("history store failed")
 
-// ErrOutcomeUnknown comes with ErrStore when a message may have been
-// stored all the same: the disk failed a write, and every way to make sure
-// that the write never comes back after a crash failed too. The publish is
-// neither acknowledged nor refused, and its id is never given to another
-// message.
-var ErrOutcomeUnknown = errors.New("whether the message was stored is unknown")
-
 // Store keeps topics' history on disk, so that acknowledged messages
 // survive a restart. Calls to Append for one topic never overlap, and land
 // in publish order.

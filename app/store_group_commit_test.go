@@ -195,21 +195,21 @@ func TestALeaderWaitsForAsManyAsItsTopicsLastCommit(t *testing.T) {
 }
 
 // A commit whose outcome the store cannot tell fails its publishes with
-// ErrOutcomeUnknown, and their ids are never given out again: the message
+// ErrPublishUnknown, and their ids are never given out again: the message
 // may come back from the disk after a crash. The next messages follow
 // them, and subscribers are told that those ids are missing.
 func TestACommitOfUnknownOutcomeNeverGivesItsIDsAgain(t *testing.T) {
 	t.Parallel()
 	bolt := openStore(t, filepath.Join(t.TempDir(), "history.db"))
 	defer bolt.Close()
-	unknown := fmt.Errorf("%w: %w: the disk failed, and so did the checkpoint", ErrOutcomeUnknown, ErrStore)
+	unknown := fmt.Errorf("%w: %w: the disk failed, and so did the checkpoint", ErrPublishUnknown, ErrStore)
 	store := &gatedStore{BoltStore: bolt, gate: make(chan struct{}), failFirst: unknown}
 	hub := newHistoryHub(t, 100, time.Hour, nil, store)
 	sub := subscribe(t, hub, "news")
 
 	_, errs := lineUp(t, hub, store, sameTopic(8))
-	if !errors.Is(errs[0], ErrOutcomeUnknown) {
-		t.Fatalf("the publish whose commit has an unknown outcome returned %v, want ErrOutcomeUnknown", errs[0])
+	if !errors.Is(errs[0], ErrPublishUnknown) {
+		t.Fatalf("the publish whose commit has an unknown outcome returned %v, want ErrPublishUnknown", errs[0])
 	}
 	if err := errors.Join(errs[1:]...); err != nil {
 		t.Fatal(err)

@@ -209,7 +209,7 @@ func (s *JournalStore) Append(commits []Commit) error {
 			s.skipped = false
 		}
 		if s.skipped {
-			return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
+			return fmt.Errorf("%w: %w", ErrPublishUnknown, err)
 		}
 		return err
 	}

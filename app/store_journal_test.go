@@ -604,7 +604,7 @@ func TestJournalStoreNeverReplaysARefusedWriteWhoseCheckpointFailedToo(t *testin
 	makeBoltReadOnly(t, s)
 	refused := journalMessages("news", 2, 1, "refused ")
 	failJournalWrites(t, s, refused, true)
-	if err := s.Append([]Commit{{refused, 1, 1}}); !errors.Is(err, ErrStore) || errors.Is(err, ErrOutcomeUnknown) {
+	if err := s.Append([]Commit{{refused, 1, 1}}); !errors.Is(err, ErrStore) || errors.Is(err, ErrPublishUnknown) {
 		t.Fatalf("a failed journal write returned %v, want ErrStore: it was refused", err)
 	}
 
@@ -622,11 +622,11 @@ func TestJournalStoreSaysTheOutcomeIsUnknownWhenNoRefusalCanBeMadeCertain(t *tes
 	makeBoltReadOnly(t, s)
 	unknown := journalMessages("news", 2, 1, "unknown ")
 	failJournalWrites(t, s, unknown, false)
-	if err := s.Append([]Commit{{unknown, 1, 1}}); !errors.Is(err, ErrOutcomeUnknown) || !errors.Is(err, ErrStore) {
-		t.Fatalf("a write that could not be undone returned %v, want ErrOutcomeUnknown", err)
+	if err := s.Append([]Commit{{unknown, 1, 1}}); !errors.Is(err, ErrPublishUnknown) || !errors.Is(err, ErrStore) {
+		t.Fatalf("a write that could not be undone returned %v, want ErrPublishUnknown", err)
 	}
 	// Until a checkpoint moves past it, nothing more is written: refused.
-	if err := s.Append([]Commit{{journalMessages("news", 3, 1, "n"), 1, 1}}); !errors.Is(err, ErrStore) || errors.Is(err, ErrOutcomeUnknown) {
+	if err := s.Append([]Commit{{journalMessages("news", 3, 1, "n"), 1, 1}}); !errors.Is(err, ErrStore) || errors.Is(err, ErrPublishUnknown) {
 		t.Fatalf("the next append returned %v, want a plain refusal", err)
 	}
 

@@ -56,8 +56,9 @@ type topicState struct {
 	onCount func(topic string, local int)
 	removed bool // forgotten by Sweep: look the topic up again
 	// seeded marks a topic whose ids a shared broker gives: it is kept up
-	// to date with Accept.
+	// to date with Accept. epoch is the broker's run of its sequence.
 	seeded bool
+	epoch  uint64
 }
 
 // countChangedLocked publishes the topic's subscriber count and tells the

@@ -7,6 +7,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -14,7 +15,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +28,8 @@ type Options struct {
 	Messages     int           // messages to publish
 	Rate         float64       // messages a second in all; 0 publishes as fast as Publishers go
 	Publishers   int           // concurrent publishing clients
+	Topics       int           // topics the subscribers and messages are spread over; 1 leaves the URLs' topic alone
+	TopicPrefix  string        // with several topics, their names are TopicPrefix followed by 0 to Topics-1
 	Size         int           // bytes per message
 	Wait         time.Duration // how long to wait for stragglers after the last publish
 	ConnectRate  int           // subscribers connecting at once
@@ -45,10 +47,13 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	progress := newProgress(stderr)
 	report, err := run(ctx, opts, progress)
 	progress.done()
-	if err != nil {
-		return err
+	if report != nil {
+		// A run that failed part way still reports what it measured.
+		if writeErr := report.write(stdout, opts.JSON); err == nil {
+			err = writeErr
+		}
 	}
-	return report.write(stdout, opts.JSON)
+	return err
 }
 
 // ErrUsage reports bad flags; the flag package has printed the problem.
@@ -64,6 +69,8 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	flags.IntVar(&o.Messages, "messages", 2000, "messages to publish")
 	flags.Float64Var(&o.Rate, "rate", 0, "publishes a second in all; 0 publishes as fast as the publishers go")
 	flags.IntVar(&o.Publishers, "publishers", 8, "concurrent publishers")
+	flags.IntVar(&o.Topics, "topics", 1, "spread subscribers and messages over this many topics: subscriber i watches topic i mod N, message k goes to topic k mod N; 1 uses the topic the URLs name")
+	flags.StringVar(&o.TopicPrefix, "topic-prefix", "bench-", "with -topics above 1, topics are named `PREFIX`0, PREFIX1, ... (Herald's ?topic=)")
 	flags.IntVar(&o.Size, "size", 64, "bytes per message (at least 40, for the sequence number and send time)")
 	flags.DurationVar(&o.Wait, "wait", 10*time.Second, "how long to wait after the last publish for deliveries still on their way")
 	flags.IntVar(&o.ConnectRate, "connect-concurrency", 100, "subscribers connecting at once")
@@ -82,29 +89,27 @@ func parseFlags(args []string, stderr io.Writer) (Options, error) {
 	switch {
 	case flags.NArg() > 0:
 		return Options{}, fmt.Errorf("bench: unexpected argument %q", flags.Arg(0))
-	case o.Subscribers < 1, o.Messages < 1, o.Publishers < 1, o.ConnectRate < 1:
-		return Options{}, errors.New("bench: -subscribers, -messages, -publishers and -connect-concurrency must be at least 1")
+	case o.Subscribers < 1, o.Messages < 1, o.Publishers < 1, o.ConnectRate < 1, o.Topics < 1:
+		return Options{}, errors.New("bench: -subscribers, -messages, -publishers, -topics and -connect-concurrency must be at least 1")
 	case o.Size < minPayload:
 		return Options{}, fmt.Errorf("bench: -size must be at least %d bytes", minPayload)
 	case o.Rate < 0:
 		return Options{}, errors.New("bench: -rate must not be negative")
 	}
-	for _, u := range strings.Split(o.SubscribeURL, ",") {
-		if !strings.HasPrefix(u, "ws://") && !strings.HasPrefix(u, "wss://") {
-			return Options{}, fmt.Errorf("bench: -ws %q is not a ws:// or wss:// URL", u)
-		}
-	}
-	for _, u := range strings.Split(o.PublishURL, ",") {
-		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-			return Options{}, fmt.Errorf("bench: -publish %q is not an http:// or https:// URL", u)
-		}
+	if _, err := newRoutes(o); err != nil {
+		return Options{}, err
 	}
 	return o, nil
 }
 
-// run connects, publishes, waits and measures.
+// run connects, publishes, waits and measures. A run in which publishes
+// failed returns its report with the error.
 func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
-	report := &Report{Subscribers: o.Subscribers, Messages: o.Messages}
+	routes, err := newRoutes(o)
+	if err != nil {
+		return nil, err
+	}
+	report := &Report{Subscribers: o.Subscribers, Messages: o.Messages, Topics: routes.topics}
 	server := newServerProbe(o.PID)
 	rssBefore, err := server.rss()
 	if err != nil {
@@ -118,7 +123,7 @@ func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	subs, connectTime, err := connectAll(ctx, o, progress)
+	subs, connectTime, err := connectAll(ctx, o, routes, progress)
 	defer func() {
 		for _, s := range subs {
 			s.conn.Close()
@@ -129,14 +134,14 @@ func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 	}
 	report.ConnectSeconds = connectTime.Seconds()
 	if cpuAfterConnect, err := server.cpu(); err == nil && o.PID != 0 && len(subs) > 0 {
-		report.ServerConnectCPUMicrosPerConnection = (cpuAfterConnect - cpuBeforeConnect).Seconds() * 1e6 / float64(len(subs))
+		report.ServerConnectCPUMicrosPerConnection = new((cpuAfterConnect - cpuBeforeConnect).Seconds() * 1e6 / float64(len(subs)))
 	}
 	if rssAfter, err := server.rss(); err == nil && o.PID != 0 {
-		report.ServerRSSKiB = rssAfter
-		report.RSSPerConnectionKiB = float64(rssAfter-rssBefore) / float64(o.Subscribers)
+		report.ServerRSSKiB = new(rssAfter)
+		report.RSSPerConnectionKiB = new(float64(rssAfter-rssBefore) / float64(o.Subscribers))
 	}
 
-	readers := startReading(subs, o.Messages)
+	readers := startReading(subs)
 	defer readers.stop() // on an early return; a second stop does nothing
 	cpuBefore, err := server.cpu()
 	if err != nil {
@@ -144,7 +149,7 @@ func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 	}
 	load := startLoadMeter()
 	start := time.Now()
-	acked := publishAll(ctx, o, progress)
+	acked, publishErr := publishAll(ctx, o, routes, progress)
 	publishTime := time.Since(start)
 
 	// Wait until every subscriber has all it should, or the wait runs out.
@@ -159,17 +164,24 @@ func run(ctx context.Context, o Options, progress *progress) (*Report, error) {
 
 	report.summarise(subs, acked, start, publishTime)
 	if o.PID != 0 {
-		report.ServerCPUSeconds = (cpuAfter - cpuBefore).Seconds()
+		cpuSeconds := (cpuAfter - cpuBefore).Seconds()
+		report.ServerCPUSeconds = new(cpuSeconds)
 		if report.Delivered > 0 {
-			report.ServerCPUMicrosPerDelivery = report.ServerCPUSeconds * 1e6 / float64(report.Delivered)
+			report.ServerCPUMicrosPerDelivery = new(cpuSeconds * 1e6 / float64(report.Delivered))
 		}
+	}
+	if report.PublishFailures > 0 {
+		if publishErr == nil { // never sent: the run was stopped
+			publishErr = ctx.Err()
+		}
+		report.FirstPublishError = publishErr.Error()
+		return report, fmt.Errorf("bench: %d of %d publishes failed; the first: %w", report.PublishFailures, o.Messages, publishErr)
 	}
 	return report, nil
 }
 
 // connectAll opens every subscriber, ConnectRate at a time.
-func connectAll(ctx context.Context, o Options, progress *progress) ([]*subscriber, time.Duration, error) {
-	subscribeURLs := strings.Split(o.SubscribeURL, ",")
+func connectAll(ctx context.Context, o Options, routes routes, progress *progress) ([]*subscriber, time.Duration, error) {
 	subs := make([]*subscriber, o.Subscribers)
 	var (
 		next      atomic.Int64
@@ -186,12 +198,13 @@ func connectAll(ctx context.Context, o Options, progress *progress) ([]*subscrib
 				if i >= o.Subscribers || ctx.Err() != nil {
 					return
 				}
-				conn, early, err := wsDial(ctx, subscribeURLs[i%len(subscribeURLs)], 30*time.Second)
+				url, topic := routes.subscriber(i)
+				conn, early, err := wsDial(ctx, url, 30*time.Second)
 				if err != nil {
 					errOnce.Do(func() { firstErr = fmt.Errorf("bench: subscriber %d: %w", i, err) })
 					return
 				}
-				subs[i] = newSubscriber(conn, early, o.Messages)
+				subs[i] = newSubscriber(conn, early, o.Messages, topic, routes.topics)
 				progress.set("connected %d/%d", int(connected.Add(1)), o.Subscribers)
 			}
 		})
@@ -208,8 +221,9 @@ func connectAll(ctx context.Context, o Options, progress *progress) ([]*subscrib
 }
 
 // publishAll sends o.Messages messages, paced at o.Rate or as fast as
-// o.Publishers go, and returns which the server acknowledged.
-func publishAll(ctx context.Context, o Options, progress *progress) []bool {
+// o.Publishers go, and returns which the server acknowledged and why the
+// first that failed did.
+func publishAll(ctx context.Context, o Options, routes routes, progress *progress) ([]bool, error) {
 	client := &http.Client{
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: o.Publishers, MaxConnsPerHost: o.Publishers},
@@ -239,37 +253,48 @@ func publishAll(ctx context.Context, o Options, progress *progress) []bool {
 		}
 	}()
 	acked := make([]bool, o.Messages) // each index written by one publisher
-	var count atomic.Int64
-	var wg sync.WaitGroup
-	publishURLs := strings.Split(o.PublishURL, ",")
+	var (
+		count    atomic.Int64
+		firstErr error
+		errOnce  sync.Once
+		wg       sync.WaitGroup
+	)
 	for p := range o.Publishers {
 		wg.Go(func() {
 			for seq := range seqs {
-				if publish(ctx, client, publishURLs[p%len(publishURLs)], encodePayload(seq, time.Now(), o.Size)) {
-					acked[seq] = true
-					progress.set("published %d/%d", int(count.Add(1)), o.Messages)
+				err := publish(ctx, client, routes.publisher(p, seq), encodePayload(seq, time.Now(), o.Size))
+				if err != nil {
+					errOnce.Do(func() { firstErr = err })
+					continue
 				}
+				acked[seq] = true
+				progress.set("published %d/%d", int(count.Add(1)), o.Messages)
 			}
 		})
 	}
 	wg.Wait()
-	return acked
+	return acked, firstErr
 }
 
-// publish POSTs one message and reports whether the server took it.
-func publish(ctx context.Context, client *http.Client, url string, payload []byte) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(payload)))
+// publish POSTs one message and returns why the server did not take it,
+// if it did not.
+func publish(ctx context.Context, client *http.Client, url string, payload []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(payload))
 	if err != nil {
-		return false
+		return err
 	}
 	req.Header.Set("Content-Type", "text/plain")
 	resp, err := client.Do(req)
 	if err != nil {
-		return false
+		return err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode >= 200 && resp.StatusCode < 300
+	defer resp.Body.Close()
+	var refused error
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		refused = readRefusal(resp)
+	}
+	io.Copy(io.Discard, resp.Body) // so that the connection is used again
+	return refused
 }
 
 // progress writes one updating line to a terminal, and nothing otherwise.

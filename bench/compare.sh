@@ -6,12 +6,14 @@
 # rounds alternate the two servers; each figure is the median of its three
 # runs, and each ratio is Herald's median over nchan's. The durable
 # scenarios compare Herald with itself instead: history.file set against
-# history in memory, 16 concurrent publishers.
+# history in memory, 16 concurrent publishers, on one topic with 1 and with
+# 1,000 subscribers (durable1, durable1000), or over 16 topics with one
+# subscriber each (durable16).
 #
 #   bench/compare.sh            # all scenarios, three rounds
 #   ROUNDS=1 bench/compare.sh   # a quick look
 #   SCENARIOS="steady burst" bench/compare.sh
-#       # some of: steady steady500 burst idle10k durable1 durable1000
+#       # some of: steady steady500 burst idle10k durable1 durable1000 durable16
 #
 # It installs nothing. It needs Go, nginx with the nchan module (Debian:
 # nginx-light and libnginx-mod-nchan) and taskset (util-linux).
@@ -66,12 +68,13 @@ start_server() {
   local name=$1 port=$2
   case "$name" in
     herald | herald-file)
-      sed "s/PORT/$port/" bench/herald.yaml >"$work/herald.yaml"
+      config=bench/herald.yaml
       if [[ "$name" == herald-file ]]; then
-        rm -f "$work/history.db"
-        printf 'history:\n  file: %s\n' "$work/history.db" >>"$work/herald.yaml"
+        config="$work/herald-file.yaml"
+        rm -f "$work/history.db" "$work/history.db-journal"
+        { cat bench/herald.yaml; printf 'history:\n  file: %s\n' "$work/history.db"; } >"$config"
       fi
-      taskset -c 0 "$work/herald" -config "$work/herald.yaml" >/dev/null 2>"$work/herald.log" &
+      HERALD_PORT=$port taskset -c 0 "$work/herald" -config "$config" >/dev/null 2>"$work/herald.log" &
       ws_url="ws://127.0.0.1:$port/ws"
       publish_url="http://127.0.0.1:$port/notify"
       ;;
@@ -112,6 +115,7 @@ scenarios=(
   "idle10k|-subscribers 10000 -messages 1 -publishers 1 -connect-concurrency 200"
   "durable1|-subscribers 1 -messages 8000 -publishers 16"
   "durable1000|-subscribers 1000 -messages 4000 -publishers 16"
+  "durable16|-subscribers 16 -messages 8000 -publishers 16 -topics 16"
 )
 
 # compared_with SCENARIO: the server Herald is measured against in it.
@@ -119,7 +123,7 @@ compared_with() {
   if [[ "$1" == durable* ]]; then echo herald-file; else echo nchan; fi
 }
 
-selected=${SCENARIOS:-steady steady500 burst idle10k durable1 durable1000}
+selected=${SCENARIOS:-steady steady500 burst idle10k durable1 durable1000 durable16}
 results="$work/results"
 : >"$results"
 for round in $(seq "$rounds"); do
@@ -206,6 +210,7 @@ if [[ " $selected " == *" durable"* ]]; then
   }
   durable_row "16 publishers, 1 subscriber: publishes/s" durable1
   durable_row "16 publishers, 1,000 subscribers: publishes/s" durable1000
+  durable_row "16 publishers on 16 topics, 1 subscriber each: publishes/s" durable16
 fi
 echo
 for scenario in $selected; do

@@ -2,7 +2,7 @@ package bench
 
 import "sync"
 
-// reading is every subscriber being read until it has all its messages,
+// reading is every subscriber being read until it has all its topic's messages,
 // its connection ends, or stop: most of them by poll groups (Linux), the
 // rest by a goroutine each.
 type reading struct {
@@ -11,15 +11,15 @@ type reading struct {
 	done   chan struct{} // closed once no subscriber is being read
 }
 
-func startReading(subs []*subscriber, messages int) *reading {
+func startReading(subs []*subscriber) *reading {
 	r := &reading{done: make(chan struct{})}
-	r.groups, r.alone = newPollGroups(subs, messages)
+	r.groups, r.alone = newPollGroups(subs)
 	var readers sync.WaitGroup
 	for _, g := range r.groups {
 		readers.Go(g.run)
 	}
 	for _, s := range r.alone {
-		readers.Go(func() { s.read(messages) })
+		readers.Go(s.read)
 	}
 	go func() { readers.Wait(); close(r.done) }()
 	return r

@@ -136,7 +136,6 @@ type pollGroup struct {
 	raw      syscall.RawConn
 	subs     map[int32]*subscriber // by descriptor, while being read
 	finished []int32               // sockets of subscribers that have every message, open until closeSockets
-	messages int
 	events   []unix.EpollEvent
 	oob      []byte // shared by the group's sockets: one goroutine reads them
 	wait     func(fd uintptr) bool
@@ -191,9 +190,9 @@ var errPongTimeout = errors.New("the server took no data for 10 s: a pong could 
 // newPollGroups takes over the TCP subscribers' sockets, a group for each
 // of the load generator's cores, and returns the subscribers they cannot
 // take (TLS), to be read one goroutine each. Without epoll, it takes none.
-func newPollGroups(subs []*subscriber, messages int) (groups []*pollGroup, rest []*subscriber) {
+func newPollGroups(subs []*subscriber) (groups []*pollGroup, rest []*subscriber) {
 	for range min(runtime.GOMAXPROCS(0), len(subs)) {
-		g, err := newPollGroup(messages)
+		g, err := newPollGroup()
 		if err != nil {
 			break
 		}
@@ -213,7 +212,7 @@ func newPollGroups(subs []*subscriber, messages int) (groups []*pollGroup, rest 
 	return groups, rest
 }
 
-func newPollGroup(messages int) (*pollGroup, error) {
+func newPollGroup() (*pollGroup, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -229,13 +228,12 @@ func newPollGroup(messages int) (*pollGroup, error) {
 		return nil, err
 	}
 	g := &pollGroup{
-		epoll:    epoll,
-		epollFD:  fd,
-		raw:      raw,
-		subs:     map[int32]*subscriber{},
-		messages: messages,
-		events:   make([]unix.EpollEvent, 256),
-		oob:      newStampSpace(),
+		epoll:   epoll,
+		epollFD: fd,
+		raw:     raw,
+		subs:    map[int32]*subscriber{},
+		events:  make([]unix.EpollEvent, 256),
+		oob:     newStampSpace(),
 	}
 	g.wait = g.epollWait
 	return g, nil
@@ -292,14 +290,16 @@ func (g *pollGroup) run() {
 		}
 		for _, event := range g.events[:g.ready] {
 			if s, ok := g.subs[event.Fd]; ok {
-				g.read(event.Fd, s)
+				g.read(event.Fd, s, event.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0)
 			}
 		}
 	}
 }
 
-// read empties one ready socket.
-func (g *pollGroup) read(fd int32, s *subscriber) {
+// read empties one ready socket. A short read means it is empty, unless
+// the peer's end came too (ended): that is reported once, with the bytes
+// before it, so read goes on until it finds it.
+func (g *pollGroup) read(fd int32, s *subscriber, ended bool) {
 	for {
 		space := s.readSpace()
 		n, arrived, err := s.socket.recv(space)
@@ -311,7 +311,7 @@ func (g *pollGroup) read(fd int32, s *subscriber) {
 		case err == nil:
 			err = s.received(n, arrived)
 		}
-		if !g.settle(fd, s, err) || n < len(space) {
+		if !g.settle(fd, s, err) || (n < len(space) && !ended) {
 			return
 		}
 	}
@@ -323,7 +323,7 @@ func (g *pollGroup) read(fd int32, s *subscriber) {
 // connection open, unread, until closeSockets, as it would with a
 // goroutine of its own: the server sees no one leave until the run ends.
 func (g *pollGroup) settle(fd int32, s *subscriber, err error) bool {
-	if err == nil && s.distinct < g.messages {
+	if err == nil && s.distinct < s.want {
 		return true
 	}
 	s.err = err

@@ -15,7 +15,7 @@ func newSocket(conn net.Conn) socket { return plainSocket{conn} }
 // read by a goroutine of its own.
 type pollGroup struct{}
 
-func newPollGroups(subs []*subscriber, _ int) ([]*pollGroup, []*subscriber) { return nil, subs }
+func newPollGroups(subs []*subscriber) ([]*pollGroup, []*subscriber) { return nil, subs }
 
 func (*pollGroup) run()          {}
 func (*pollGroup) stop()         {}

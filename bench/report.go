@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -15,14 +16,18 @@ import (
 type Report struct {
 	Subscribers     int     `json:"subscribers"`
 	Messages        int     `json:"messages"`
+	Topics          int     `json:"topics"`
 	ConnectSeconds  float64 `json:"connect_seconds"`
 	Acknowledged    int     `json:"acknowledged"`
 	PublishFailures int     `json:"publish_failures"`
-	Expected        int     `json:"expected_deliveries"`
-	Delivered       int     `json:"delivered"`
-	Lost            int     `json:"lost"`
-	Duplicated      int     `json:"duplicated"`
-	Foreign         int     `json:"foreign_frames"`
+	// Why the first publish that failed did: the server's status and
+	// reason, or the error that kept it from answering.
+	FirstPublishError string `json:"first_publish_error"`
+	Expected          int    `json:"expected_deliveries"`
+	Delivered         int    `json:"delivered"`
+	Lost              int    `json:"lost"`
+	Duplicated        int    `json:"duplicated"`
+	Foreign           int    `json:"foreign_frames"`
 	// Subscribers whose reading failed or whose server closed them before
 	// every message came, and the first one's reason.
 	ReadErrors       int     `json:"read_errors"`
@@ -56,20 +61,23 @@ type Report struct {
 	ArrivalFirstDeliveryP50Millis float64 `json:"arrival_first_delivery_p50_ms"`
 	ArrivalLastDeliveryP50Millis  float64 `json:"arrival_last_delivery_p50_ms"`
 	ArrivalLastDeliveryP99Millis  float64 `json:"arrival_last_delivery_p99_ms"`
-	ServerCPUSeconds              float64 `json:"server_cpu_seconds"`
-	ServerCPUMicrosPerDelivery    float64 `json:"server_cpu_us_per_delivery"`
+	// The server's figures are measured only given its pid, and left out
+	// of the report otherwise.
+	ServerCPUSeconds           *float64 `json:"server_cpu_seconds,omitempty"`
+	ServerCPUMicrosPerDelivery *float64 `json:"server_cpu_us_per_delivery,omitempty"`
 	// The server's CPU time while the subscribers connected, per
 	// connection; /proc counts in 10 ms ticks, so it needs thousands.
-	ServerConnectCPUMicrosPerConnection float64 `json:"server_connect_cpu_us_per_connection"`
-	ServerRSSKiB                        int64   `json:"server_rss_kib"`
-	RSSPerConnectionKiB                 float64 `json:"server_rss_per_connection_kib"`
+	ServerConnectCPUMicrosPerConnection *float64 `json:"server_connect_cpu_us_per_connection,omitempty"`
+	ServerRSSKiB                        *int64   `json:"server_rss_kib,omitempty"`
+	RSSPerConnectionKiB                 *float64 `json:"server_rss_per_connection_kib,omitempty"`
 	// How busy the load generator kept its core over the same span as the
 	// server's CPU time (loadMeter): near 1 it is saturated, and the latency
 	// it measures includes its own queue, which the arrival figures do not.
 	LoadCPUBusy float64 `json:"load_cpu_busy"`
 }
 
-// summarise counts deliveries against the acknowledged messages.
+// summarise counts each subscriber's deliveries against the acknowledged
+// messages of its topic.
 func (r *Report) summarise(subs []*subscriber, acked []bool, start time.Time, publishTime time.Duration) {
 	for _, ok := range acked {
 		if ok {
@@ -77,8 +85,13 @@ func (r *Report) summarise(subs []*subscriber, acked []bool, start time.Time, pu
 		}
 	}
 	r.PublishFailures = len(acked) - r.Acknowledged
-	r.Expected = r.Acknowledged * len(subs)
-	r.Lost += (r.Subscribers - len(subs)) * r.Acknowledged // never connected
+	for _, s := range subs {
+		for seq, ok := range acked {
+			if ok && s.expects(seq) {
+				r.Expected++
+			}
+		}
+	}
 	read := newLatencies(r.Expected, len(acked))
 	arrival := newLatencies(r.Expected, len(acked))
 	r.ArrivalClock = "kernel"
@@ -97,6 +110,9 @@ func (r *Report) summarise(subs []*subscriber, acked []bool, start time.Time, pu
 			r.ArrivalClock = "read"
 		}
 		for seq, ok := range acked {
+			if !s.expects(seq) {
+				continue
+			}
 			readMicros, arrivalMicros, seen := s.latencyOf(seq)
 			if ok && !seen {
 				r.Lost++
@@ -187,16 +203,24 @@ func percentile(sorted []uint32, q float64) float64 {
 	return float64(sorted[i]) / 1000
 }
 
-// write prints the report as key=value lines, or as JSON.
+// write prints the report as key=value lines, or as JSON. Figures not
+// measured (nil) are left out of both.
 func (r *Report) write(w io.Writer, asJSON bool) error {
 	if asJSON {
 		return json.NewEncoder(w).Encode(r)
 	}
 	v := reflect.ValueOf(*r)
 	for i := range v.NumField() {
-		key := v.Type().Field(i).Tag.Get("json")
+		key, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+		f := v.Field(i)
+		if f.Kind() == reflect.Pointer {
+			if f.IsNil() {
+				continue
+			}
+			f = f.Elem()
+		}
 		var value string
-		switch f := v.Field(i); f.Kind() {
+		switch f.Kind() {
 		case reflect.Float64:
 			value = strconv.FormatFloat(f.Float(), 'f', 3, 64)
 		default:

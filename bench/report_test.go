@@ -8,7 +8,7 @@ import (
 // subscriberWith is a subscriber that received message i after micros[i]
 // microseconds, or never when micros[i] is negative.
 func subscriberWith(micros ...int) *subscriber {
-	s := newSubscriber(nil, nil, len(micros))
+	s := newSubscriber(nil, nil, len(micros), 0, 1)
 	for seq, m := range micros {
 		if m >= 0 {
 			s.latency[seq] = uint32(m) + 1
@@ -70,6 +70,24 @@ func TestPayloadsRoundTripAndOthersAreForeign(t *testing.T) {
 	} {
 		if _, _, ok := decodePayload([]byte(foreign)); ok {
 			t.Errorf("%q decoded as a benchmark payload", foreign)
+		}
+	}
+}
+
+func TestEachTopicGetsEveryNthMessage(t *testing.T) {
+	for messages := 1; messages <= 20; messages++ {
+		for topics := 1; topics <= 7; topics++ {
+			for topic := range topics {
+				want := 0
+				for seq := range messages {
+					if seq%topics == topic {
+						want++
+					}
+				}
+				if got := messagesOf(messages, topic, topics); got != want {
+					t.Errorf("%d messages over %d topics: topic %d gets %d, want %d", messages, topics, topic, got, want)
+				}
+			}
 		}
 	}
 }

@@ -83,6 +83,11 @@ type subscriber struct {
 	pending []byte // read from the socket, not yet taken apart as frames
 	message []byte // a fragmented message so far
 
+	// It watches topic topic of topics, which gets every topics-th
+	// message from the topic-th on: want of them.
+	topic, topics int
+	want          int
+
 	// By sequence number, microseconds plus one, 0 until it arrives: when
 	// the load generator read the message, and when the kernel received it
 	// (the same as read when the kernel does not say).
@@ -91,7 +96,7 @@ type subscriber struct {
 	kernel   bool // every arrival time came from the kernel
 	distinct int
 	dupes    int
-	foreign  int // frames that are not benchmark payloads
+	foreign  int // frames that are not benchmark payloads of its topic
 	lastAt   time.Time
 	// Why reading stopped before every message came, unless the load
 	// generator closed the connection itself at the end of the wait.
@@ -99,11 +104,15 @@ type subscriber struct {
 }
 
 // newSubscriber takes a connection that has finished its handshake, and the
-// bytes already read after it.
-func newSubscriber(conn net.Conn, early []byte, messages int) *subscriber {
+// bytes already read after it, for topic topic of topics in a run of
+// messages messages.
+func newSubscriber(conn net.Conn, early []byte, messages, topic, topics int) *subscriber {
 	s := &subscriber{
 		conn:    conn,
 		pending: append(make([]byte, 0, max(4<<10, len(early))), early...),
+		topic:   topic,
+		topics:  topics,
+		want:    messagesOf(messages, topic, topics),
 		latency: make([]uint32, messages),
 		arrival: make([]uint32, messages),
 		kernel:  true,
@@ -114,6 +123,10 @@ func newSubscriber(conn net.Conn, early []byte, messages int) *subscriber {
 	return s
 }
 
+// expects reports whether message seq is published to the subscriber's
+// topic.
+func (s *subscriber) expects(seq int) bool { return seq%s.topics == s.topic }
+
 // latencyOf is how long message seq took to arrive, in microseconds, if it
 // did: until the load generator read it, and until it reached the socket.
 func (s *subscriber) latencyOf(seq int) (read, arrived uint32, seen bool) {
@@ -123,22 +136,22 @@ func (s *subscriber) latencyOf(seq int) (read, arrived uint32, seen bool) {
 	return s.latency[seq] - 1, s.arrival[seq] - 1, true
 }
 
-// read records messages until it has seen every one or the connection
-// ends. It allocates nothing per frame: a load generator that collects
-// garbage every few hundred milliseconds measures its own pauses as the
-// server's latency.
-func (s *subscriber) read(messages int) {
-	err := s.readUntil(messages)
+// read records messages until it has seen every one of its topic or the
+// connection ends. It allocates nothing per frame: a load generator that
+// collects garbage every few hundred milliseconds measures its own pauses
+// as the server's latency.
+func (s *subscriber) read() {
+	err := s.readAll()
 	if err != nil && !errors.Is(err, net.ErrClosed) {
 		s.err = err
 	}
 }
 
-func (s *subscriber) readUntil(messages int) error {
+func (s *subscriber) readAll() error {
 	if err := s.takeEarly(); err != nil {
 		return err
 	}
-	for s.distinct < messages {
+	for s.distinct < s.want {
 		n, arrived, err := s.socket.recv(s.readSpace())
 		if err != nil {
 			return err
@@ -217,7 +230,7 @@ func (s *subscriber) takeFrames(now, arrived time.Time) error {
 // record counts one message read at now and received at arrived.
 func (s *subscriber) record(data []byte, now, arrived time.Time) {
 	seq, sent, ok := decodePayload(data)
-	if !ok || seq < 0 || seq >= len(s.latency) {
+	if !ok || seq < 0 || seq >= len(s.latency) || !s.expects(seq) {
 		s.foreign++
 		return
 	}

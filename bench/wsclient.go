@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -9,7 +10,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
@@ -104,7 +107,11 @@ func upgrade(conn net.Conn, u *url.URL) (rest []byte, err error) {
 	reply := make([]byte, 0, 512)
 	for {
 		if end := bytes.Index(reply, []byte("\r\n\r\n")); end >= 0 {
-			if err := checkUpgradeReply(string(reply[:end]), key); err != nil {
+			err := checkUpgradeReply(string(reply[:end]), key)
+			if refused := (*refusal)(nil); errors.As(err, &refused) {
+				return nil, fmt.Errorf("%w: %w", ErrNotUpgraded, readRefusalReply(refused, reply, conn))
+			}
+			if err != nil {
 				return nil, err
 			}
 			return reply[end+4:], nil
@@ -123,6 +130,19 @@ func upgrade(conn net.Conn, u *url.URL) (rest []byte, err error) {
 	}
 }
 
+// readRefusalReply reads the reason for a refused handshake from the
+// reply's body, which starts in the reply read so far and goes on in conn.
+// Without a readable body, the status is all there is to say.
+func readRefusalReply(status *refusal, reply []byte, conn net.Conn) *refusal {
+	resp, err := http.ReadResponse(bufio.NewReader(io.MultiReader(bytes.NewReader(reply), conn)), nil)
+	if err != nil {
+		return status
+	}
+	// The body is not closed, which would read it to its end: the caller
+	// closes the connection instead.
+	return readRefusal(resp)
+}
+
 // ErrNotUpgraded is a server's refusal to open a WebSocket.
 var ErrNotUpgraded = errors.New("the server did not switch to WebSocket")
 
@@ -136,8 +156,8 @@ func checkUpgradeReply(head, key string) error {
 		return fmt.Errorf("%w: the reply starts %q", ErrNotUpgraded, statusLine)
 	}
 	if code != "101" {
-		if _, err := strconv.Atoi(code); err == nil {
-			return fmt.Errorf("%w (HTTP %s)", ErrNotUpgraded, code)
+		if status, err := strconv.Atoi(code); err == nil {
+			return &refusal{status: status}
 		}
 		return fmt.Errorf("%w: the reply starts %q", ErrNotUpgraded, statusLine)
 	}

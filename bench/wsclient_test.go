@@ -85,11 +85,11 @@ func fakeServer(t *testing.T, early []byte, serve func(conn net.Conn, r *bufio.R
 func TestSubscriberAnswersPingsAndReadsEveryFrameShape(t *testing.T) {
 	awaitKernelTimestamps(t)
 	t.Run("alone", func(t *testing.T) {
-		testFrameShapes(t, func(s *subscriber, messages int) { s.read(messages) })
+		testFrameShapes(t, func(s *subscriber) { s.read() })
 	})
 	t.Run("in a poll group", func(t *testing.T) {
-		testFrameShapes(t, func(s *subscriber, messages int) {
-			r := startReading([]*subscriber{s}, messages)
+		testFrameShapes(t, func(s *subscriber) {
+			r := startReading([]*subscriber{s})
 			if polled := len(r.groups) == 1 && len(r.alone) == 0; polled != (runtime.GOOS == "linux") {
 				t.Errorf("in a poll group: %v on %s", polled, runtime.GOOS)
 			}
@@ -98,7 +98,7 @@ func TestSubscriberAnswersPingsAndReadsEveryFrameShape(t *testing.T) {
 	})
 }
 
-func testFrameShapes(t *testing.T, read func(s *subscriber, messages int)) {
+func testFrameShapes(t *testing.T, read func(s *subscriber)) {
 	sent := time.Now()
 	first, second := encodePayload(0, sent, 64), encodePayload(1, sent, 64)
 	pong := make(chan []byte, 1)
@@ -123,8 +123,8 @@ func testFrameShapes(t *testing.T, read func(s *subscriber, messages int)) {
 		conn.Write(append([]byte{0x80, byte(len(second) - 20)}, second[20:]...))
 		conn.Write([]byte{0x88, 0})
 	})
-	s := dialSubscriber(t, url, 2)
-	read(s, 3) // returns at the close, having seen 2 of 3
+	s := dialSubscriber(t, url, 3)
+	read(s) // returns at the close, having seen 2 of 3
 	if !errors.Is(s.err, errClosed) {
 		t.Errorf("reading ended with %v, want the server's close", s.err)
 	}
@@ -152,7 +152,7 @@ func testFrameShapes(t *testing.T, read func(s *subscriber, messages int)) {
 func TestStopEndsReadingWithoutAnError(t *testing.T) {
 	url, closed := quietServer(t, nil)
 	s := dialSubscriber(t, url, 1)
-	r := startReading([]*subscriber{s}, 1)
+	r := startReading([]*subscriber{s})
 	r.stop()
 	if err := <-closed; !errors.Is(err, io.EOF) {
 		t.Errorf("the server read %v after the stop, want EOF", err)
@@ -178,7 +178,8 @@ func quietServer(t *testing.T, frames []byte) (url string, closed <-chan error) 
 	return url, readErr
 }
 
-// dialSubscriber connects a subscriber to url that expects messages.
+// dialSubscriber connects a subscriber to url that expects messages, all
+// on its one topic.
 func dialSubscriber(t *testing.T, url string, messages int) *subscriber {
 	t.Helper()
 	conn, early, err := wsDial(t.Context(), url, 10*time.Second)
@@ -186,7 +187,7 @@ func dialSubscriber(t *testing.T, url string, messages int) *subscriber {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return newSubscriber(conn, early, messages)
+	return newSubscriber(conn, early, messages, 0, 1)
 }
 
 func TestDialSaysWhyTheServerRefused(t *testing.T) {

@@ -28,7 +28,10 @@ type authorizer struct {
 // credentialFrom is the credential a request presents, "" for none: the
 // Authorization header (Bearer), else ?token=, else the herald_token
 // cookie, which is how a browser's EventSource and WebSocket carry one.
-// query is the request's parsed query, which Echo keeps (c.QueryParams).
+// The cookie comes last because a browser sends it with every request,
+// whoever wrote the request, while a header or ?token= is the credential
+// this request chose. query is the request's parsed query, which Echo
+// keeps (c.QueryParams).
 func credentialFrom(r *http.Request, query url.Values) string {
 	if auth := r.Header.Get(echo.HeaderAuthorization); auth != "" {
 		scheme, token, ok := strings.Cut(auth, " ")

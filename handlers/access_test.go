@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -125,7 +126,12 @@ func TestExpiredAndMissingCredentialsGetRFC6750Answers(t *testing.T) {
 	t.Parallel()
 	clock := newFrozenClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
 	server := startAccessServer(t, clock, func(s *app.SecurityConfig) {
-		s.Tokens = []access.TokenConfig{{Name: "reader", Secret: "reader-secret", Read: []string{"news"}, Expires: "2026-11-26"}}
+		// A token that may write makes auto refuse publishing to clients
+		// without a token, and so to the reader's token too.
+		s.Tokens = []access.TokenConfig{
+			{Name: "reader", Secret: "reader-secret", Read: []string{"news"}, Expires: "2026-11-26"},
+			{Name: "ci", Secret: "ci-secret", Write: []string{"news"}},
+		}
 	})
 	get := func(path, token string) (*http.Response, errorResponse) {
 		req, _ := http.NewRequest(http.MethodGet, server.URL+path, nil)
@@ -201,5 +207,92 @@ func TestAccessRouteSaysWhatACredentialMayDo(t *testing.T) {
 	anonymous := read("", "team-a")
 	if anonymous.Kind != "anonymous" || !anonymous.Topic.Read || anonymous.Topic.Write {
 		t.Errorf("no token on team-a: %+v %+v", anonymous, anonymous.Topic)
+	}
+	// Anyone may read deploys, so the team token may too, and its lists
+	// say so: what the route answers is what the other routes do.
+	deploys := read("team-secret", "deploys")
+	if deploys.Topic == nil || !deploys.Topic.Read || deploys.Topic.Write ||
+		!slices.Equal(deploys.Read, []string{"*"}) || !slices.Equal(deploys.Write, []string{"team-a"}) {
+		t.Errorf("the team token on deploys: %+v %+v", deploys, deploys.Topic)
+	}
+	for action, path := range map[string]string{"subscribe": "/events?topic=deploys", "publish": "/notify?topic=deploys&msg=x"} {
+		req, _ := http.NewRequest(http.MethodGet, server.URL+path, nil)
+		req.AddCookie(&http.Cookie{Name: access.CookieName, Value: "team-secret"})
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[string]int{"subscribe": 200, "publish": 403}[action]; resp.StatusCode != want {
+			t.Errorf("%s to deploys with the team token: %d, want %d as /access says", action, resp.StatusCode, want)
+		}
+	}
+}
+
+// TestACredentialInTheRequestOutranksTheCookie: a request that names its
+// credential (the Authorization header, else ?token=) is answered for
+// that one, even from a browser whose cookie holds another; and the
+// README lists the three places in the order they are taken.
+func TestACredentialInTheRequestOutranksTheCookie(t *testing.T) {
+	t.Parallel()
+	server := startAccessServer(t, newFrozenClock(time.Now()), func(s *app.SecurityConfig) {
+		s.Tokens = []access.TokenConfig{
+			{Name: "header", Secret: "header-secret", Read: []string{"*"}},
+			{Name: "query", Secret: "query-secret", Read: []string{"*"}},
+			{Name: "cookie", Secret: "cookie-secret", Read: []string{"*"}},
+		}
+	})
+	tests := []struct {
+		name                  string
+		header, query, cookie bool
+		expect                string
+	}{
+		{"givenAllThree", true, true, true, "header"},
+		{"givenTheQueryAndTheCookie", false, true, true, "query"},
+		{"givenTheHeaderAndTheCookie", true, false, true, "header"},
+		{"givenOnlyTheCookie", false, false, true, "cookie"},
+	}
+	for _, tt := range tests {
+		url := server.URL + "/access"
+		if tt.query {
+			url += "?token=query-secret"
+		}
+		req, _ := http.NewRequest(http.MethodGet, url, nil)
+		if tt.header {
+			req.Header.Set("Authorization", "Bearer header-secret")
+		}
+		if tt.cookie {
+			req.AddCookie(&http.Cookie{Name: access.CookieName, Value: "cookie-secret"})
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var reply accessReply
+		err = json.NewDecoder(resp.Body).Decode(&reply)
+		resp.Body.Close()
+		if err != nil || reply.Name != tt.expect {
+			t.Errorf("%s: answered for %q (%v), want %q", tt.name, reply.Name, err, tt.expect)
+		}
+	}
+
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(readme), "### Sending a credential")
+	var places []string
+	for _, line := range strings.Split(section, "\n") {
+		if strings.HasPrefix(line, "###") {
+			break
+		}
+		for _, place := range []string{"`Authorization: Bearer TOKEN`", "`?token=TOKEN`", "the cookie `herald_token`"} {
+			if strings.HasPrefix(line, "| "+place) {
+				places = append(places, place)
+			}
+		}
+	}
+	if want := []string{"`Authorization: Bearer TOKEN`", "`?token=TOKEN`", "the cookie `herald_token`"}; !slices.Equal(places, want) {
+		t.Errorf("the README lists the places to send a credential as %q, want the order they are taken: %q", places, want)
 	}
 }

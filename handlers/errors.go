@@ -30,8 +30,8 @@ func newClientError(status int, format string, args ...any) *clientError {
 type errorResponse struct {
 	Error string `json:"error"`
 	// Code tells refusals apart for programs: token_required,
-	// invalid_token, token_expired, insufficient_scope; and
-	// outcome_unknown, a publish neither acknowledged nor refused.
+	// invalid_token, token_expired, insufficient_scope, outcome_unknown,
+	// idempotency_key_reused.
 	Code string `json:"code,omitempty"`
 }
 
@@ -51,13 +51,7 @@ func newErrorHandler(log *slog.Logger, paths app.PathsConfig) echo.HTTPErrorHand
 			return
 		}
 		status, message := describeError(err)
-		var code string
-		if ce := (*clientError)(nil); errors.As(err, &ce) {
-			code = ce.code
-		}
-		if errors.Is(err, app.ErrOutcomeUnknown) {
-			code = "outcome_unknown"
-		}
+		code := errorCode(err)
 		if status >= http.StatusInternalServerError {
 			log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 		}
@@ -103,15 +97,35 @@ func describeError(err error) (int, string) {
 		return http.StatusServiceUnavailable, err.Error() + "; try an existing topic or try again later"
 	case errors.Is(err, app.ErrBrokerUnavailable):
 		return http.StatusServiceUnavailable, "the broker (Redis) did not answer, so nothing was published or subscribed; try again shortly"
-	case errors.Is(err, app.ErrOutcomeUnknown):
+	case errors.Is(err, app.ErrPublishUnknown) && errors.Is(err, app.ErrStore):
 		return http.StatusInternalServerError, "the history file failed while storing the message, and whether it was stored is unknown: " +
-			"it may appear in history later; its id is never given to another message"
+			"it reached no one, but may appear in history after a restart; its id is never given to another message"
+	case errors.Is(err, app.ErrPublishUnknown):
+		return http.StatusGatewayTimeout, "the broker (Redis) took the message but did not answer in time: it reaches every subscriber once or no one; " +
+			"retry with the same Idempotency-Key header to publish it exactly once"
+	case errors.Is(err, app.ErrKeyReused):
+		return http.StatusUnprocessableEntity, "this Idempotency-Key was used for another message on this topic, so this one was not published; use a new key for each message"
 	case errors.Is(err, app.ErrStore):
 		return http.StatusServiceUnavailable, "the message could not be stored, so it was not published; try again shortly"
 	case errors.As(err, &he):
 		return he.Code, routerMessage(he)
 	}
 	return http.StatusInternalServerError, "internal server error"
+}
+
+// errorCode is the machine-readable reason for err, where clients need to
+// tell refusals apart, or "".
+func errorCode(err error) string {
+	var ce *clientError
+	switch {
+	case errors.As(err, &ce):
+		return ce.code
+	case errors.Is(err, app.ErrPublishUnknown):
+		return "outcome_unknown"
+	case errors.Is(err, app.ErrKeyReused):
+		return "idempotency_key_reused"
+	}
+	return ""
 }
 
 // routerMessage words the errors Echo's router raises for humans.

@@ -26,7 +26,7 @@ func TestStoreErrorsTellARefusalFromAnUnknownOutcome(t *testing.T) {
 	}{
 		{"givenARefusal", fmt.Errorf("%w: journal: write: input/output error", app.ErrStore),
 			http.StatusServiceUnavailable, ""},
-		{"givenAnUnknownOutcome", fmt.Errorf("%w: %w: journal: write: input/output error", app.ErrOutcomeUnknown, app.ErrStore),
+		{"givenAnUnknownOutcome", fmt.Errorf("%w: %w: journal: write: input/output error", app.ErrPublishUnknown, app.ErrStore),
 			http.StatusInternalServerError, "outcome_unknown"},
 	}
 	for _, tc := range tests {

@@ -2,8 +2,10 @@ package handlers
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -54,10 +56,18 @@ func (h *eventsHandler) stream(c echo.Context) error {
 		return err
 	}
 	// A slow subscriber's stream is usually stuck in a write; eviction
-	// breaks it at once.
+	// breaks it at once. On shutdown, so is a write waiting for room in a
+	// full socket, now or while the stream drains: a client that is not
+	// reading would never get the end of its stream, and the server would
+	// wait on it. That takes a connection that can stop waiting, which
+	// net/http's are when Herald's server made them (see ConnContext).
+	conn := waitStopperOf(req.Context().Value(connKey{}))
 	stopInterrupt := sub.OnEnd(func() {
-		if sub.EndedSlow() {
+		switch {
+		case sub.EndedSlow():
 			w.interrupt()
+		case conn != nil && errors.Is(sub.Err(), app.ErrHubClosed):
+			conn.StopWaiting()
 		}
 	})
 	defer stopInterrupt()
@@ -95,6 +105,31 @@ func (h *eventsHandler) stream(c echo.Context) error {
 	}
 	h.hub.Leave(sub)
 	return nil
+}
+
+// waitStopper is a connection whose writes can stop waiting for room in a
+// full socket: from then on a write that finds it full fails at once.
+type waitStopper interface {
+	StopWaiting()
+}
+
+// waitStopperOf is the waitStopper that conn is, or that it wraps with
+// TLS; nil if there is none.
+func waitStopperOf(conn any) waitStopper {
+	if tlsConn, ok := conn.(interface{ NetConn() net.Conn }); ok {
+		conn = tlsConn.NetConn()
+	}
+	stopper, _ := conn.(waitStopper)
+	return stopper
+}
+
+type connKey struct{}
+
+// ConnContext is for http.Server.ConnContext: it keeps the connection in
+// the context of the requests it carries, so that an event stream can tell
+// it to stop waiting on a full socket when the server shuts down.
+func ConnContext(ctx context.Context, conn net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, conn)
 }
 
 // sseWriter formats events into a buffer and writes each event, or group

@@ -56,7 +56,17 @@ func (h *notifyHandler) publish(c echo.Context) error {
 	if _, err := h.authorize(c, access.Write, topic); err != nil {
 		return err
 	}
-	m, delivered, err := h.broker.Publish(c.Request().Context(), topic, p.text)
+	key := c.Request().Header.Get(idempotencyKeyHeader)
+	if err := checkIdempotencyKey(key); err != nil {
+		return err
+	}
+	var m *app.Message
+	var delivered int
+	if keyed, ok := h.broker.(app.KeyedPublisher); ok && key != "" {
+		m, delivered, err = keyed.PublishKeyed(c.Request().Context(), topic, p.text, key)
+	} else {
+		m, delivered, err = h.broker.Publish(c.Request().Context(), topic, p.text)
+	}
 	if err != nil {
 		return err
 	}
@@ -66,6 +76,28 @@ func (h *notifyHandler) publish(c echo.Context) error {
 		return c.Redirect(http.StatusSeeOther, pageURL(h.pagePath, topic))
 	}
 	return c.JSON(http.StatusOK, receipt{ID: strconv.FormatUint(m.ID, 10), Topic: topic, Subscribers: delivered})
+}
+
+// idempotencyKeyHeader names a publish, so that a publisher that retries
+// one whose outcome was unknown does not publish it twice. A broker that
+// cannot leave an outcome unknown (the memory broker) has no use for it.
+const (
+	idempotencyKeyHeader = "Idempotency-Key"
+	maxIdempotencyKey    = 64
+)
+
+// checkIdempotencyKey refuses a key that is not 1 to 64 visible ASCII
+// characters; no key is fine.
+func checkIdempotencyKey(key string) error {
+	valid := len(key) <= maxIdempotencyKey
+	for i := 0; valid && i < len(key); i++ {
+		valid = key[i] > ' ' && key[i] <= '~'
+	}
+	if !valid {
+		return newClientError(http.StatusBadRequest,
+			"%s must be 1 to %d visible ASCII characters, such as a UUID", idempotencyKeyHeader, maxIdempotencyKey)
+	}
+	return nil
 }
 
 // getPublishingOff answers GET on the notify route when notify.allow_get is

@@ -94,14 +94,7 @@ func New(opts Options) (*echo.Echo, error) {
 	page := &pageHandler{paths: paths, tokensAccepted: policy.TakesCredentials()}
 	auth := &authorizer{policy: policy}
 	notify := &notifyHandler{broker: broker, maxMessageBytes: opts.Hub.MaxMessageBytes(), pagePath: paths.Page, authorize: auth.authorize}
-	stream := &streamHandler{
-		now:          now,
-		log:          log,
-		metrics:      metrics,
-		pool:         newWriterPool(runtime.GOMAXPROCS(0), cfg.WebSocket.PingInterval, cfg.WebSocket.IOURing, log),
-		readiness:    &readiness.Poller{},
-		writeTimeout: cfg.WebSocket.WriteTimeout,
-	}
+	stream, subscription := newWebSocketRoute(cfg, opts.Hub, broker, now, log, metrics)
 	metrics.watchWriters(stream.pool)
 	events := &eventsHandler{
 		now:               now,
@@ -113,14 +106,6 @@ func New(opts Options) (*echo.Echo, error) {
 		writeTimeout:      cfg.WebSocket.WriteTimeout,
 		drainTimeout:      cfg.WebSocket.WriteTimeout,
 	}
-	subscription := SubscriptionWithConfig(SubscriptionConfig{
-		Hub:           opts.Hub,
-		Broker:        broker,
-		Logger:        log,
-		MaxFrameBytes: cfg.Limits.MaxFrameBytes,
-		IdleTimeout:   cfg.WebSocket.PingInterval + cfg.WebSocket.PongTimeout,
-		WriteTimeout:  cfg.WebSocket.WriteTimeout,
-	})
 
 	// Who may publish and subscribe: browsers only from this site or an
 	// allowed origin, only so often and so many at once, and only to the
@@ -166,6 +151,29 @@ func New(opts Options) (*echo.Echo, error) {
 	static := echo.StaticDirectoryHandler(opts.Static, !e.EnablePathUnescapingStaticFiles)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Static+"/*", static)
 	return e, nil
+}
+
+// newWebSocketRoute builds the WebSocket route's two parts: the middleware
+// that upgrades and subscribes, and the handler that serves the connection
+// from then on.
+func newWebSocketRoute(cfg app.Config, hub *app.Hub, broker app.Broker, now func() time.Time, log *slog.Logger, metrics *metrics) (*streamHandler, echo.MiddlewareFunc) {
+	stream := &streamHandler{
+		now:          now,
+		log:          log,
+		metrics:      metrics,
+		pool:         newWriterPool(runtime.GOMAXPROCS(0), cfg.WebSocket.PingInterval, cfg.WebSocket.IOURing, log),
+		readiness:    &readiness.Poller{},
+		writeTimeout: cfg.WebSocket.WriteTimeout,
+	}
+	subscription := SubscriptionWithConfig(SubscriptionConfig{
+		Hub:           hub,
+		Broker:        broker,
+		Logger:        log,
+		MaxFrameBytes: cfg.Limits.MaxFrameBytes,
+		IdleTimeout:   cfg.WebSocket.PingInterval + cfg.WebSocket.PongTimeout,
+		WriteTimeout:  cfg.WebSocket.WriteTimeout,
+	})
+	return stream, subscription
 }
 
 // chain wraps h in a route's middleware once, when the route is added.

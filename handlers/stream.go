@@ -3,6 +3,7 @@ package handlers
 import (
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -22,6 +23,7 @@ type streamHandler struct {
 	metrics      *metrics
 	pool         *writerPool
 	readiness    *readiness.Poller // starts readers when there is something to read; nil: each connection has one for its life
+	pollerFailed sync.Once         // says so once, when the Poller fails
 	writeTimeout time.Duration
 }
 

@@ -16,28 +16,45 @@ import (
 	"golang.org/x/net/websocket"
 
 	"herald/app"
+	"herald/handlers/readiness"
 )
 
 // WebSocket close codes (RFC 6455, section 7.4.1).
 const (
-	closeNormal        = 1000
-	closeGoingAway     = 1001
-	closeProtocolError = 1002
-	closeMessageTooBig = 1009
+	closeNormal          = 1000
+	closeGoingAway       = 1001
+	closeProtocolError   = 1002
+	closePolicyViolation = 1008 // pings faster than the peer reads the pongs
+	closeMessageTooBig   = 1009
 	// closeCredentialExpired ends a subscription whose token or JWT ran
 	// out while it was connected; 4000-4999 are for applications.
 	closeCredentialExpired = 4401
 )
 
-// closePayload is a close frame's body: the code, and for Herald's own
-// code a reason that says what it means.
+// closePayload is a close frame's body: the code, and for the codes that
+// could mean several things a reason that says which.
 func closePayload(code int) []byte {
 	payload := binary.BigEndian.AppendUint16(nil, uint16(code))
-	if code == closeCredentialExpired {
+	switch code {
+	case closeCredentialExpired:
 		payload = append(payload, "token expired"...)
+	case closePolicyViolation:
+		payload = append(payload, "too many pings while not reading"...)
 	}
 	return payload
 }
+
+// maxPingBytesWhilePongWaits is how many bytes of pings, headers included,
+// a peer may send while the pong to an earlier one still waits to be
+// written, before it is closed with 1008. Only the latest ping is answered
+// (RFC 6455, section 5.5.3), so the pings cost no memory whatever this is;
+// it ends a peer that keeps sending what it never reads. A pong waits only
+// while the socket is full, no longer than one write may take
+// (websocket.write_timeout), and a healthy client pings every few seconds
+// at most, or waits for each pong: in a default write timeout it sends a
+// few hundred bytes, far under this. Counting bytes rather than pings
+// makes empty pings count too.
+const maxPingBytesWhilePongWaits = 64 << 10
 
 // closeLinger is how long a peer gets to answer our close frame before the
 // connection is cut. Waiting for the answer, instead of closing at once,
@@ -80,8 +97,12 @@ type wsConn struct {
 	shard     *writerShard
 	sub       *app.Subscriber // the Subscription's Subscriber
 	mu        sync.Mutex
-	closeWith int    // a close frame to send once what is pending is out; 0 for none
-	control   []byte // x/net's frames (pongs, its close), whole, to go out next
+	closeWith int // a close frame to send once what is pending is out; 0 for none
+	// pong is the answer to the latest ping, whole, until it is written;
+	// a newer ping's replaces it. pingBytes counts the pings that came
+	// while it waited (see maxPingBytesWhilePongWaits).
+	pong      []byte
+	pingBytes int
 	batch     []*app.Message
 	// fdNum is the socket's descriptor, written to directly so that a
 	// write never blocks and costs no more than the system call; -1 over
@@ -96,8 +117,12 @@ type wsConn struct {
 	handler *streamHandler
 	remote  string          // the client's address, for logs
 	fd      syscall.RawConn // for waiting on reads at a shallow point; nil over TLS
-	reader  *bufio.Reader   // x/net's read buffer, to know whether bytes wait in it
-	started time.Time
+	// stopWaiting, where fdNum is -1, ends writes that wait for room in a
+	// full socket (over TLS, or on a connection net/http upgraded); nil if
+	// the connection cannot.
+	stopWaiting waitStopper
+	reader      *bufio.Reader // x/net's read buffer, to know whether bytes wait in it
+	started     time.Time
 
 	closeAsked  chan struct{} // closed by the reader when a frame breaks a rule
 	closeReason *closeRequest
@@ -111,10 +136,12 @@ type wsConn struct {
 	// as it closes the connection. readWanted keeps a request that came
 	// while reading was held, for the reader to look at once it lets go.
 	// Over TLS, or where there is no Poller, one reader runs for the
-	// connection's life.
+	// connection's life; so does the next reader once the Poller has
+	// failed (unwatched).
 	onDemand     bool
 	reading      atomic.Bool
 	readWanted   atomic.Bool
+	unwatched    atomic.Bool
 	messages     messageChecker // the subscriber's message in progress, from one reader to the next
 	stopWatching func()         // stops the subscription's end callback
 	end          func()         // the request's cleanups
@@ -135,6 +162,9 @@ func newWSConn(sub *Subscription, h *streamHandler, remote string) *wsConn {
 	if c.fd != nil && h.readiness != nil {
 		c.onDemand = true
 		c.raw.alarmAtReadDeadline(c.readSoon)
+	}
+	if c.fdNum < 0 {
+		c.stopWaiting = waitStopperOf(sub.raw.Conn)
 	}
 	return c
 }
@@ -189,7 +219,7 @@ func (c *wsConn) release() bool {
 	defer c.mu.Unlock()
 	// A wake that came while the owner was writing found the side taken:
 	// the owner must look again rather than leave it pending.
-	if !c.closed && (c.dirty.Load() || len(c.control) > 0 || (c.closeWith != 0 && !c.closeSent)) {
+	if !c.closed && (c.dirty.Load() || c.pong != nil || (c.closeWith != 0 && !c.closeSent)) {
 		return false
 	}
 	c.writing = false
@@ -308,7 +338,7 @@ func (c *wsConn) holdFD() bool {
 	return true
 }
 
-// collect builds the next batch: x/net's frames, a ping if one is due,
+// collect builds the next batch: the pong owed, a ping if one is due,
 // notices, the messages published since the last batch, and the close
 // frame once the subscription has ended, appended to buf. It returns buf
 // unchanged when there is nothing to send.
@@ -319,8 +349,8 @@ func (c *wsConn) collect(buf []byte) (_ []byte, taken []*app.Message, closing bo
 		return buf, nil, false
 	}
 	c.mu.Lock()
-	control := c.control
-	c.control = nil
+	pong := c.pong
+	c.pong, c.pingBytes = nil, 0
 	closeWith, closeSent := c.closeWith, c.closeSent
 	c.mu.Unlock()
 	if closeSent {
@@ -328,7 +358,7 @@ func (c *wsConn) collect(buf []byte) (_ []byte, taken []*app.Message, closing bo
 	}
 
 	add := func(opcode byte, payload []byte) { buf = appendFrame(buf, opcode, payload) }
-	buf = append(buf, control...)
+	buf = append(buf, pong...)
 	if c.pingDue.Swap(false) {
 		add(opPing, nil)
 	}
@@ -409,24 +439,47 @@ func (c *wsConn) writeFailed(err error, taken []*app.Message) {
 	c.mu.Unlock()
 }
 
-// sendControl queues a frame that x/net wrote (a pong, or its own close)
-// to go out whole at the next frame boundary, and writes it now if no one
-// else is writing.
+// sendControl takes a frame that x/net wrote, whole: a pong, which goes
+// out at the next frame boundary in place of any pong still waiting, or
+// x/net's own close, which becomes the connection's close frame. It
+// writes now if no one else is writing. Nothing is sent after a close
+// frame, so a pong that comes once one is due is dropped.
 func (c *wsConn) sendControl(p []byte) (int, error) {
 	c.mu.Lock()
-	if c.closed {
+	switch {
+	case c.closed:
 		c.mu.Unlock()
 		return 0, net.ErrClosed
+	case c.closeWith != 0:
+	case len(p) > 0 && p[0]&0x0f == websocket.CloseFrame:
+		c.closeWith = closeProtocolError // x/net closes only on a frame it refuses
+		if len(p) >= 4 {
+			c.closeWith = int(binary.BigEndian.Uint16(p[2:4]))
+		}
+	default:
+		c.pong = append(c.pong[:0:0], p...) // p is x/net's buffer
 	}
-	c.control = append(c.control, p...)
 	c.mu.Unlock()
 	c.flush(nil)
 	return len(p), nil
 }
 
+// pingArrived counts a ping of n bytes that came while the pong to an
+// earlier one waits, and reports whether the peer has sent too many.
+func (c *wsConn) pingArrived(n int) (flooding bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pong == nil {
+		return false
+	}
+	c.pingBytes += n
+	return c.pingBytes > maxPingBytesWhilePongWaits
+}
+
 // requestClose has a close frame with code sent after what is already
-// pending, and stops delivery; the reader then waits closeLinger for the
-// peer's answer.
+// pending, and stops delivery. The close may wait behind a full socket for
+// as long as any write may; once it is written, the peer gets closeLinger
+// to answer (see written).
 func (c *wsConn) requestClose(code int) {
 	c.Leave()
 	c.mu.Lock()
@@ -435,7 +488,7 @@ func (c *wsConn) requestClose(code int) {
 	}
 	c.mu.Unlock()
 	c.flush(nil)
-	c.raw.lingerUntil(time.Now().Add(closeLinger))
+	c.raw.lingerUntil(time.Now().Add(c.handler.writeTimeout + closeLinger))
 }
 
 // closeSocket closes the TCP connection: the reader's next read fails, and
@@ -475,10 +528,19 @@ func (c *wsConn) waitWriterIdle(d time.Duration) {
 func (c *wsConn) start(end func()) {
 	c.end = end
 	// When the hub ends the subscription, the writer sends what is owed
-	// and the close; a slow subscriber's stuck write is cut at once.
+	// and the close; a slow subscriber's stuck write is cut at once. So,
+	// on shutdown, is a write waiting for room in a full socket, now or
+	// later: a peer that is not reading would never get the close frame,
+	// and the server would wait on it.
 	c.stopWatching = c.sub.OnEnd(func() {
-		if c.sub.EndedSlow() {
+		switch {
+		case c.sub.EndedSlow():
 			c.raw.interrupt()
+		case !errors.Is(c.sub.Err(), app.ErrHubClosed):
+		case c.fdNum >= 0:
+			c.raw.interrupt() // only a write to a full socket waits (see tryWrite)
+		case c.stopWaiting != nil:
+			c.stopWaiting.StopWaiting() // every write waits, so the socket must tell
 		}
 		c.enqueue()
 	})
@@ -488,7 +550,7 @@ func (c *wsConn) start(end func()) {
 		// Bytes that came with the handshake are in x/net's reader, where
 		// epoll cannot see them.
 		buffered := c.inputBuffered()
-		err := c.handler.readiness.Watch(c.sub.ID(), c.fd, c.readSoon)
+		err := c.handler.readiness.Watch(c.sub.ID(), c.fd, c)
 		if err == nil {
 			c.reading.Store(false)
 			// An edge since the watch, or a close or an alarm before it,
@@ -505,6 +567,22 @@ func (c *wsConn) start(end func()) {
 	go func() { c.finish(c.discardFrames(false)) }()
 }
 
+var _ readiness.Watcher = (*wsConn)(nil)
+
+// Ready is the readiness Poller saying that something came to read.
+func (c *wsConn) Ready() { c.readSoon() }
+
+// PollerFailed is the readiness Poller saying that it has stopped for
+// good: the next reader stays for the connection's life, as where there is
+// no Poller.
+func (c *wsConn) PollerFailed(err error) {
+	c.handler.pollerFailed.Do(func() {
+		c.handler.log.Error("the readiness poller failed: every WebSocket connection now has a reader goroutine of its own", "err", err)
+	})
+	c.unwatched.Store(true)
+	c.readSoon()
+}
+
 // readSoon has a reader read what has come: it starts one, or leaves the
 // request for the one running.
 func (c *wsConn) readSoon() {
@@ -519,6 +597,10 @@ func (c *wsConn) readSoon() {
 func (c *wsConn) readWhileInput() {
 	for {
 		c.readWanted.Store(false) // this pass reads whatever was asked for so far
+		if c.unwatched.Load() {
+			c.finish(c.discardFrames(false))
+			return // reading stays held: this reader was the last
+		}
 		err := c.discardFrames(true)
 		if !errors.Is(err, errNoInput) {
 			c.finish(err)
@@ -564,7 +646,9 @@ func (c *wsConn) finishAfterRead(err error) {
 	switch {
 	case isClosed(c.closeAsked):
 		// The close asked for was sent; the peer answered or ran out of time.
-		c.logger().Info("closed connection: the subscriber broke a framing rule", "code", c.closeReason.code, "reason", c.closeReason.why)
+		c.logger().Info("closed connection: the subscriber broke a rule", "code", c.closeReason.code, "reason", c.closeReason.why)
+	case errors.Is(err, errFrameRefused):
+		c.logger().Info("closing connection: bad frame from peer", "err", err) // x/net's 1002 is the close frame
 	case closeSent:
 		// Our close (shutdown) was answered, or the linger ran out.
 	case errors.Is(err, errPeerClosed):
@@ -572,8 +656,6 @@ func (c *wsConn) finishAfterRead(err error) {
 	case errors.Is(err, errBadOpcode):
 		c.logger().Info("closing connection: bad frame from peer", "err", err)
 		c.requestClose(closeProtocolError)
-	case errors.Is(err, errFrameRefused):
-		c.logger().Info("closing connection: bad frame from peer", "err", err) // x/net queued its 1002
 	case errors.As(err, &netErr) && netErr.Timeout():
 		c.logger().Info("closing connection: peer silent past the idle timeout")
 	case errors.Is(err, net.ErrClosed), errors.Is(err, io.EOF):
@@ -614,6 +696,9 @@ func (c *wsConn) discardFrames(onDemand bool) error {
 		n, first := payloadLen(frame), frameFirstByte(frame)
 		if problem := headerProblem(first, opcode, n); problem != "" {
 			c.askClose(&closeRequest{closeProtocolError, problem})
+		}
+		if opcode == websocket.PingFrame && c.pingArrived(frame.Len()) {
+			c.askClose(&closeRequest{closePolicyViolation, "pings keep coming while the pong to an earlier one waits: the peer is not reading"})
 		}
 		// The length overflows to negative near 2^63.
 		if n < 0 || n > c.Conn.MaxPayloadBytes {

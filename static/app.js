@@ -13,6 +13,7 @@
   const notifyPath = body.dataset.notifyPath;
   const topic = body.dataset.topic;
   const lostNotice = document.getElementById("lost-notice");
+  const earlierNote = document.getElementById("earlier-note");
   const watchers = document.getElementById("watchers");
   const announcer = document.getElementById("announcer");
   const copyButton = document.getElementById("copy-curl");
@@ -113,6 +114,8 @@
     current.addEventListener("open", () => {
       failures = 0;
       setState("live", "Live");
+      list.classList.remove("earlier");
+      earlierNote.hidden = true;
     });
     current.addEventListener("message", (event) => receive(event.data));
     current.addEventListener("close", async (event) => {
@@ -157,6 +160,7 @@
       return { read: true, write: true }; // the server is away: keep trying
     }
     if (!response.ok) {
+      stopWatching();
       accessSummary.textContent = sentence(reply.error || `The server refused the token (${response.status}).`);
       accessSummary.classList.add("error");
       setState("waiting", "Needs a valid token");
@@ -174,12 +178,30 @@
     const withToken = reply.kind !== "anonymous" || !here.write;
     curlExample.textContent = `curl ${withToken ? "-H 'Authorization: Bearer TOKEN' " : ""}'${notifyURL.href}'`;
     if (!here.read) {
+      stopWatching();
       setState("waiting", "Not allowed");
       empty.hidden = false;
       empty.textContent = `${who} cannot watch “${topic}”.${reply.kind === "anonymous" ? " Use a token that covers it." : " Ask for a token that covers it."}`;
       askForToken("");
     }
     return here;
+  }
+
+  // Once the server says this browser may not watch, the page lets go of
+  // its connection, which was let in with the token it had before, and
+  // sets what it showed then apart, so that nothing under "cannot watch"
+  // looks live. A token that may watch resumes after the newest of them.
+  function stopWatching() {
+    if (socket !== null) {
+      const old = socket;
+      socket = null;
+      old.close(1000, "not allowed");
+    }
+    clearTimeout(retryTimer);
+    retryTimer = null;
+    watchers.textContent = "–";
+    list.classList.toggle("earlier", received > 0);
+    earlierNote.hidden = received === 0;
   }
 
   // sentence starts the server's message, written to follow a colon, with

@@ -7,6 +7,10 @@
 //   - a JWT whose "herald" claim lists the topic patterns it may publish
 //     and subscribe to, signed with an HMAC secret or a private key;
 //   - nothing, which gets the anonymous rights.
+//
+// A credential's rights are its own grants and the anonymous rights
+// together, so that presenting one never takes away what a client without
+// one may do. A credential the server cannot trust is still refused.
 package access
 
 import (
@@ -49,7 +53,8 @@ type Grant struct {
 	Name string
 	// Kind is "token", "jwt" or "anonymous".
 	Kind string
-	// Read and Write are the topic patterns this credential covers.
+	// Read and Write are the topic patterns this client may read and
+	// write: a credential's own, with the anonymous ones added.
 	Read, Write Patterns
 	// Expires is when the credential stops working; zero never.
 	Expires time.Time
@@ -61,6 +66,14 @@ func (g *Grant) Allows(a Action, topic string) bool {
 		return g.Write.Match(topic)
 	}
 	return g.Read.Match(topic)
+}
+
+// withAnonymous is g with what clients without a credential may do added.
+func (g *Grant) withAnonymous(anonymous *Grant) *Grant {
+	merged := *g
+	merged.Read = g.Read.union(anonymous.Read)
+	merged.Write = g.Write.union(anonymous.Write)
+	return &merged
 }
 
 // Anonymous reports whether g is the grant of a client with no credential.
@@ -106,38 +119,42 @@ func NewPolicy(cfg Config, now func() time.Time) (*Policy, error) {
 	if now == nil {
 		now = time.Now
 	}
-	p := &Policy{tokens: map[[sha256.Size]byte]*Grant{}, now: now}
-	for i, t := range cfg.allTokens() {
-		g, secret, err := t.grant(cfg.Getenv)
-		if err != nil {
-			key := fmt.Sprintf("security.tokens[%d]", i+1)
-			if i >= len(cfg.Tokens) {
-				key = "security." + t.Name // publish_token or subscribe_token
-			}
-			return nil, fmt.Errorf("%s: %w", key, err)
-		}
-		digest := sha256.Sum256([]byte(secret))
-		if other, taken := p.tokens[digest]; taken {
-			return nil, fmt.Errorf("security.tokens: %q and %q have the same secret", other.Name, t.Name)
-		}
-		p.tokens[digest] = g
-	}
-	if cfg.JWT.enabled() {
-		v, err := newJWTVerifier(cfg.JWT, cfg.Getenv, now)
-		if err != nil {
-			return nil, fmt.Errorf("security.jwt: %w", err)
-		}
-		p.jwt = v
-	}
 	anonymous, err := cfg.anonymousGrant()
 	if err != nil {
 		return nil, err
 	}
-	p.anonymous = anonymous
+	p := &Policy{tokens: map[[sha256.Size]byte]*Grant{}, anonymous: anonymous, now: now}
+	for i, t := range cfg.allTokens() {
+		at := func(field string) string { return fmt.Sprintf("tokens[%d].%s", i, field) }
+		if i >= len(cfg.Tokens) {
+			at = func(string) string { return t.Name } // publish_token or subscribe_token, which is its secret
+		}
+		g, secret, err := t.grant(at, cfg.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		digest := sha256.Sum256([]byte(secret))
+		if other, taken := p.tokens[digest]; taken {
+			return nil, &KeyError{Key: at("secret"), Err: fmt.Errorf("%q has the same secret as %q", t.Name, other.Name)}
+		}
+		p.tokens[digest] = g.withAnonymous(anonymous)
+	}
+	if cfg.JWT.enabled() {
+		v, err := newJWTVerifier(cfg.JWT, cfg.Getenv, now)
+		if err != nil {
+			key := "jwt.secret"
+			if cfg.JWT.PublicKeyFile != "" {
+				key = "jwt.public_key_file"
+			}
+			return nil, &KeyError{Key: key, Err: err}
+		}
+		p.jwt = v
+	}
 	return p, nil
 }
 
-// Identify returns the grant of credential, "" meaning none was presented.
+// Identify returns the grant of credential, "" meaning none was presented:
+// its own rights with the anonymous ones added.
 // A credential that this server does not know is refused rather than
 // treated as none, so that a mistyped or expired token says so instead of
 // quietly getting less; only a server that takes no credentials at all
@@ -153,7 +170,11 @@ func (p *Policy) Identify(credential string) (*Grant, error) {
 		return g, nil
 	}
 	if p.jwt != nil && strings.Count(credential, ".") == 2 {
-		return p.jwt.verify(credential)
+		g, err := p.jwt.verify(credential)
+		if err != nil {
+			return nil, err
+		}
+		return g.withAnonymous(p.anonymous), nil
 	}
 	return nil, denied(InvalidCredential, "the token is not valid on this server")
 }
@@ -169,7 +190,7 @@ func (p *Policy) Authorize(credential string, a Action, topic string) (*Grant, e
 		return g, nil
 	}
 	if g.Anonymous() {
-		return nil, denied(NoCredential, "to %s topic %q, send a token: the header Authorization: Bearer TOKEN, the cookie %s, or ?token=TOKEN",
+		return nil, denied(NoCredential, "to %s topic %q, send a token: the header Authorization: Bearer TOKEN, ?token=TOKEN, or the cookie %s",
 			a, topic, CookieName)
 	}
 	return nil, denied(InsufficientScope, "the %s %q may not %s topic %q", g.Kind, g.Name, a, topic)
@@ -185,6 +206,17 @@ func (p *Policy) Anonymous() *Grant { return p.anonymous }
 // CookieName is the cookie a browser may carry its token in, since
 // EventSource and the WebSocket constructor cannot set headers.
 const CookieName = "herald_token"
+
+// KeyError is a problem with one key of the access settings, which Key
+// names relative to security, such as tokens[0].secret.
+type KeyError struct {
+	Key string
+	Err error
+}
+
+func (e *KeyError) Error() string { return "security." + e.Key + ": " + e.Err.Error() }
+
+func (e *KeyError) Unwrap() error { return e.Err }
 
 // ErrNoSecret reports a secret reference that points at nothing.
 var ErrNoSecret = errors.New("the secret is empty")

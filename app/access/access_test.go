@@ -316,13 +316,13 @@ func TestConfigProblemsNameTheirKey(t *testing.T) {
 		says string
 	}{
 		{"unknown anonymous", Config{Anonymous: "some"}, "anonymous", "not known"},
-		{"token without name", Config{Tokens: []TokenConfig{{Secret: "x"}}}, "tokens[1].name", "needs a name"},
-		{"two tokens, one name", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x"}, {Name: "a", Secret: "y"}}}, "tokens[2].name", "earlier token"},
-		{"empty secret", Config{Tokens: []TokenConfig{{Name: "a"}}}, "tokens[1].secret", "empty"},
-		{"env without a name", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:"}}}, "tokens[1].secret", "needs the name"},
-		{"missing file", Config{Tokens: []TokenConfig{{Name: "a", Secret: "file:" + filepath.Join(dir, "nope")}}}, "tokens[1].secret", "no such file"},
-		{"bad expiry", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x", Expires: "soon"}}}, "tokens[1].expires", "not a date"},
-		{"empty pattern", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x", Write: []string{""}}}}, "tokens[1].write", "empty"},
+		{"token without name", Config{Tokens: []TokenConfig{{Secret: "x"}}}, "tokens[0].name", "needs a name"},
+		{"two tokens, one name", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x"}, {Name: "a", Secret: "y"}}}, "tokens[1].name", "earlier token"},
+		{"empty secret", Config{Tokens: []TokenConfig{{Name: "a"}}}, "tokens[0].secret", "empty"},
+		{"env without a name", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:"}}}, "tokens[0].secret", "needs the name"},
+		{"missing file", Config{Tokens: []TokenConfig{{Name: "a", Secret: "file:" + filepath.Join(dir, "nope")}}}, "tokens[0].secret", "no such file"},
+		{"bad expiry", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x", Expires: "soon"}}}, "tokens[0].expires", "not a date"},
+		{"empty pattern", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x", Write: []string{""}}}}, "tokens[0].write", "pattern [0] is empty"},
 		{"short HMAC secret", Config{JWT: JWTConfig{Secret: "short"}}, "jwt.secret", "at least 32"},
 		{"both keys", Config{JWT: JWTConfig{Secret: hmacSecret, PublicKeyFile: secretFile}}, "jwt.public_key_file", "not both"},
 		{"no key in the file", Config{JWT: JWTConfig{PublicKeyFile: secretFile}}, "jwt.public_key_file", "no RSA, ECDSA or Ed25519"},
@@ -352,9 +352,11 @@ func TestConfigProblemsNameTheirKey(t *testing.T) {
 		cfg  Config
 		says string
 	}{
-		{"an unset variable", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:UNSET"}}}, "security.tokens[1]: the environment variable UNSET is not set"},
-		{"one secret, two tokens", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:CI_SECRET"}, {Name: "b", Secret: "from-the-env"}}}, `security.tokens: "a" and "b" have the same secret`},
-		{"a short HMAC secret from the environment", Config{JWT: JWTConfig{Secret: "env:CI_SECRET"}}, "security.jwt: the HMAC secret is 12 bytes"},
+		{"an unset variable", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:UNSET"}}}, "security.tokens[0].secret: the environment variable UNSET is not set"},
+		{"one secret, two tokens", Config{Tokens: []TokenConfig{{Name: "a", Secret: "env:CI_SECRET"}, {Name: "b", Secret: "from-the-env"}}}, `security.tokens[1].secret: "b" has the same secret as "a"`},
+		{"a short HMAC secret from the environment", Config{JWT: JWTConfig{Secret: "env:CI_SECRET"}}, "security.jwt.secret: the HMAC secret is 12 bytes"},
+		{"an expiry that Check would have refused", Config{Tokens: []TokenConfig{{Name: "a", Secret: "x", Expires: "soon"}}}, `security.tokens[0].expires: "soon" is not a date`},
+		{"an unset publish_token variable", Config{PublishToken: "env:UNSET"}, "security.publish_token: the environment variable UNSET is not set"},
 	} {
 		tt.cfg.Anonymous, tt.cfg.Getenv = AnonymousAuto, env
 		if _, err := NewPolicy(tt.cfg, clock); err == nil || !strings.Contains(err.Error(), tt.says) {
@@ -384,4 +386,130 @@ func writePublicKey(t *testing.T, dir, name string, key any) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// TestACredentialHasAtLeastTheAnonymousRights runs each kind of
+// credential under each security.anonymous mode: a credential may do what
+// its own grants cover and whatever a client without one may do. Each
+// case's config holds only that credential, so that auto's anonymous
+// rights follow from what it can grant. team-a is inside every
+// credential's patterns, deploys outside all of them.
+func TestACredentialHasAtLeastTheAnonymousRights(t *testing.T) {
+	t.Parallel()
+	jwtPublisher := hmacJWT(t, Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "alice"}, Herald: topics([]string{"team-*"}, nil)})
+	kinds := []struct {
+		name       string
+		cfg        Config
+		credential string
+	}{
+		// Reads team-* and writes nothing itself.
+		{"scoped token", Config{Tokens: []TokenConfig{{Name: "team", Secret: "team-secret", Read: []string{"team-*"}}}}, "team-secret"},
+		// Publishes to team-* and subscribes to nothing itself.
+		{"JWT", Config{JWT: JWTConfig{Secret: hmacSecret}}, jwtPublisher},
+		{"publish_token", Config{PublishToken: "pub-secret"}, "pub-secret"},
+		{"subscribe_token", Config{SubscribeToken: "sub-secret"}, "sub-secret"},
+	}
+	// What the credential may do on team-a and on deploys: "r" read, "w"
+	// write.
+	tests := []struct {
+		kind, anonymous string
+		teamA, deploys  string
+	}{
+		// auto: anonymous may do what no credential in the config grants.
+		{"scoped token", AnonymousAuto, "rw", "w"},
+		{"scoped token", AnonymousReadWrite, "rw", "rw"},
+		{"scoped token", AnonymousReadOnly, "r", "r"},
+		{"scoped token", AnonymousWriteOnly, "rw", "w"},
+		{"scoped token", AnonymousDeny, "r", ""},
+		{"JWT", AnonymousAuto, "w", ""},
+		{"JWT", AnonymousReadWrite, "rw", "rw"},
+		{"JWT", AnonymousReadOnly, "rw", "r"},
+		{"JWT", AnonymousWriteOnly, "w", "w"},
+		{"JWT", AnonymousDeny, "w", ""},
+		{"publish_token", AnonymousAuto, "rw", "rw"},
+		{"publish_token", AnonymousReadWrite, "rw", "rw"},
+		{"publish_token", AnonymousReadOnly, "rw", "rw"},
+		{"publish_token", AnonymousWriteOnly, "w", "w"},
+		{"publish_token", AnonymousDeny, "w", "w"},
+		{"subscribe_token", AnonymousAuto, "rw", "rw"},
+		{"subscribe_token", AnonymousReadWrite, "rw", "rw"},
+		{"subscribe_token", AnonymousReadOnly, "r", "r"},
+		{"subscribe_token", AnonymousWriteOnly, "rw", "rw"},
+		{"subscribe_token", AnonymousDeny, "r", "r"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind+"/"+tt.anonymous, func(t *testing.T) {
+			t.Parallel()
+			var cfg Config
+			var credential string
+			for _, k := range kinds {
+				if k.name == tt.kind {
+					cfg, credential = k.cfg, k.credential
+				}
+			}
+			cfg.Anonymous = tt.anonymous
+			p := mustPolicy(t, cfg)
+			g, err := p.Identify(credential)
+			if err != nil {
+				t.Fatalf("identify: %v", err)
+			}
+			for topic, want := range map[string]string{"team-a": tt.teamA, "deploys": tt.deploys} {
+				for _, a := range []Action{Read, Write} {
+					letter := map[Action]string{Read: "r", Write: "w"}[a]
+					wantAllowed := strings.Contains(want, letter)
+					_, err := p.Authorize(credential, a, topic)
+					if (err == nil) != wantAllowed {
+						t.Errorf("%s %s: allowed=%v, want %v (%v)", a, topic, err == nil, wantAllowed, err)
+					}
+					var d *DeniedError
+					if err != nil && (!errors.As(err, &d) || d.Reason != InsufficientScope) {
+						t.Errorf("%s %s: refused with %v, want insufficient scope", a, topic, err)
+					}
+					// The grant Identify returns, which /access and the
+					// page show, says what Authorize does.
+					if g.Allows(a, topic) != wantAllowed {
+						t.Errorf("%s %s: Identify's grant allows=%v, want %v", a, topic, g.Allows(a, topic), wantAllowed)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestBadCredentialsAreRefusedWhateverAnonymousMayDo: adding the
+// anonymous rights never turns a credential the server cannot trust into
+// none. Under read-write, anonymous may do everything, and an unknown,
+// badly signed or expired credential is still refused.
+func TestBadCredentialsAreRefusedWhateverAnonymousMayDo(t *testing.T) {
+	t.Parallel()
+	otherSigner, err := Mint("another-secret-0123456789abcdefghijkl", Claims{Herald: topics([]string{"*"}, []string{"*"})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expiredJWT := hmacJWT(t, Claims{RegisteredClaims: jwt.RegisteredClaims{ExpiresAt: at(-time.Second)}, Herald: topics(nil, []string{"*"})})
+	credentials := []struct {
+		name, credential string
+		want             Refusal
+	}{
+		{"unknown token", "guess", InvalidCredential},
+		{"JWT signed with another key", otherSigner, InvalidCredential},
+		{"expired token", "old-secret", ExpiredCredential},
+		{"expired JWT", expiredJWT, ExpiredCredential},
+	}
+	for _, anonymous := range []string{AnonymousAuto, AnonymousReadWrite, AnonymousReadOnly, AnonymousWriteOnly, AnonymousDeny} {
+		p := mustPolicy(t, Config{
+			Anonymous: anonymous,
+			Tokens:    []TokenConfig{{Name: "old", Secret: "old-secret", Read: []string{"*"}, Expires: "2026-11-01"}},
+			JWT:       JWTConfig{Secret: hmacSecret},
+		})
+		for _, c := range credentials {
+			for _, a := range []Action{Read, Write} {
+				_, err := p.Authorize(c.credential, a, "news")
+				var d *DeniedError
+				if !errors.As(err, &d) || d.Reason != c.want {
+					t.Errorf("anonymous %s, %s, %s: got %v, want refusal %d", anonymous, c.name, a, err, c.want)
+				}
+			}
+		}
+	}
 }

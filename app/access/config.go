@@ -57,7 +57,7 @@ type JWTConfig struct {
 func (c JWTConfig) enabled() bool { return c.Secret != "" || c.PublicKeyFile != "" }
 
 // Check reports the first problem with cfg, naming the key relative to
-// security: "tokens[2].read", say. It checks the form of the secrets, not
+// security: "tokens[0].read", say, for the first token's. It checks the form of the secrets, not
 // what env:NAME holds, which NewPolicy reads with the server's own
 // environment.
 func (c Config) Check() (key string, err error) {
@@ -68,7 +68,7 @@ func (c Config) Check() (key string, err error) {
 	}
 	names := map[string]bool{}
 	for i, t := range c.Tokens {
-		at := func(field string) string { return fmt.Sprintf("tokens[%d].%s", i+1, field) }
+		at := func(field string) string { return fmt.Sprintf("tokens[%d].%s", i, field) }
 		if t.Name == "" {
 			return at("name"), fmt.Errorf("every token needs a name, for logs")
 		}
@@ -151,23 +151,24 @@ func (c Config) anonymousGrant() (*Grant, error) {
 	return g, nil
 }
 
-// grant is the Grant t describes, with its secret read.
-func (t TokenConfig) grant(getenv func(string) string) (*Grant, string, error) {
+// grant is the Grant t describes, with its secret read. A problem comes
+// as a KeyError whose key at names from the field's.
+func (t TokenConfig) grant(at func(field string) string, getenv func(string) string) (*Grant, string, error) {
 	secret, err := ReadSecret(t.Secret, getenv)
 	if err != nil {
-		return nil, "", err
+		return nil, "", &KeyError{Key: at("secret"), Err: err}
 	}
 	read, err := ParsePatterns(t.Read)
 	if err != nil {
-		return nil, "", fmt.Errorf("read: %w", err)
+		return nil, "", &KeyError{Key: at("read"), Err: err}
 	}
 	write, err := ParsePatterns(t.Write)
 	if err != nil {
-		return nil, "", fmt.Errorf("write: %w", err)
+		return nil, "", &KeyError{Key: at("write"), Err: err}
 	}
 	expires, err := parseExpiry(t.Expires)
 	if err != nil {
-		return nil, "", fmt.Errorf("expires: %w", err)
+		return nil, "", &KeyError{Key: at("expires"), Err: err}
 	}
 	return &Grant{Name: t.Name, Kind: "token", Read: read, Write: write, Expires: expires}, secret, nil
 }

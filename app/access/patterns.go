@@ -2,6 +2,7 @@ package access
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -16,7 +17,7 @@ type Patterns []string
 func ParsePatterns(list []string) (Patterns, error) {
 	for i, p := range list {
 		if p == "" {
-			return nil, fmt.Errorf("pattern %d is empty", i+1)
+			return nil, fmt.Errorf("pattern [%d] is empty", i)
 		}
 	}
 	return Patterns(list), nil
@@ -54,4 +55,19 @@ func matchPattern(pattern, topic string) bool {
 		middle = middle[i+len(piece):]
 	}
 	return true
+}
+
+// union is the patterns of ps and others, each once; a list with * is
+// just *, since it covers the rest.
+func (ps Patterns) union(others Patterns) Patterns {
+	var all Patterns
+	for _, p := range append(append(Patterns(nil), ps...), others...) {
+		if p == "*" {
+			return Patterns{"*"}
+		}
+		if !slices.Contains(all, p) {
+			all = append(all, p)
+		}
+	}
+	return all
 }

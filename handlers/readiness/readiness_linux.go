@@ -12,31 +12,30 @@ import (
 
 // Poller tells when watched sockets have something to read. Its zero
 // value is ready to use: it starts its goroutine with the first watch and
-// stops it when the last is forgotten.
+// stops it when the last is forgotten. If waiting fails, it stops for
+// good: every watcher is told, and later watches fail.
 type Poller struct {
 	mu      sync.Mutex
-	watches map[uint64]func()
+	watches map[uint64]Watcher
 	epoll   *os.File // nil while nothing is watched
 	epollFD int
+	failed  error // why waiting failed; nil while it works
 }
 
 // eventsPerWait is how many ready sockets one epoll_wait returns at most;
 // more wait for the next.
 const eventsPerWait = 128
 
-// Watch calls ready each time conn's socket gets something to read, until
+// Watch tells w each time conn's socket gets something to read, until
 // Forget(key). key names the watch and must not be in use by another one.
-// If bytes are waiting already, ready is called at once.
-//
-// ready runs on the Poller's goroutine, once for each edge: each time more
-// bytes arrive, or the peer closes or fails. It must not block, and it
-// must not count on one call per arrival: an edge that comes while the
-// caller is still reading what came before is as good as told, so a
-// caller that goes idle must look at the socket once more after saying
-// so, since bytes may have come in between.
-func (p *Poller) Watch(key uint64, conn syscall.RawConn, ready func()) error {
+// If bytes are waiting already, w is told at once. Once the Poller has
+// failed, Watch returns the error it failed with.
+func (p *Poller) Watch(key uint64, conn syscall.RawConn, w Watcher) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.failed != nil {
+		return p.failed
+	}
 	if _, taken := p.watches[key]; taken {
 		return fmt.Errorf("readiness: watch %d is already in use", key)
 	}
@@ -57,13 +56,13 @@ func (p *Poller) Watch(key uint64, conn syscall.RawConn, ready func()) error {
 		p.closeIfUnused()
 		return fmt.Errorf("readiness: watch: %w", ctlErr)
 	}
-	p.watches[key] = ready
+	p.watches[key] = w
 	return nil
 }
 
-// Forget stops calling the function watching key. The socket leaves the
-// epoll instance when it is closed; an edge that comes before finds no
-// one to call.
+// Forget stops telling the watcher of key. The socket leaves the epoll
+// instance when it is closed; an edge that comes before finds no one to
+// tell.
 func (p *Poller) Forget(key uint64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -90,7 +89,7 @@ func (p *Poller) open() error {
 		return fmt.Errorf("readiness: epoll: %w", err)
 	}
 	if p.watches == nil {
-		p.watches = map[uint64]func(){}
+		p.watches = map[uint64]Watcher{}
 	}
 	p.epoll, p.epollFD = epoll, fd
 	go p.run(raw, fd)
@@ -107,8 +106,8 @@ func (p *Poller) closeIfUnused() {
 	p.epoll = nil
 }
 
-// run waits for edges and calls the watching functions, until the epoll
-// instance is closed.
+// run waits for edges and tells the watchers, until the epoll instance is
+// closed or waiting fails.
 func (p *Poller) run(raw syscall.RawConn, fd int) {
 	events := make([]unix.EpollEvent, eventsPerWait)
 	var ready int
@@ -126,32 +125,33 @@ func (p *Poller) run(raw syscall.RawConn, fd int) {
 			return // closed by closeIfUnused
 		}
 		if waitErr != nil {
-			// Not seen in practice. Tell every watcher, so that each one
-			// reads its socket and finds out for itself, and stop.
-			p.callAll()
+			p.fail(fmt.Errorf("readiness: epoll_wait: %w", waitErr))
 			return
 		}
 		for _, event := range events[:ready] {
 			p.mu.Lock()
-			f := p.watches[eventKey(&event)]
+			w := p.watches[eventKey(&event)]
 			p.mu.Unlock()
-			if f != nil {
-				f()
+			if w != nil {
+				w.Ready()
 			}
 		}
 	}
 }
 
-// callAll calls every watching function once.
-func (p *Poller) callAll() {
+// fail stops the Poller for good, after waiting failed: later watches
+// fail, and every watcher is told to read its socket some other way. The
+// epoll instance is closed, as ever, once the last watch is forgotten.
+func (p *Poller) fail(err error) {
 	p.mu.Lock()
-	all := make([]func(), 0, len(p.watches))
-	for _, f := range p.watches {
-		all = append(all, f)
+	p.failed = err
+	all := make([]Watcher, 0, len(p.watches))
+	for _, w := range p.watches {
+		all = append(all, w)
 	}
 	p.mu.Unlock()
-	for _, f := range all {
-		f()
+	for _, w := range all {
+		w.PollerFailed(err)
 	}
 }
 

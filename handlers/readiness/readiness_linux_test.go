@@ -1,10 +1,15 @@
 package readiness
 
 import (
+	"errors"
 	"net"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"herald/handlers/readiness/readinesstest"
 )
 
 // tcpPair returns both ends of a loopback TCP connection.
@@ -55,16 +60,24 @@ func await(t *testing.T, ready <-chan struct{}, what string) {
 	}
 }
 
-func notifier() (chan struct{}, func()) {
-	ready := make(chan struct{}, 16)
-	return ready, func() { ready <- struct{}{} }
+// testWatcher keeps what a Poller tells it.
+type testWatcher struct {
+	ready  chan struct{}
+	failed chan error
 }
+
+func newWatcher() *testWatcher {
+	return &testWatcher{ready: make(chan struct{}, 16), failed: make(chan error, 1)}
+}
+
+func (w *testWatcher) Ready()                 { w.ready <- struct{}{} }
+func (w *testWatcher) PollerFailed(err error) { w.failed <- err }
 
 func TestReadyIsCalledForEachArrivalAndForThePeersClose(t *testing.T) {
 	server, client := tcpPair(t)
 	var p Poller
-	ready, notify := notifier()
-	if err := p.Watch(1, rawConn(t, server), notify); err != nil {
+	w := newWatcher()
+	if err := p.Watch(1, rawConn(t, server), w); err != nil {
 		t.Fatal(err)
 	}
 	defer p.Forget(1)
@@ -74,13 +87,13 @@ func TestReadyIsCalledForEachArrivalAndForThePeersClose(t *testing.T) {
 		if _, err := client.Write([]byte(msg)); err != nil {
 			t.Fatal(err)
 		}
-		await(t, ready, "bytes arrived: "+msg)
+		await(t, w.ready, "bytes arrived: "+msg)
 		if n, err := server.Read(buf); err != nil || string(buf[:n]) != msg {
 			t.Fatalf("read %q, %v; want %q", buf[:n], err, msg)
 		}
 	}
 	client.Close()
-	await(t, ready, "the peer closed")
+	await(t, w.ready, "the peer closed")
 	if n, err := server.Read(buf); n != 0 || err == nil {
 		t.Fatalf("after the peer's close: read %d, %v", n, err)
 	}
@@ -94,24 +107,24 @@ func TestBytesWaitingBeforeTheWatchAreToldAtOnce(t *testing.T) {
 	waitReadable(t, server) // the bytes are in the server's socket
 
 	var p Poller
-	ready, notify := notifier()
-	if err := p.Watch(7, rawConn(t, server), notify); err != nil {
+	w := newWatcher()
+	if err := p.Watch(7, rawConn(t, server), w); err != nil {
 		t.Fatal(err)
 	}
 	defer p.Forget(7)
-	await(t, ready, "bytes waiting before the watch")
+	await(t, w.ready, "bytes waiting before the watch")
 }
 
 func TestAForgottenWatchIsNotCalledAndTheLastStopsThePoller(t *testing.T) {
 	quiet, quietPeer := tcpPair(t)
 	told, toldPeer := tcpPair(t)
 	var p Poller
-	forgotten := make(chan struct{}, 16)
-	if err := p.Watch(1, rawConn(t, quiet), func() { forgotten <- struct{}{} }); err != nil {
+	forgotten := newWatcher()
+	if err := p.Watch(1, rawConn(t, quiet), forgotten); err != nil {
 		t.Fatal(err)
 	}
-	ready, notify := notifier()
-	if err := p.Watch(2, rawConn(t, told), notify); err != nil {
+	w := newWatcher()
+	if err := p.Watch(2, rawConn(t, told), w); err != nil {
 		t.Fatal(err)
 	}
 	p.Forget(1)
@@ -124,9 +137,9 @@ func TestAForgottenWatchIsNotCalledAndTheLastStopsThePoller(t *testing.T) {
 	if _, err := toldPeer.Write([]byte("y")); err != nil {
 		t.Fatal(err)
 	}
-	await(t, ready, "the watched socket")
+	await(t, w.ready, "the watched socket")
 	select {
-	case <-forgotten:
+	case <-forgotten.ready:
 		t.Fatal("a forgotten watch was called")
 	default:
 	}
@@ -139,25 +152,25 @@ func TestAForgottenWatchIsNotCalledAndTheLastStopsThePoller(t *testing.T) {
 		t.Fatal("the poller kept its epoll instance with nothing watched")
 	}
 	// Watching again starts a new one.
-	if err := p.Watch(2, rawConn(t, told), notify); err != nil {
+	if err := p.Watch(2, rawConn(t, told), w); err != nil {
 		t.Fatal(err)
 	}
 	defer p.Forget(2)
 	if _, err := toldPeer.Write([]byte("z")); err != nil {
 		t.Fatal(err)
 	}
-	await(t, ready, "the socket watched again")
+	await(t, w.ready, "the socket watched again")
 }
 
 func TestAKeyInUseIsRefused(t *testing.T) {
 	a, _ := tcpPair(t)
 	b, _ := tcpPair(t)
 	var p Poller
-	if err := p.Watch(3, rawConn(t, a), func() {}); err != nil {
+	if err := p.Watch(3, rawConn(t, a), newWatcher()); err != nil {
 		t.Fatal(err)
 	}
 	defer p.Forget(3)
-	if err := p.Watch(3, rawConn(t, b), func() {}); err == nil {
+	if err := p.Watch(3, rawConn(t, b), newWatcher()); err == nil {
 		t.Fatal("a second watch with a key in use was taken")
 	}
 }
@@ -167,7 +180,7 @@ func TestAClosedConnectionCannotBeWatched(t *testing.T) {
 	raw := rawConn(t, a)
 	a.Close()
 	var p Poller
-	if err := p.Watch(4, raw, func() {}); err == nil {
+	if err := p.Watch(4, raw, newWatcher()); err == nil {
 		p.Forget(4)
 		t.Fatal("a closed connection was watched")
 	}
@@ -187,5 +200,44 @@ func waitReadable(t *testing.T, c *net.TCPConn) {
 		return err == nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestAfterEpollFailsNoWatchIsTakenAndEveryWatcherIsTold(t *testing.T) {
+	var p Poller
+	var watchers []*testWatcher
+	var peers []*net.TCPConn
+	for key := range uint64(3) {
+		server, client := tcpPair(t)
+		w := newWatcher()
+		if err := p.Watch(key, rawConn(t, server), w); err != nil {
+			t.Fatal(err)
+		}
+		defer p.Forget(key) // the Poller keeps its descriptor until the last
+		watchers, peers = append(watchers, w), append(peers, client)
+	}
+	p.mu.Lock()
+	epollFD := p.epollFD
+	p.mu.Unlock()
+	repair := readinesstest.BreakEpoll(t, epollFD)
+	if _, err := peers[0].Write([]byte("x")); err != nil { // wakes the Poller, to fail
+		t.Fatal(err)
+	}
+	for key, w := range watchers {
+		select {
+		case err := <-w.failed:
+			if !errors.Is(err, unix.EINVAL) {
+				t.Errorf("watcher %d was told %v, want epoll_wait's EINVAL", key, err)
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("watcher %d was never told that the Poller failed: its socket would never be read again", key)
+		}
+	}
+	repair()
+
+	other, _ := tcpPair(t)
+	if err := p.Watch(9, rawConn(t, other), newWatcher()); err == nil {
+		p.Forget(9)
+		t.Fatal("a new watch was taken by a Poller whose epoll_wait has failed: its socket would never be read")
 	}
 }

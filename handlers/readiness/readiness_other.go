@@ -11,7 +11,7 @@ import (
 type Poller struct{}
 
 // Watch reports errors.ErrUnsupported: read the connection on a goroutine.
-func (p *Poller) Watch(key uint64, conn syscall.RawConn, ready func()) error {
+func (p *Poller) Watch(key uint64, conn syscall.RawConn, w Watcher) error {
 	return errors.ErrUnsupported
 }
 

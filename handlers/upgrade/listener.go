@@ -314,7 +314,7 @@ func (l *Listener) handOn(conn net.Conn, head *bufio.Reader) {
 		return
 	}
 	buffered, _ := head.Peek(head.Buffered())
-	replay := &replayConn{Conn: conn, pending: bytes.Clone(buffered)}
+	replay := newReplayConn(conn, bytes.Clone(buffered))
 	select {
 	case l.accepted <- acceptResult{conn: replay}:
 	case <-l.ctx.Done():

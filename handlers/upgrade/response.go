@@ -8,7 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -147,10 +150,97 @@ func closeAfterResponse(conn net.Conn) {
 }
 
 // replayConn is a connection handed to net/http: what the Listener read
-// from it comes first, then the rest of the stream.
+// from it comes first, then the rest of the stream. Its writes can be told
+// to stop waiting for room in a full socket (StopWaiting).
 type replayConn struct {
 	net.Conn
 	pending []byte
+	raw     syscall.RawConn // nil where a write cannot be made without waiting
+	noWait  atomic.Bool     // StopWaiting was called
+	waiting atomic.Bool     // a write found the socket full and waits for room
+}
+
+func newReplayConn(conn net.Conn, pending []byte) *replayConn {
+	return &replayConn{Conn: conn, pending: pending, raw: rawSocket(conn)}
+}
+
+// errSocketFull fails a write, after StopWaiting, that found no room.
+var errSocketFull = errors.New("the socket is full and the server has stopped waiting for the client to read")
+
+// Write writes p, and while the socket is full waits for room, as the
+// connection's own Write does, unless StopWaiting was called.
+func (c *replayConn) Write(p []byte) (int, error) {
+	if c.raw == nil {
+		return c.Conn.Write(p)
+	}
+	if c.noWait.Load() {
+		// No write waits any more, so no deadline is needed, and one that
+		// StopWaiting set to wake a write must not fail the next.
+		_ = c.Conn.SetWriteDeadline(time.Time{})
+	}
+	written := 0
+	var writeErr error
+	err := c.raw.Write(func(fd uintptr) bool {
+		for written < len(p) {
+			n, full, err := writeSocket(fd, p[written:])
+			written += n
+			switch {
+			case err != nil:
+				writeErr = err
+				return true
+			case full:
+				// Said before looking, where StopWaiting looks after
+				// saying: one of the two sees the other.
+				c.waiting.Store(true)
+				if c.noWait.Load() {
+					writeErr = errSocketFull
+					return true
+				}
+				return false // Go's poller waits for room, or the deadline
+			}
+		}
+		return true
+	})
+	c.waiting.Store(false)
+	if writeErr == nil {
+		writeErr = err
+	}
+	if writeErr == nil {
+		return written, nil
+	}
+	if c.noWait.Load() && errors.Is(writeErr, os.ErrDeadlineExceeded) {
+		writeErr = errSocketFull // the deadline was StopWaiting's
+	}
+	return written, &net.OpError{Op: "write", Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: writeErr}
+}
+
+// StopWaitingListener wraps l so that the connections it accepts can stop
+// waiting for room in a full socket, as those a Listener hands to net/http
+// can (see replayConn.StopWaiting). It is for connections that do not come
+// through a Listener, such as those a server serves TLS over.
+func StopWaitingListener(l net.Listener) net.Listener { return stopWaitingListener{l} }
+
+type stopWaitingListener struct{ net.Listener }
+
+func (l stopWaitingListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return newReplayConn(conn, nil), nil
+}
+
+// StopWaiting ends a write that is waiting for room in the full socket,
+// and has every later write that finds it full return at once, with an
+// error, what fitted written. A server that is shutting down uses it, so
+// that a client that stopped reading does not hold it up; a client that
+// reads gets everything that fits in its socket, which is all it is owed
+// unless it had fallen behind.
+func (c *replayConn) StopWaiting() {
+	c.noWait.Store(true)
+	if c.waiting.Load() {
+		_ = c.Conn.SetWriteDeadline(time.Now()) // wakes the waiting write
+	}
 }
 
 func (c *replayConn) Read(p []byte) (int, error) {

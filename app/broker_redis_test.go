@@ -1,0 +1,133 @@
+package app
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"herald/app/redistest"
+)
+
+// hangGuard bounds how long a test waits for an event that never comes. It
+// is not an assertion about speed: waits end on the event itself.
+const hangGuard = time.Minute
+
+// newRedisTestBroker connects a broker for hub to r, without running it.
+func newRedisTestBroker(t *testing.T, hub *Hub, r *redistest.Server) *RedisBroker {
+	t.Helper()
+	b, err := NewRedisBroker(hub, RedisOptions{
+		URL: r.URL(), Prefix: "herald:", Timeout: 2 * time.Second, HistorySize: 16, HistoryTTL: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// runBroker runs b until the test ends, then closes it.
+func runBroker(t *testing.T, b *RedisBroker) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("broker run: %v", err)
+		}
+		b.Close()
+	})
+}
+
+// subscribeVia subscribes to topic through b.
+func subscribeVia(t *testing.T, b *RedisBroker, topic string) *Subscriber {
+	t.Helper()
+	s, err := b.Subscribe(context.Background(), SubscribeRequest{Topic: topic, Label: t.Name()})
+	if err != nil {
+		t.Fatalf("subscribe to %s: %v", topic, err)
+	}
+	return s
+}
+
+// publishVia publishes text to topic through b and fails unless it is
+// acknowledged.
+func publishVia(t *testing.T, b *RedisBroker, topic, text string) *Message {
+	t.Helper()
+	m, _, err := b.Publish(context.Background(), topic, text)
+	if err != nil {
+		t.Fatalf("publish %q to %s: %v", text, topic, err)
+	}
+	return m
+}
+
+// awaitMessages waits until s has n messages to take, and takes them.
+func awaitMessages(t *testing.T, s *Subscriber, n int) []*Message {
+	t.Helper()
+	var got []*Message
+	for len(got) < n {
+		select {
+		case <-s.Ready():
+		case <-time.After(hangGuard):
+			t.Fatalf("subscriber to %s has %d messages, want %d", s.Topic(), len(got), n)
+		}
+		got = append(got, takeAll(s)...)
+	}
+	if len(got) != n {
+		t.Fatalf("subscriber to %s has %d messages, want %d", s.Topic(), len(got), n)
+	}
+	return got
+}
+
+// A message published after the broker started and before its Run read
+// the channel reaches a subscriber: the broker listens from the start.
+func TestMessagePublishedAsTheBrokerStartsReachesSubscribers(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	b := newRedisTestBroker(t, newTestHub(t), r)
+	s := subscribeVia(t, b, "early")
+	sent := publishVia(t, b, "early", "first")
+	runBroker(t, b)
+	if got := awaitMessages(t, s, 1); got[0].ID != sent.ID || got[0].Text != "first" {
+		t.Fatalf("got %d %q, want %d first", got[0].ID, got[0].Text, sent.ID)
+	}
+}
+
+// A subscriber that joins just as the topic's last subscriber leaves, and
+// everyone who joins after it, get the topic's next message: the hub
+// decides whether it holds the topic under the lock that forgets it.
+func TestJoinRacingTheLastLeaveGetsTheNextMessage(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	hub := newTestHub(t)
+	b := newRedisTestBroker(t, hub, r)
+	runBroker(t, b)
+
+	marker := subscribeVia(t, b, "marker")
+	leaving := subscribeVia(t, b, "race")
+	var once sync.Once
+	b.joinHook = func() {
+		once.Do(func() { // the last subscriber leaves as the next one joins
+			hub.Leave(leaving)
+			hub.Unsubscribe(leaving)
+		})
+	}
+	joiner := subscribeVia(t, b, "race")
+	b.joinHook = nil
+	later := subscribeVia(t, b, "race")
+
+	sent := publishVia(t, b, "race", "next")
+	publishVia(t, b, "marker", "after next")
+	// The broker hands the channel's messages to the hub one at a time, in
+	// order: once the marker is in, "next" has been handed over.
+	awaitMessages(t, marker, 1)
+	for name, s := range map[string]*Subscriber{"the joiner": joiner, "a later joiner": later} {
+		got := takeAll(s)
+		if len(got) != 1 || got[0].ID != sent.ID || got[0].Text != "next" {
+			t.Errorf("%s got %d messages, want %d next", name, len(got), sent.ID)
+		}
+		if s.Gap() != nil {
+			t.Errorf("%s was told of a gap: %+v", name, s.Gap())
+		}
+	}
+}
