@@ -49,6 +49,20 @@ const (
 // printed the problem and the usage.
 var errUsage = errors.New("usage")
 
+// parseCommandFlags parses the flags of a command such as herald token,
+// which take -config too: configGiven is set when it was given there, or
+// before the command.
+func parseCommandFlags(flags *flag.FlagSet, args []string, configGiven *bool) error {
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	flags.Visit(func(f *flag.Flag) { *configGiven = *configGiven || f.Name == "config" })
+	return nil
+}
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

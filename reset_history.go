@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,13 +33,9 @@ func resetHistory(args []string, configPath string, configGiven bool, getenv fun
 			"renames both to NAME.damaged-TIME, so that Herald starts with an empty history.\nStop Herald first.\n\nFlags:\n")
 		flags.PrintDefaults()
 	}
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseCommandFlags(flags, args, &configGiven); err != nil {
+		return err
 	}
-	flags.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "config" })
 	if flags.NArg() > 0 {
 		return fmt.Errorf("reset-history: unexpected argument %q", flags.Arg(0))
 	}
