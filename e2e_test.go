@@ -404,7 +404,7 @@ func TestPageReadsWellOnAPhoneAndDatesOldMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := &app.Message{ID: 1000, Topic: app.DefaultTopic, Time: yesterday, Text: "from yesterday"}
-	if err := store.Append([]*app.Message{old}, 1000, 1000); err != nil {
+	if err := store.Append([]app.Commit{{Messages: []*app.Message{old}, SequenceStart: 1000, KeepFrom: 1000}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := store.Close(); err != nil {

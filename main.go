@@ -39,6 +39,20 @@ const defaultConfigPath = "config.yaml"
 // printed the problem and the usage.
 var errUsage = errors.New("usage")
 
+// parseCommandFlags parses the flags of a command such as herald token,
+// which take -config too: configGiven is set when it was given there, or
+// before the command.
+func parseCommandFlags(flags *flag.FlagSet, args []string, configGiven *bool) error {
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	flags.Visit(func(f *flag.Flag) { *configGiven = *configGiven || f.Name == "config" })
+	return nil
+}
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -68,7 +82,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	configPath := flags.String("config", defaultConfigPath, "read the configuration from `FILE`")
 	showVersion := flags.Bool("version", false, "print the version and exit")
 	flags.Usage = func() {
-		fmt.Fprintf(stderr, "Usage:\n  herald [-config FILE]        serve\n  herald check-config [FILE]   check a config file and print the values in force\n  herald bench [flags]         load-test a server: herald bench -help\n  herald token [flags]         sign a JWT for some topics: herald token -help\n  herald -version              print the version\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage:\n  herald [-config FILE]        serve\n  herald check-config [FILE]   check a config file and print the values in force\n  herald bench [flags]         load-test a server: herald bench -help\n  herald token [flags]         sign a JWT for some topics: herald token -help\n  herald reset-history         say what a damaged history file lost; -confirm sets it aside\n  herald -version              print the version\n\nFlags:\n")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
@@ -94,6 +108,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return checkConfig(*configPath, configGiven, getenv, stdout)
 	case flags.Arg(0) == "token":
 		return mintToken(flags.Args()[1:], *configPath, configGiven, getenv, stdout, stderr)
+	case flags.Arg(0) == "reset-history":
+		return resetHistory(flags.Args()[1:], *configPath, configGiven, getenv, stdout, stderr)
 	case flags.Arg(0) == "bench":
 		err := bench.Run(ctx, flags.Args()[1:], stdout, stderr)
 		if errors.Is(err, bench.ErrUsage) {

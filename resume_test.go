@@ -4,14 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -350,44 +348,18 @@ func TestHistoryFileSurvivesCleanStopAndRestart(t *testing.T) {
 	}
 }
 
-// Herald as its own process, for the one test that kills it.
+// Herald as its own process, for the tests that kill it or see it exit.
 const asMainEnv = "HERALD_TEST_RUN_MAIN"
 
 func TestHistoryFileSurvivesKill9(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	file := filepath.Join(dir, "history.db")
-	configPath := filepath.Join(dir, "config.yaml")
-	config := fmt.Sprintf("host: 127.0.0.1\nport: 0\nhistory:\n  file: %s\n", file)
-	if err := os.WriteFile(configPath, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-config", configPath)
-	cmd.Env = append(os.Environ(), asMainEnv+"=1")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = newTestLog(t)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("herald did not start: %v", err)
-	}
-	killed := &heraldProcess{URL: strings.TrimSpace(strings.TrimPrefix(line, "Herald is listening on "))}
-	killed.Origin = strings.TrimSuffix(killed.URL, "/")
-
+	file := filepath.Join(t.TempDir(), "history.db")
+	killed, cmd := startHeraldChild(t, writeHistoryConfig(t, file))
 	var sent []receiptReply
 	for i := range 20 {
 		sent = append(sent, killed.publish(t, fmt.Sprint("m", i)))
 	}
-	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no shutdown at all
-		t.Fatal(err)
-	}
-	cmd.Wait()
+	kill9(t, cmd)
 
 	h := startHerald(t, fmt.Sprintf("history:\n  file: %s\n", file))
 	assertReplay(t, h, sent)
@@ -397,8 +369,8 @@ func TestHistoryFileSurvivesKill9(t *testing.T) {
 }
 
 // assertReplay checks that resuming from 0 replays exactly sent, with the
-// texts m0, m1, ...
-func assertReplay(t *testing.T, h *heraldProcess, sent []receiptReply) {
+// texts m0, m1, ..., and returns the connection, which goes on live.
+func assertReplay(t *testing.T, h *heraldProcess, sent []receiptReply) *gorilla.Conn {
 	t.Helper()
 	conn := dial(t, h.ws("/ws?format=json&since=0"))
 	for i, r := range sent {
@@ -406,6 +378,7 @@ func assertReplay(t *testing.T, h *heraldProcess, sent []receiptReply) {
 			t.Fatalf("replayed %+v, want id %s %q", f, r.ID, fmt.Sprint("m", i))
 		}
 	}
+	return conn
 }
 
 func TestUnusableHistoryFileStopsStartUp(t *testing.T) {
@@ -478,26 +451,21 @@ func TestTruncatedHistoryFileStopsHeraldWithOneLine(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cmd := exec.Command(os.Args[0], "-config", configPath)
-	cmd.Env = append(os.Environ(), asMainEnv+"=1")
-	var stdout, stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err = cmd.Run()
-	var exit *exec.ExitError
-	if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-		t.Fatalf("herald on a truncated file: %v, want exit status 1\nstderr: %s", err, stderr.String())
+	stdout, stderr, status := runHeraldCommand(t, "-config", configPath)
+	if status != 1 {
+		t.Fatalf("herald on a truncated file exited with %d, want 1\nstderr: %s", status, stderr)
 	}
-	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
-	if len(lines) != 1 || strings.Contains(stderr.String(), "goroutine") {
-		t.Fatalf("stderr is %d lines, want one line and no stack:\n%s", len(lines), stderr.String())
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	if len(lines) != 1 || strings.Contains(stderr, "goroutine") {
+		t.Fatalf("stderr is %d lines, want one line and no stack:\n%s", len(lines), stderr)
 	}
 	for _, want := range []string{cut, "damaged", "cut short", "move it aside"} {
 		if !strings.Contains(lines[0], want) {
 			t.Errorf("%q does not say %q", lines[0], want)
 		}
 	}
-	if stdout.Len() != 0 {
-		t.Errorf("printed %q although it did not start", stdout.String())
+	if stdout != "" {
+		t.Errorf("printed %q although it did not start", stdout)
 	}
 	if after, err := os.ReadFile(cut); err != nil || !bytes.Equal(after, whole[:100_000]) {
 		t.Errorf("the truncated file was changed (%v)", err)

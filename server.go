@@ -35,12 +35,9 @@ func newServer(cfg app.Config, logger *slog.Logger, getenv func(string) string) 
 		}
 	}()
 	if cfg.History.File != "" {
-		store, err := app.OpenHistoryFile(cfg.History.File, app.HistoryFileOptions{IOURing: cfg.History.IOURing})
+		store, err := app.OpenHistoryFile(cfg.History.File)
 		if err != nil {
 			return nil, err
-		}
-		if err := store.IOURingRefused(); err != nil {
-			logger.Info("history.io_uring is on, but this kernel does not allow it: the journal is written with write(2) and fdatasync(2)", "err", err)
 		}
 		s.store = store
 	}

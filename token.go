@@ -31,13 +31,9 @@ func mintToken(args []string, configPath string, configGiven bool, getenv func(s
 			"Prints a JWT signed with security.jwt.secret, for the topics given.\n\nFlags:\n")
 		flags.PrintDefaults()
 	}
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseCommandFlags(flags, args, &configGiven); err != nil {
+		return err
 	}
-	flags.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "config" })
 	switch {
 	case flags.NArg() > 0:
 		return fmt.Errorf("token: unexpected argument %q: patterns go in -publish and -subscribe", flags.Arg(0))

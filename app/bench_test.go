@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -56,8 +58,7 @@ func BenchmarkDurableAppend(b *testing.B) {
 		name string
 		open func(string) (Store, error)
 	}{
-		{"journal", func(path string) (Store, error) { return OpenHistoryFile(path, HistoryFileOptions{IOURing: true}) }},
-		{"journal-syscalls", func(path string) (Store, error) { return OpenHistoryFile(path, HistoryFileOptions{}) }},
+		{"journal", func(path string) (Store, error) { return OpenHistoryFile(path) }},
 		{"bbolt", func(path string) (Store, error) { return OpenBoltStore(path) }},
 	}
 	for _, kind := range stores {
@@ -85,7 +86,7 @@ func benchmarkDurableAppend(b *testing.B, open func(string) (Store, error), grou
 			next++
 		}
 		// Keep the newest 1,000, as history.size does.
-		if err := store.Append(messages, 1, max(next, 1000)-1000); err != nil {
+		if err := store.Append([]Commit{{messages, 1, max(next, 1000) - 1000}}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -99,4 +100,51 @@ func newBenchHub(b *testing.B, store Store) *Hub {
 		b.Fatal(err)
 	}
 	return hub
+}
+
+// BenchmarkConcurrentPublish is 16 publishers publishing at once through
+// the hub, to one topic or each to its own, with history in memory or in
+// a history file as Herald runs it (journal, group commit, the default
+// commit delay). The durable rate over the in-memory rate is what the
+// history file costs publishers.
+func BenchmarkConcurrentPublish(b *testing.B) {
+	const publishers = 16
+	for _, history := range []string{"memory", "file"} {
+		for _, topics := range []int{1, 16} {
+			b.Run(fmt.Sprintf("history=%s/topics=%d", history, topics), func(b *testing.B) {
+				var store Store
+				if history == "file" {
+					s, err := OpenHistoryFile(filepath.Join(b.TempDir(), "history.db"))
+					if err != nil {
+						b.Fatal(err)
+					}
+					defer s.Close()
+					store = s
+				}
+				hub, err := NewHub(HubOptions{MaxLagBytes: 16 << 20, MaxMessageBytes: 64 << 10, HistorySize: 1000, HistoryTTL: time.Hour,
+					MaxTopics: 100, Store: store, CommitDelay: DefaultConfig().History.CommitDelay})
+				if err != nil {
+					b.Fatal(err)
+				}
+				text := strings.Repeat("x", 64)
+				var left atomic.Int64
+				left.Store(int64(b.N))
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				for p := range publishers {
+					topic := fmt.Sprint("bench-", p%topics)
+					wg.Go(func() {
+						for left.Add(-1) >= 0 {
+							if _, _, err := hub.Publish(topic, text); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				}
+				wg.Wait()
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "publishes/s")
+			})
+		}
+	}
 }

@@ -10,10 +10,14 @@ var (
 	// ErrBrokerUnavailable wraps a publish the broker could not take. It
 	// was not acknowledged and reaches no one.
 	ErrBrokerUnavailable = errors.New("broker unavailable")
-	// ErrPublishUnknown wraps a publish whose outcome is unknown: the
-	// broker took it, but did not answer in time. It reaches every
-	// subscriber once, or no one. A retry with the same key (see
-	// KeyedPublisher) publishes it once in all.
+	// ErrPublishUnknown wraps a publish whose outcome is unknown. From a
+	// shared broker: the broker took it, but did not answer in time. It
+	// reaches every subscriber once, or no one. A retry with the same key
+	// (see KeyedPublisher) publishes it once in all. From the history file,
+	// with ErrStore: the disk failed a write, and every way to make sure
+	// that the write never comes back after a crash failed too. It reached
+	// no one, may appear in history after a restart, and its id is never
+	// given to another message.
 	ErrPublishUnknown = errors.New("publish outcome unknown")
 	// ErrKeyReused wraps a keyed publish whose key came with another
 	// message: it was not published.

@@ -231,15 +231,10 @@ type HistoryConfig struct {
 	// history in memory.
 	File string `yaml:"file"`
 	// CommitDelay is how long a publish that leads a commit to the history
-	// file may wait for concurrent publishes to join it, and only when the
-	// topic's last commit was shared by several: it waits until as many
-	// are pending, or CommitDelay has passed. 0 never waits.
+	// file may wait for concurrent publishes, of any topic, to join it, and
+	// only when the last commit was shared by several: it waits until as
+	// many are pending, or CommitDelay has passed. 0 never waits.
 	CommitDelay time.Duration `yaml:"commit_delay"`
-	// IOURing writes and syncs the file's journal through io_uring where
-	// the kernel allows it, so that a sync does not hold one of Go's
-	// threads; false, or a kernel that refuses it, uses write(2) and
-	// fdatasync(2).
-	IOURing bool `yaml:"io_uring"`
 }
 
 // Limits on the limits: values outside these ranges are mistakes, not tuning.
@@ -297,7 +292,6 @@ func DefaultConfig() Config {
 			TTL:         24 * time.Hour,
 			File:        "",
 			CommitDelay: time.Millisecond,
-			IOURing:     true,
 		},
 		Log: LogConfig{
 			Format: "text",
@@ -908,6 +902,8 @@ func retiredKey(key string) string {
 	switch key {
 	case "limits.subscriber_queue":
 		return "a subscriber's lag is bounded in bytes by limits.max_lag_bytes"
+	case "history.io_uring":
+		return "the journal is written with write(2) and fdatasync(2), which were faster than io_uring"
 	}
 	return ""
 }

@@ -67,6 +67,7 @@ func TestParseConfigRejectsBadInputWithOneLineNamingTheKey(t *testing.T) {
 		{"whenZeroLag", "limits:\n  max_lag_bytes: 0\n", "test.yaml:2: limits.max_lag_bytes: 0 is outside 1-1073741824"},
 		{"whenLagBelowOneMessage", "limits:\n  max_lag_bytes: 1000\n  max_message_bytes: 2000\n", "test.yaml:2: limits.max_lag_bytes: 1000 is below limits.max_message_bytes (2000)"},
 		{"whenRetiredQueueKey", "limits:\n  subscriber_queue: 8\n", "test.yaml:2: limits.subscriber_queue: no longer used: a subscriber's lag is bounded in bytes by limits.max_lag_bytes; remove this key"},
+		{"whenRetiredJournalRingKey", "history:\n  io_uring: false\n", "test.yaml:2: history.io_uring: no longer used: the journal is written with write(2) and fdatasync(2), which were faster than io_uring; remove this key"},
 		{"whenHugeMessages", "limits:\n  max_message_bytes: 1000000000\n", "limits.max_message_bytes: 1000000000 is outside"},
 		{"whenKeyGivenTwice", "port: 1\nport: 2\n", "port: given twice"},
 		{"whenEventsSharesThePage", "paths:\n  events: /\n", `test.yaml:2: paths.events: "/" is already used by paths.page`},

@@ -43,9 +43,9 @@ type HubOptions struct {
 	// the message is stored. Nil keeps history in memory only.
 	Store Store
 	// CommitDelay is how long the publish that leads a commit to the store
-	// may wait for others to join it, and only when the topic's last commit
-	// was shared: then it waits until as many are pending as last time, or
-	// CommitDelay has passed. 0 never waits.
+	// may wait for others, of any topic, to join it, and only when the last
+	// commit was shared: then it waits until as many are pending as last
+	// time, or CommitDelay has passed. 0 never waits.
 	CommitDelay time.Duration
 	// Logger receives slow-subscriber disconnects; nil discards them.
 	Logger *slog.Logger
@@ -80,12 +80,13 @@ type Hub struct {
 	historyTTL      time.Duration
 	maxTopics       int
 	store           Store
-	commitDelay     time.Duration
+	committer       *groupCommitter // with a store: shares disk commits between publishes
 	log             *slog.Logger
 	now             func() time.Time
 	onCount         func(topic string, local int)
 
-	// Lock order: mu before any topicState.mu.
+	// Lock order: mu before any topicState.mu, and that before the
+	// committer's mu.
 	mu               sync.Mutex
 	topics           map[string]*topicState
 	nextSubscriberID uint64
@@ -148,7 +149,6 @@ func NewHub(opts HubOptions) (*Hub, error) {
 		historyTTL:      opts.HistoryTTL,
 		maxTopics:       opts.MaxTopics,
 		store:           opts.Store,
-		commitDelay:     opts.CommitDelay,
 		log:             opts.Logger,
 		now:             opts.Now,
 		onCount:         opts.OnSubscriberCount,
@@ -156,6 +156,7 @@ func NewHub(opts HubOptions) (*Hub, error) {
 		drained:         make(chan struct{}),
 	}
 	if h.store != nil {
+		h.committer = newGroupCommitter(h.store, opts.CommitDelay)
 		if err := h.load(); err != nil {
 			return nil, err
 		}
@@ -563,7 +564,6 @@ func (h *Hub) newTopic(name string, sequenceStart uint64) *topicState {
 		watching:      make(map[*Subscriber]struct{}),
 		onCount:       h.onCount,
 	}
-	t.durable.L = &t.mu
 	return t
 }
 

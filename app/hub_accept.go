@@ -162,11 +162,13 @@ func (h *Hub) Accept(m *Message, epoch uint64) int {
 		return 0
 	case epoch != t.epoch:
 		h.breakSequenceLocked(t, m.ID, false)
+		h.log.Warn("topic's sequence started again: the broker lost the topic, and how many messages is unknown", "topic", t.name, "resumes_at", m.ID)
 		t.epoch = epoch
 	case m.ID <= t.lastID:
 		return 0
 	case m.ID > t.lastID+1:
 		h.breakSequenceLocked(t, m.ID, true)
+		h.log.Warn("topic's sequence broke: the broker lost messages", "topic", t.name, "resumes_at", m.ID)
 	}
 	h.expireLocked(t)
 	t.assigned = m.ID
@@ -205,11 +207,6 @@ func (h *Hub) breakSequenceLocked(t *topicState, next uint64, known bool) {
 	}
 	t.sequenceStart, t.windowStart = next, next
 	t.lastID, t.assigned = next-1, next-1
-	if known {
-		h.log.Warn("topic's sequence broke: the broker lost messages", "topic", t.name, "resumes_at", next)
-	} else {
-		h.log.Warn("topic's sequence started again: the broker lost the topic, and how many messages is unknown", "topic", t.name, "resumes_at", next)
-	}
 }
 
 // brokerStatus is whether a shared broker answers, with a generation that

@@ -3,6 +3,8 @@
 package app
 
 import (
+	"bytes"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -17,20 +19,43 @@ import (
 // replays and how much memory the not yet checkpointed messages take.
 const journalFileSize = 8 << 20
 
-// A record is a 16-byte header, then the commit it holds:
+// A journal file starts with a block that names it, then records, from
+// journalRecordsStart on:
+//
+//	magic    [8]byte  "herald-j"
+//	version  uint32   2
+//	id       [16]byte random, made with the file; the checkpoint names it
+//	crc32c   uint32   over the fields before it
+//
+// A record is a 16-byte header, then the commits it holds:
 //
 //	crc32c  uint32  over everything after it: the rest of the header and the body
 //	length  uint32  of the body
 //	number  uint64  the record's number: one more than the record before it
-//	body:   topic length uint16, topic, sequence start uint64, keep-from uint64,
-//	        message count uint32, then each message: id uint64, length
-//	        uint32, and what the bbolt file keeps as its value: Unix time in
-//	        nanoseconds uint64, then the text
+//	body:   commit count uint32, then each commit: topic length uint16,
+//	        topic, sequence start uint64, keep-from uint64, message count
+//	        uint32, then each message: id uint64, length uint32, and what
+//	        the bbolt file keeps as its value: Unix time in nanoseconds
+//	        uint64, then the text
 //
-// All integers are big-endian. A replay stops at the first record that is
-// torn, was never written, or is left from an earlier pass over the file,
-// which its number tells: records are numbered without a gap.
-const journalHeaderSize = 16
+// All integers are big-endian. A record is written with one write and one
+// fdatasync, so a crash can tear only the newest one: replay ends at the
+// first record that is torn, was never written, or is left from an earlier
+// pass over the file, which its number tells, since records are numbered
+// without a gap. A bad record that a valid one numbered after it follows
+// is damage, not a tear.
+//
+// The first Heralds with a journal wrote format 1: no file header, records
+// from the start of the file, and a body that was one commit without its
+// count. Their checkpoint says so (see journalCheckpoint); start-up replays
+// such a journal once and replaces it.
+const (
+	journalRecordsStart = 4096
+	journalHeaderSize   = 16 // a record's
+	journalVersion      = 2
+)
+
+var journalMagic = [8]byte{'h', 'e', 'r', 'a', 'l', 'd', '-', 'j'}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
@@ -41,28 +66,24 @@ type journalPosition struct {
 	number uint64
 }
 
-// journalCommit is one Store.Append call.
-type journalCommit struct {
-	messages      []*Message // all of one topic, oldest first
-	sequenceStart uint64
-	keepFrom      uint64
+// journalID names one journal file, so that a checkpoint can tell its own
+// journal from a replaced, zeroed or foreign one.
+type journalID [16]byte
+
+func newJournalID() journalID {
+	var id journalID
+	rand.Read(id[:])
+	return id
 }
 
-// appendJournalRecord appends the record of c, numbered number, to buf.
-func appendJournalRecord(buf []byte, number uint64, c journalCommit) []byte {
+// appendJournalRecord appends the record of commits, numbered number, to
+// buf.
+func appendJournalRecord(buf []byte, number uint64, commits []Commit) []byte {
 	start := len(buf)
 	buf = append(buf, make([]byte, journalHeaderSize)...)
-	topic := c.messages[0].Topic
-	buf = binary.BigEndian.AppendUint16(buf, uint16(len(topic)))
-	buf = append(buf, topic...)
-	buf = binary.BigEndian.AppendUint64(buf, c.sequenceStart)
-	buf = binary.BigEndian.AppendUint64(buf, c.keepFrom)
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(c.messages)))
-	for _, m := range c.messages {
-		buf = binary.BigEndian.AppendUint64(buf, m.ID)
-		buf = binary.BigEndian.AppendUint32(buf, uint32(8+len(m.Text)))
-		buf = binary.BigEndian.AppendUint64(buf, uint64(m.Time.UnixNano()))
-		buf = append(buf, m.Text...)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(commits)))
+	for _, c := range commits {
+		buf = appendJournalCommit(buf, c)
 	}
 	header := buf[start : start+journalHeaderSize]
 	binary.BigEndian.PutUint32(header[4:], uint32(len(buf)-start-journalHeaderSize))
@@ -71,37 +92,47 @@ func appendJournalRecord(buf []byte, number uint64, c journalCommit) []byte {
 	return buf
 }
 
+func appendJournalCommit(buf []byte, c Commit) []byte {
+	topic := c.Messages[0].Topic
+	buf = binary.BigEndian.AppendUint16(buf, uint16(len(topic)))
+	buf = append(buf, topic...)
+	buf = binary.BigEndian.AppendUint64(buf, c.SequenceStart)
+	buf = binary.BigEndian.AppendUint64(buf, c.KeepFrom)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(c.Messages)))
+	for _, m := range c.Messages {
+		buf = binary.BigEndian.AppendUint64(buf, m.ID)
+		buf = binary.BigEndian.AppendUint32(buf, uint32(8+len(m.Text)))
+		buf = binary.BigEndian.AppendUint64(buf, uint64(m.Time.UnixNano()))
+		buf = append(buf, m.Text...)
+	}
+	return buf
+}
+
 // decodeJournalBody reads a record's body, whose checksum has matched. It
 // fails only on a record no Herald wrote.
-func decodeJournalBody(body []byte) (journalCommit, error) {
+func decodeJournalBody(body []byte, version int) ([]Commit, error) {
 	r := journalReader{b: body}
-	topic := string(r.bytes(int(r.uint16())))
-	c := journalCommit{sequenceStart: r.uint64(), keepFrom: r.uint64()}
-	count := r.uint32()
+	count := uint32(1)
+	if version >= 2 {
+		count = r.uint32()
+	}
+	var commits []Commit
 	for range count {
-		id := r.bytes(8)
-		value := r.bytes(int(r.uint32()))
-		if r.err != nil {
-			break
-		}
-		m, err := decodeMessage(topic, id, value)
+		c, err := r.commit()
 		if err != nil {
-			return c, err
+			return nil, err
 		}
-		c.messages = append(c.messages, m)
+		commits = append(commits, c)
 	}
 	switch {
 	case r.err != nil:
-		return c, r.err
+		return nil, r.err
 	case len(r.b) > 0:
-		return c, fmt.Errorf("%d bytes after the last message", len(r.b))
-	case count == 0:
-		return c, errors.New("no messages")
+		return nil, fmt.Errorf("%d bytes after the last message", len(r.b))
+	case len(commits) == 0:
+		return nil, errors.New("no commits")
 	}
-	if err := CheckTopic(topic); err != nil {
-		return c, err
-	}
-	return c, nil
+	return commits, nil
 }
 
 // journalReader takes big-endian fields off a record's body; the first
@@ -109,6 +140,32 @@ func decodeJournalBody(body []byte) (journalCommit, error) {
 type journalReader struct {
 	b   []byte
 	err error
+}
+
+// commit reads one commit.
+func (r *journalReader) commit() (Commit, error) {
+	topic := string(r.bytes(int(r.uint16())))
+	c := Commit{SequenceStart: r.uint64(), KeepFrom: r.uint64()}
+	count := r.uint32()
+	for range count {
+		id := r.bytes(8)
+		value := r.bytes(int(r.uint32()))
+		if r.err != nil {
+			return c, r.err
+		}
+		m, err := decodeMessage(topic, id, value)
+		if err != nil {
+			return c, err
+		}
+		c.Messages = append(c.Messages, m)
+	}
+	if r.err != nil {
+		return c, r.err
+	}
+	if count == 0 {
+		return c, errors.New("a commit of no messages")
+	}
+	return c, CheckTopic(topic)
 }
 
 func (r *journalReader) bytes(n int) []byte {
@@ -144,56 +201,106 @@ func (r *journalReader) uint64() uint64 {
 	return 0
 }
 
-// readJournal calls apply with each record of f from at on, in order, and
-// returns the position after the last one. A record that is not there (torn,
-// never written, or from an earlier pass) ends the journal; a record whose
-// checksum matches but that does not decode is damage, and an error.
-func readJournal(f *os.File, at journalPosition, apply func(journalCommit)) (journalPosition, error) {
-	info, err := f.Stat()
-	if err != nil {
-		return at, err
+// recordAt returns the body of the record at offset in data if it is a
+// whole, valid record numbered number.
+func recordAt(data []byte, offset int64, number uint64) ([]byte, bool) {
+	if offset < 0 || offset+journalHeaderSize > int64(len(data)) {
+		return nil, false
 	}
-	size := info.Size()
-	header := make([]byte, journalHeaderSize)
-	for at.offset+journalHeaderSize <= size {
-		if _, err := f.ReadAt(header, at.offset); err != nil {
-			return at, fmt.Errorf("read record at %d: %w", at.offset, err)
-		}
-		length := int64(binary.BigEndian.Uint32(header[4:]))
-		if binary.BigEndian.Uint64(header[8:]) != at.number || length > size-at.offset-journalHeaderSize {
-			break
-		}
-		record := make([]byte, journalHeaderSize+length)
-		if _, err := f.ReadAt(record, at.offset); err != nil {
-			return at, fmt.Errorf("read record at %d: %w", at.offset, err)
-		}
-		if crc32.Checksum(record[4:], castagnoli) != binary.BigEndian.Uint32(header) {
-			break
-		}
-		c, err := decodeJournalBody(record[journalHeaderSize:])
-		if err != nil {
-			return at, fmt.Errorf("record %d at %d: %w", at.number, at.offset, err)
-		}
-		apply(c)
-		at = journalPosition{offset: at.offset + journalHeaderSize + length, number: at.number + 1}
+	header := data[offset : offset+journalHeaderSize]
+	length := int64(binary.BigEndian.Uint32(header[4:]))
+	end := offset + journalHeaderSize + length
+	if binary.BigEndian.Uint64(header[8:]) != number || end > int64(len(data)) {
+		return nil, false
 	}
-	return at, nil
+	if crc32.Checksum(data[offset+4:end], castagnoli) != binary.BigEndian.Uint32(header) {
+		return nil, false
+	}
+	return data[offset+journalHeaderSize : end], true
 }
 
-// createJournalFile writes a journal file of zeros and puts it at path,
-// replacing what was there. The zeros are written and synced once, so that
-// the file system has allocated every block: a record written later only
-// overwrites data, and its fdatasync has no metadata to flush with it,
-// which on the disks measured made it about a third cheaper than appending.
-func createJournalFile(path string) (*os.File, error) {
+// readJournal calls apply with the commits of each record of data from at
+// on, in order, and returns the position after the last one. A record that
+// is not there (torn, never written, or from an earlier pass) ends the
+// journal; a record whose checksum matches but that does not decode is
+// damage, and an error.
+func readJournal(data []byte, at journalPosition, version int, apply func([]Commit)) (journalPosition, error) {
+	for {
+		body, ok := recordAt(data, at.offset, at.number)
+		if !ok {
+			return at, nil
+		}
+		commits, err := decodeJournalBody(body, version)
+		if err != nil {
+			return at, fmt.Errorf("has a record at offset %d that no Herald wrote (%w)", at.offset, err)
+		}
+		apply(commits)
+		at = journalPosition{offset: at.offset + journalHeaderSize + int64(len(body)), number: at.number + 1}
+	}
+}
+
+// findRecordAfter looks, at every offset past the end of a replay, for a
+// valid record numbered after it. None can be there after a crash, which
+// tears only the newest record: one that is there means the record at end
+// was damaged, not torn, and that replay would drop what follows it. The
+// search goes byte by byte, since the damage may be in the length that
+// would lead to the next record.
+func findRecordAfter(data []byte, end journalPosition) (journalPosition, bool) {
+	// No more records than this fit in what follows.
+	limit := end.number + uint64(len(data))/journalHeaderSize
+	for offset := end.offset + 1; offset+journalHeaderSize <= int64(len(data)); offset++ {
+		number := binary.BigEndian.Uint64(data[offset+8:])
+		if number <= end.number || number > limit {
+			continue
+		}
+		if _, ok := recordAt(data, offset, number); ok {
+			return journalPosition{offset: offset, number: number}, true
+		}
+	}
+	return journalPosition{}, false
+}
+
+// appendJournalFileHeader appends the block a journal file starts with.
+func appendJournalFileHeader(buf []byte, id journalID) []byte {
+	start := len(buf)
+	buf = append(buf, journalMagic[:]...)
+	buf = binary.BigEndian.AppendUint32(buf, journalVersion)
+	buf = append(buf, id[:]...)
+	buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf[start:], castagnoli))
+	return append(buf, make([]byte, journalRecordsStart-(len(buf)-start))...)
+}
+
+// journalFileID reads the id in a journal file's header, if the header is
+// whole.
+func journalFileID(data []byte) (journalID, bool) {
+	var id journalID
+	const size = len(journalMagic) + 4 + len(id)
+	if len(data) < size+4 || !bytes.Equal(data[:len(journalMagic)], journalMagic[:]) ||
+		binary.BigEndian.Uint32(data[len(journalMagic):]) != journalVersion ||
+		crc32.Checksum(data[:size], castagnoli) != binary.BigEndian.Uint32(data[size:]) {
+		return id, false
+	}
+	copy(id[:], data[len(journalMagic)+4:])
+	return id, true
+}
+
+// createJournalFile writes a journal file named id, of zeros after its
+// header, and puts it at path, replacing what was there. The zeros are
+// written and synced once, so that the file system has allocated every
+// block: a record written later only overwrites data, and its fdatasync
+// has no metadata to flush with it, which made it measurably cheaper than
+// appending.
+func createJournalFile(path string, id journalID) (*os.File, error) {
 	temporary := path + ".new"
 	f, err := os.OpenFile(temporary, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("create journal %s: %w", path, err)
 	}
-	zeros := make([]byte, 1<<20)
-	for written := 0; written < journalFileSize && err == nil; written += len(zeros) {
-		_, err = f.Write(zeros)
+	block := appendJournalFileHeader(make([]byte, 0, 1<<20), id)
+	block = block[:cap(block)]
+	for written := 0; written < journalFileSize && err == nil; written += len(block) {
+		_, err = f.Write(block)
+		clear(block)
 	}
 	if err == nil {
 		err = f.Sync()

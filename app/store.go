@@ -16,11 +16,10 @@ type Store interface {
 	// Load returns every stored topic with its newest messages: at most
 	// limit of them, none published before notBefore.
 	Load(limit int, notBefore time.Time) ([]StoredTopic, error)
-	// Append stores messages of one topic durably, in one commit, with the
-	// start of the id sequence they belong to, and forgets the topic's
-	// messages with ids below keepFrom. It returns once all of them are
-	// safe on disk, or none is stored.
-	Append(messages []*Message, sequenceStart, keepFrom uint64) error
+	// Append stores the commits, each of its own topic, durably and all
+	// at once: it returns once all of them are safe on disk, or none is
+	// stored.
+	Append(commits []Commit) error
 	// Trim forgets, for each topic in keepFrom, its messages with ids below
 	// the one given.
 	Trim(keepFrom map[string]uint64) error
@@ -39,4 +38,13 @@ type StoredTopic struct {
 	LastID uint64
 	// Messages are the kept messages, oldest first.
 	Messages []*Message
+}
+
+// Commit is what one topic's publishes add to a Store: the messages, in id
+// order, with the start of the id sequence they belong to; the topic's
+// messages with ids below KeepFrom are forgotten.
+type Commit struct {
+	Messages      []*Message
+	SequenceStart uint64
+	KeepFrom      uint64
 }

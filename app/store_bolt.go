@@ -35,34 +35,97 @@ const lockWait = time.Second
 // process holds, that cannot be written or that is not a valid store is an
 // error that says which.
 func OpenBoltStore(path string) (*BoltStore, error) {
+	return openBoltStore(path, false)
+}
+
+// openBoltStore opens the store at path, read-only if asked: then it must
+// exist, and other read-only openers may share it, but not Herald.
+func openBoltStore(path string, readOnly bool) (*BoltStore, error) {
 	if err := checkBoltFile(path); err != nil {
 		return nil, err
 	}
 	var db *bolt.DB
 	err := faultsAsErrors(path, func() (err error) {
-		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait})
+		db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: lockWait, ReadOnly: readOnly})
 		return err
 	})
 	switch {
 	case errors.Is(err, ErrDamagedStore):
-		return nil, err
+		return nil, fmt.Errorf("%w. %s", err, untouchedAdvice)
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return nil, fmt.Errorf("history file %s is locked by another process (is another Herald using it?)", path)
 	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum),
 		errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrInvalidMapping):
-		return nil, fmt.Errorf("%w: %s is corrupt or not a Herald history file (%w). Herald left it untouched: move it aside to start with an empty history, or restore it from a backup", ErrDamagedStore, path, err)
+		return nil, fmt.Errorf("%w: %s is corrupt or not a Herald history file (%w). %s", ErrDamagedStore, path, err, untouchedAdvice)
 	case err != nil:
 		return nil, fmt.Errorf("open history file: %w", err)
 	}
 	s := &BoltStore{db: db, path: path}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		_, err := tx.CreateBucketIfNotExists(sequenceStarts)
-		return err
+	// Nothing is written before the whole file has been read: a write to a
+	// damaged file would replace one of its two header pages, and with it
+	// bbolt's way back to the tree before the damage.
+	prepared := false
+	if err := faultsAsErrors(path, func() error {
+		return db.View(func(tx *bolt.Tx) error {
+			prepared = tx.Bucket(sequenceStarts) != nil
+			return checkTx(tx)
+		})
 	}); err != nil {
 		db.Close()
-		return nil, s.wrap("prepare", err)
+		if !errors.Is(err, ErrDamagedStore) {
+			err = fmt.Errorf("%w: %s: %w", ErrDamagedStore, path, err)
+		}
+		return nil, fmt.Errorf("%w. %s", err, untouchedAdvice)
+	}
+	if !prepared && !readOnly {
+		if err := s.update("prepare", func(tx *bolt.Tx) error {
+			_, err := tx.CreateBucketIfNotExists(sequenceStarts)
+			return err
+		}); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	return s, nil
+}
+
+// checkTx reads the whole file: every record as Load decodes it, then
+// bbolt's own consistency check of every page. Herald's walk goes first,
+// in the caller's goroutine, where a memory fault is an error; bbolt's
+// check runs in a goroutine of its own, where a fault would end the
+// process, and by then every page it reads has been read once already.
+func checkTx(tx *bolt.Tx) error {
+	starts := tx.Bucket(sequenceStarts)
+	err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		if name[0] == '#' {
+			return nil // one of Herald's own buckets, which their readers check
+		}
+		if starts == nil {
+			return fmt.Errorf("topic %q but no sequence bucket", name)
+		}
+		topic, err := readTopicHeader(starts, name, b)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return fmt.Errorf("topic %q: a bucket inside it", topic.Name)
+			}
+			_, err := decodeMessage(topic.Name, k, v)
+			return err
+		})
+	})
+	if err != nil {
+		return err
+	}
+	var found []error
+	for err := range tx.Check() { // read to the end: the check's goroutine ends with it
+		found = append(found, err)
+	}
+	if len(found) > 0 {
+		return fmt.Errorf("bbolt's check found %d problems, the first: %w", len(found), found[0])
+	}
+	return nil
 }
 
 // Load reads every topic. bbolt panics on some damaged pages instead of
@@ -70,10 +133,10 @@ func OpenBoltStore(path string) (*BoltStore, error) {
 func (s *BoltStore) Load(limit int, notBefore time.Time) (topics []StoredTopic, err error) {
 	err = faultsAsErrors(s.path, func() error { return s.load(limit, notBefore, &topics) })
 	if errors.Is(err, ErrDamagedStore) {
-		return nil, err
+		return nil, fmt.Errorf("%w. %s", err, untouchedAdvice)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w: %s: %w. Herald left it untouched: move it aside to start with an empty history, or restore it from a backup", ErrStore, ErrDamagedStore, s.path, err)
+		return nil, fmt.Errorf("%w: %w: %s: %w. %s", ErrStore, ErrDamagedStore, s.path, err, untouchedAdvice)
 	}
 	return topics, nil
 }
@@ -85,12 +148,9 @@ func (s *BoltStore) load(limit int, notBefore time.Time, out *[]StoredTopic) err
 			if name[0] == '#' { // one of Herald's own buckets, never a topic
 				return nil
 			}
-			topic := StoredTopic{Name: string(name), LastID: b.Sequence()}
-			if err := CheckTopic(topic.Name); err != nil {
-				return fmt.Errorf("bucket %q: %w", name, err)
-			}
-			if v := starts.Get(name); len(v) == 8 {
-				topic.SequenceStart = binary.BigEndian.Uint64(v)
+			topic, err := readTopicHeader(starts, name, b)
+			if err != nil {
+				return err
 			}
 			c := b.Cursor()
 			for k, v := c.Last(); k != nil && len(topic.Messages) < limit; k, v = c.Prev() {
@@ -104,51 +164,71 @@ func (s *BoltStore) load(limit int, notBefore time.Time, out *[]StoredTopic) err
 				topic.Messages = append(topic.Messages, m)
 			}
 			slices.Reverse(topic.Messages)
-			if topic.SequenceStart == 0 || topic.SequenceStart > topic.LastID+1 {
-				return fmt.Errorf("topic %q: sequence start %d does not fit last id %d", name, topic.SequenceStart, topic.LastID)
-			}
 			*out = append(*out, topic)
 			return nil
 		})
 	})
 }
 
-// Append stores messages of one topic and trims below keepFrom in one
-// fsynced transaction.
-func (s *BoltStore) Append(messages []*Message, sequenceStart, keepFrom uint64) error {
-	if len(messages) == 0 {
-		return nil
+// readTopicHeader reads what a topic's bucket says of its ids.
+func readTopicHeader(starts *bolt.Bucket, name []byte, b *bolt.Bucket) (StoredTopic, error) {
+	topic := StoredTopic{Name: string(name), LastID: b.Sequence()}
+	if err := CheckTopic(topic.Name); err != nil {
+		return topic, fmt.Errorf("bucket %q: %w", name, err)
 	}
-	return s.update("append to "+messages[0].Topic, func(tx *bolt.Tx) error {
-		return appendTx(tx, journalCommit{messages, sequenceStart, keepFrom})
-	})
+	if v := starts.Get(name); len(v) == 8 {
+		topic.SequenceStart = binary.BigEndian.Uint64(v)
+	}
+	if topic.SequenceStart == 0 || topic.SequenceStart > topic.LastID+1 {
+		return topic, fmt.Errorf("topic %q: sequence start %d does not fit last id %d", name, topic.SequenceStart, topic.LastID)
+	}
+	return topic, nil
 }
 
-// appendTx stores one commit's messages, at and above its keepFrom, and
-// trims its topic below keepFrom.
-func appendTx(tx *bolt.Tx, c journalCommit) error {
-	topic := []byte(c.messages[0].Topic)
+// Append stores the commits, and trims each topic below its KeepFrom, in
+// one fsynced transaction.
+func (s *BoltStore) Append(commits []Commit) error {
+	if len(commits) == 0 {
+		return nil
+	}
+	return s.update("append", func(tx *bolt.Tx) error { return appendTx(tx, commits...) })
+}
+
+// appendTx stores the commits, in order.
+func appendTx(tx *bolt.Tx, commits ...Commit) error {
+	for _, c := range commits {
+		if err := appendCommitTx(tx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appendCommitTx stores one commit's messages, at and above its KeepFrom,
+// and trims its topic below KeepFrom.
+func appendCommitTx(tx *bolt.Tx, c Commit) error {
+	topic := []byte(c.Messages[0].Topic)
 	b, err := tx.CreateBucketIfNotExists(topic)
 	if err != nil {
 		return err
 	}
-	for _, m := range c.messages {
-		if m.ID >= c.keepFrom {
+	for _, m := range c.Messages {
+		if m.ID >= c.KeepFrom {
 			if err := b.Put(idKey(m.ID), encodeMessage(m)); err != nil {
 				return err
 			}
 		}
 	}
-	if err := b.SetSequence(c.messages[len(c.messages)-1].ID); err != nil {
+	if err := b.SetSequence(c.Messages[len(c.Messages)-1].ID); err != nil {
 		return err
 	}
 	starts := tx.Bucket(sequenceStarts)
-	if v := starts.Get(topic); len(v) != 8 || binary.BigEndian.Uint64(v) != c.sequenceStart {
-		if err := starts.Put(topic, idKey(c.sequenceStart)); err != nil {
+	if v := starts.Get(topic); len(v) != 8 || binary.BigEndian.Uint64(v) != c.SequenceStart {
+		if err := starts.Put(topic, idKey(c.SequenceStart)); err != nil {
 			return err
 		}
 	}
-	return trimBucket(b, c.keepFrom)
+	return trimBucket(b, c.KeepFrom)
 }
 
 // Trim forgets old messages of several topics in one transaction.
@@ -193,25 +273,27 @@ func forgetTx(tx *bolt.Tx, topics []string) error {
 
 // view runs f in a read-only transaction.
 func (s *BoltStore) view(what string, f func(*bolt.Tx) error) error {
-	return s.wrap(what, s.db.View(f))
+	return s.wrap(what, faultsAsErrors(s.path, func() error { return s.db.View(f) }))
 }
 
 // update runs f in one fsynced transaction; what names the work in the
-// error.
+// error. A page that went bad under the running server is an error, not
+// the end of the process: bbolt rolls the transaction back as the panic
+// passes through it.
 func (s *BoltStore) update(what string, f func(*bolt.Tx) error) error {
-	return s.wrap(what, s.db.Update(f))
+	return s.wrap(what, faultsAsErrors(s.path, func() error { return s.db.Update(f) }))
 }
 
 var _ Pinger = (*BoltStore)(nil)
 
 // Ping checks that the file can still be read.
 func (s *BoltStore) Ping() error {
-	return s.wrap("ping", s.db.View(func(tx *bolt.Tx) error {
+	return s.view("ping", func(tx *bolt.Tx) error {
 		if tx.Bucket(sequenceStarts) == nil {
 			return errors.New("the file lost its sequence bucket")
 		}
 		return nil
-	}))
+	})
 }
 
 // Close closes the file.

@@ -57,16 +57,11 @@ func checkBoltFile(path string) error {
 		return nil // bbolt creates an empty file, and says what else is wrong
 	}
 	damaged := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s %s. Herald left it untouched: move it aside to start with an empty history, or restore it from a backup",
-			ErrDamagedStore, path, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s %s. %s", ErrDamagedStore, path, fmt.Sprintf(format, args...), untouchedAdvice)
 	}
 
 	first, ok := readBoltMeta(f, 0)
-	pageSize := int64(os.Getpagesize())
-	if ok {
-		pageSize = int64(first.pageSize)
-	}
-	second, ok2 := readBoltMeta(f, pageSize)
+	second, ok2 := readBoltMeta(f, boltSecondMetaOffset(f, size, first, ok))
 	var meta boltMeta
 	switch {
 	case ok && ok2:
@@ -90,6 +85,29 @@ func checkBoltFile(path string) error {
 	return nil
 }
 
+// Where bbolt looks for the second header page when the first one does not
+// say the page size: at every power of two from 1 KiB to 16 MiB, as far as
+// the file reaches (go.etcd.io/bbolt, db.go, getPageSizeFromSecondMeta).
+const (
+	boltMinSearchedPage = 1 << 10
+	boltMaxSearchedPage = 16 << 20
+)
+
+// boltSecondMetaOffset is where bbolt reads the second header page: one
+// page in, with the page size the first header gives or, when it is
+// damaged, the first size at which bbolt finds a valid header.
+func boltSecondMetaOffset(r io.ReaderAt, size int64, first boltMeta, firstValid bool) int64 {
+	if firstValid {
+		return int64(first.pageSize)
+	}
+	for offset := int64(boltMinSearchedPage); offset <= boltMaxSearchedPage && offset < size-boltMinSearchedPage; offset *= 2 {
+		if m, ok := readBoltMeta(r, offset); ok {
+			return int64(m.pageSize)
+		}
+	}
+	return int64(os.Getpagesize())
+}
+
 // readBoltMeta reads the meta page at offset and reports whether it is
 // valid: bbolt's magic, version and checksum, and a sane page size.
 func readBoltMeta(r io.ReaderAt, offset int64) (boltMeta, bool) {
@@ -110,20 +128,24 @@ func readBoltMeta(r io.ReaderAt, offset int64) (boltMeta, bool) {
 	}
 	valid := order.Uint32(m[0:]) == boltMagic && order.Uint32(m[4:]) == boltVersion &&
 		order.Uint64(m[56:]) == sum.Sum64() &&
-		meta.pageSize >= 512 && meta.pageSize <= 1<<20 && meta.pageSize&(meta.pageSize-1) == 0
+		meta.pageSize >= 512 && meta.pageSize <= boltMaxSearchedPage && meta.pageSize&(meta.pageSize-1) == 0
 	return meta, valid
 }
 
 // faultsAsErrors runs f, turning a panic, or a memory fault while reading
-// the mapped file, into an error: the checks above catch a file cut short,
-// and this catches damage inside it that bbolt does not check for.
+// the mapped file, into ErrDamagedStore: the checks above catch a file cut
+// short, and this catches damage inside it that bbolt does not check for,
+// at start-up and in every transaction after it.
 func faultsAsErrors(path string, f func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %s could not be read (%v). Herald left it untouched: move it aside to start with an empty history, or restore it from a backup",
-				ErrDamagedStore, path, p)
+			err = fmt.Errorf("%w: %s could not be read (%v)", ErrDamagedStore, path, p)
 		}
 	}()
 	return f()
 }
+
+// untouchedAdvice ends the line that refuses a damaged history file at
+// start-up.
+const untouchedAdvice = "Herald left it untouched: move it aside to start with an empty history, or restore it from a backup"

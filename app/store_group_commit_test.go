@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -19,13 +20,17 @@ type gatedStore struct {
 	failFirst error
 
 	mu      sync.Mutex
-	commits [][]uint64 // the ids each Append stored
+	commits [][]uint64 // the ids each Append stored, of all its topics
 }
 
-func (s *gatedStore) Append(messages []*Message, sequenceStart, keepFrom uint64) error {
+func (s *gatedStore) Append(commits []Commit) error {
+	var stored []uint64
+	for _, c := range commits {
+		stored = append(stored, ids(c.Messages)...)
+	}
 	s.mu.Lock()
 	first := len(s.commits) == 0
-	s.commits = append(s.commits, ids(messages))
+	s.commits = append(s.commits, stored)
 	s.mu.Unlock()
 	if first {
 		<-s.gate
@@ -33,51 +38,54 @@ func (s *gatedStore) Append(messages []*Message, sequenceStart, keepFrom uint64)
 			return s.failFirst
 		}
 	}
-	return s.BoltStore.Append(messages, sequenceStart, keepFrom)
+	return s.BoltStore.Append(commits)
 }
 
-// lineUp starts publishers, lets the first one's commit start, waits until
-// the others are all waiting behind it, then opens the gate, and returns
-// each publish's result.
-func lineUp(t *testing.T, hub *Hub, store *gatedStore, publishers int) (ids []uint64, errs []error) {
+// lineUp starts a publisher for each of topics, lets the first one's
+// commit start, waits until the others are all waiting behind it, then
+// opens the gate, and returns each publish's result.
+func lineUp(t *testing.T, hub *Hub, store *gatedStore, topics []string) (ids []uint64, errs []error) {
 	t.Helper()
-	ids, errs = make([]uint64, publishers), make([]error, publishers)
+	ids, errs = make([]uint64, len(topics)), make([]error, len(topics))
 	var wg sync.WaitGroup
 	publish := func(i int) {
-		m, _, err := hub.Publish("news", fmt.Sprint("m", i))
+		m, _, err := hub.Publish(topics[i], fmt.Sprint("m", i))
 		errs[i] = err
 		if err == nil {
 			ids[i] = m.ID
 		}
 	}
 	wg.Go(func() { publish(0) })
-	topic := func() *topicState {
-		hub.mu.Lock()
-		defer hub.mu.Unlock()
-		return hub.topics["news"]
+	for !store.entered() {
+		runtime.Gosched()
 	}
-	waitFor := func(done func(*topicState) bool) {
-		for {
-			if tp := topic(); tp != nil {
-				tp.mu.Lock()
-				ok := done(tp)
-				tp.mu.Unlock()
-				if ok {
-					return
-				}
-			}
-			runtime.Gosched()
-		}
-	}
-	waitFor(func(tp *topicState) bool { return tp.committing })
-	for i := 1; i < publishers; i++ {
+	for i := 1; i < len(topics); i++ {
 		wg.Go(func() { publish(i) })
 	}
-	waitFor(func(tp *topicState) bool { return len(tp.pending) == publishers-1 })
+	c := hub.committer
+	for {
+		c.mu.Lock()
+		waiting := c.waiting
+		c.mu.Unlock()
+		if waiting == len(topics)-1 {
+			break
+		}
+		runtime.Gosched()
+	}
 	close(store.gate)
 	wg.Wait()
 	return ids, errs
 }
+
+// entered reports whether the first Append has begun.
+func (s *gatedStore) entered() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.commits) > 0
+}
+
+// sameTopic is n publishers' topics, all news.
+func sameTopic(n int) []string { return slices.Repeat([]string{"news"}, n) }
 
 func TestPublishesWaitingForTheDiskShareOneCommit(t *testing.T) {
 	t.Parallel()
@@ -87,7 +95,7 @@ func TestPublishesWaitingForTheDiskShareOneCommit(t *testing.T) {
 	hub := newHistoryHub(t, 100, time.Hour, nil, store)
 	sub := subscribe(t, hub, "news")
 
-	ids, errs := lineUp(t, hub, store, 16)
+	ids, errs := lineUp(t, hub, store, sameTopic(16))
 	for i, err := range errs {
 		if err != nil {
 			t.Fatalf("publish %d: %v", i, err)
@@ -124,7 +132,7 @@ func TestAFailedCommitFailsOnlyItsPublishesAndIDsStayUnbroken(t *testing.T) {
 	hub := newHistoryHub(t, 100, time.Hour, nil, store)
 	sub := subscribe(t, hub, "news")
 
-	_, errs := lineUp(t, hub, store, 8)
+	_, errs := lineUp(t, hub, store, sameTopic(8))
 	if !errors.Is(errs[0], diskFull) {
 		t.Fatalf("the publish whose commit failed returned %v, want the store's error", errs[0])
 	}
@@ -165,7 +173,7 @@ func TestALeaderWaitsForAsManyAsItsTopicsLastCommit(t *testing.T) {
 	}
 	// Commits of 1, then of the 5 that lined up behind it: neither leader
 	// waits, since neither follows a shared commit.
-	if _, errs := lineUp(t, hub, store, 6); errors.Join(errs...) != nil {
+	if _, errs := lineUp(t, hub, store, sameTopic(6)); errors.Join(errs...) != nil {
 		t.Fatal(errors.Join(errs...))
 	}
 	// Now 5 publish at once, in no particular order: the leader waits for
@@ -183,5 +191,103 @@ func TestALeaderWaitsForAsManyAsItsTopicsLastCommit(t *testing.T) {
 	defer store.mu.Unlock()
 	if len(store.commits) != 3 || len(store.commits[1]) != 5 || len(store.commits[2]) != 5 {
 		t.Errorf("commits %v, want 1, then 5, then the next 5 together", store.commits)
+	}
+}
+
+// A commit whose outcome the store cannot tell fails its publishes with
+// ErrPublishUnknown, and their ids are never given out again: the message
+// may come back from the disk after a crash. The next messages follow
+// them, and subscribers are told that those ids are missing.
+func TestACommitOfUnknownOutcomeNeverGivesItsIDsAgain(t *testing.T) {
+	t.Parallel()
+	bolt := openStore(t, filepath.Join(t.TempDir(), "history.db"))
+	defer bolt.Close()
+	unknown := fmt.Errorf("%w: %w: the disk failed, and so did the checkpoint", ErrPublishUnknown, ErrStore)
+	store := &gatedStore{BoltStore: bolt, gate: make(chan struct{}), failFirst: unknown}
+	hub := newHistoryHub(t, 100, time.Hour, nil, store)
+	sub := subscribe(t, hub, "news")
+
+	_, errs := lineUp(t, hub, store, sameTopic(8))
+	if !errors.Is(errs[0], ErrPublishUnknown) {
+		t.Fatalf("the publish whose commit has an unknown outcome returned %v, want ErrPublishUnknown", errs[0])
+	}
+	if err := errors.Join(errs[1:]...); err != nil {
+		t.Fatal(err)
+	}
+	unknownID := store.commits[0][0]
+	got, gap := sub.Take(nil, 1<<20)
+	if gap == nil || !gap.Known || gap.Since != unknownID-1 || gap.Missing != 1 {
+		t.Errorf("the subscriber was told %+v, want one known missing after %d", gap, unknownID-1)
+	}
+	if len(got) != 7 || got[0].ID != unknownID+1 || got[6].ID != unknownID+7 {
+		t.Fatalf("the subscriber got ids %v, want the 7 after the unknown %d", ids(got), unknownID)
+	}
+}
+
+// Publishers to different topics share commits as publishers to one topic
+// do: one Append, one journal record and one sync, for every topic waiting.
+func TestPublishesToDifferentTopicsShareOneCommit(t *testing.T) {
+	t.Parallel()
+	bolt := openStore(t, filepath.Join(t.TempDir(), "history.db"))
+	defer bolt.Close()
+	store := &gatedStore{BoltStore: bolt, gate: make(chan struct{})}
+	hub := newHistoryHub(t, 100, time.Hour, nil, store)
+	var topics []string
+	var subs []*Subscriber
+	for i := range 16 {
+		topics = append(topics, fmt.Sprint("topic-", i))
+		subs = append(subs, subscribe(t, hub, topics[i]))
+	}
+
+	ids, errs := lineUp(t, hub, store, topics)
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if len(store.commits) != 2 || len(store.commits[1]) != 15 {
+		t.Fatalf("commits stored %v, want the first publish alone, then the 15 of other topics that waited in one", store.commits)
+	}
+	for i, sub := range subs {
+		if got := takeAll(sub); len(got) != 1 || got[0].ID != ids[i] || got[0].Text != fmt.Sprint("m", i) {
+			t.Errorf("%s's subscriber got %v, want its one message %d", topics[i], got, ids[i])
+		}
+	}
+	stored, err := bolt.Load(100, time.Time{})
+	if err != nil || len(stored) != 16 {
+		t.Fatalf("the store holds %d topics (%v), want 16", len(stored), err)
+	}
+}
+
+// A failed commit fails only its own publishes, whatever topics the next
+// one holds, and every topic's ids stay unbroken.
+func TestAFailedCommitLeavesEveryTopicsIDsUnbroken(t *testing.T) {
+	t.Parallel()
+	bolt := openStore(t, filepath.Join(t.TempDir(), "history.db"))
+	defer bolt.Close()
+	store := &gatedStore{BoltStore: bolt, gate: make(chan struct{}), failFirst: fmt.Errorf("%w: disk full", ErrStore)}
+	hub := newHistoryHub(t, 100, time.Hour, nil, store)
+	news, sport := subscribe(t, hub, "news"), subscribe(t, hub, "sport")
+
+	published, errs := lineUp(t, hub, store, []string{"news", "news", "news", "sport", "sport", "news", "sport"})
+	if !errors.Is(errs[0], ErrStore) || errors.Join(errs[1:]...) != nil {
+		t.Fatalf("publishes returned %v, want only the first to fail", errs)
+	}
+	if len(store.commits) != 2 || len(store.commits[1]) != 6 {
+		t.Fatalf("commits stored %v, want the failed one, then the 6 that waited, of both topics, in one", store.commits)
+	}
+	for _, topic := range []struct {
+		sub   *Subscriber
+		first uint64
+		n     int
+	}{{news, store.commits[0][0], 3}, {sport, min(published[3], published[4], published[6]), 3}} {
+		got := takeAll(topic.sub)
+		if len(got) != topic.n {
+			t.Fatalf("%s: the subscriber got %d messages, want %d", topic.sub.Topic(), len(got), topic.n)
+		}
+		for i, m := range got {
+			if m.ID != topic.first+uint64(i) {
+				t.Errorf("%s: ids %v, want %d on, unbroken", topic.sub.Topic(), ids(got), topic.first)
+				break
+			}
+		}
 	}
 }

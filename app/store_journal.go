@@ -1,11 +1,8 @@
 package app
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
-	"math/rand/v2"
 	"os"
 	"sync"
 	"time"
@@ -17,13 +14,14 @@ import (
 // journal in front of it.
 //
 // A bbolt commit syncs the disk twice (its pages, then its meta page) and
-// rewrites the pages of the B+tree it touched. On the disks measured that
-// made a commit cost about 290 µs of waiting and 113 µs of CPU, and a
-// burst of publishers got 0.40 of the in-memory rate. So Append writes one
-// record to the journal and syncs it once, and the commits are carried
-// into bbolt later, many in one transaction: a checkpoint. The checkpoint
-// also records where in the journal replay must start, so what it carried
-// is never replayed again.
+// rewrites the pages of the B+tree it touched, which made durable
+// publishing cost well over twice what one sync does (the README's
+// Performance section has the figures). So Append writes one record to the
+// journal and syncs it once, and the commits are carried into bbolt later,
+// many in one transaction: a checkpoint. The checkpoint also records where
+// in the journal replay must start, so what it carried is never replayed
+// again, and which journal file that is, so that start-up can tell a
+// journal that lost records from one that has none to replay.
 //
 // A checkpoint runs in the background each time an eighth of the journal
 // has been written since the last one, without holding up Append. One also
@@ -31,7 +29,7 @@ import (
 // after the commits before them), when the journal wraps to its start (by
 // then only what was written since the background one is left to carry),
 // after a journal write fails, and at Close. Start-up replays what the last
-// checkpoint did not carry.
+// checkpoint did not carry, and refuses a journal that lost some of it.
 //
 // Lock order: checkpointMu, then mu. Append takes only mu unless it must
 // checkpoint, and then lets go of mu before it takes checkpointMu.
@@ -50,11 +48,14 @@ type JournalStore struct {
 	// onBackgroundCheckpoint, if set, is called after each background
 	// checkpoint; tests await it.
 	onBackgroundCheckpoint func(error)
+	// onWriteFailed, if set, is called under mu when a journal write has
+	// failed, before anything is done about it; tests make the disk land
+	// the record all the same, or answer again.
+	onWriteFailed func()
 
 	mu           sync.Mutex
 	journal      *os.File
-	ring         *journalRing    // nil without io_uring
-	ringRefused  error           // why io_uring was asked for but is not used
+	journalID    journalID       // the journal file's, which every checkpoint names
 	sinceCarried int64           // journal bytes written since the last checkpoint took what it carries
 	next         journalPosition // where the next record goes
 	record       []byte          // the encoding buffer, reused
@@ -62,7 +63,7 @@ type JournalStore struct {
 	// journal but not yet in bbolt. Consecutive commits of one sequence are
 	// merged, dropping what a later one trims, so that it stays within the
 	// topic's history window however long the journal is.
-	unapplied map[string][]journalCommit
+	unapplied map[string][]Commit
 	// skipped is set when a journal write failed and so did the checkpoint
 	// after it. That record's number is never used again, but records are
 	// numbered without gaps: a checkpoint must move the start of replay
@@ -72,124 +73,76 @@ type JournalStore struct {
 
 var _ Store = (*JournalStore)(nil)
 
-// journalBucket holds where replay starts. Its name begins with '#', which
-// no topic can.
-var (
-	journalBucket   = []byte("#journal")
-	journalStartKey = []byte("replay-from")
-)
-
-// HistoryFileOptions are the choices OpenHistoryFile leaves to its caller.
-type HistoryFileOptions struct {
-	// IOURing writes and syncs the journal through io_uring where the
-	// kernel allows it (see journalRing); IOURingRefused says why not.
-	IOURing bool
-}
-
 // OpenHistoryFile opens the history file at path, and its journal beside
 // it (path + "-journal"), replaying into the file what the journal holds
-// beyond the last checkpoint.
-func OpenHistoryFile(path string, options HistoryFileOptions) (*JournalStore, error) {
+// beyond the last checkpoint. Both files are read and checked before
+// either is written: a damaged one is refused, and both are left as they
+// were.
+func OpenHistoryFile(path string) (*JournalStore, error) {
 	b, err := OpenBoltStore(path)
 	if err != nil {
 		return nil, err
 	}
-	s := &JournalStore{bolt: b, journalPath: path + "-journal", unapplied: map[string][]journalCommit{},
+	s := &JournalStore{bolt: b, journalPath: path + "-journal", unapplied: map[string][]Commit{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := s.recover(); err != nil {
+		if s.journal != nil {
+			s.journal.Close()
+		}
 		b.Close()
 		return nil, err
-	}
-	if options.IOURing {
-		s.ring, s.ringRefused = openJournalRing()
 	}
 	go s.checkpointInBackground()
 	return s, nil
 }
 
-// IOURingRefused is why the journal is not written through io_uring,
-// though it was asked to be: the kernel refused it.
-func (s *JournalStore) IOURingRefused() error { return s.ringRefused }
-
-// recover replays the journal, checkpoints what it replayed, and leaves
-// the journal ready for its next record, creating it when it is missing or
-// not the size it should be. It runs before anyone else has the store, so
-// it calls the Locked methods without the lock.
+// recover replays the journal and checkpoints what it replayed, leaving
+// the journal ready for its next record; when the journal cannot be used
+// as it is (the file never had one, had one of the first format, or
+// stopped cleanly beside a journal that is not its own), it carries
+// everything and makes a new one. It runs before anyone else has the
+// store, so it calls the Locked methods without the lock.
 func (s *JournalStore) recover() error {
-	start, found, err := s.replayStart()
+	checkpoint, err := readJournalCheckpoint(s.bolt)
 	if err != nil {
 		return err
 	}
-	if !found {
-		// A file that never had a journal starts numbering records at a
-		// random point: a journal left beside it by an earlier file (one a
-		// user moved aside) then never matches, and is overwritten.
-		start = journalPosition{number: rand.Uint64N(1<<62) + 1}
+	found, err := inspectJournal(s.journalPath, checkpoint)
+	if err != nil {
+		return err
 	}
-	f, err := os.OpenFile(s.journalPath, os.O_RDWR, 0)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: open journal: %w", ErrStore, err)
-	}
-	end := start
-	if f != nil {
-		if end, err = readJournal(f, start, s.merge); err != nil {
-			f.Close()
-			return fmt.Errorf("%w: journal %s: %w. Herald left it untouched: move it aside to start from the last checkpoint of %s (the newest messages are lost), or restore both from a backup",
-				ErrDamagedStore, s.journalPath, err, s.bolt.path)
-		}
-		if info, err := f.Stat(); err != nil || info.Size() != journalFileSize {
-			f.Close()
-			f = nil
+	// Nothing was written up to here.
+	for _, commits := range found.replay {
+		for _, c := range commits {
+			s.merge(c)
 		}
 	}
-	if f == nil {
-		// Carry everything into bbolt and start replay at the top of the
-		// new file, before the old one is replaced.
-		end = journalPosition{number: end.number}
-		if err := s.checkpointLocked(end, nil); err != nil {
-			return err
+	if found.reuse {
+		if s.journal, err = os.OpenFile(s.journalPath, os.O_RDWR, 0); err != nil {
+			return fmt.Errorf("%w: open journal: %w", ErrStore, err)
 		}
-		if f, err = createJournalFile(s.journalPath); err != nil {
-			return fmt.Errorf("%w: %w", ErrStore, err)
-		}
-	} else if !found || end != start {
-		if err := s.checkpointLocked(end, nil); err != nil {
-			f.Close()
-			return err
-		}
+		s.journalID, s.next = checkpoint.journal, found.end
+		return s.checkpointLocked(s.next, nil)
 	}
-	s.journal, s.next = f, end
-	return nil
+	// The checkpoint that carries everything says so, so that a crash
+	// before the new journal is in place needs nothing from either.
+	s.journalID, s.next = newJournalID(), journalPosition{offset: journalRecordsStart, number: found.end.number}
+	if err := s.carry(s.unapplied, s.next, true, nil); err != nil {
+		return err
+	}
+	clear(s.unapplied)
+	if s.journal, err = createJournalFile(s.journalPath, s.journalID); err != nil {
+		return fmt.Errorf("%w: %w", ErrStore, err)
+	}
+	return s.checkpointLocked(s.next, nil)
 }
 
-// replayStart reads where the last checkpoint says replay starts.
-func (s *JournalStore) replayStart() (start journalPosition, found bool, err error) {
-	err = s.bolt.view("read the journal's start", func(tx *bolt.Tx) error {
-		b := tx.Bucket(journalBucket)
-		if b == nil {
-			return nil
-		}
-		v := b.Get(journalStartKey)
-		if len(v) != 16 {
-			return fmt.Errorf("malformed journal start %x", v)
-		}
-		start = journalPosition{offset: int64(binary.BigEndian.Uint64(v)), number: binary.BigEndian.Uint64(v[8:])}
-		found = start.offset >= 0 && start.offset < journalFileSize
-		if !found {
-			return fmt.Errorf("journal start %d is outside the journal", start.offset)
-		}
-		return nil
-	})
-	return start, found, err
-}
-
-// Append writes the commit to the journal and syncs it. A commit larger
-// than the whole journal goes straight to bbolt.
-func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint64) error {
-	if len(messages) == 0 {
+// Append writes the commits to the journal as one record and syncs it
+// once. Commits larger than the whole journal go straight to bbolt.
+func (s *JournalStore) Append(commits []Commit) error {
+	if len(commits) == 0 {
 		return nil
 	}
-	c := journalCommit{messages: messages, sequenceStart: sequenceStart, keepFrom: keepFrom}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	checkpointing := false // whether this call holds checkpointMu
@@ -209,9 +162,9 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 		}
 	}()
 	for {
-		s.record = appendJournalRecord(s.record[:0], s.next.number, c)
+		s.record = appendJournalRecord(s.record[:0], s.next.number, commits)
 		size := int64(len(s.record))
-		tooLarge, wraps := size > journalFileSize, s.next.offset+size > journalFileSize
+		tooLarge, wraps := size > journalFileSize-journalRecordsStart, s.next.offset+size > journalFileSize
 		if !s.skipped && !tooLarge && !wraps {
 			break
 		}
@@ -221,7 +174,7 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 		}
 		switch {
 		case tooLarge:
-			return s.checkpointLocked(s.next, func(tx *bolt.Tx) error { return appendTx(tx, c) })
+			return s.checkpointLocked(s.next, func(tx *bolt.Tx) error { return appendTx(tx, commits...) })
 		case s.skipped:
 			if err := s.checkpointLocked(s.next, nil); err != nil {
 				return err
@@ -230,7 +183,7 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 		default:
 			// The start of the journal may only be written over once what
 			// is there is in bbolt.
-			top := journalPosition{number: s.next.number}
+			top := journalPosition{offset: journalRecordsStart, number: s.next.number}
 			if err := s.checkpointLocked(top, nil); err != nil {
 				return err
 			}
@@ -238,20 +191,33 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 		}
 	}
 	if err := s.writeLocked(s.record); err != nil {
-		// The record may be on disk all the same. Its number is never used
-		// again, and replay is moved past it as soon as can be, so that a
-		// crash cannot bring back a publish that was refused.
+		if s.onWriteFailed != nil {
+			s.onWriteFailed()
+		}
+		err = fmt.Errorf("%w: journal %s: %w", ErrStore, s.journalPath, err)
+		// The record may be on disk all the same: a failed sync says
+		// nothing of what landed. A refused publish must never come back
+		// after a crash, so the record is made unreadable, or else replay
+		// is moved past it (and its number is never used again).
+		if s.invalidateLocked() == nil {
+			return err
+		}
 		s.next.number++
 		s.skipped = true
 		holdCheckpointLock() // another Append may checkpoint past the gap meanwhile
 		if s.skipped && s.checkpointLocked(s.next, nil) == nil {
 			s.skipped = false
 		}
-		return fmt.Errorf("%w: journal %s: %w", ErrStore, s.journalPath, err)
+		if s.skipped {
+			return fmt.Errorf("%w: %w", ErrPublishUnknown, err)
+		}
+		return err
 	}
 	size := int64(len(s.record))
 	s.next = journalPosition{offset: s.next.offset + size, number: s.next.number + 1}
-	s.merge(c)
+	for _, c := range commits {
+		s.merge(c)
+	}
 	if s.sinceCarried += size; s.sinceCarried >= journalFileSize/8 {
 		select {
 		case s.wake <- struct{}{}:
@@ -263,43 +229,45 @@ func (s *JournalStore) Append(messages []*Message, sequenceStart, keepFrom uint6
 
 // writeLocked writes a record at the journal's end and waits for the disk.
 func (s *JournalStore) writeLocked(record []byte) error {
-	if s.ring != nil && !s.ring.broken {
-		err := s.ring.writeAndSync(s.journal, record, s.next.offset)
-		if s.ring.broken {
-			s.record = nil // the kernel may not be done with it
-			err = fmt.Errorf("%w (io_uring is now closed: the journal writes without it)", err)
-		}
-		return err
-	}
 	if _, err := s.journal.WriteAt(record, s.next.offset); err != nil {
 		return err
 	}
 	return syncData(s.journal)
 }
 
+// invalidateLocked overwrites the header of the record at the journal's
+// end, which a failed write may have left whole, and waits for the disk:
+// once that succeeds, replay cannot read the record.
+func (s *JournalStore) invalidateLocked() error {
+	if _, err := s.journal.WriteAt(make([]byte, journalHeaderSize), s.next.offset); err != nil {
+		return err
+	}
+	return syncData(s.journal)
+}
+
 // merge adds c to what awaits the next checkpoint.
-func (s *JournalStore) merge(c journalCommit) {
-	topic := c.messages[0].Topic
+func (s *JournalStore) merge(c Commit) {
+	topic := c.Messages[0].Topic
 	held := s.unapplied[topic]
 	if n := len(held); n > 0 && held[n-1].absorb(c) {
 		return
 	}
-	c.messages = append([]*Message(nil), c.messages...) // the caller's slice stays the caller's
+	c.Messages = append([]*Message(nil), c.Messages...) // the caller's slice stays the caller's
 	s.unapplied[topic] = append(held, c)
 }
 
 // absorb folds the next commit of the same topic into c, if the two belong
 // to one sequence and c's trim point does not go back.
-func (c *journalCommit) absorb(next journalCommit) bool {
-	if next.sequenceStart != c.sequenceStart || next.keepFrom < c.keepFrom {
+func (c *Commit) absorb(next Commit) bool {
+	if next.SequenceStart != c.SequenceStart || next.KeepFrom < c.KeepFrom {
 		return false
 	}
 	kept := 0
-	for kept < len(c.messages) && c.messages[kept].ID < next.keepFrom {
+	for kept < len(c.Messages) && c.Messages[kept].ID < next.KeepFrom {
 		kept++
 	}
-	c.messages = append(c.messages[kept:], next.messages...)
-	c.keepFrom = next.keepFrom
+	c.Messages = append(c.Messages[kept:], next.Messages...)
+	c.KeepFrom = next.KeepFrom
 	return true
 }
 
@@ -308,7 +276,7 @@ func (c *journalCommit) absorb(next journalCommit) bool {
 // replayFrom. Until it succeeds, nothing changes. The caller holds
 // checkpointMu and mu.
 func (s *JournalStore) checkpointLocked(replayFrom journalPosition, also func(*bolt.Tx) error) error {
-	if err := s.carry(s.unapplied, replayFrom, also); err != nil {
+	if err := s.carry(s.unapplied, replayFrom, false, also); err != nil {
 		return err
 	}
 	clear(s.unapplied)
@@ -317,14 +285,14 @@ func (s *JournalStore) checkpointLocked(replayFrom journalPosition, also func(*b
 	return nil
 }
 
-// carry is one checkpoint's transaction.
-func (s *JournalStore) carry(commits map[string][]journalCommit, replayFrom journalPosition, also func(*bolt.Tx) error) error {
+// carry is one checkpoint's transaction. clean says that the journal
+// holds nothing the bbolt file lacks from now on: only a stop, and a
+// start-up that replaces the journal, may say so.
+func (s *JournalStore) carry(commits map[string][]Commit, replayFrom journalPosition, clean bool, also func(*bolt.Tx) error) error {
 	return s.bolt.update("checkpoint the journal", func(tx *bolt.Tx) error {
 		for _, topicCommits := range commits {
-			for _, c := range topicCommits {
-				if err := appendTx(tx, c); err != nil {
-					return err
-				}
+			if err := appendTx(tx, topicCommits...); err != nil {
+				return err
 			}
 		}
 		if also != nil {
@@ -332,12 +300,7 @@ func (s *JournalStore) carry(commits map[string][]journalCommit, replayFrom jour
 				return err
 			}
 		}
-		b, err := tx.CreateBucketIfNotExists(journalBucket)
-		if err != nil {
-			return err
-		}
-		v := binary.BigEndian.AppendUint64(nil, uint64(replayFrom.offset))
-		return b.Put(journalStartKey, binary.BigEndian.AppendUint64(v, replayFrom.number))
+		return writeJournalCheckpoint(tx, journalCheckpoint{version: journalVersion, replayFrom: replayFrom, journal: s.journalID, clean: clean})
 	})
 }
 
@@ -371,10 +334,10 @@ func (s *JournalStore) checkpointBehind() error {
 		return nil // Append must checkpoint past the gap itself; or there is nothing to do
 	}
 	carried, replayFrom := s.unapplied, s.next
-	s.unapplied, s.sinceCarried = map[string][]journalCommit{}, 0
+	s.unapplied, s.sinceCarried = map[string][]Commit{}, 0
 	s.mu.Unlock()
 
-	err := s.carry(carried, replayFrom, nil)
+	err := s.carry(carried, replayFrom, false, nil)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -433,8 +396,8 @@ func (s *JournalStore) Ping() error {
 	return errors.Join(err, s.bolt.Ping())
 }
 
-// Close checkpoints, so that the bbolt file alone holds all history, and
-// closes both files.
+// Close checkpoints, so that the bbolt file alone holds all history and
+// says so (a clean stop), and closes both files.
 func (s *JournalStore) Close() error {
 	close(s.stop)
 	<-s.stopped
@@ -442,10 +405,7 @@ func (s *JournalStore) Close() error {
 	defer s.checkpointMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	err := s.checkpointLocked(s.next, nil)
-	if s.ring != nil && !s.ring.broken {
-		s.ring.close()
-	}
+	err := s.carry(s.unapplied, s.next, true, nil)
 	if closeErr := s.journal.Close(); closeErr != nil {
 		err = errors.Join(err, fmt.Errorf("%w: close journal %s: %w", ErrStore, s.journalPath, closeErr))
 	}

@@ -1,8 +1,11 @@
 package app
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +17,7 @@ import (
 
 func openHistoryFile(t *testing.T, path string) *JournalStore {
 	t.Helper()
-	s, err := OpenHistoryFile(path, HistoryFileOptions{IOURing: true})
+	s, err := OpenHistoryFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,6 +43,15 @@ func crashAndRestart(t *testing.T, s *JournalStore, path string) *JournalStore {
 	return openHistoryFile(t, path)
 }
 
+// assertStoredAfterCrash crashes s, opens its file again, checks that the
+// store holds want, and closes it.
+func assertStoredAfterCrash(t *testing.T, s *JournalStore, path string, want map[string]string) {
+	t.Helper()
+	s = crashAndRestart(t, s, path)
+	defer s.Close()
+	assertStored(t, s, want)
+}
+
 // journalMessages makes count messages of topic with ids from first on.
 func journalMessages(topic string, first uint64, count int, text string) []*Message {
 	var ms []*Message
@@ -52,7 +64,7 @@ func journalMessages(topic string, first uint64, count int, text string) []*Mess
 
 func appendOrFail(t *testing.T, s Store, messages []*Message, keepFrom uint64) {
 	t.Helper()
-	if err := s.Append(messages, 1, keepFrom); err != nil {
+	if err := s.Append([]Commit{{messages, 1, keepFrom}}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -126,9 +138,7 @@ func TestJournalStoreForgetsAndTrimsInOrderWithTheJournal(t *testing.T) {
 	}
 	appendOrFail(t, s, journalMessages("kept", 5, 1, "k"), 3)
 
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
-	assertStored(t, s, map[string]string{"kept": "last 5: 3,4,5"})
+	assertStoredAfterCrash(t, s, path, map[string]string{"kept": "last 5: 3,4,5"})
 }
 
 func TestJournalStoreReplayStopsAtATornRecordAndGoesOnFromThere(t *testing.T) {
@@ -141,26 +151,12 @@ func TestJournalStoreReplayStopsAtATornRecordAndGoesOnFromThere(t *testing.T) {
 	s.crash(t)
 	// A crash in the middle of the write: the record's last byte never
 	// made it. That publish was never acknowledged.
-	tear(t, path+"-journal", torn+journalHeaderSize+30)
+	flipByte(t, path+"-journal", torn+journalHeaderSize+30)
 
 	s = openHistoryFile(t, path)
 	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
 	appendOrFail(t, s, journalMessages("news", 3, 1, "again "), 1)
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
-	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
-}
-
-func tear(t *testing.T, path string, at int64) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteAt([]byte{0xff}, at); err != nil {
-		t.Fatal(err)
-	}
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 3: 1,2,3"})
 }
 
 func TestJournalStoreWrapsOnlyOnceBoltHoldsWhatItOverwrites(t *testing.T) {
@@ -198,13 +194,13 @@ func TestJournalStoreNeverReplaysAWriteItRefused(t *testing.T) {
 	s.journal = readOnly
 	refused := journalMessages("news", 2, 1, "refused ")
 	failedAt, failedNumber := s.next.offset, s.next.number
-	if err := s.Append(refused, 1, 1); !errors.Is(err, ErrStore) {
+	if err := s.Append([]Commit{{refused, 1, 1}}); !errors.Is(err, ErrStore) {
 		t.Fatalf("a failed journal write returned %v, want ErrStore", err)
 	}
 	s.journal = writable
 	readOnly.Close()
 	// Disks can fail the sync of a write that lands all the same.
-	landed := appendJournalRecord(nil, failedNumber, journalCommit{refused, 1, 1})
+	landed := appendJournalRecord(nil, failedNumber, []Commit{{refused, 1, 1}})
 	if _, err := writable.WriteAt(landed, failedAt); err != nil {
 		t.Fatal(err)
 	}
@@ -212,9 +208,7 @@ func TestJournalStoreNeverReplaysAWriteItRefused(t *testing.T) {
 	s = crashAndRestart(t, s, path)
 	assertStored(t, s, map[string]string{"news": "last 1: 1"})
 	appendOrFail(t, s, journalMessages("news", 2, 1, "n"), 1)
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
-	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 2: 1,2"})
 }
 
 func TestJournalLeftBesideAnotherHistoryFileIsNotReplayed(t *testing.T) {
@@ -241,7 +235,7 @@ func TestDamagedJournalStopsStartUpAndSaysWhatToDo(t *testing.T) {
 	s.crash(t)
 	// A record whose checksum matches but that no Herald could have
 	// written: its topic is not a valid name.
-	bad := appendJournalRecord(nil, at.number, journalCommit{[]*Message{{ID: 1, Topic: "no spaces", Time: time.Now(), Text: "x"}}, 1, 1})
+	bad := appendJournalRecord(nil, at.number, []Commit{{[]*Message{{ID: 1, Topic: "no spaces", Time: time.Now(), Text: "x"}}, 1, 1}})
 	f, err := os.OpenFile(path+"-journal", os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -251,18 +245,42 @@ func TestDamagedJournalStopsStartUpAndSaysWhatToDo(t *testing.T) {
 	}
 	f.Close()
 
-	_, err = OpenHistoryFile(path, HistoryFileOptions{IOURing: true})
+	before := readBoth(t, path)
+	_, err = OpenHistoryFile(path)
 	if !errors.Is(err, ErrDamagedStore) || !strings.Contains(err.Error(), "journal "+path+"-journal") ||
-		!strings.Contains(err.Error(), "move it aside") {
+		!strings.Contains(err.Error(), "herald reset-history") {
 		t.Fatalf("opening with a damaged journal returned %v, want a damaged-store error naming the journal and what to do", err)
 	}
-	// Nothing was left open: the file can be opened once the journal is
-	// moved aside.
+	assertBothUnchanged(t, path, before)
+	// Moving the journal aside is no way out: the checkpoint expects it.
 	if err := os.Rename(path+"-journal", path+"-journal.damaged"); err != nil {
 		t.Fatal(err)
 	}
-	s = openHistoryFile(t, path)
-	s.Close()
+	if _, err = OpenHistoryFile(path); !errors.Is(err, ErrDamagedStore) || !strings.Contains(err.Error(), "is missing") {
+		t.Fatalf("opening without the journal returned %v, want a damaged-store error saying it is missing", err)
+	}
+}
+
+// readBoth reads the history file at path and its journal.
+func readBoth(t *testing.T, path string) [2][]byte {
+	t.Helper()
+	var both [2][]byte
+	for i, p := range []string{path, path + "-journal"} {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		both[i] = data
+	}
+	return both
+}
+
+func assertBothUnchanged(t *testing.T, path string, before [2][]byte) {
+	t.Helper()
+	if after := readBoth(t, path); !bytes.Equal(after[0], before[0]) || !bytes.Equal(after[1], before[1]) {
+		t.Errorf("refused files were written to: the history file is unchanged: %t, the journal: %t",
+			bytes.Equal(after[0], before[0]), bytes.Equal(after[1], before[1]))
+	}
 }
 
 func TestJournalStoreSendsACommitLargerThanTheJournalStraightToBolt(t *testing.T) {
@@ -276,9 +294,7 @@ func TestJournalStoreSendsACommitLargerThanTheJournalStraightToBolt(t *testing.T
 	}
 	appendOrFail(t, s, journalMessages("news", 3, 1, "small "), 1)
 
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
-	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 3: 1,2,3"})
 }
 
 func TestJournalStoreCheckpointsInTheBackgroundAsTheJournalFills(t *testing.T) {
@@ -315,7 +331,7 @@ func TestJournalStoreLosesNothingWhileCheckpointsAndWrapsRunBesideAppends(t *tes
 		go func() {
 			topic := fmt.Sprint("topic", p)
 			for id := uint64(1); id <= commits; id++ {
-				if err := s.Append(journalMessages(topic, id, 1, text), 1, max(id, kept)-kept+1); err != nil {
+				if err := s.Append([]Commit{{journalMessages(topic, id, 1, text), 1, max(id, kept) - kept + 1}}); err != nil {
 					errs <- err
 					return
 				}
@@ -375,18 +391,259 @@ func TestJournalStoreKeepsWhatAFailedBackgroundCheckpointTookAndSaysSo(t *testin
 	assertStored(t, boltAlone, map[string]string{"news": "last 3: 1,2,3"})
 }
 
-func TestJournalStoreWithoutIOURingReplaysTheSame(t *testing.T) {
+// A page of the bbolt file that goes bad under a running server makes
+// bbolt read wild memory in the next checkpoint. In the background
+// checkpointer that must be an error that Ping reports, not the end of the
+// process.
+func TestJournalStoreSurvivesAMemoryFaultInABackgroundCheckpoint(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
-	s, err := OpenHistoryFile(path, HistoryFileOptions{IOURing: false})
+	s := openHistoryFile(t, path)
+	checkpoints := make(chan error, 1)
+	s.onBackgroundCheckpoint = func(err error) { checkpoints <- err }
+	appendOrFail(t, s, journalMessages("news", 1, 1, "n"), 1)
+	// The root bucket's page, which every checkpoint reads, goes bad under
+	// the running server: its id and type stay, so that bbolt's own checks
+	// pass, but it now holds one key that lies past the end of the file.
+	// The file loses the space bbolt had grown it by but not used yet,
+	// which bbolt still maps: reading there faults (SIGBUS).
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.ring != nil {
-		t.Fatal("the journal has a ring though io_uring is off")
+	meta := newestBoltMeta(t, data)
+	inUse := int64(meta.pgid) * int64(meta.pageSize)
+	if inUse+int64(meta.pageSize) >= int64(len(data)) {
+		t.Fatalf("bbolt uses %d bytes of the %d-byte file: no page past its end would be left in the map", inUse, len(data))
 	}
-	appendOrFail(t, s, journalMessages("news", 1, 3, "n"), 1)
-	s = crashAndRestart(t, s, path)
-	defer s.Close()
+	if err := os.Truncate(path, inUse); err != nil {
+		t.Fatal(err)
+	}
+	page := int64(meta.root) * int64(meta.pageSize)
+	element := page + boltPageHeaderSize
+	bad := make([]byte, 2+4+16) // count, overflow, then the element: flags, pos, key size, value size
+	binary.NativeEndian.PutUint16(bad[0:], 1)
+	binary.NativeEndian.PutUint32(bad[10:], uint32(inUse+100-element))
+	binary.NativeEndian.PutUint32(bad[14:], 4)
+	binary.NativeEndian.PutUint32(bad[18:], 4)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(bad, page+10); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	s.wake <- struct{}{}
+	if err := <-checkpoints; !errors.Is(err, ErrDamagedStore) {
+		t.Fatalf("a checkpoint into a damaged file returned %v, want ErrDamagedStore", err)
+	}
+	if err := s.Ping(); !errors.Is(err, ErrDamagedStore) {
+		t.Errorf("Ping = %v after the checkpoint failed, want ErrDamagedStore", err)
+	}
+	if err := s.Close(); !errors.Is(err, ErrDamagedStore) {
+		t.Errorf("Close = %v, want its checkpoint's ErrDamagedStore", err)
+	}
+}
+
+// newestBoltMeta is the header page bbolt uses in the file data.
+func newestBoltMeta(t *testing.T, data []byte) boltMeta {
+	t.Helper()
+	first, ok := readBoltMeta(bytes.NewReader(data), 0)
+	if !ok {
+		t.Fatal("the file has no valid first header page")
+	}
+	second, ok := readBoltMeta(bytes.NewReader(data), int64(first.pageSize))
+	if ok && second.txid > first.txid {
+		return second
+	}
+	return first
+}
+
+// After a clean stop the bbolt file holds everything and says so: the
+// journal may then go, and start-up makes a new one instead of refusing.
+func TestJournalStoreAfterACleanStopNeedsNoJournal(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("news", 1, 2, "n"), 1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(path + "-journal"); err != nil {
+		t.Fatal(err)
+	}
+	s = openHistoryFile(t, path)
+	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
+	appendOrFail(t, s, journalMessages("news", 3, 1, "n"), 1)
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 3: 1,2,3"})
+}
+
+// A bbolt file restored from a backup taken after a clean stop, beside the
+// journal of the run after it, starts from the backup: the journal's
+// records from that run are not replayed, and are not taken for damage
+// once new records are written over some of them.
+func TestJournalStoreRestoredFromACleanBackupLeavesTheLaterJournalAlone(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("news", 1, 2, "n"), 1)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	backup, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s = openHistoryFile(t, path)
+	for id := uint64(3); id <= 5; id++ {
+		appendOrFail(t, s, journalMessages("news", id, 1, strings.Repeat("a later run ", 20)), 1)
+	}
+	s.crash(t)
+	if err := os.WriteFile(path, backup, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s = openHistoryFile(t, path)
+	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
+	appendOrFail(t, s, journalMessages("news", 3, 1, "n"), 1) // shorter than what the later run wrote there
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 3: 1,2,3"})
+}
+
+// A history file whose journal has the first format, which had no header
+// and one commit per record, is replayed once and given a journal of the
+// present format.
+func TestJournalStoreReplaysAJournalOfTheFirstFormat(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	b := openStore(t, path)
+	if err := b.update("write a checkpoint of the first format", func(tx *bolt.Tx) error {
+		j, err := tx.CreateBucketIfNotExists(journalBucket)
+		if err != nil {
+			return err
+		}
+		return j.Put(formerCheckpointKey, binary.BigEndian.AppendUint64(make([]byte, 8), 7)) // offset 0, record 7
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var journal []byte
+	for i, c := range []Commit{{journalMessages("news", 1, 2, "n"), 1, 1}, {journalMessages("news", 3, 1, "n"), 1, 1}} {
+		record := appendJournalCommit(make([]byte, journalHeaderSize), c)
+		binary.BigEndian.PutUint32(record[4:], uint32(len(record)-journalHeaderSize))
+		binary.BigEndian.PutUint64(record[8:], 7+uint64(i))
+		binary.BigEndian.PutUint32(record, crc32.Checksum(record[4:], castagnoli))
+		journal = append(journal, record...)
+	}
+	if err := os.WriteFile(path+"-journal", append(journal, make([]byte, journalFileSize-len(journal))...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s := openHistoryFile(t, path)
 	assertStored(t, s, map[string]string{"news": "last 3: 1,2,3"})
+	appendOrFail(t, s, journalMessages("news", 4, 1, "n"), 1)
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 4: 1,2,3,4"})
+	if _, ok := journalFileID(readBoth(t, path)[1]); !ok {
+		t.Error("the journal was not replaced by one of the present format")
+	}
+}
+
+// failJournalWrites makes the next journal write fail, as on a failing
+// disk, and land all the same, as a failed fdatasync allows; answer then
+// says whether the disk answers the writes after it. It returns the
+// record that landed.
+func failJournalWrites(t *testing.T, s *JournalStore, messages []*Message, answer bool) {
+	t.Helper()
+	writable := s.journal
+	readOnly, err := os.Open(s.journalPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { readOnly.Close() })
+	s.journal = readOnly
+	at := s.next
+	s.onWriteFailed = func() {
+		s.onWriteFailed = nil
+		landed := appendJournalRecord(nil, at.number, []Commit{{messages, 1, 1}})
+		if _, err := writable.WriteAt(landed, at.offset); err != nil {
+			t.Error(err)
+		}
+		if answer {
+			s.journal = writable
+		} else {
+			t.Cleanup(func() { writable.Close() })
+		}
+	}
+}
+
+// makeBoltReadOnly makes every checkpoint fail, as on a disk gone
+// read-only.
+func makeBoltReadOnly(t *testing.T, s *JournalStore) {
+	t.Helper()
+	if err := s.bolt.Close(); err != nil {
+		t.Fatal(err)
+	}
+	readOnly, err := bolt.Open(s.bolt.path, 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.bolt = &BoltStore{db: readOnly, path: s.bolt.path}
+}
+
+// A write that failed and landed all the same, followed by a checkpoint
+// that failed too: the record is made unreadable on disk, so that the
+// publish, which was refused, never comes back after a crash.
+func TestJournalStoreNeverReplaysARefusedWriteWhoseCheckpointFailedToo(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("news", 1, 1, "n"), 1)
+	makeBoltReadOnly(t, s)
+	refused := journalMessages("news", 2, 1, "refused ")
+	failJournalWrites(t, s, refused, true)
+	if err := s.Append([]Commit{{refused, 1, 1}}); !errors.Is(err, ErrStore) || errors.Is(err, ErrPublishUnknown) {
+		t.Fatalf("a failed journal write returned %v, want ErrStore: it was refused", err)
+	}
+
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 1: 1"})
+}
+
+// When neither the record can be made unreadable nor a checkpoint moved
+// past it, the record may come back after a crash: the publish is not
+// refused but told that its outcome is unknown.
+func TestJournalStoreSaysTheOutcomeIsUnknownWhenNoRefusalCanBeMadeCertain(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	appendOrFail(t, s, journalMessages("news", 1, 1, "n"), 1)
+	makeBoltReadOnly(t, s)
+	unknown := journalMessages("news", 2, 1, "unknown ")
+	failJournalWrites(t, s, unknown, false)
+	if err := s.Append([]Commit{{unknown, 1, 1}}); !errors.Is(err, ErrPublishUnknown) || !errors.Is(err, ErrStore) {
+		t.Fatalf("a write that could not be undone returned %v, want ErrPublishUnknown", err)
+	}
+	// Until a checkpoint moves past it, nothing more is written: refused.
+	if err := s.Append([]Commit{{journalMessages("news", 3, 1, "n"), 1, 1}}); !errors.Is(err, ErrStore) || errors.Is(err, ErrPublishUnknown) {
+		t.Fatalf("the next append returned %v, want a plain refusal", err)
+	}
+
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 2: 1,2"})
+}
+
+// One record carries the commits of several topics, and replays them all.
+func TestJournalStoreReplaysARecordOfSeveralTopics(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "history.db")
+	s := openHistoryFile(t, path)
+	at := s.next
+	if err := s.Append([]Commit{{journalMessages("news", 1, 2, "n"), 1, 1}, {journalMessages("sport", 7, 1, "s"), 7, 7}}); err != nil {
+		t.Fatal(err)
+	}
+	if s.next.number != at.number+1 {
+		t.Fatalf("the append took %d records, want one", s.next.number-at.number)
+	}
+	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 2: 1,2", "sport": "last 7: 7"})
 }

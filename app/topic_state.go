@@ -33,14 +33,14 @@ type topicState struct {
 	// a fan-out pass and the time to its first write.
 	subscribers []*Subscriber
 	// assigned is the last id given to a publish, which is lastID unless
-	// publishes wait for the store; pending holds those, in id order, and
-	// committing is set while one of them commits them all.
+	// publishes wait for the store; pending holds those that no commit has
+	// taken yet, in id order. queued is set while the topic is in the
+	// group committer's queue, and committing while a commit holds some of
+	// its publishes.
 	assigned   uint64
 	pending    []*pendingPublish
+	queued     bool
 	committing bool
-	durable    sync.Cond // on mu: a commit finished, or a publish joined one being gathered
-	gathering  bool      // a leader waits for publishes to join its commit
-	lastBatch  int       // publishes in the topic's last commit
 	// watching holds the subscribers that asked for presence, so that a
 	// join or leave tells them without walking every subscriber.
 	watching map[*Subscriber]struct{}

@@ -97,6 +97,9 @@ func describeError(err error) (int, string) {
 		return http.StatusServiceUnavailable, err.Error() + "; try an existing topic or try again later"
 	case errors.Is(err, app.ErrBrokerUnavailable):
 		return http.StatusServiceUnavailable, "the broker (Redis) did not answer, so nothing was published or subscribed; try again shortly"
+	case errors.Is(err, app.ErrPublishUnknown) && errors.Is(err, app.ErrStore):
+		return http.StatusInternalServerError, "the history file failed while storing the message, and whether it was stored is unknown: " +
+			"it reached no one, but may appear in history after a restart; its id is never given to another message"
 	case errors.Is(err, app.ErrPublishUnknown):
 		return http.StatusGatewayTimeout, "the broker (Redis) took the message but did not answer in time: it reaches every subscriber once or no one; " +
 			"retry with the same Idempotency-Key header to publish it exactly once"

@@ -26,9 +26,8 @@ type Ring struct {
 
 // The kernel's numbers.
 const (
-	sysSetup    = 425
-	sysEnter    = 426
-	sysRegister = 427
+	sysSetup = 425
+	sysEnter = 426
 
 	offSQRing = 0
 	offSQEs   = 0x10000000
@@ -37,13 +36,8 @@ const (
 	featNoDrop     = 1 << 1 // 5.5
 	featFastPoll   = 1 << 5 // 5.7, which also has OpSend (5.6)
 
-	enterGetEvents  = 1 << 0
-	registerEventFD = 4
-	FlagLink        = 1 << 2 // IOSQE_IO_LINK: the next entry starts once this one succeeded
-	FsyncDataSync   = 1 << 0 // IORING_FSYNC_DATASYNC, in SQE.OpFlags of OpFsync
-	OpFsync         = 3
-	OpWrite         = 23
-	OpSend          = 26
+	enterGetEvents = 1 << 0
+	OpSend         = 26
 )
 
 type sqOffsets struct {
@@ -72,7 +66,7 @@ type SQE struct {
 	Off         uint64
 	Addr        uint64
 	Len         uint32
-	OpFlags     uint32 // msg_flags of a send, fsync_flags of a sync
+	OpFlags     uint32 // msg_flags of a send
 	UserData    uint64
 	BufIndex    uint16
 	Personality uint16
@@ -188,15 +182,4 @@ func (r *Ring) Reap(f func(CQE)) uint32 {
 	}
 	atomic.StoreUint32(r.cqHead, head)
 	return count
-}
-
-// RegisterEventFD makes the kernel signal eventFD whenever it posts a
-// completion, so that a goroutine can wait for one through Go's poller
-// instead of in a system call that holds a thread.
-func (r *Ring) RegisterEventFD(eventFD int) error {
-	fd := int32(eventFD)
-	if _, _, errno := syscall.Syscall6(sysRegister, uintptr(r.fd), registerEventFD, uintptr(unsafe.Pointer(&fd)), 1, 0, 0); errno != 0 {
-		return fmt.Errorf("io_uring_register eventfd: %w", errno)
-	}
-	return nil
 }
