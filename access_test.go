@@ -27,6 +27,7 @@ import (
 
 	"herald/app"
 	"herald/app/access"
+	"herald/app/config"
 	"herald/handlers"
 )
 
@@ -229,7 +230,7 @@ func TestPageAsksForANewTokenWhenItsTokenExpires(t *testing.T) {
 	frozen.Store(start.UnixNano())
 	clock := func() time.Time { return time.Unix(0, frozen.Load()) }
 
-	cfg := app.DefaultConfig()
+	cfg := config.Default()
 	cfg.Security.Tokens = []access.TokenConfig{{Name: "short", Secret: "short-token-7c1e", Read: []string{"*"},
 		Expires: start.Add(time.Second).UTC().Format(time.RFC3339)}}
 	hub, err := app.NewHub(app.HubOptions{MaxLagBytes: cfg.Limits.MaxLagBytes, MaxMessageBytes: cfg.Limits.MaxMessageBytes,

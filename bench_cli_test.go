@@ -16,7 +16,7 @@ import (
 	"sync"
 	"testing"
 
-	"herald/app"
+	"herald/app/config"
 )
 
 // runBench runs "herald bench" as a user would, against h, and returns its
@@ -245,7 +245,7 @@ func TestBenchREADMEExamplesRunAgainstTheBenchConfig(t *testing.T) {
 		t.Errorf("the README's first example: publish_failures=%s lost=%s read_errors=%s acknowledged=%s of %s",
 			report["publish_failures"], report["lost"], report["read_errors"], report["acknowledged"], report["messages"])
 	}
-	if subscribers, _ := strconv.Atoi(report["subscribers"]); subscribers <= app.DefaultConfig().Limits.MaxConnectionsPerIP {
+	if subscribers, _ := strconv.Atoi(report["subscribers"]); subscribers <= config.Default().Limits.MaxConnectionsPerIP {
 		t.Errorf("the README's first example has %d subscribers, within the shipped limits: it does not show that %s is needed", subscribers, configPath)
 	}
 

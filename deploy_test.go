@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	gorilla "github.com/gorilla/websocket"
+	"herald/app/config"
 
-	"herald/app"
+	gorilla "github.com/gorilla/websocket"
 )
 
 // The files in testdata/deploy are what the README tells operators to use,
@@ -34,8 +34,8 @@ func TestSystemdUnitRunsHeraldAsDocumented(t *testing.T) {
 		}
 	}
 	// Both commands must be ones Herald accepts: run them against a config.
-	config := filepath.Join(t.TempDir(), "config.yaml")
-	if err := os.WriteFile(config, []byte("port: 0\n"), 0o600); err != nil {
+	configPath := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(configPath, []byte("port: 0\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, key := range []string{"ExecStartPre", "ExecStart"} {
@@ -43,7 +43,7 @@ func TestSystemdUnitRunsHeraldAsDocumented(t *testing.T) {
 		if len(fields) < 2 || fields[0] != "/usr/local/bin/herald" {
 			t.Fatalf("%s = %q", key, settings[key])
 		}
-		args := append(fields[1:len(fields)-1], config) // the config path is last
+		args := append(fields[1:len(fields)-1], configPath) // the config path is last
 		if key == "ExecStart" {
 			args = append(args, "-version") // parse the flags, then stop at once
 		}
@@ -52,8 +52,8 @@ func TestSystemdUnitRunsHeraldAsDocumented(t *testing.T) {
 		}
 	}
 	stop, err := time.ParseDuration(strings.TrimSuffix(settings["TimeoutStopSec"], "s") + "s")
-	if err != nil || stop <= app.DefaultConfig().ShutdownGrace {
-		t.Errorf("TimeoutStopSec=%s must exceed shutdown_grace (%s), or systemd kills a graceful stop", settings["TimeoutStopSec"], app.DefaultConfig().ShutdownGrace)
+	if err != nil || stop <= config.Default().ShutdownGrace {
+		t.Errorf("TimeoutStopSec=%s must exceed shutdown_grace (%s), or systemd kills a graceful stop", settings["TimeoutStopSec"], config.Default().ShutdownGrace)
 	}
 	if settings["Restart"] != "on-failure" || settings["StateDirectory"] != "herald" {
 		t.Errorf("unit lacks Restart=on-failure or StateDirectory=herald: %v", settings)
@@ -67,7 +67,7 @@ func TestNginxConfigProxiesWebSocketsAndEvents(t *testing.T) {
 	t.Parallel()
 	nginx, site := shippedNginx(t)
 	readTimeout := regexp.MustCompile(`proxy_read_timeout (\d+)s;`).FindSubmatch(site)
-	cfg := app.DefaultConfig()
+	cfg := config.Default()
 	if readTimeout == nil {
 		t.Fatal("nginx.conf sets no proxy_read_timeout")
 	}

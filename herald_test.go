@@ -23,6 +23,7 @@ import (
 	xws "golang.org/x/net/websocket"
 
 	"herald/app"
+	"herald/app/config"
 )
 
 func TestEveryPublishMethodReachesEverySubscriberAsOneTextFrame(t *testing.T) {
@@ -535,19 +536,19 @@ func TestHERALDPORTOverridesTheConfiguredPort(t *testing.T) {
 
 func TestShippedConfigStatesEveryKeyWithItsDefault(t *testing.T) {
 	t.Parallel()
-	cfg, _, err := app.LoadConfig("config.yaml")
+	cfg, _, err := config.Load("config.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(cfg, app.DefaultConfig()) {
-		t.Errorf("config.yaml differs from the built-in defaults:\n file %+v\n code %+v", cfg, app.DefaultConfig())
+	if !reflect.DeepEqual(cfg, config.Default()) {
+		t.Errorf("config.yaml differs from the built-in defaults:\n file %+v\n code %+v", cfg, config.Default())
 	}
 	data, _ := os.ReadFile("config.yaml")
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		t.Fatal(err)
 	}
-	for _, key := range configKeys(reflect.TypeFor[app.Config](), "") {
+	for _, key := range configKeys(reflect.TypeFor[config.Config](), "") {
 		if !hasKey(doc.Content[0], strings.Split(key, ".")) {
 			t.Errorf("config.yaml does not list %s", key)
 		}

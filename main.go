@@ -20,8 +20,8 @@ import (
 	"strings"
 	"syscall"
 
-	"herald/app"
 	"herald/app/access"
+	"herald/app/config"
 	"herald/bench"
 )
 
@@ -163,7 +163,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // newLogger builds the structured logger that log.format and log.level
 // describe; the config has been validated.
-func newLogger(cfg app.LogConfig, w io.Writer) *slog.Logger {
+func newLogger(cfg config.Log, w io.Writer) *slog.Logger {
 	level, _ := cfg.SlogLevel()
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "json" {
@@ -278,24 +278,24 @@ const builtInDefaults = "built-in defaults"
 // loadConfig reads the configuration and applies the environment. A missing
 // default file means built-in defaults; a missing file named by -config is
 // an error. The secrets it refers to are read later, by those that need
-// them (app.Config.CheckSecrets).
-func loadConfig(path string, given bool, getenv func(string) string) (app.Config, app.ConfigSource, error) {
-	cfg, source, err := app.LoadConfig(path)
+// them (config.Config.CheckSecrets).
+func loadConfig(path string, given bool, getenv func(string) string) (config.Config, config.Source, error) {
+	cfg, source, err := config.Load(path)
 	if errors.Is(err, fs.ErrNotExist) && !given {
-		cfg, source, err = app.DefaultConfig(), app.ConfigSource{Name: builtInDefaults}, nil
+		cfg, source, err = config.Default(), config.Source{Name: builtInDefaults}, nil
 	}
 	if err != nil {
-		return app.Config{}, app.ConfigSource{}, err
+		return config.Config{}, config.Source{}, err
 	}
-	if err := app.ApplyEnv(&cfg, getenv); err != nil {
-		return app.Config{}, app.ConfigSource{}, err
+	if err := config.ApplyEnv(&cfg, getenv); err != nil {
+		return config.Config{}, config.Source{}, err
 	}
 	return cfg, source, nil
 }
 
 // pageURL is the address people can open: an unspecified listen host is
 // reachable as localhost.
-func pageURL(cfg app.Config, addr net.Addr) string {
+func pageURL(cfg config.Config, addr net.Addr) string {
 	host := cfg.Host
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "localhost"

@@ -16,11 +16,11 @@ import (
 	"sync"
 	"testing"
 
+	"herald/app/config"
+
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-
-	"herald/app"
 )
 
 func getJSON(t *testing.T, url string, out any) int {
@@ -234,11 +234,11 @@ func TestVersionAndCheckConfig(t *testing.T) {
 	if err := run(t.Context(), []string{"check-config", path}, env, &stdout, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	printed, err := app.ParseConfig("printed", []byte(stdout.String()))
+	printed, err := config.Parse("printed", []byte(stdout.String()))
 	if err != nil {
 		t.Fatalf("check-config printed what does not parse: %v\n%s", err, stdout.String())
 	}
-	want := app.DefaultConfig()
+	want := config.Default()
 	want.History.TTL = 2 * 3600e9
 	want.Port = 9443
 	if !reflect.DeepEqual(printed, want) {

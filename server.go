@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"herald/app"
+	"herald/app/config"
 	"herald/handlers"
 )
 
@@ -18,7 +19,7 @@ import (
 // every way out: a signal, a failed Serve, a broker that gives up. The
 // store closes last, once nothing can publish or read any more.
 type server struct {
-	cfg    app.Config
+	cfg    config.Config
 	logger *slog.Logger
 	store  app.Store  // nil without history.file
 	broker app.Broker // memory unless broker: redis
@@ -27,7 +28,7 @@ type server struct {
 }
 
 // newServer builds every part. On failure it closes what it had opened.
-func newServer(cfg app.Config, logger *slog.Logger, getenv func(string) string) (_ *server, err error) {
+func newServer(cfg config.Config, logger *slog.Logger, getenv func(string) string) (_ *server, err error) {
 	s := &server{cfg: cfg, logger: logger}
 	defer func() {
 		if err != nil {
@@ -148,7 +149,7 @@ func (s *server) closeBackends() {
 }
 
 // newBroker is the broker that cfg.Broker names.
-func newBroker(cfg app.Config, hub *app.Hub, logger *slog.Logger) (app.Broker, error) {
+func newBroker(cfg config.Config, hub *app.Hub, logger *slog.Logger) (app.Broker, error) {
 	if cfg.Broker != "redis" {
 		return app.NewMemoryBroker(hub), nil
 	}

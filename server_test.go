@@ -14,6 +14,7 @@ import (
 	gorilla "github.com/gorilla/websocket"
 
 	"herald/app"
+	"herald/app/config"
 )
 
 // closeOrderStore records, when the server closes it, whether the hub had
@@ -36,7 +37,7 @@ func (s *closeOrderStore) Close() error {
 // history file only after that.
 func TestFailedServeStopsEveryPartAndClosesTheStoreLast(t *testing.T) {
 	t.Parallel()
-	cfg := app.DefaultConfig()
+	cfg := config.Default()
 	cfg.History.File = filepath.Join(t.TempDir(), "history.db")
 	srv, err := newServer(cfg, slog.New(slog.DiscardHandler), func(string) string { return "" })
 	if err != nil {

@@ -10,8 +10,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"herald/app"
 	"herald/app/access"
+	"herald/app/config"
 )
 
 // mintToken is "herald token": it signs a JWT with the HMAC secret in
@@ -77,7 +77,7 @@ func mintToken(args []string, configPath string, configGiven bool, getenv func(s
 // noSigningSecret says what to add where, for a config without
 // security.jwt.secret: the line that reads the secret from the variable
 // the README exports, in the file herald token read, or would have.
-func noSigningSecret(cfg app.Config, source app.ConfigSource, path string) error {
+func noSigningSecret(cfg config.Config, source config.Source, path string) error {
 	const (
 		line      = "security.jwt.secret: env:HERALD_JWT_SECRET"
 		placement = "(under security: and jwt:), and give the server the same HERALD_JWT_SECRET"

@@ -122,7 +122,7 @@ func BenchmarkConcurrentPublish(b *testing.B) {
 					store = s
 				}
 				hub, err := NewHub(HubOptions{MaxLagBytes: 16 << 20, MaxMessageBytes: 64 << 10, HistorySize: 1000, HistoryTTL: time.Hour,
-					MaxTopics: 100, Store: store, CommitDelay: DefaultConfig().History.CommitDelay})
+					MaxTopics: 100, Store: store, CommitDelay: time.Millisecond}) // history.commit_delay's default
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -19,6 +19,7 @@ import (
 
 	"herald/app"
 	"herald/app/access"
+	"herald/app/config"
 	"herald/handlers/ws"
 )
 
@@ -42,9 +43,9 @@ func (c *frozenClock) in(d time.Duration) time.Time { return c.now().Add(d) }
 
 // startAccessServer serves Herald's routes over real HTTP with security
 // set by configure and the given clock.
-func startAccessServer(t *testing.T, clock *frozenClock, configure func(*app.SecurityConfig)) *httptest.Server {
+func startAccessServer(t *testing.T, clock *frozenClock, configure func(*config.Security)) *httptest.Server {
 	t.Helper()
-	cfg := app.DefaultConfig()
+	cfg := config.Default()
 	configure(&cfg.Security)
 	hub, err := app.NewHub(app.HubOptions{
 		MaxLagBytes: 1 << 20, MaxMessageBytes: cfg.Limits.MaxMessageBytes,
@@ -73,7 +74,7 @@ func TestSubscriptionsEndWhenTheirCredentialExpires(t *testing.T) {
 	if expires.Before(clock.in(500 * time.Millisecond)) {
 		expires = expires.Add(time.Second)
 	}
-	server := startAccessServer(t, clock, func(s *app.SecurityConfig) {
+	server := startAccessServer(t, clock, func(s *config.Security) {
 		s.Tokens = []access.TokenConfig{{Name: "short", Secret: "short-lived", Read: []string{"*"}, Expires: expires.Format(time.RFC3339)}}
 		s.JWT.Secret = testJWTSecret
 	})
@@ -127,7 +128,7 @@ func TestSubscriptionsEndWhenTheirCredentialExpires(t *testing.T) {
 func TestExpiredAndMissingCredentialsGetRFC6750Answers(t *testing.T) {
 	t.Parallel()
 	clock := newFrozenClock(time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC))
-	server := startAccessServer(t, clock, func(s *app.SecurityConfig) {
+	server := startAccessServer(t, clock, func(s *config.Security) {
 		// A token that may write makes auto refuse publishing to clients
 		// without a token, and so to the reader's token too.
 		s.Tokens = []access.TokenConfig{
@@ -180,7 +181,7 @@ func TestExpiredAndMissingCredentialsGetRFC6750Answers(t *testing.T) {
 
 func TestAccessRouteSaysWhatACredentialMayDo(t *testing.T) {
 	t.Parallel()
-	server := startAccessServer(t, newFrozenClock(time.Now()), func(s *app.SecurityConfig) {
+	server := startAccessServer(t, newFrozenClock(time.Now()), func(s *config.Security) {
 		s.Anonymous = access.AnonymousReadOnly
 		s.Tokens = []access.TokenConfig{{Name: "team", Secret: "team-secret", Read: []string{"team-*"}, Write: []string{"team-a"}}}
 	})
@@ -237,7 +238,7 @@ func TestAccessRouteSaysWhatACredentialMayDo(t *testing.T) {
 // README lists the three places in the order they are taken.
 func TestACredentialInTheRequestOutranksTheCookie(t *testing.T) {
 	t.Parallel()
-	server := startAccessServer(t, newFrozenClock(time.Now()), func(s *app.SecurityConfig) {
+	server := startAccessServer(t, newFrozenClock(time.Now()), func(s *config.Security) {
 		s.Tokens = []access.TokenConfig{
 			{Name: "header", Secret: "header-secret", Read: []string{"*"}},
 			{Name: "query", Secret: "query-secret", Read: []string{"*"}},

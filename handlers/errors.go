@@ -10,6 +10,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"herald/app"
+	"herald/app/config"
 )
 
 // clientError is a refusal the client caused: it carries the status and the
@@ -40,12 +41,12 @@ type errorPageData struct {
 	Status  int
 	Title   string
 	Message string
-	Paths   app.PathsConfig
+	Paths   config.Paths
 }
 
 // newErrorHandler is the one place where an error becomes a status and a
 // body: JSON for programs, a page for browsers.
-func newErrorHandler(log *slog.Logger, paths app.PathsConfig) echo.HTTPErrorHandler {
+func newErrorHandler(log *slog.Logger, paths config.Paths) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
 			return

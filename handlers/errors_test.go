@@ -11,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"herald/app"
+	"herald/app/config"
 )
 
 // A publish whose outcome the history file cannot tell is neither
@@ -34,7 +35,7 @@ func TestStoreErrorsTellARefusalFromAnUnknownOutcome(t *testing.T) {
 			t.Parallel()
 			e := echo.New()
 			rec := httptest.NewRecorder()
-			newErrorHandler(slog.New(slog.DiscardHandler), app.DefaultConfig().Paths)(tc.givenErr, e.NewContext(httptest.NewRequest(http.MethodPost, "/notify", nil), rec))
+			newErrorHandler(slog.New(slog.DiscardHandler), config.Default().Paths)(tc.givenErr, e.NewContext(httptest.NewRequest(http.MethodPost, "/notify", nil), rec))
 			var body errorResponse
 			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != tc.expectCode || body.Code != tc.expectJSON || body.Error == "" {
 				t.Errorf("got %d %s (%v), want %d with code %q", rec.Code, rec.Body, err, tc.expectCode, tc.expectJSON)

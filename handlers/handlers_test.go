@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"herald/app"
+	"herald/app/config"
 )
 
 type testServer struct {
@@ -22,9 +23,9 @@ type testServer struct {
 	hub *app.Hub
 }
 
-func newTestServer(t *testing.T, configure func(*app.Config)) *testServer {
+func newTestServer(t *testing.T, configure func(*config.Config)) *testServer {
 	t.Helper()
-	cfg := app.DefaultConfig()
+	cfg := config.Default()
 	cfg.Security.AllowedHosts = []string{"example.com"} // httptest.NewRequest's host
 	if configure != nil {
 		configure(&cfg)
@@ -198,7 +199,7 @@ func TestNotifyRefusesBadRequestsWithJSONErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := newTestServer(t, func(c *app.Config) { c.Limits.MaxMessageBytes = limit })
+			s := newTestServer(t, func(c *config.Config) { c.Limits.MaxMessageBytes = limit })
 			req := newRequest(tc.whenMethod, tc.whenTarget, tc.whenType, tc.whenBody)
 			if tc.whenChunked {
 				req.ContentLength = -1
@@ -251,7 +252,7 @@ func TestBrowsersGetPagesAndRedirects(t *testing.T) {
 
 	t.Run("givenFormPostWithoutJavaScript_expectRedirectToPage", func(t *testing.T) {
 		t.Parallel()
-		s := newTestServer(t, func(c *app.Config) { c.Paths.Page = "/watch" })
+		s := newTestServer(t, func(c *config.Config) { c.Paths.Page = "/watch" })
 		req := newRequest(http.MethodPost, "/notify", echo.MIMEApplicationForm, "msg=hello")
 		req.Header.Set(echo.HeaderAccept, browserAccept)
 		rec := s.do(req)
@@ -278,8 +279,8 @@ func TestBrowsersGetPagesAndRedirects(t *testing.T) {
 
 func TestPageUsesConfiguredPaths(t *testing.T) {
 	t.Parallel()
-	s := newTestServer(t, func(c *app.Config) {
-		c.Paths = app.PathsConfig{Page: "/watch", WS: "/live", Notify: "/send", Events: "/stream", Static: "/assets", Healthz: "/alive", Readyz: "/ready", Metrics: "/prom", Pprof: "/profiles", Access: "/whoami"}
+	s := newTestServer(t, func(c *config.Config) {
+		c.Paths = config.Paths{Page: "/watch", WS: "/live", Notify: "/send", Events: "/stream", Static: "/assets", Healthz: "/alive", Readyz: "/ready", Metrics: "/prom", Pprof: "/profiles", Access: "/whoami"}
 	})
 	rec := s.do(httptest.NewRequest(http.MethodGet, "/watch", nil))
 	if rec.Code != http.StatusOK {

@@ -8,13 +8,14 @@ import (
 
 	"herald/app"
 	"herald/app/access"
+	"herald/app/config"
 )
 
 // pageData feeds templates/index.html. The page's script reads the routes
 // and the topic from data attributes, so moving a route in config.yaml
 // moves the page's connections with it.
 type pageData struct {
-	Paths app.PathsConfig
+	Paths config.Paths
 	// Topic is the topic the page shows and publishes to.
 	Topic string
 	// IsDefaultTopic hides the topic from URLs the page shows, so the
@@ -27,7 +28,7 @@ type pageData struct {
 }
 
 type pageHandler struct {
-	paths app.PathsConfig
+	paths config.Paths
 	// tokensAccepted says whether the server takes any credential, so
 	// that the page offers a token field.
 	tokensAccepted bool

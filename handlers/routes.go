@@ -18,12 +18,13 @@ import (
 
 	"herald/app"
 	"herald/app/access"
+	"herald/app/config"
 	"herald/handlers/ws"
 )
 
 // Options is everything the server needs; main builds it once.
 type Options struct {
-	Config app.Config
+	Config config.Config
 	Hub    *app.Hub
 	// Broker carries publishes and subscriptions; nil publishes straight
 	// to Hub (app.MemoryBroker).

@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"errors"
 
+	"herald/app/config"
+
 	"math"
 	"net"
 	"net/http"
@@ -17,8 +19,6 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"golang.org/x/time/rate"
-
-	"herald/app"
 )
 
 // originPolicy decides which browser origins may subscribe and publish. It
@@ -173,7 +173,7 @@ func clientAddress(trusted []string) echo.IPExtractor {
 	}
 	options := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
 	for _, proxy := range trusted {
-		if network, err := app.ParseAddressRange(proxy); err == nil { // validated with the config
+		if network, err := config.ParseAddressRange(proxy); err == nil { // validated with the config
 			options = append(options, echo.TrustIPRange(network))
 		}
 	}
@@ -305,14 +305,14 @@ const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 
 // secureHeaders sets the headers every response gets. hsts is for servers
 // that serve TLS themselves.
 func secureHeaders(hsts bool) echo.MiddlewareFunc {
-	config := middleware.SecureConfig{
+	secure := middleware.SecureConfig{
 		ContentTypeNosniff:    "nosniff",
 		XFrameOptions:         "DENY",
 		ContentSecurityPolicy: contentSecurityPolicy,
 		ReferrerPolicy:        "same-origin",
 	}
 	if hsts {
-		config.HSTSMaxAge = int((180 * 24 * time.Hour).Seconds())
+		secure.HSTSMaxAge = int((180 * 24 * time.Hour).Seconds())
 	}
-	return middleware.SecureWithConfig(config)
+	return middleware.SecureWithConfig(secure)
 }

@@ -1,4 +1,4 @@
-package app
+package config
 
 import (
 	"fmt"
@@ -11,7 +11,7 @@ import (
 	"herald/app/access"
 )
 
-// YAML renders c as a config file that ParseConfig reads back to c: every
+// YAML renders c as a config file that Parse reads back to c: every
 // key, sections in order, durations with units.
 func (c Config) YAML() string {
 	var b strings.Builder

@@ -1,4 +1,4 @@
-package app
+package config
 
 import (
 	"errors"
@@ -14,7 +14,7 @@ import (
 
 func TestParseConfigAppliesValuesOverDefaults(t *testing.T) {
 	t.Parallel()
-	cfg, err := ParseConfig("test.yaml", []byte(`
+	cfg, err := Parse("test.yaml", []byte(`
 port: 8080
 paths:
   ws: /live
@@ -24,7 +24,7 @@ websocket:
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := DefaultConfig()
+	want := Default()
 	want.Port = 8080
 	want.Paths.WS = "/live"
 	want.WebSocket.PingInterval = time.Minute
@@ -36,9 +36,9 @@ websocket:
 func TestParseConfigEmptyFileMeansDefaults(t *testing.T) {
 	t.Parallel()
 	for _, given := range []string{"", "# only a comment\n", "paths:\n"} {
-		cfg, err := ParseConfig("test.yaml", []byte(given))
-		if err != nil || !reflect.DeepEqual(cfg, DefaultConfig()) {
-			t.Errorf("ParseConfig(%q) = %+v, %v; want the defaults", given, cfg, err)
+		cfg, err := Parse("test.yaml", []byte(given))
+		if err != nil || !reflect.DeepEqual(cfg, Default()) {
+			t.Errorf("Parse(%q) = %+v, %v; want the defaults", given, cfg, err)
 		}
 	}
 }
@@ -102,7 +102,7 @@ func TestParseConfigRejectsBadInputWithOneLineNamingTheKey(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := ParseConfig("test.yaml", []byte(tc.givenYAML))
+			_, err := Parse("test.yaml", []byte(tc.givenYAML))
 			if err == nil {
 				t.Fatalf("expected an error containing %q", tc.expectError)
 			}
@@ -131,20 +131,20 @@ func oneVariable(name string) func(value string) func(string) string {
 func TestApplyEnvOverridesPort(t *testing.T) {
 	t.Parallel()
 	env := oneVariable("HERALD_PORT")
-	cfg := DefaultConfig()
+	cfg := Default()
 	if err := ApplyEnv(&cfg, env("8123")); err != nil || cfg.Port != 8123 {
 		t.Fatalf("HERALD_PORT=8123 gave port %d, %v", cfg.Port, err)
 	}
 	for _, bad := range []string{"http", "-5", "65536"} {
-		cfg := DefaultConfig()
+		cfg := Default()
 		err := ApplyEnv(&cfg, env(bad))
-		var configErr *ConfigError
+		var configErr *Error
 		if !errors.As(err, &configErr) || configErr.Source != "HERALD_PORT" {
-			t.Errorf("HERALD_PORT=%q: got %v, want a ConfigError naming HERALD_PORT", bad, err)
+			t.Errorf("HERALD_PORT=%q: got %v, want a Error naming HERALD_PORT", bad, err)
 		}
 	}
-	cfg = DefaultConfig()
-	if err := ApplyEnv(&cfg, env("")); err != nil || cfg.Port != DefaultConfig().Port {
+	cfg = Default()
+	if err := ApplyEnv(&cfg, env("")); err != nil || cfg.Port != Default().Port {
 		t.Errorf("unset HERALD_PORT changed the port to %d (%v)", cfg.Port, err)
 	}
 }
@@ -152,7 +152,7 @@ func TestApplyEnvOverridesPort(t *testing.T) {
 func TestRedisURLFromTheEnvironmentAndNeverPrinted(t *testing.T) {
 	t.Parallel()
 	env := oneVariable("HERALD_REDIS_URL")
-	cfg := DefaultConfig()
+	cfg := Default()
 	if err := ApplyEnv(&cfg, env("rediss://:s3cret@redis.internal:6380/2")); err != nil || cfg.Redis.URL != "rediss://:s3cret@redis.internal:6380/2" {
 		t.Fatalf("HERALD_REDIS_URL gave %q, %v", cfg.Redis.URL, err)
 	}
@@ -167,7 +167,7 @@ func TestRedisURLFromTheEnvironmentAndNeverPrinted(t *testing.T) {
 
 func TestConfigYAMLReadsBackToTheSameConfig(t *testing.T) {
 	t.Parallel()
-	changed := DefaultConfig()
+	changed := Default()
 	changed.Host = `odd "host"`
 	changed.History.TTL = 90 * time.Minute
 	changed.WebSocket.PingInterval = 1500 * time.Millisecond
@@ -180,9 +180,9 @@ func TestConfigYAMLReadsBackToTheSameConfig(t *testing.T) {
 	changed.Redis.Prefix = "staging:herald:"
 	changed.Redis.Timeout = 1500 * time.Millisecond
 	changed.Security.JWT = access.JWTConfig{Secret: "0123456789abcdef0123456789abcdef", Audience: "herald", Issuer: "me"}
-	for _, cfg := range []Config{DefaultConfig(), changed} {
+	for _, cfg := range []Config{Default(), changed} {
 		text := cfg.YAML()
-		back, err := ParseConfig("printed", []byte(text))
+		back, err := Parse("printed", []byte(text))
 		if err != nil {
 			t.Fatalf("%v\n%s", err, text)
 		}
@@ -193,7 +193,7 @@ func TestConfigYAMLReadsBackToTheSameConfig(t *testing.T) {
 	if text := changed.Redacted().YAML(); strings.Contains(text, "s3cret") || strings.Contains(text, "0123456789abcdef") || !strings.Contains(text, `"env:HOME"`) {
 		t.Errorf("secrets are shown, or where they come from is not:\n%s", text)
 	}
-	if text := DefaultConfig().YAML(); !strings.Contains(text, "  ttl: 24h\n") || !strings.Contains(text, "shutdown_grace: 10s\n") {
+	if text := Default().YAML(); !strings.Contains(text, "  ttl: 24h\n") || !strings.Contains(text, "shutdown_grace: 10s\n") {
 		t.Errorf("durations are not written the way people write them:\n%s", text)
 	}
 }
@@ -217,7 +217,7 @@ func TestUnknownKeysNearAKnownOneSuggestIt(t *testing.T) {
 		{"paths:\n  websocket: /x\n", "test.yaml:2: paths.websocket: unknown key"},
 	}
 	for _, tc := range tests {
-		_, err := ParseConfig("test.yaml", []byte(tc.givenYAML))
+		_, err := Parse("test.yaml", []byte(tc.givenYAML))
 		if err == nil || err.Error() != tc.expectError {
 			t.Errorf("%q: got %v, want %q", tc.givenYAML, err, tc.expectError)
 		}
@@ -255,7 +255,7 @@ func TestSecretsThatCannotBeReadNameTheirFileAndLine(t *testing.T) {
 			if err := os.WriteFile(path, []byte(tc.givenYAML), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			cfg, source, err := LoadConfig(path)
+			cfg, source, err := Load(path)
 			if err != nil {
 				t.Fatalf("load: %v", err)
 			}
@@ -265,7 +265,7 @@ func TestSecretsThatCannotBeReadNameTheirFileAndLine(t *testing.T) {
 			}
 		})
 	}
-	if err := DefaultConfig().CheckSecrets(ConfigSource{Name: "built-in defaults"}, env); err != nil {
+	if err := Default().CheckSecrets(Source{Name: "built-in defaults"}, env); err != nil {
 		t.Errorf("the defaults have a secret that cannot be read: %v", err)
 	}
 }

@@ -1,0 +1,300 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"herald/app"
+)
+
+// Validate reports the first problem with cfg, or nil.
+func (c Config) Validate() error {
+	return c.validate("config", nil)
+}
+
+func (c Config) validate(source string, lines map[string]int) error {
+	fail := func(key, format string, args ...any) error {
+		return &Error{Source: source, Line: lineOf(lines, key), Key: key, Problem: fmt.Sprintf(format, args...)}
+	}
+	if !validPort(c.Port) {
+		return fail("port", "%d %s", c.Port, notAPort)
+	}
+	if c.ShutdownGrace <= 0 {
+		return fail("shutdown_grace", "must be longer than 0s")
+	}
+
+	routes := []struct{ key, path string }{
+		{"paths.page", c.Paths.Page},
+		{"paths.ws", c.Paths.WS},
+		{"paths.notify", c.Paths.Notify},
+		{"paths.events", c.Paths.Events},
+		{"paths.healthz", c.Paths.Healthz},
+		{"paths.readyz", c.Paths.Readyz},
+		{"paths.metrics", c.Paths.Metrics},
+		{"paths.pprof", c.Paths.Pprof},
+		{"paths.access", c.Paths.Access},
+		{"paths.static", c.Paths.Static},
+	}
+	for i, r := range routes {
+		if problem := pathProblem(r.path); problem != "" {
+			return fail(r.key, "%s (got %q)", problem, r.path)
+		}
+		for _, earlier := range routes[:i] {
+			if r.path == earlier.path {
+				return fail(r.key, "%q is already used by %s", r.path, earlier.key)
+			}
+		}
+	}
+	if c.Paths.Static == "/" {
+		return fail("paths.static", `must not be "/": static files would hide every other route`)
+	}
+	for _, r := range routes[:len(routes)-1] {
+		if strings.HasPrefix(r.path, c.Paths.Static+"/") {
+			return fail(r.key, "%q is inside paths.static %q", r.path, c.Paths.Static)
+		}
+	}
+
+	// Whole numbers with their ranges, and durations that must be positive,
+	// checked in this order so that the first problem reported is stable.
+	type wholeNumber struct {
+		key       string
+		value     int
+		low, high int
+	}
+	numbers := []wholeNumber{
+		{"limits.max_message_bytes", c.Limits.MaxMessageBytes, 1, maxMessageBytesCeiling},
+		{"limits.max_frame_bytes", c.Limits.MaxFrameBytes, 1, maxFrameBytesCeiling},
+		{"limits.max_lag_bytes", c.Limits.MaxLagBytes, 1, maxLagBytesCeiling},
+		{"limits.max_connections", c.Limits.MaxConnections, 1, maxConnectionsCeiling},
+		{"limits.max_connections_per_ip", c.Limits.MaxConnectionsPerIP, 1, maxConnectionsCeiling},
+		{"limits.max_topics", c.Limits.MaxTopics, 1, maxTopicsCeiling},
+		{"history.size", c.History.Size, 0, historySizeCeiling},
+	}
+	if c.Limits.PublishPerSecond > 0 { // the burst matters only while the rate limit is on
+		numbers = append(numbers, wholeNumber{"limits.publish_burst", c.Limits.PublishBurst, 1, maxConnectionsCeiling})
+	}
+	for _, n := range numbers {
+		if problem := inRange(n.value, n.low, n.high); problem != "" {
+			return fail(n.key, "%s", problem)
+		}
+	}
+	if c.Limits.MaxLagBytes < c.Limits.MaxMessageBytes {
+		return fail("limits.max_lag_bytes", "%d is below limits.max_message_bytes (%d): one message would put every subscriber too far behind",
+			c.Limits.MaxLagBytes, c.Limits.MaxMessageBytes)
+	}
+	if r := c.Limits.PublishPerSecond; r < 0 || r > 1e6 || r != r {
+		return fail("limits.publish_per_second", "%v is outside 0-1000000 (0 turns the limit off)", r)
+	}
+	for _, d := range []struct {
+		key   string
+		value time.Duration
+	}{
+		{"websocket.ping_interval", c.WebSocket.PingInterval},
+		{"websocket.pong_timeout", c.WebSocket.PongTimeout},
+		{"websocket.write_timeout", c.WebSocket.WriteTimeout},
+		{"sse.heartbeat_interval", c.SSE.HeartbeatInterval},
+		{"history.ttl", c.History.TTL},
+	} {
+		if d.value <= 0 {
+			return fail(d.key, "must be longer than 0s")
+		}
+	}
+
+	if d := c.History.CommitDelay; d < 0 || d > time.Second {
+		return fail("history.commit_delay", "%s is outside 0s-1s", d)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		return fail("log.format", "%q is not a format: use text or json", c.Log.Format)
+	}
+	if _, ok := c.Log.SlogLevel(); !ok {
+		return fail("log.level", "%q is not a level: use debug, info, warn or error", c.Log.Level)
+	}
+	for i, origin := range c.Security.AllowedOrigins {
+		if problem := originProblem(origin); problem != "" {
+			return fail(itemKey("security.allowed_origins", i), "%s (got %q)", problem, origin)
+		}
+	}
+	for i, host := range c.Security.AllowedHosts {
+		if problem := hostProblem(host); problem != "" {
+			return fail(itemKey("security.allowed_hosts", i), "%s (got %q)", problem, host)
+		}
+	}
+	for i, proxy := range c.Security.TrustedProxies {
+		if _, err := ParseAddressRange(proxy); err != nil {
+			return fail(itemKey("security.trusted_proxies", i), "%v", err)
+		}
+	}
+	for _, token := range []struct{ key, value string }{
+		{"security.publish_token", c.Security.PublishToken},
+		{"security.subscribe_token", c.Security.SubscribeToken},
+		{"security.admin_token", c.Security.AdminToken},
+	} {
+		if token.value != strings.TrimSpace(token.value) {
+			return fail(token.key, "has spaces at its start or end, which clients would not send")
+		}
+	}
+	for i, token := range c.Security.Tokens {
+		for _, field := range []struct {
+			name     string
+			patterns []string
+		}{{"read", token.Read}, {"write", token.Write}} {
+			for j, pattern := range field.patterns {
+				key := itemKey(fmt.Sprintf("%s.%s", itemKey("security.tokens", i), field.name), j)
+				switch {
+				case pattern == "":
+					return fail(key, "is empty: a pattern is a topic name in which * stands for any run of characters")
+				case app.CheckTopic(strings.ReplaceAll(pattern, "*", "x")) != nil:
+					return fail(key, "%q is not a topic pattern: a topic name in which * stands for any run of characters", pattern)
+				}
+			}
+		}
+	}
+	if key, err := c.Security.Access().Check(); err != nil {
+		return fail("security."+key, "%v", err)
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return fail("tls.cert", "set both tls.cert and tls.key, or neither")
+	}
+	switch c.Broker {
+	case "memory", "redis":
+	default:
+		return fail("broker", "%q is not a broker: use memory or redis", c.Broker)
+	}
+	if _, err := redis.ParseURL(c.Redis.URL); err != nil {
+		return fail("redis.url", "%s", redisURLProblem(err))
+	}
+	if c.Redis.Timeout <= 0 {
+		return fail("redis.timeout", "must be longer than 0s")
+	}
+	if c.Broker == "redis" && c.History.File != "" {
+		return fail("history.file", "is for broker: memory; with broker: redis, Redis keeps the history (give Redis persistence, such as appendonly yes)")
+	}
+	return nil
+}
+
+// redisURLProblem words why a Redis URL was refused, without repeating
+// the URL, which may hold a password.
+func redisURLProblem(err error) string {
+	var parseErr *url.Error
+	if errors.As(err, &parseErr) {
+		err = parseErr.Err // url.Error quotes the whole URL
+	}
+	return fmt.Sprintf("is not a Redis URL such as redis://:password@host:6379/0 or rediss://host:6380 (%v)", err)
+}
+
+// pathProblem explains what is wrong with a route path, or returns "".
+// Echo gives ':' and '*' meaning in routes, so they are refused rather than
+// letting a path quietly become a pattern.
+func pathProblem(p string) string {
+	switch {
+	case p == "":
+		return "must not be empty"
+	case p[0] != '/':
+		return `must start with "/"`
+	case len(p) > 1 && strings.HasSuffix(p, "/"):
+		return `must not end with "/"`
+	case strings.Contains(p, "//"):
+		return `must not contain "//"`
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "." || seg == ".." {
+			return `must not contain "." or ".." segments`
+		}
+	}
+	for _, r := range p {
+		ok := r == '/' || r == '-' || r == '_' || r == '.' || r == '~' ||
+			(r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+		if !ok {
+			return fmt.Sprintf("may hold only letters, digits and / - _ . ~, not %q", r)
+		}
+	}
+	return ""
+}
+
+// originProblem explains what is wrong with an allowed origin, or returns
+// "". An origin is what browsers send: scheme://host[:port], nothing more.
+// "*" allows every origin.
+func originProblem(origin string) string {
+	if origin == "*" {
+		return ""
+	}
+	u, err := url.Parse(origin)
+	switch {
+	case err != nil:
+		return "is not a URL"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "must start with http:// or https://"
+	case u.Host == "":
+		return "has no host"
+	case u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return "must be scheme://host[:port] only, as browsers send it, with no path"
+	case strings.ToLower(origin) != origin:
+		return "must be lower case, as browsers send it"
+	}
+	return ""
+}
+
+// ParseAddressRange reads an IP address, as the range of that one
+// address, or a CIDR range such as 10.0.0.0/8.
+func ParseAddressRange(s string) (*net.IPNet, error) {
+	if _, network, err := net.ParseCIDR(s); err == nil {
+		return network, nil
+	}
+	ip := net.ParseIP(s)
+	if ip == nil {
+		return nil, fmt.Errorf("%q is not an IP address or a CIDR range such as 10.0.0.0/8", s)
+	}
+	bits := 8 * net.IPv6len
+	if ip4 := ip.To4(); ip4 != nil {
+		ip, bits = ip4, 8*net.IPv4len
+	}
+	return &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)}, nil
+}
+
+// hostProblem explains what is wrong with an allowed host, or returns "".
+// A host is a name as it appears in the Host header, without a port.
+func hostProblem(host string) string {
+	if host == "*" {
+		return ""
+	}
+	name := strings.TrimPrefix(host, ".")
+	switch {
+	case name == "":
+		return "is empty"
+	case strings.Contains(host, "://"):
+		return "must be a host name such as herald.example.com, without a scheme"
+	case strings.ToLower(host) != host:
+		return "must be lower case"
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 {
+			return "is not a host name: each dot-separated part must be 1 to 63 characters"
+		}
+		for _, r := range label {
+			if !(r == '-' || (r >= 'a' && r <= 'z') || (r >= '0' && r <= '9')) {
+				return fmt.Sprintf("is not a host name: %q is not allowed (give the name without a port or path)", r)
+			}
+		}
+	}
+	return ""
+}
+
+// notAPort is how an out-of-range port is refused, from the file or the
+// environment alike.
+const notAPort = "is not a port number (0-65535)"
+
+// validPort reports whether p can be listened on; 0 asks for a free port.
+func validPort(p int) bool { return p >= 0 && p <= 65535 }
+
+func inRange(v, lo, hi int) string {
+	if v < lo || v > hi {
+		return fmt.Sprintf("%d is outside %d-%d", v, lo, hi)
+	}
+	return ""
+}
