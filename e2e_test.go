@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"herald/app"
+	"herald/app/history"
 )
 
 // browser is one headless Chromium shared by every end-to-end test; each
@@ -399,7 +400,7 @@ func TestPageReadsWellOnAPhoneAndDatesOldMessages(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "history.db")
 	yesterday := time.Now().Add(-30 * time.Hour)
-	store, err := app.OpenBoltStore(file)
+	store, err := history.OpenBolt(file)
 	if err != nil {
 		t.Fatal(err)
 	}

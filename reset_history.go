@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"herald/app"
+	"herald/app/history"
 )
 
 // resetHistory is "herald reset-history": the deliberate way past a
@@ -47,7 +47,7 @@ func resetHistory(args []string, configPath string, configGiven bool, getenv fun
 	if path == "" {
 		return fmt.Errorf("reset-history: %s sets no history.file: history is kept in memory", source.Name)
 	}
-	report, err := app.InspectHistoryFile(path)
+	report, err := history.Inspect(path)
 	if err != nil {
 		return fmt.Errorf("reset-history: %w", err)
 	}
@@ -63,7 +63,7 @@ func resetHistory(args []string, configPath string, configGiven bool, getenv fun
 		fmt.Fprintf(stdout, "Nothing was changed. To set both files aside and start with an empty history, run:\n  herald -config %s reset-history -confirm\n", configPath)
 		return nil
 	}
-	moved, err := app.SetHistoryFileAside(path, ".damaged-"+time.Now().UTC().Format("20060102T150405Z"))
+	moved, err := history.SetAside(path, ".damaged-"+time.Now().UTC().Format("20060102T150405Z"))
 	for _, name := range moved {
 		fmt.Fprintf(stdout, "Set aside: %s\n", name)
 	}
@@ -75,7 +75,7 @@ func resetHistory(args []string, configPath string, configGiven bool, getenv fun
 }
 
 // describeLoss says what starting afresh loses.
-func describeLoss(w io.Writer, path string, report app.HistoryFileReport) {
+func describeLoss(w io.Writer, path string, report history.Report) {
 	d := report.JournalDamage
 	if d == nil {
 		fmt.Fprintf(w, "Herald refuses %s: %v\n\nStarting afresh loses everything the file and its journal hold.\n", path, report.Damage)

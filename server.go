@@ -11,6 +11,7 @@ import (
 
 	"herald/app"
 	"herald/app/config"
+	"herald/app/history"
 	"herald/handlers"
 )
 
@@ -36,7 +37,7 @@ func newServer(cfg config.Config, logger *slog.Logger, getenv func(string) strin
 		}
 	}()
 	if cfg.History.File != "" {
-		store, err := app.OpenHistoryFile(cfg.History.File)
+		store, err := history.Open(cfg.History.File)
 		if err != nil {
 			return nil, err
 		}

@@ -1,7 +1,7 @@
 // What the bbolt file's checkpoint expects of its journal, and the check
 // of a journal against it at start-up.
 
-package app
+package history
 
 import (
 	"encoding/binary"
@@ -11,6 +11,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+
+	"herald/app"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -76,7 +78,7 @@ func readJournalCheckpoint(b *BoltStore) (journalCheckpoint, error) {
 		return nil
 	})
 	if err != nil {
-		return c, fmt.Errorf("%w: %w. %s", ErrDamagedStore, err, untouchedAdvice)
+		return c, fmt.Errorf("%w: %w. %s", ErrDamaged, err, untouchedAdvice)
 	}
 	return c, nil
 }
@@ -103,7 +105,7 @@ func writeJournalCheckpoint(tx *bolt.Tx, c journalCheckpoint) error {
 // journalFound is what inspectJournal found.
 type journalFound struct {
 	// replay holds the records to replay, in order.
-	replay [][]Commit
+	replay [][]app.Commit
 	// end is where the next record goes. Its number is the one to go on
 	// from in a new journal.
 	end journalPosition
@@ -135,7 +137,7 @@ type JournalDamage struct {
 func (d *JournalDamage) Error() string { return "journal " + d.Path + " " + d.What }
 
 // count adds the records of commits to what can still be read.
-func (d *JournalDamage) count(commits []Commit) {
+func (d *JournalDamage) count(commits []app.Commit) {
 	d.ReadableRecords++
 	for _, c := range commits {
 		d.ReadableMessages[c.Messages[0].Topic] += len(c.Messages)
@@ -150,14 +152,14 @@ func inspectJournal(path string, checkpoint journalCheckpoint) (found journalFou
 	data, err := os.ReadFile(path)
 	missing := errors.Is(err, fs.ErrNotExist)
 	if err != nil && !missing {
-		return found, fmt.Errorf("%w: read journal: %w", ErrStore, err)
+		return found, fmt.Errorf("%w: read journal: %w", app.ErrStore, err)
 	}
 	id, whole := journalFileID(data)
 	whole = whole && len(data) == journalFileSize
 	damaged := func(d *JournalDamage) error {
 		d.Path = path
 		return fmt.Errorf("%w: %w. Herald left both files untouched: restore both from a backup, or see what is lost and start afresh with herald reset-history",
-			ErrDamagedStore, d)
+			ErrDamaged, d)
 	}
 	switch {
 	case checkpoint.version == 0:
@@ -166,7 +168,7 @@ func inspectJournal(path string, checkpoint journalCheckpoint) (found journalFou
 		found.end.number = rand.Uint64N(1<<62) + 1
 		return found, nil
 	case checkpoint.version == 1:
-		found.end, err = readJournal(data, checkpoint.replayFrom, 1, func(c []Commit) { found.replay = append(found.replay, c) })
+		found.end, err = readJournal(data, checkpoint.replayFrom, 1, func(c []app.Commit) { found.replay = append(found.replay, c) })
 		if err != nil {
 			return found, damaged(&JournalDamage{What: err.Error()})
 		}
@@ -188,7 +190,7 @@ func inspectJournal(path string, checkpoint journalCheckpoint) (found journalFou
 	case !whole || id != checkpoint.journal:
 		return found, damaged(&JournalDamage{What: "is not the journal the last checkpoint of the history file names: its header is zeroed, damaged or another file's"})
 	}
-	found.end, err = readJournal(data, checkpoint.replayFrom, journalVersion, func(c []Commit) { found.replay = append(found.replay, c) })
+	found.end, err = readJournal(data, checkpoint.replayFrom, journalVersion, func(c []app.Commit) { found.replay = append(found.replay, c) })
 	if err != nil {
 		return found, damaged(&JournalDamage{What: err.Error()})
 	}
@@ -207,9 +209,9 @@ func inspectJournal(path string, checkpoint journalCheckpoint) (found journalFou
 	return found, nil
 }
 
-// HistoryFileReport is what InspectHistoryFile found in a history file and
+// Report is what Inspect found in a history file and
 // its journal.
-type HistoryFileReport struct {
+type Report struct {
 	// Damage is why Herald refuses to start from the two files, or nil.
 	Damage error
 	// JournalDamage is the journal's part of Damage, if it is the journal
@@ -220,14 +222,14 @@ type HistoryFileReport struct {
 	Topics, Messages int
 }
 
-// InspectHistoryFile reads the history file at path and its journal as
-// OpenHistoryFile does, opening the bbolt file read-only and writing
+// Inspect reads the history file at path and its journal as
+// Open does, opening the bbolt file read-only and writing
 // neither, and reports what it found. An error is a file it could not
 // look at: one that is missing, or that a running Herald holds.
-func InspectHistoryFile(path string) (HistoryFileReport, error) {
-	var report HistoryFileReport
-	b, err := openBoltStore(path, true)
-	if errors.Is(err, ErrDamagedStore) {
+func Inspect(path string) (Report, error) {
+	var report Report
+	b, err := openBolt(path, true)
+	if errors.Is(err, ErrDamaged) {
 		report.Damage = err
 		return report, nil
 	}
@@ -250,7 +252,7 @@ func InspectHistoryFile(path string) (HistoryFileReport, error) {
 	if err == nil {
 		_, err = inspectJournal(path+"-journal", checkpoint)
 	}
-	if errors.Is(err, ErrDamagedStore) {
+	if errors.Is(err, ErrDamaged) {
 		report.Damage = err
 		errors.As(err, &report.JournalDamage)
 		return report, nil
@@ -258,10 +260,10 @@ func InspectHistoryFile(path string) (HistoryFileReport, error) {
 	return report, err
 }
 
-// SetHistoryFileAside renames the history file at path, and its journal
+// SetAside renames the history file at path, and its journal
 // if there is one, adding suffix to their names, and returns the names
 // they now have.
-func SetHistoryFileAside(path, suffix string) ([]string, error) {
+func SetAside(path, suffix string) ([]string, error) {
 	var moved []string
 	for _, name := range []string{path, path + "-journal"} {
 		err := os.Rename(name, name+suffix)

@@ -1,4 +1,4 @@
-package app
+package history
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"herald/app"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -21,8 +23,8 @@ func writeHistoryFile(t *testing.T, path string) []byte {
 	text := strings.Repeat("x", 7000)
 	for i := range 300 {
 		topic := fmt.Sprint("topic-", i%7)
-		m := &Message{ID: uint64(1000 + i), Topic: topic, Time: time.Unix(1_800_000_000, int64(i)), Text: text}
-		if err := s.Append([]Commit{{[]*Message{m}, 1000, 0}}); err != nil {
+		m := &app.Message{ID: uint64(1000 + i), Topic: topic, Time: time.Unix(1_800_000_000, int64(i)), Text: text}
+		if err := s.Append([]app.Commit{commit([]*app.Message{m}, 1000, 0)}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -59,13 +61,13 @@ func TestTruncatedHistoryFileIsRefusedAndLeftUntouched(t *testing.T) {
 			if err := os.WriteFile(path, whole[:cut], 0o600); err != nil {
 				t.Fatal(err)
 			}
-			s, err := OpenBoltStore(path)
+			s, err := OpenBolt(path)
 			if err == nil {
 				_, err = s.Load(1000, time.Time{})
 				s.Close()
 			}
-			if !errors.Is(err, ErrDamagedStore) {
-				t.Fatalf("opening a file cut at %d of %d bytes: %v, want ErrDamagedStore", cut, len(whole), err)
+			if !errors.Is(err, ErrDamaged) {
+				t.Fatalf("opening a file cut at %d of %d bytes: %v, want ErrDamaged", cut, len(whole), err)
 			}
 			for _, want := range []string{path, "damaged", "move it aside"} {
 				if !strings.Contains(err.Error(), want) {
@@ -108,7 +110,7 @@ func TestHistoryFileWithLargerPagesAndADamagedFirstHeaderOpens(t *testing.T) {
 			if _, err := tx.CreateBucketIfNotExists(sequenceStarts); err != nil {
 				return err
 			}
-			return appendTx(tx, Commit{journalMessages("news", 1, 1, "n"), 1, 1})
+			return appendTx(tx, commit(journalMessages("news", 1, 1, "n"), 1, 1))
 		}); err != nil {
 			t.Fatal(err)
 		}
@@ -118,7 +120,7 @@ func TestHistoryFileWithLargerPagesAndADamagedFirstHeaderOpens(t *testing.T) {
 	}
 	flipByte(t, path, boltPageHeaderSize+20) // in the first header's root pointer, which its checksum covers
 
-	s, err := OpenBoltStore(path)
+	s, err := OpenBolt(path)
 	if err != nil {
 		t.Fatalf("opening a 16 KiB-page file whose first header is damaged: %v, want it opened from the second header as bbolt does", err)
 	}
@@ -178,8 +180,8 @@ func TestDamagedHistoryFileIsRefusedBeforeAnyWriteAndKeepsBboltsFallback(t *test
 		t.Fatal(err)
 	}
 
-	if _, err := OpenHistoryFile(path); !errors.Is(err, ErrDamagedStore) || !strings.Contains(err.Error(), "left it untouched") {
-		t.Fatalf("opening a file with a damaged record returned %v, want ErrDamagedStore saying it was left untouched", err)
+	if _, err := Open(path); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "left it untouched") {
+		t.Fatalf("opening a file with a damaged record returned %v, want ErrDamaged saying it was left untouched", err)
 	}
 	if after, err := os.ReadFile(path); err != nil || !bytes.Equal(after, data) {
 		t.Fatalf("the refused file was written to (%v)", err)

@@ -1,6 +1,6 @@
-// The journal file: where JournalStore's commits land first.
+// The journal file: where File's commits land first.
 
-package app
+package history
 
 import (
 	"bytes"
@@ -12,6 +12,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"herald/app"
 )
 
 // journalFileSize is the size of a journal file. Between two checkpoints
@@ -78,7 +80,7 @@ func newJournalID() journalID {
 
 // appendJournalRecord appends the record of commits, numbered number, to
 // buf.
-func appendJournalRecord(buf []byte, number uint64, commits []Commit) []byte {
+func appendJournalRecord(buf []byte, number uint64, commits []app.Commit) []byte {
 	start := len(buf)
 	buf = append(buf, make([]byte, journalHeaderSize)...)
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(commits)))
@@ -92,7 +94,7 @@ func appendJournalRecord(buf []byte, number uint64, commits []Commit) []byte {
 	return buf
 }
 
-func appendJournalCommit(buf []byte, c Commit) []byte {
+func appendJournalCommit(buf []byte, c app.Commit) []byte {
 	topic := c.Messages[0].Topic
 	buf = binary.BigEndian.AppendUint16(buf, uint16(len(topic)))
 	buf = append(buf, topic...)
@@ -110,13 +112,13 @@ func appendJournalCommit(buf []byte, c Commit) []byte {
 
 // decodeJournalBody reads a record's body, whose checksum has matched. It
 // fails only on a record no Herald wrote.
-func decodeJournalBody(body []byte, version int) ([]Commit, error) {
+func decodeJournalBody(body []byte, version int) ([]app.Commit, error) {
 	r := journalReader{b: body}
 	count := uint32(1)
 	if version >= 2 {
 		count = r.uint32()
 	}
-	var commits []Commit
+	var commits []app.Commit
 	for range count {
 		c, err := r.commit()
 		if err != nil {
@@ -143,9 +145,9 @@ type journalReader struct {
 }
 
 // commit reads one commit.
-func (r *journalReader) commit() (Commit, error) {
+func (r *journalReader) commit() (app.Commit, error) {
 	topic := string(r.bytes(int(r.uint16())))
-	c := Commit{SequenceStart: r.uint64(), KeepFrom: r.uint64()}
+	c := app.Commit{SequenceStart: r.uint64(), KeepFrom: r.uint64()}
 	count := r.uint32()
 	for range count {
 		id := r.bytes(8)
@@ -165,7 +167,7 @@ func (r *journalReader) commit() (Commit, error) {
 	if count == 0 {
 		return c, errors.New("a commit of no messages")
 	}
-	return c, CheckTopic(topic)
+	return c, app.CheckTopic(topic)
 }
 
 func (r *journalReader) bytes(n int) []byte {
@@ -224,7 +226,7 @@ func recordAt(data []byte, offset int64, number uint64) ([]byte, bool) {
 // is not there (torn, never written, or from an earlier pass) ends the
 // journal; a record whose checksum matches but that does not decode is
 // damage, and an error.
-func readJournal(data []byte, at journalPosition, version int, apply func([]Commit)) (journalPosition, error) {
+func readJournal(data []byte, at journalPosition, version int, apply func([]app.Commit)) (journalPosition, error) {
 	for {
 		body, ok := recordAt(data, at.offset, at.number)
 		if !ok {

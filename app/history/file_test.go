@@ -1,4 +1,4 @@
-package app
+package history
 
 import (
 	"bytes"
@@ -12,12 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"herald/app"
+
 	bolt "go.etcd.io/bbolt"
 )
 
-func openHistoryFile(t *testing.T, path string) *JournalStore {
+func openHistoryFile(t *testing.T, path string) *File {
 	t.Helper()
-	s, err := OpenHistoryFile(path)
+	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +28,7 @@ func openHistoryFile(t *testing.T, path string) *JournalStore {
 
 // crash lets go of both files the way kill -9 would: no checkpoint, so the
 // bbolt file lacks whatever only the journal holds.
-func (s *JournalStore) crash(t *testing.T) {
+func (s *File) crash(t *testing.T) {
 	t.Helper()
 	close(s.stop)
 	<-s.stopped
@@ -37,7 +39,7 @@ func (s *JournalStore) crash(t *testing.T) {
 
 // crashAndRestart crashes s and opens its file again, as Herald does when
 // it is started after a kill -9.
-func crashAndRestart(t *testing.T, s *JournalStore, path string) *JournalStore {
+func crashAndRestart(t *testing.T, s *File, path string) *File {
 	t.Helper()
 	s.crash(t)
 	return openHistoryFile(t, path)
@@ -45,7 +47,7 @@ func crashAndRestart(t *testing.T, s *JournalStore, path string) *JournalStore {
 
 // assertStoredAfterCrash crashes s, opens its file again, checks that the
 // store holds want, and closes it.
-func assertStoredAfterCrash(t *testing.T, s *JournalStore, path string, want map[string]string) {
+func assertStoredAfterCrash(t *testing.T, s *File, path string, want map[string]string) {
 	t.Helper()
 	s = crashAndRestart(t, s, path)
 	defer s.Close()
@@ -53,18 +55,18 @@ func assertStoredAfterCrash(t *testing.T, s *JournalStore, path string, want map
 }
 
 // journalMessages makes count messages of topic with ids from first on.
-func journalMessages(topic string, first uint64, count int, text string) []*Message {
-	var ms []*Message
+func journalMessages(topic string, first uint64, count int, text string) []*app.Message {
+	var ms []*app.Message
 	for i := range count {
 		id := first + uint64(i)
-		ms = append(ms, &Message{ID: id, Topic: topic, Time: time.Unix(1_800_000_000, int64(id)), Text: fmt.Sprint(text, id)})
+		ms = append(ms, &app.Message{ID: id, Topic: topic, Time: time.Unix(1_800_000_000, int64(id)), Text: fmt.Sprint(text, id)})
 	}
 	return ms
 }
 
-func appendOrFail(t *testing.T, s Store, messages []*Message, keepFrom uint64) {
+func appendOrFail(t *testing.T, s app.Store, messages []*app.Message, keepFrom uint64) {
 	t.Helper()
-	if err := s.Append([]Commit{{messages, 1, keepFrom}}); err != nil {
+	if err := s.Append([]app.Commit{commit(messages, 1, keepFrom)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -72,7 +74,7 @@ func appendOrFail(t *testing.T, s Store, messages []*Message, keepFrom uint64) {
 // storedIDs is what the store holds, per topic: its last id and the ids
 // of its kept messages, checking each text against what journalMessages
 // makes.
-func storedIDs(t *testing.T, s Store) map[string]string {
+func storedIDs(t *testing.T, s app.Store) map[string]string {
 	t.Helper()
 	topics, err := s.Load(1<<20, time.Time{})
 	if err != nil {
@@ -92,14 +94,14 @@ func storedIDs(t *testing.T, s Store) map[string]string {
 	return got
 }
 
-func assertStored(t *testing.T, s Store, want map[string]string) {
+func assertStored(t *testing.T, s app.Store, want map[string]string) {
 	t.Helper()
 	if got := storedIDs(t, s); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("the store holds %v, want %v", got, want)
 	}
 }
 
-func TestJournalStoreReplaysWhatNoCheckpointCarried(t *testing.T) {
+func TestHistoryFileReplaysWhatNoCheckpointCarried(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	s := openHistoryFile(t, path)
@@ -124,7 +126,7 @@ func TestJournalStoreReplaysWhatNoCheckpointCarried(t *testing.T) {
 	assertStored(t, boltAlone, want)
 }
 
-func TestJournalStoreForgetsAndTrimsInOrderWithTheJournal(t *testing.T) {
+func TestHistoryFileForgetsAndTrimsInOrderWithTheJournal(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	s := openHistoryFile(t, path)
@@ -141,7 +143,7 @@ func TestJournalStoreForgetsAndTrimsInOrderWithTheJournal(t *testing.T) {
 	assertStoredAfterCrash(t, s, path, map[string]string{"kept": "last 5: 3,4,5"})
 }
 
-func TestJournalStoreReplayStopsAtATornRecordAndGoesOnFromThere(t *testing.T) {
+func TestHistoryFileReplayStopsAtATornRecordAndGoesOnFromThere(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	s := openHistoryFile(t, path)
@@ -159,7 +161,7 @@ func TestJournalStoreReplayStopsAtATornRecordAndGoesOnFromThere(t *testing.T) {
 	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 3: 1,2,3"})
 }
 
-func TestJournalStoreWrapsOnlyOnceBoltHoldsWhatItOverwrites(t *testing.T) {
+func TestHistoryFileWrapsOnlyOnceBoltHoldsWhatItOverwrites(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	s := openHistoryFile(t, path)
@@ -179,7 +181,7 @@ func TestJournalStoreWrapsOnlyOnceBoltHoldsWhatItOverwrites(t *testing.T) {
 	assertStored(t, s, map[string]string{"big": fmt.Sprintf("last %d: %d,%d,%d", last, last-2, last-1, last)})
 }
 
-func TestJournalStoreNeverReplaysAWriteItRefused(t *testing.T) {
+func TestHistoryFileNeverReplaysAWriteItRefused(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	s := openHistoryFile(t, path)
@@ -194,13 +196,13 @@ func TestJournalStoreNeverReplaysAWriteItRefused(t *testing.T) {
 	s.journal = readOnly
 	refused := journalMessages("news", 2, 1, "refused ")
 	failedAt, failedNumber := s.next.offset, s.next.number
-	if err := s.Append([]Commit{{refused, 1, 1}}); !errors.Is(err, ErrStore) {
+	if err := s.Append([]app.Commit{commit(refused, 1, 1)}); !errors.Is(err, app.ErrStore) {
 		t.Fatalf("a failed journal write returned %v, want ErrStore", err)
 	}
 	s.journal = writable
 	readOnly.Close()
 	// Disks can fail the sync of a write that lands all the same.
-	landed := appendJournalRecord(nil, failedNumber, []Commit{{refused, 1, 1}})
+	landed := appendJournalRecord(nil, failedNumber, []app.Commit{commit(refused, 1, 1)})
 	if _, err := writable.WriteAt(landed, failedAt); err != nil {
 		t.Fatal(err)
 	}
@@ -235,7 +237,7 @@ func TestDamagedJournalStopsStartUpAndSaysWhatToDo(t *testing.T) {
 	s.crash(t)
 	// A record whose checksum matches but that no Herald could have
 	// written: its topic is not a valid name.
-	bad := appendJournalRecord(nil, at.number, []Commit{{[]*Message{{ID: 1, Topic: "no spaces", Time: time.Now(), Text: "x"}}, 1, 1}})
+	bad := appendJournalRecord(nil, at.number, []app.Commit{commit([]*app.Message{{ID: 1, Topic: "no spaces", Time: time.Now(), Text: "x"}}, 1, 1)})
 	f, err := os.OpenFile(path+"-journal", os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -246,8 +248,8 @@ func TestDamagedJournalStopsStartUpAndSaysWhatToDo(t *testing.T) {
 	f.Close()
 
 	before := readBoth(t, path)
-	_, err = OpenHistoryFile(path)
-	if !errors.Is(err, ErrDamagedStore) || !strings.Contains(err.Error(), "journal "+path+"-journal") ||
+	_, err = Open(path)
+	if !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "journal "+path+"-journal") ||
 		!strings.Contains(err.Error(), "herald reset-history") {
 		t.Fatalf("opening with a damaged journal returned %v, want a damaged-store error naming the journal and what to do", err)
 	}
@@ -256,7 +258,7 @@ func TestDamagedJournalStopsStartUpAndSaysWhatToDo(t *testing.T) {
 	if err := os.Rename(path+"-journal", path+"-journal.damaged"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err = OpenHistoryFile(path); !errors.Is(err, ErrDamagedStore) || !strings.Contains(err.Error(), "is missing") {
+	if _, err = Open(path); !errors.Is(err, ErrDamaged) || !strings.Contains(err.Error(), "is missing") {
 		t.Fatalf("opening without the journal returned %v, want a damaged-store error saying it is missing", err)
 	}
 }
@@ -283,7 +285,7 @@ func assertBothUnchanged(t *testing.T, path string, before [2][]byte) {
 	}
 }
 
-func TestJournalStoreSendsACommitLargerThanTheJournalStraightToBolt(t *testing.T) {
+func TestHistoryFileSendsACommitLargerThanTheJournalStraightToBolt(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	s := openHistoryFile(t, path)
@@ -297,7 +299,7 @@ func TestJournalStoreSendsACommitLargerThanTheJournalStraightToBolt(t *testing.T
 	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 3: 1,2,3"})
 }
 
-func TestJournalStoreCheckpointsInTheBackgroundAsTheJournalFills(t *testing.T) {
+func TestHistoryFileCheckpointsInTheBackgroundAsTheJournalFills(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	s := openHistoryFile(t, path)
@@ -320,7 +322,7 @@ func TestJournalStoreCheckpointsInTheBackgroundAsTheJournalFills(t *testing.T) {
 	assertStored(t, boltAlone, map[string]string{"big": "last 11: 1,2,3,4,5,6,7,8,9,10,11"})
 }
 
-func TestJournalStoreLosesNothingWhileCheckpointsAndWrapsRunBesideAppends(t *testing.T) {
+func TestHistoryFileLosesNothingWhileCheckpointsAndWrapsRunBesideAppends(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	s := openHistoryFile(t, path)
@@ -331,7 +333,7 @@ func TestJournalStoreLosesNothingWhileCheckpointsAndWrapsRunBesideAppends(t *tes
 		go func() {
 			topic := fmt.Sprint("topic", p)
 			for id := uint64(1); id <= commits; id++ {
-				if err := s.Append([]Commit{{journalMessages(topic, id, 1, text), 1, max(id, kept) - kept + 1}}); err != nil {
+				if err := s.Append([]app.Commit{commit(journalMessages(topic, id, 1, text), 1, max(id, kept)-kept+1)}); err != nil {
 					errs <- err
 					return
 				}
@@ -353,7 +355,7 @@ func TestJournalStoreLosesNothingWhileCheckpointsAndWrapsRunBesideAppends(t *tes
 	assertStored(t, s, want)
 }
 
-func TestJournalStoreKeepsWhatAFailedBackgroundCheckpointTookAndSaysSo(t *testing.T) {
+func TestHistoryFileKeepsWhatAFailedBackgroundCheckpointTookAndSaysSo(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	s := openHistoryFile(t, path)
@@ -395,7 +397,7 @@ func TestJournalStoreKeepsWhatAFailedBackgroundCheckpointTookAndSaysSo(t *testin
 // bbolt read wild memory in the next checkpoint. In the background
 // checkpointer that must be an error that Ping reports, not the end of the
 // process.
-func TestJournalStoreSurvivesAMemoryFaultInABackgroundCheckpoint(t *testing.T) {
+func TestHistoryFileSurvivesAMemoryFaultInABackgroundCheckpoint(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	s := openHistoryFile(t, path)
@@ -436,14 +438,14 @@ func TestJournalStoreSurvivesAMemoryFaultInABackgroundCheckpoint(t *testing.T) {
 	f.Close()
 
 	s.wake <- struct{}{}
-	if err := <-checkpoints; !errors.Is(err, ErrDamagedStore) {
-		t.Fatalf("a checkpoint into a damaged file returned %v, want ErrDamagedStore", err)
+	if err := <-checkpoints; !errors.Is(err, ErrDamaged) {
+		t.Fatalf("a checkpoint into a damaged file returned %v, want ErrDamaged", err)
 	}
-	if err := s.Ping(); !errors.Is(err, ErrDamagedStore) {
-		t.Errorf("Ping = %v after the checkpoint failed, want ErrDamagedStore", err)
+	if err := s.Ping(); !errors.Is(err, ErrDamaged) {
+		t.Errorf("Ping = %v after the checkpoint failed, want ErrDamaged", err)
 	}
-	if err := s.Close(); !errors.Is(err, ErrDamagedStore) {
-		t.Errorf("Close = %v, want its checkpoint's ErrDamagedStore", err)
+	if err := s.Close(); !errors.Is(err, ErrDamaged) {
+		t.Errorf("Close = %v, want its checkpoint's ErrDamaged", err)
 	}
 }
 
@@ -463,7 +465,7 @@ func newestBoltMeta(t *testing.T, data []byte) boltMeta {
 
 // After a clean stop the bbolt file holds everything and says so: the
 // journal may then go, and start-up makes a new one instead of refusing.
-func TestJournalStoreAfterACleanStopNeedsNoJournal(t *testing.T) {
+func TestHistoryFileAfterACleanStopNeedsNoJournal(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	s := openHistoryFile(t, path)
@@ -484,7 +486,7 @@ func TestJournalStoreAfterACleanStopNeedsNoJournal(t *testing.T) {
 // journal of the run after it, starts from the backup: the journal's
 // records from that run are not replayed, and are not taken for damage
 // once new records are written over some of them.
-func TestJournalStoreRestoredFromACleanBackupLeavesTheLaterJournalAlone(t *testing.T) {
+func TestHistoryFileRestoredFromACleanBackupLeavesTheLaterJournalAlone(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	s := openHistoryFile(t, path)
@@ -514,7 +516,7 @@ func TestJournalStoreRestoredFromACleanBackupLeavesTheLaterJournalAlone(t *testi
 // A history file whose journal has the first format, which had no header
 // and one commit per record, is replayed once and given a journal of the
 // present format.
-func TestJournalStoreReplaysAJournalOfTheFirstFormat(t *testing.T) {
+func TestHistoryFileReplaysAJournalOfTheFirstFormat(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	b := openStore(t, path)
@@ -531,7 +533,7 @@ func TestJournalStoreReplaysAJournalOfTheFirstFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	var journal []byte
-	for i, c := range []Commit{{journalMessages("news", 1, 2, "n"), 1, 1}, {journalMessages("news", 3, 1, "n"), 1, 1}} {
+	for i, c := range []app.Commit{commit(journalMessages("news", 1, 2, "n"), 1, 1), commit(journalMessages("news", 3, 1, "n"), 1, 1)} {
 		record := appendJournalCommit(make([]byte, journalHeaderSize), c)
 		binary.BigEndian.PutUint32(record[4:], uint32(len(record)-journalHeaderSize))
 		binary.BigEndian.PutUint64(record[8:], 7+uint64(i))
@@ -555,7 +557,7 @@ func TestJournalStoreReplaysAJournalOfTheFirstFormat(t *testing.T) {
 // disk, and land all the same, as a failed fdatasync allows; answer then
 // says whether the disk answers the writes after it. It returns the
 // record that landed.
-func failJournalWrites(t *testing.T, s *JournalStore, messages []*Message, answer bool) {
+func failJournalWrites(t *testing.T, s *File, messages []*app.Message, answer bool) {
 	t.Helper()
 	writable := s.journal
 	readOnly, err := os.Open(s.journalPath)
@@ -567,7 +569,7 @@ func failJournalWrites(t *testing.T, s *JournalStore, messages []*Message, answe
 	at := s.next
 	s.onWriteFailed = func() {
 		s.onWriteFailed = nil
-		landed := appendJournalRecord(nil, at.number, []Commit{{messages, 1, 1}})
+		landed := appendJournalRecord(nil, at.number, []app.Commit{commit(messages, 1, 1)})
 		if _, err := writable.WriteAt(landed, at.offset); err != nil {
 			t.Error(err)
 		}
@@ -581,7 +583,7 @@ func failJournalWrites(t *testing.T, s *JournalStore, messages []*Message, answe
 
 // makeBoltReadOnly makes every checkpoint fail, as on a disk gone
 // read-only.
-func makeBoltReadOnly(t *testing.T, s *JournalStore) {
+func makeBoltReadOnly(t *testing.T, s *File) {
 	t.Helper()
 	if err := s.bolt.Close(); err != nil {
 		t.Fatal(err)
@@ -596,7 +598,7 @@ func makeBoltReadOnly(t *testing.T, s *JournalStore) {
 // A write that failed and landed all the same, followed by a checkpoint
 // that failed too: the record is made unreadable on disk, so that the
 // publish, which was refused, never comes back after a crash.
-func TestJournalStoreNeverReplaysARefusedWriteWhoseCheckpointFailedToo(t *testing.T) {
+func TestHistoryFileNeverReplaysARefusedWriteWhoseCheckpointFailedToo(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	s := openHistoryFile(t, path)
@@ -604,7 +606,7 @@ func TestJournalStoreNeverReplaysARefusedWriteWhoseCheckpointFailedToo(t *testin
 	makeBoltReadOnly(t, s)
 	refused := journalMessages("news", 2, 1, "refused ")
 	failJournalWrites(t, s, refused, true)
-	if err := s.Append([]Commit{{refused, 1, 1}}); !errors.Is(err, ErrStore) || errors.Is(err, ErrPublishUnknown) {
+	if err := s.Append([]app.Commit{commit(refused, 1, 1)}); !errors.Is(err, app.ErrStore) || errors.Is(err, app.ErrPublishUnknown) {
 		t.Fatalf("a failed journal write returned %v, want ErrStore: it was refused", err)
 	}
 
@@ -614,7 +616,7 @@ func TestJournalStoreNeverReplaysARefusedWriteWhoseCheckpointFailedToo(t *testin
 // When neither the record can be made unreadable nor a checkpoint moved
 // past it, the record may come back after a crash: the publish is not
 // refused but told that its outcome is unknown.
-func TestJournalStoreSaysTheOutcomeIsUnknownWhenNoRefusalCanBeMadeCertain(t *testing.T) {
+func TestHistoryFileSaysTheOutcomeIsUnknownWhenNoRefusalCanBeMadeCertain(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	s := openHistoryFile(t, path)
@@ -622,11 +624,11 @@ func TestJournalStoreSaysTheOutcomeIsUnknownWhenNoRefusalCanBeMadeCertain(t *tes
 	makeBoltReadOnly(t, s)
 	unknown := journalMessages("news", 2, 1, "unknown ")
 	failJournalWrites(t, s, unknown, false)
-	if err := s.Append([]Commit{{unknown, 1, 1}}); !errors.Is(err, ErrPublishUnknown) || !errors.Is(err, ErrStore) {
+	if err := s.Append([]app.Commit{commit(unknown, 1, 1)}); !errors.Is(err, app.ErrPublishUnknown) || !errors.Is(err, app.ErrStore) {
 		t.Fatalf("a write that could not be undone returned %v, want ErrPublishUnknown", err)
 	}
 	// Until a checkpoint moves past it, nothing more is written: refused.
-	if err := s.Append([]Commit{{journalMessages("news", 3, 1, "n"), 1, 1}}); !errors.Is(err, ErrStore) || errors.Is(err, ErrPublishUnknown) {
+	if err := s.Append([]app.Commit{commit(journalMessages("news", 3, 1, "n"), 1, 1)}); !errors.Is(err, app.ErrStore) || errors.Is(err, app.ErrPublishUnknown) {
 		t.Fatalf("the next append returned %v, want a plain refusal", err)
 	}
 
@@ -634,12 +636,12 @@ func TestJournalStoreSaysTheOutcomeIsUnknownWhenNoRefusalCanBeMadeCertain(t *tes
 }
 
 // One record carries the commits of several topics, and replays them all.
-func TestJournalStoreReplaysARecordOfSeveralTopics(t *testing.T) {
+func TestHistoryFileReplaysARecordOfSeveralTopics(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
 	s := openHistoryFile(t, path)
 	at := s.next
-	if err := s.Append([]Commit{{journalMessages("news", 1, 2, "n"), 1, 1}, {journalMessages("sport", 7, 1, "s"), 7, 7}}); err != nil {
+	if err := s.Append([]app.Commit{commit(journalMessages("news", 1, 2, "n"), 1, 1), commit(journalMessages("sport", 7, 1, "s"), 7, 7)}); err != nil {
 		t.Fatal(err)
 	}
 	if s.next.number != at.number+1 {

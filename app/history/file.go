@@ -1,4 +1,4 @@
-package app
+package history
 
 import (
 	"errors"
@@ -7,16 +7,18 @@ import (
 	"sync"
 	"time"
 
+	"herald/app"
+
 	bolt "go.etcd.io/bbolt"
 )
 
-// JournalStore is the history file as Herald uses it: a BoltStore with a
+// File is the history file as Herald uses it: a BoltStore with a
 // journal in front of it.
 //
 // A bbolt commit syncs the disk twice (its pages, then its meta page) and
 // rewrites the pages of the B+tree it touched, which made durable
-// publishing cost well over twice what one sync does (the README's
-// Performance section has the figures). So Append writes one record to the
+// publishing cost well over twice what one sync does (bench/PERFORMANCE.md
+// has the figures). So Append writes one record to the
 // journal and syncs it once, and the commits are carried into bbolt later,
 // many in one transaction: a checkpoint. The checkpoint also records where
 // in the journal replay must start, so what it carried is never replayed
@@ -33,7 +35,7 @@ import (
 //
 // Lock order: checkpointMu, then mu. Append takes only mu unless it must
 // checkpoint, and then lets go of mu before it takes checkpointMu.
-type JournalStore struct {
+type File struct {
 	bolt        *BoltStore
 	journalPath string
 
@@ -63,7 +65,7 @@ type JournalStore struct {
 	// journal but not yet in bbolt. Consecutive commits of one sequence are
 	// merged, dropping what a later one trims, so that it stays within the
 	// topic's history window however long the journal is.
-	unapplied map[string][]Commit
+	unapplied map[string][]app.Commit
 	// skipped is set when a journal write failed and so did the checkpoint
 	// after it. That record's number is never used again, but records are
 	// numbered without gaps: a checkpoint must move the start of replay
@@ -71,19 +73,19 @@ type JournalStore struct {
 	skipped bool
 }
 
-var _ Store = (*JournalStore)(nil)
+var _ app.Store = (*File)(nil)
 
-// OpenHistoryFile opens the history file at path, and its journal beside
+// Open opens the history file at path, and its journal beside
 // it (path + "-journal"), replaying into the file what the journal holds
 // beyond the last checkpoint. Both files are read and checked before
 // either is written: a damaged one is refused, and both are left as they
 // were.
-func OpenHistoryFile(path string) (*JournalStore, error) {
-	b, err := OpenBoltStore(path)
+func Open(path string) (*File, error) {
+	b, err := OpenBolt(path)
 	if err != nil {
 		return nil, err
 	}
-	s := &JournalStore{bolt: b, journalPath: path + "-journal", unapplied: map[string][]Commit{},
+	s := &File{bolt: b, journalPath: path + "-journal", unapplied: map[string][]app.Commit{},
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	if err := s.recover(); err != nil {
 		if s.journal != nil {
@@ -102,7 +104,7 @@ func OpenHistoryFile(path string) (*JournalStore, error) {
 // stopped cleanly beside a journal that is not its own), it carries
 // everything and makes a new one. It runs before anyone else has the
 // store, so it calls the Locked methods without the lock.
-func (s *JournalStore) recover() error {
+func (s *File) recover() error {
 	checkpoint, err := readJournalCheckpoint(s.bolt)
 	if err != nil {
 		return err
@@ -119,7 +121,7 @@ func (s *JournalStore) recover() error {
 	}
 	if found.reuse {
 		if s.journal, err = os.OpenFile(s.journalPath, os.O_RDWR, 0); err != nil {
-			return fmt.Errorf("%w: open journal: %w", ErrStore, err)
+			return fmt.Errorf("%w: open journal: %w", app.ErrStore, err)
 		}
 		s.journalID, s.next = checkpoint.journal, found.end
 		return s.checkpointLocked(s.next, nil)
@@ -132,14 +134,14 @@ func (s *JournalStore) recover() error {
 	}
 	clear(s.unapplied)
 	if s.journal, err = createJournalFile(s.journalPath, s.journalID); err != nil {
-		return fmt.Errorf("%w: %w", ErrStore, err)
+		return fmt.Errorf("%w: %w", app.ErrStore, err)
 	}
 	return s.checkpointLocked(s.next, nil)
 }
 
 // Append writes the commits to the journal as one record and syncs it
 // once. Commits larger than the whole journal go straight to bbolt.
-func (s *JournalStore) Append(commits []Commit) error {
+func (s *File) Append(commits []app.Commit) error {
 	if len(commits) == 0 {
 		return nil
 	}
@@ -194,7 +196,7 @@ func (s *JournalStore) Append(commits []Commit) error {
 		if s.onWriteFailed != nil {
 			s.onWriteFailed()
 		}
-		err = fmt.Errorf("%w: journal %s: %w", ErrStore, s.journalPath, err)
+		err = fmt.Errorf("%w: journal %s: %w", app.ErrStore, s.journalPath, err)
 		// The record may be on disk all the same: a failed sync says
 		// nothing of what landed. A refused publish must never come back
 		// after a crash, so the record is made unreadable, or else replay
@@ -209,7 +211,7 @@ func (s *JournalStore) Append(commits []Commit) error {
 			s.skipped = false
 		}
 		if s.skipped {
-			return fmt.Errorf("%w: %w", ErrPublishUnknown, err)
+			return fmt.Errorf("%w: %w", app.ErrPublishUnknown, err)
 		}
 		return err
 	}
@@ -228,7 +230,7 @@ func (s *JournalStore) Append(commits []Commit) error {
 }
 
 // writeLocked writes a record at the journal's end and waits for the disk.
-func (s *JournalStore) writeLocked(record []byte) error {
+func (s *File) writeLocked(record []byte) error {
 	if _, err := s.journal.WriteAt(record, s.next.offset); err != nil {
 		return err
 	}
@@ -238,7 +240,7 @@ func (s *JournalStore) writeLocked(record []byte) error {
 // invalidateLocked overwrites the header of the record at the journal's
 // end, which a failed write may have left whole, and waits for the disk:
 // once that succeeds, replay cannot read the record.
-func (s *JournalStore) invalidateLocked() error {
+func (s *File) invalidateLocked() error {
 	if _, err := s.journal.WriteAt(make([]byte, journalHeaderSize), s.next.offset); err != nil {
 		return err
 	}
@@ -246,19 +248,19 @@ func (s *JournalStore) invalidateLocked() error {
 }
 
 // merge adds c to what awaits the next checkpoint.
-func (s *JournalStore) merge(c Commit) {
+func (s *File) merge(c app.Commit) {
 	topic := c.Messages[0].Topic
 	held := s.unapplied[topic]
-	if n := len(held); n > 0 && held[n-1].absorb(c) {
+	if n := len(held); n > 0 && absorb(&held[n-1], c) {
 		return
 	}
-	c.Messages = append([]*Message(nil), c.Messages...) // the caller's slice stays the caller's
+	c.Messages = append([]*app.Message(nil), c.Messages...) // the caller's slice stays the caller's
 	s.unapplied[topic] = append(held, c)
 }
 
 // absorb folds the next commit of the same topic into c, if the two belong
 // to one sequence and c's trim point does not go back.
-func (c *Commit) absorb(next Commit) bool {
+func absorb(c *app.Commit, next app.Commit) bool {
 	if next.SequenceStart != c.SequenceStart || next.KeepFrom < c.KeepFrom {
 		return false
 	}
@@ -275,7 +277,7 @@ func (c *Commit) absorb(next Commit) bool {
 // given) in the same transaction, and records that replay starts at
 // replayFrom. Until it succeeds, nothing changes. The caller holds
 // checkpointMu and mu.
-func (s *JournalStore) checkpointLocked(replayFrom journalPosition, also func(*bolt.Tx) error) error {
+func (s *File) checkpointLocked(replayFrom journalPosition, also func(*bolt.Tx) error) error {
 	if err := s.carry(s.unapplied, replayFrom, false, also); err != nil {
 		return err
 	}
@@ -288,7 +290,7 @@ func (s *JournalStore) checkpointLocked(replayFrom journalPosition, also func(*b
 // carry is one checkpoint's transaction. clean says that the journal
 // holds nothing the bbolt file lacks from now on: only a stop, and a
 // start-up that replaces the journal, may say so.
-func (s *JournalStore) carry(commits map[string][]Commit, replayFrom journalPosition, clean bool, also func(*bolt.Tx) error) error {
+func (s *File) carry(commits map[string][]app.Commit, replayFrom journalPosition, clean bool, also func(*bolt.Tx) error) error {
 	return s.bolt.update("checkpoint the journal", func(tx *bolt.Tx) error {
 		for _, topicCommits := range commits {
 			if err := appendTx(tx, topicCommits...); err != nil {
@@ -306,7 +308,7 @@ func (s *JournalStore) carry(commits map[string][]Commit, replayFrom journalPosi
 
 // checkpointInBackground runs a checkpoint each time Append asks, until
 // Close.
-func (s *JournalStore) checkpointInBackground() {
+func (s *File) checkpointInBackground() {
 	defer close(s.stopped)
 	for {
 		select {
@@ -325,7 +327,7 @@ func (s *JournalStore) checkpointInBackground() {
 // on: it takes the commits and the journal position under mu, and lets go
 // of mu for the transaction. If the transaction fails, the commits go back
 // in front of those that came meanwhile, for the next checkpoint.
-func (s *JournalStore) checkpointBehind() error {
+func (s *File) checkpointBehind() error {
 	s.checkpointMu.Lock()
 	defer s.checkpointMu.Unlock()
 	s.mu.Lock()
@@ -334,7 +336,7 @@ func (s *JournalStore) checkpointBehind() error {
 		return nil // Append must checkpoint past the gap itself; or there is nothing to do
 	}
 	carried, replayFrom := s.unapplied, s.next
-	s.unapplied, s.sinceCarried = map[string][]Commit{}, 0
+	s.unapplied, s.sinceCarried = map[string][]app.Commit{}, 0
 	s.mu.Unlock()
 
 	err := s.carry(carried, replayFrom, false, nil)
@@ -353,13 +355,13 @@ func (s *JournalStore) checkpointBehind() error {
 
 // Load reads every topic from bbolt, which holds everything once the
 // journal was replayed at open.
-func (s *JournalStore) Load(limit int, notBefore time.Time) ([]StoredTopic, error) {
+func (s *File) Load(limit int, notBefore time.Time) ([]app.StoredTopic, error) {
 	return s.bolt.Load(limit, notBefore)
 }
 
 // Trim forgets old messages, in one checkpoint, so that it lands after the
 // commits before it.
-func (s *JournalStore) Trim(keepFrom map[string]uint64) error {
+func (s *File) Trim(keepFrom map[string]uint64) error {
 	if len(keepFrom) == 0 {
 		return nil
 	}
@@ -368,7 +370,7 @@ func (s *JournalStore) Trim(keepFrom map[string]uint64) error {
 
 // Forget removes topics, in one checkpoint, so that no later replay brings
 // them back.
-func (s *JournalStore) Forget(topics []string) error {
+func (s *File) Forget(topics []string) error {
 	if len(topics) == 0 {
 		return nil
 	}
@@ -377,7 +379,7 @@ func (s *JournalStore) Forget(topics []string) error {
 
 // checkpointNow runs a checkpoint, with also in its transaction, in the
 // caller's time.
-func (s *JournalStore) checkpointNow(also func(*bolt.Tx) error) error {
+func (s *File) checkpointNow(also func(*bolt.Tx) error) error {
 	s.checkpointMu.Lock()
 	defer s.checkpointMu.Unlock()
 	s.mu.Lock()
@@ -385,11 +387,11 @@ func (s *JournalStore) checkpointNow(also func(*bolt.Tx) error) error {
 	return s.checkpointLocked(s.next, also)
 }
 
-var _ Pinger = (*JournalStore)(nil)
+var _ app.Pinger = (*File)(nil)
 
 // Ping checks that the bbolt file can still be read, and that the last
 // background checkpoint could write it.
-func (s *JournalStore) Ping() error {
+func (s *File) Ping() error {
 	s.mu.Lock()
 	err := s.checkpointErr
 	s.mu.Unlock()
@@ -398,7 +400,7 @@ func (s *JournalStore) Ping() error {
 
 // Close checkpoints, so that the bbolt file alone holds all history and
 // says so (a clean stop), and closes both files.
-func (s *JournalStore) Close() error {
+func (s *File) Close() error {
 	close(s.stop)
 	<-s.stopped
 	s.checkpointMu.Lock()
@@ -407,7 +409,7 @@ func (s *JournalStore) Close() error {
 	defer s.mu.Unlock()
 	err := s.carry(s.unapplied, s.next, true, nil)
 	if closeErr := s.journal.Close(); closeErr != nil {
-		err = errors.Join(err, fmt.Errorf("%w: close journal %s: %w", ErrStore, s.journalPath, closeErr))
+		err = errors.Join(err, fmt.Errorf("%w: close journal %s: %w", app.ErrStore, s.journalPath, closeErr))
 	}
 	return errors.Join(err, s.bolt.Close())
 }

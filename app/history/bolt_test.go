@@ -1,4 +1,4 @@
-package app
+package history
 
 import (
 	"fmt"
@@ -11,7 +11,7 @@ import (
 
 func openStore(t *testing.T, path string) *BoltStore {
 	t.Helper()
-	s, err := OpenBoltStore(path)
+	s, err := OpenBolt(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestBoltStoreRefusesFilesItCannotUse(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s, err := OpenBoltStore(tc.givenPath)
+			s, err := OpenBolt(tc.givenPath)
 			if err == nil {
 				s.Close()
 				t.Fatal("opened")

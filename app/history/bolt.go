@@ -1,4 +1,4 @@
-package app
+package history
 
 import (
 	"encoding/binary"
@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 	"unicode/utf8"
+
+	"herald/app"
 
 	bolt "go.etcd.io/bbolt"
 	bolterrors "go.etcd.io/bbolt/errors"
@@ -21,26 +23,26 @@ type BoltStore struct {
 	path string
 }
 
-var _ Store = (*BoltStore)(nil)
+var _ app.Store = (*BoltStore)(nil)
 
 // sequenceStarts maps each topic to the first id of its current sequence.
 // '#' cannot occur in a topic name, so it never clashes with a topic.
 var sequenceStarts = []byte("#sequence-starts")
 
-// lockWait is how long OpenBoltStore waits for another process to let go
+// lockWait is how long OpenBolt waits for another process to let go
 // of the file before it says so.
 const lockWait = time.Second
 
-// OpenBoltStore opens or creates the store at path. A file that another
+// OpenBolt opens or creates the store at path. A file that another
 // process holds, that cannot be written or that is not a valid store is an
 // error that says which.
-func OpenBoltStore(path string) (*BoltStore, error) {
-	return openBoltStore(path, false)
+func OpenBolt(path string) (*BoltStore, error) {
+	return openBolt(path, false)
 }
 
-// openBoltStore opens the store at path, read-only if asked: then it must
+// openBolt opens the store at path, read-only if asked: then it must
 // exist, and other read-only openers may share it, but not Herald.
-func openBoltStore(path string, readOnly bool) (*BoltStore, error) {
+func openBolt(path string, readOnly bool) (*BoltStore, error) {
 	if err := checkBoltFile(path); err != nil {
 		return nil, err
 	}
@@ -50,13 +52,13 @@ func openBoltStore(path string, readOnly bool) (*BoltStore, error) {
 		return err
 	})
 	switch {
-	case errors.Is(err, ErrDamagedStore):
+	case errors.Is(err, ErrDamaged):
 		return nil, fmt.Errorf("%w. %s", err, untouchedAdvice)
 	case errors.Is(err, bolterrors.ErrTimeout):
 		return nil, fmt.Errorf("history file %s is locked by another process (is another Herald using it?)", path)
 	case errors.Is(err, bolterrors.ErrInvalid), errors.Is(err, bolterrors.ErrChecksum),
 		errors.Is(err, bolterrors.ErrVersionMismatch), errors.Is(err, bolterrors.ErrInvalidMapping):
-		return nil, fmt.Errorf("%w: %s is corrupt or not a Herald history file (%w). %s", ErrDamagedStore, path, err, untouchedAdvice)
+		return nil, fmt.Errorf("%w: %s is corrupt or not a Herald history file (%w). %s", ErrDamaged, path, err, untouchedAdvice)
 	case err != nil:
 		return nil, fmt.Errorf("open history file: %w", err)
 	}
@@ -72,8 +74,8 @@ func openBoltStore(path string, readOnly bool) (*BoltStore, error) {
 		})
 	}); err != nil {
 		db.Close()
-		if !errors.Is(err, ErrDamagedStore) {
-			err = fmt.Errorf("%w: %s: %w", ErrDamagedStore, path, err)
+		if !errors.Is(err, ErrDamaged) {
+			err = fmt.Errorf("%w: %s: %w", ErrDamaged, path, err)
 		}
 		return nil, fmt.Errorf("%w. %s", err, untouchedAdvice)
 	}
@@ -130,18 +132,18 @@ func checkTx(tx *bolt.Tx) error {
 
 // Load reads every topic. bbolt panics on some damaged pages instead of
 // returning an error, so a panic here is reported as a damaged file.
-func (s *BoltStore) Load(limit int, notBefore time.Time) (topics []StoredTopic, err error) {
+func (s *BoltStore) Load(limit int, notBefore time.Time) (topics []app.StoredTopic, err error) {
 	err = faultsAsErrors(s.path, func() error { return s.load(limit, notBefore, &topics) })
-	if errors.Is(err, ErrDamagedStore) {
+	if errors.Is(err, ErrDamaged) {
 		return nil, fmt.Errorf("%w. %s", err, untouchedAdvice)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w: %s: %w. %s", ErrStore, ErrDamagedStore, s.path, err, untouchedAdvice)
+		return nil, fmt.Errorf("%w: %w: %s: %w. %s", app.ErrStore, ErrDamaged, s.path, err, untouchedAdvice)
 	}
 	return topics, nil
 }
 
-func (s *BoltStore) load(limit int, notBefore time.Time, out *[]StoredTopic) error {
+func (s *BoltStore) load(limit int, notBefore time.Time, out *[]app.StoredTopic) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		starts := tx.Bucket(sequenceStarts)
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
@@ -171,9 +173,9 @@ func (s *BoltStore) load(limit int, notBefore time.Time, out *[]StoredTopic) err
 }
 
 // readTopicHeader reads what a topic's bucket says of its ids.
-func readTopicHeader(starts *bolt.Bucket, name []byte, b *bolt.Bucket) (StoredTopic, error) {
-	topic := StoredTopic{Name: string(name), LastID: b.Sequence()}
-	if err := CheckTopic(topic.Name); err != nil {
+func readTopicHeader(starts *bolt.Bucket, name []byte, b *bolt.Bucket) (app.StoredTopic, error) {
+	topic := app.StoredTopic{Name: string(name), LastID: b.Sequence()}
+	if err := app.CheckTopic(topic.Name); err != nil {
 		return topic, fmt.Errorf("bucket %q: %w", name, err)
 	}
 	if v := starts.Get(name); len(v) == 8 {
@@ -187,7 +189,7 @@ func readTopicHeader(starts *bolt.Bucket, name []byte, b *bolt.Bucket) (StoredTo
 
 // Append stores the commits, and trims each topic below its KeepFrom, in
 // one fsynced transaction.
-func (s *BoltStore) Append(commits []Commit) error {
+func (s *BoltStore) Append(commits []app.Commit) error {
 	if len(commits) == 0 {
 		return nil
 	}
@@ -195,7 +197,7 @@ func (s *BoltStore) Append(commits []Commit) error {
 }
 
 // appendTx stores the commits, in order.
-func appendTx(tx *bolt.Tx, commits ...Commit) error {
+func appendTx(tx *bolt.Tx, commits ...app.Commit) error {
 	for _, c := range commits {
 		if err := appendCommitTx(tx, c); err != nil {
 			return err
@@ -206,7 +208,7 @@ func appendTx(tx *bolt.Tx, commits ...Commit) error {
 
 // appendCommitTx stores one commit's messages, at and above its KeepFrom,
 // and trims its topic below KeepFrom.
-func appendCommitTx(tx *bolt.Tx, c Commit) error {
+func appendCommitTx(tx *bolt.Tx, c app.Commit) error {
 	topic := []byte(c.Messages[0].Topic)
 	b, err := tx.CreateBucketIfNotExists(topic)
 	if err != nil {
@@ -284,7 +286,7 @@ func (s *BoltStore) update(what string, f func(*bolt.Tx) error) error {
 	return s.wrap(what, faultsAsErrors(s.path, func() error { return s.db.Update(f) }))
 }
 
-var _ Pinger = (*BoltStore)(nil)
+var _ app.Pinger = (*BoltStore)(nil)
 
 // Ping checks that the file can still be read.
 func (s *BoltStore) Ping() error {
@@ -303,7 +305,7 @@ func (s *BoltStore) wrap(what string, err error) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w: %s: %s: %w", ErrStore, s.path, what, err)
+	return fmt.Errorf("%w: %s: %s: %w", app.ErrStore, s.path, what, err)
 }
 
 // trimBucket deletes keys below keepFrom. It looks up the first key afresh
@@ -322,17 +324,17 @@ func idKey(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
 
 // A stored message is its time in Unix nanoseconds, 8 bytes big-endian,
 // then its text.
-func encodeMessage(m *Message) []byte {
+func encodeMessage(m *app.Message) []byte {
 	b := make([]byte, 8, 8+len(m.Text))
 	binary.BigEndian.PutUint64(b, uint64(m.Time.UnixNano()))
 	return append(b, m.Text...)
 }
 
-func decodeMessage(topic string, key, value []byte) (*Message, error) {
+func decodeMessage(topic string, key, value []byte) (*app.Message, error) {
 	if len(key) != 8 || len(value) < 9 || !utf8.Valid(value[8:]) {
 		return nil, fmt.Errorf("topic %q: malformed record %x", topic, key)
 	}
-	return &Message{
+	return &app.Message{
 		ID:    binary.BigEndian.Uint64(key),
 		Topic: topic,
 		Time:  time.Unix(0, int64(binary.BigEndian.Uint64(value))),

@@ -1,4 +1,4 @@
-package app
+package history
 
 import (
 	"encoding/binary"
@@ -11,8 +11,8 @@ import (
 	"runtime/debug"
 )
 
-// ErrDamagedStore reports a history file that cannot be opened safely.
-var ErrDamagedStore = errors.New("history file is damaged")
+// ErrDamaged reports a history file that cannot be opened safely.
+var ErrDamaged = errors.New("history file is damaged")
 
 // bbolt's file header, as it lays it out (go.etcd.io/bbolt, internal/common):
 // two meta pages at the start, each a 16-byte page header followed by the
@@ -57,7 +57,7 @@ func checkBoltFile(path string) error {
 		return nil // bbolt creates an empty file, and says what else is wrong
 	}
 	damaged := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s %s. %s", ErrDamagedStore, path, fmt.Sprintf(format, args...), untouchedAdvice)
+		return fmt.Errorf("%w: %s %s. %s", ErrDamaged, path, fmt.Sprintf(format, args...), untouchedAdvice)
 	}
 
 	first, ok := readBoltMeta(f, 0)
@@ -133,14 +133,14 @@ func readBoltMeta(r io.ReaderAt, offset int64) (boltMeta, bool) {
 }
 
 // faultsAsErrors runs f, turning a panic, or a memory fault while reading
-// the mapped file, into ErrDamagedStore: the checks above catch a file cut
+// the mapped file, into ErrDamaged: the checks above catch a file cut
 // short, and this catches damage inside it that bbolt does not check for,
 // at start-up and in every transaction after it.
 func faultsAsErrors(path string, f func() error) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%w: %s could not be read (%v)", ErrDamagedStore, path, p)
+			err = fmt.Errorf("%w: %s could not be read (%v)", ErrDamaged, path, p)
 		}
 	}()
 	return f()
