@@ -240,7 +240,7 @@ func TestPageAsksForANewTokenWhenItsTokenExpires(t *testing.T) {
 	}
 	templates, _ := fs.Sub(assets, "templates")
 	static, _ := fs.Sub(assets, "static")
-	edge, err := handlers.NewServer(handlers.Options{Config: cfg, Hub: hub, Templates: templates, Static: static, Now: clock})
+	edge, err := handlers.NewServer(handlers.Options{Config: cfg, Node: app.NewNode(hub, app.NewMemoryBroker(hub)), Templates: templates, Static: static, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -128,7 +128,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	logger := newLogger(cfg.Log, stderr)
-	srv, err := newServer(cfg, logger, getenv)
+	herald, err := newInstance(cfg, logger, getenv)
 	if err != nil {
 		return err
 	}
@@ -139,7 +139,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	listen := net.ListenConfig{KeepAlive: -1}
 	listener, err := listen.Listen(ctx, "tcp", net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port)))
 	if err != nil {
-		srv.close()
+		herald.close()
 		if errors.Is(err, syscall.EADDRINUSE) {
 			return fmt.Errorf("%w: another program has this port; set port in %s or HERALD_PORT", err, *configPath)
 		}
@@ -154,7 +154,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger.Info("herald started", "addr", listener.Addr().String(), "config", source.Name, "history", history, "broker", cfg.Broker)
 	fmt.Fprintf(stdout, "Herald is listening on %s\n", pageURL(cfg, listener.Addr()))
-	if err := srv.serve(ctx, listener); err != nil {
+	if err := herald.serve(ctx, listener); err != nil {
 		return err
 	}
 	logger.Info("stopped")

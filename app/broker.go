@@ -58,6 +58,51 @@ type Broker interface {
 	Close() error
 }
 
+// BrokerStats is what a shared broker reports for metrics: whether it
+// answered last time, and how many of its calls have failed.
+type BrokerStats struct {
+	Up     bool
+	Errors uint64
+}
+
+// BrokerEventHandler is the hub as a shared broker (one that several
+// instances publish through) sees it. The broker hands it every message
+// any instance publishes, and keeps it told of how the broker and the
+// topics stand. *Hub implements it; a shared broker is given it when it is
+// made, and never reaches into the hub otherwise.
+type BrokerEventHandler interface {
+	// CheckMessage reports why text cannot be published to topic now, or
+	// nil: a bad topic name or text, or a hub shutting down.
+	CheckMessage(topic, text string) error
+	// SubscribeSeeded registers a local subscriber to a topic whose ids
+	// the broker gives; see Hub.SubscribeSeeded.
+	SubscribeSeeded(req SubscribeRequest, seed *TopicSeed) (*Subscriber, error)
+	// Position is where topic stands here.
+	Position(topic string) TopicPosition
+	// HeldTopics is the last id of every topic the broker seeded here.
+	HeldTopics() map[string]uint64
+	// Accept keeps and fans out a message the broker numbered, of the
+	// given epoch of its topic's sequence; see Hub.Accept.
+	Accept(m *Message, epoch uint64) int
+	// SetBrokerUp says whether the broker answers.
+	SetBrokerUp(up bool)
+	// WatchCounts starts noting the topics whose local subscriber count
+	// changes, and returns the channel that says when there are some.
+	WatchCounts() <-chan struct{}
+	// TakeCountChanges returns the topics whose local subscriber count
+	// changed since the last call, with their counts now.
+	TakeCountChanges() map[string]int
+	// LocalSubscribers is how many subscribers topic has here.
+	LocalSubscribers(topic string) int
+	// SetSubscribersElsewhere records how many subscribers topic has on
+	// the other instances.
+	SetSubscribersElsewhere(topic string, n int)
+	// Ready reports why the hub cannot take work, or nil.
+	Ready() error
+}
+
+var _ BrokerEventHandler = (*Hub)(nil)
+
 // MemoryBroker is the broker of a single instance: the hub numbers
 // messages itself and keeps history in memory, or in its store.
 type MemoryBroker struct {

@@ -51,10 +51,6 @@ type HubOptions struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now. Tests move it to expire history.
 	Now func() time.Time
-	// OnSubscriberCount, when set, is told a topic's local subscriber count
-	// whenever it changes. It runs under the topic's lock and must not
-	// block. A shared broker uses it to count watchers on every instance.
-	OnSubscriberCount func(topic string, local int)
 }
 
 // Hub owns every local subscription and each topic's log, and wakes the
@@ -83,7 +79,6 @@ type Hub struct {
 	committer       *groupCommitter // with a store: shares disk commits between publishes
 	log             *slog.Logger
 	now             func() time.Time
-	onCount         func(topic string, local int)
 
 	// Lock order: mu before any topicState.mu, and that before the
 	// committer's mu.
@@ -96,6 +91,7 @@ type Hub struct {
 
 	stats        hubCounters
 	latency      latencyHistogram
+	counts       *countWatch
 	brokerStatus brokerStatus
 }
 
@@ -151,7 +147,7 @@ func NewHub(opts HubOptions) (*Hub, error) {
 		store:           opts.Store,
 		log:             opts.Logger,
 		now:             opts.Now,
-		onCount:         opts.OnSubscriberCount,
+		counts:          &countWatch{wake: make(chan struct{}, 1)},
 		topics:          make(map[string]*topicState),
 		drained:         make(chan struct{}),
 	}
@@ -469,6 +465,22 @@ func (h *Hub) endSlowLocked(s *Subscriber, why string) {
 		"subscriber", s.label, "topic", s.topic.name, "reason", why)
 }
 
+// CheckMessage reports why text cannot be published to topic now, or nil:
+// a bad topic name, an empty, oversized or malformed text, or a hub that
+// is shutting down.
+func (h *Hub) CheckMessage(topic, text string) error {
+	if err := CheckTopic(topic); err != nil {
+		return err
+	}
+	if err := h.checkText(text); err != nil {
+		return err
+	}
+	if h.Closed() {
+		return ErrHubClosed
+	}
+	return nil
+}
+
 func (h *Hub) checkText(text string) error {
 	switch {
 	case text == "":
@@ -562,7 +574,7 @@ func (h *Hub) newTopic(name string, sequenceStart uint64) *topicState {
 		assigned:      sequenceStart - 1,
 		windowStart:   sequenceStart,
 		watching:      make(map[*Subscriber]struct{}),
-		onCount:       h.onCount,
+		counts:        h.counts,
 	}
 	return t
 }

@@ -50,10 +50,9 @@ type topicState struct {
 	// elsewhere counts the topic's subscribers on other instances, as a
 	// shared broker reports them; it changes only under mu.
 	elsewhere atomic.Int64
-	// onCount, when set, is told the local count whenever it changes, so
-	// that a shared broker can tell the other instances. It runs under mu
-	// and must not block.
-	onCount func(topic string, local int)
+	// counts is the hub's: it notes that the local count changed, for a
+	// shared broker to tell the other instances.
+	counts  *countWatch
 	removed bool // forgotten by Sweep: look the topic up again
 	// seeded marks a topic whose ids a shared broker gives: it is kept up
 	// to date with Accept. epoch is the broker's run of its sequence.
@@ -67,9 +66,7 @@ type topicState struct {
 // caller holds t.mu.
 func (t *topicState) countChangedLocked() {
 	t.watchers.Store(int64(len(t.subscribers)))
-	if t.onCount != nil {
-		t.onCount(t.name, len(t.subscribers))
-	}
+	t.counts.note(t.name)
 	t.tellWatchersLocked()
 }
 

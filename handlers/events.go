@@ -22,7 +22,7 @@ const sseRetry = 2 * time.Second
 // the stream anyway.
 type eventsHandler struct {
 	now               func() time.Time // the clock credentials expire by
-	broker            app.Broker
+	node              *app.Node
 	log               *slog.Logger
 	metrics           *metrics
 	heartbeatInterval time.Duration
@@ -31,7 +31,7 @@ type eventsHandler struct {
 
 func (h *eventsHandler) stream(c echo.Context) error {
 	req := c.Request()
-	sub, params, err := subscribe(h.broker, req, c.QueryParams(), c.RealIP(), true) // every stream can carry a "lost" event
+	sub, params, err := subscribe(h.node, req, c.QueryParams(), c.RealIP(), true) // every stream can carry a "lost" event
 	if err != nil {
 		return err
 	}

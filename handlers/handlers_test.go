@@ -40,7 +40,7 @@ func newTestServer(t *testing.T, configure func(*config.Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	edge, err := NewServer(Options{Config: cfg, Hub: hub, Templates: os.DirFS("../templates"), Static: os.DirFS("../static")})
+	edge, err := NewServer(Options{Config: cfg, Node: app.NewNode(hub, app.NewMemoryBroker(hub)), Templates: os.DirFS("../templates"), Static: os.DirFS("../static")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,7 +10,7 @@ import (
 
 // healthHandler answers liveness and readiness probes.
 type healthHandler struct {
-	broker  app.Broker
+	node    *app.Node
 	history string // "memory", "file" or "redis"
 }
 
@@ -30,7 +30,7 @@ func (h *healthHandler) live(c echo.Context) error {
 // while it is shutting down, nor while its history file or Redis does not
 // answer, so that a load balancer sends traffic elsewhere.
 func (h *healthHandler) ready(c echo.Context) error {
-	if err := h.broker.Ready(c.Request().Context()); err != nil {
+	if err := h.node.Ready(c.Request().Context()); err != nil {
 		_, message := describeError(err)
 		return c.JSON(http.StatusServiceUnavailable, healthReply{Status: "unavailable", History: h.history, Error: message})
 	}

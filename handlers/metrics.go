@@ -37,7 +37,7 @@ type metrics struct {
 	disconnect map[string]func()
 }
 
-func newMetrics(hub *app.Hub, broker app.Broker) *metrics {
+func newMetrics(node *app.Node) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		connections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -52,7 +52,7 @@ func newMetrics(hub *app.Hub, broker app.Broker) *metrics {
 	}
 	m.registry.MustRegister(
 		m.connections,
-		&hubCollector{hub: hub, broker: broker},
+		&nodeCollector{node: node},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -73,16 +73,10 @@ func (m *metrics) connected(transport string) (disconnected func()) {
 	return m.disconnect[transport]
 }
 
-// hubCollector reads the hub's counters when Prometheus scrapes, so the hub
-// knows nothing of Prometheus.
-type hubCollector struct {
-	hub    *app.Hub
-	broker app.Broker
-}
-
-// brokerStats is a broker that can report on itself (the Redis one).
-type brokerStats interface {
-	Stats() app.BrokerStats
+// nodeCollector reads the node's counters when Prometheus scrapes, so the
+// domain knows nothing of Prometheus.
+type nodeCollector struct {
+	node *app.Node
 }
 
 var (
@@ -108,15 +102,15 @@ var (
 		"Time from a publish being accepted to its message being written to a live subscriber.", nil, nil)
 )
 
-func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{subscribersDesc, topicsDesc, topicSubscribersDesc,
 		publishedDesc, deliveredDesc, droppedDesc, slowDesc, brokerErrorsDesc, brokerUpDesc, latencyDesc} {
 		ch <- d
 	}
 }
 
-func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
-	stats := c.hub.Stats()
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	stats := c.node.Stats()
 	ch <- prometheus.MustNewConstMetric(subscribersDesc, prometheus.GaugeValue, float64(stats.Subscribers))
 	ch <- prometheus.MustNewConstMetric(topicsDesc, prometheus.GaugeValue, float64(stats.Topics))
 	ch <- prometheus.MustNewConstMetric(publishedDesc, prometheus.CounterValue, float64(stats.Published))
@@ -124,10 +118,9 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(stats.Dropped))
 	ch <- prometheus.MustNewConstMetric(slowDesc, prometheus.CounterValue, float64(stats.SlowDisconnects))
 	brokerErrors, brokerUp := stats.StoreErrors, true
-	if b, ok := c.broker.(brokerStats); ok {
-		s := b.Stats()
-		brokerErrors += s.Errors
-		brokerUp = s.Up
+	if b := stats.Broker; b != nil {
+		brokerErrors += b.Errors
+		brokerUp = b.Up
 	}
 	ch <- prometheus.MustNewConstMetric(brokerErrorsDesc, prometheus.CounterValue, float64(brokerErrors))
 	up := 0.0
@@ -146,7 +139,7 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		n     int
 	}
 	var counts []topicCount
-	for topic, n := range c.hub.TopicSubscribers() {
+	for topic, n := range c.node.TopicSubscribers() {
 		counts = append(counts, topicCount{topic, n})
 	}
 	slices.SortFunc(counts, func(a, b topicCount) int {

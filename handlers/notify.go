@@ -27,7 +27,7 @@ const (
 // notifyHandler publishes messages: the seed's GET /notify?msg=..., and POST
 // with a form, a text/plain body or JSON.
 type notifyHandler struct {
-	broker          app.Broker
+	node            *app.Node
 	maxMessageBytes int
 	pagePath        string
 	// authorize decides whether the client may publish to the topic.
@@ -60,13 +60,7 @@ func (h *notifyHandler) publish(c echo.Context) error {
 	if err := checkIdempotencyKey(key); err != nil {
 		return err
 	}
-	var m *app.Message
-	var delivered int
-	if keyed, ok := h.broker.(app.KeyedPublisher); ok && key != "" {
-		m, delivered, err = keyed.PublishKeyed(c.Request().Context(), topic, p.text, key)
-	} else {
-		m, delivered, err = h.broker.Publish(c.Request().Context(), topic, p.text)
-	}
+	m, delivered, err := h.node.Publish(c.Request().Context(), topic, p.text, key)
 	if err != nil {
 		return err
 	}

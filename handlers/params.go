@@ -24,12 +24,12 @@ type streamParams struct {
 // subscribe checks a subscription request's parameters and registers the
 // subscriber, for the WebSocket and SSE routes alike. alwaysNotices says
 // the transport can always tell the client of lost messages.
-func subscribe(broker app.Broker, r *http.Request, query url.Values, label string, alwaysNotices bool) (*app.Subscriber, streamParams, error) {
+func subscribe(node *app.Node, r *http.Request, query url.Values, label string, alwaysNotices bool) (*app.Subscriber, streamParams, error) {
 	params, err := parseStreamParams(r, query)
 	if err != nil {
 		return nil, streamParams{}, err
 	}
-	sub, err := broker.Subscribe(r.Context(), app.SubscribeRequest{
+	sub, err := node.Subscribe(r.Context(), app.SubscribeRequest{
 		Topic: params.topic, Label: label, Resume: params.resume, Since: params.since, Presence: params.presence,
 		// A client that can be told what it lost skips ahead when too far
 		// behind, rather than being cut off.

@@ -25,10 +25,8 @@ import (
 // Options is everything the server needs; main builds it once.
 type Options struct {
 	Config config.Config
-	Hub    *app.Hub
-	// Broker carries publishes and subscriptions; nil publishes straight
-	// to Hub (app.MemoryBroker).
-	Broker app.Broker
+	// Node is the domain: every publish and subscription goes through it.
+	Node *app.Node
 	Logger *slog.Logger
 	// Templates holds the page templates (*.html) at its root.
 	Templates fs.FS
@@ -43,8 +41,8 @@ type Options struct {
 
 // newServer builds the routes and the WebSocket engine.
 func newServer(opts Options) (*Server, error) {
-	if opts.Hub == nil || opts.Templates == nil || opts.Static == nil {
-		return nil, errors.New("handlers: hub, templates and static files are required")
+	if opts.Node == nil || opts.Templates == nil || opts.Static == nil {
+		return nil, errors.New("handlers: node, templates and static files are required")
 	}
 	if err := opts.Config.Validate(); err != nil {
 		return nil, fmt.Errorf("handlers: %w", err)
@@ -70,10 +68,7 @@ func newServer(opts Options) (*Server, error) {
 
 	cfg := opts.Config
 	paths := cfg.Paths
-	broker := opts.Broker
-	if broker == nil {
-		broker = app.NewMemoryBroker(opts.Hub)
-	}
+	node := opts.Node
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -84,7 +79,7 @@ func newServer(opts Options) (*Server, error) {
 	hosts := newHostPolicy(cfg.Security.AllowedHosts, cfg.Host)
 	e.Use(withScope, recoverer(log), requestLogger(log), secureHeaders(cfg.TLS.Cert != ""), hosts.middleware)
 
-	metrics := newMetrics(opts.Hub, broker)
+	metrics := newMetrics(node)
 	history := "memory"
 	switch {
 	case cfg.Broker == "redis":
@@ -92,13 +87,13 @@ func newServer(opts Options) (*Server, error) {
 	case cfg.History.File != "":
 		history = "file"
 	}
-	health := &healthHandler{broker: broker, history: history}
+	health := &healthHandler{node: node, history: history}
 	page := &pageHandler{paths: paths, tokensAccepted: policy.TakesCredentials()}
 	auth := &authorizer{policy: policy}
-	notify := &notifyHandler{broker: broker, maxMessageBytes: opts.Hub.MaxMessageBytes(), pagePath: paths.Page, authorize: auth.authorize}
+	notify := &notifyHandler{node: node, maxMessageBytes: node.MaxMessageBytes(), pagePath: paths.Page, authorize: auth.authorize}
 	events := &eventsHandler{
 		now:               now,
-		broker:            broker,
+		node:              node,
 		log:               log,
 		metrics:           metrics,
 		heartbeatInterval: cfg.SSE.HeartbeatInterval,
@@ -142,7 +137,7 @@ func newServer(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("handlers: %w", err)
 	}
 	metrics.watchEngine(engine)
-	subscription := SubscriptionWithConfig(SubscriptionConfig{Broker: broker, Engine: engine, Logger: log})
+	subscription := SubscriptionWithConfig(SubscriptionConfig{Node: node, Engine: engine, Logger: log})
 	webSocket := &webSocketHandler{now: now, metrics: metrics}
 	e.GET(paths.WS, chain(webSocket.serve, append(subscribeGuards, subscription)...))
 	e.GET(paths.Events, chain(events.stream, subscribeGuards...))

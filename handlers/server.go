@@ -129,7 +129,7 @@ func (s *Server) shutdown(ctx context.Context, served <-chan error) error {
 	defer cancel()
 	httpDone := make(chan error, 1)
 	go func() { httpDone <- s.http.Shutdown(shutdownCtx) }()
-	hubErr := s.opts.Hub.Shutdown(shutdownCtx)
+	hubErr := s.opts.Node.Shutdown(shutdownCtx)
 	httpErr := <-httpDone
 	<-served
 	if s.upgrades != nil {

@@ -23,8 +23,8 @@ const connKey = "herald.websocket"
 type SubscriptionConfig struct {
 	// Skipper skips the middleware for requests it returns true for.
 	Skipper middleware.Skipper
-	// Broker registers the subscriptions. Required.
-	Broker app.Broker
+	// Node registers the subscriptions. Required.
+	Node *app.Node
 	// Engine upgrades and serves the connections. Required.
 	Engine *ws.Server
 	// Logger receives what goes wrong; nil discards it.
@@ -46,10 +46,10 @@ var DefaultSubscriptionConfig = SubscriptionConfig{Skipper: middleware.DefaultSk
 // subscribed, so nothing published after its handshake completes can miss
 // it. Plain HTTP gets 426 with a JSON explanation.
 //
-// It panics if config has no Broker or Engine.
+// It panics if config has no Node or Engine.
 func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
-	if config.Broker == nil || config.Engine == nil {
-		panic("echo: subscription middleware requires a broker and an engine")
+	if config.Node == nil || config.Engine == nil {
+		panic("echo: subscription middleware requires a node and an engine")
 	}
 	if config.Skipper == nil {
 		config.Skipper = DefaultSubscriptionConfig.Skipper
@@ -68,7 +68,7 @@ func SubscriptionWithConfig(config SubscriptionConfig) echo.MiddlewareFunc {
 				return newClientError(http.StatusUpgradeRequired,
 					"this is the WebSocket route: connect with a WebSocket client, not plain HTTP")
 			}
-			sub, params, err := subscribe(config.Broker, req, c.QueryParams(), c.RealIP(), false) // text mode has no room for notices
+			sub, params, err := subscribe(config.Node, req, c.QueryParams(), c.RealIP(), false) // text mode has no room for notices
 			if err != nil {
 				return err
 			}

@@ -17,40 +17,41 @@ import (
 	"herald/app/config"
 )
 
-// closeOrderStore records, when the server closes it, whether the hub had
-// already ended every subscription.
+// closeOrderStore records, when the instance closes it, whether the node
+// had already ended every subscription.
 type closeOrderStore struct {
 	app.Store
-	hub            *app.Hub
+	node           *app.Node
 	closedAfterHub atomic.Bool
 	closed         atomic.Bool
 }
 
 func (s *closeOrderStore) Close() error {
 	s.closed.Store(true)
-	s.closedAfterHub.Store(s.hub.Closed() && s.hub.Stats().Subscribers == 0)
+	shutDown := errors.Is(s.node.Ready(context.Background()), app.ErrHubClosed)
+	s.closedAfterHub.Store(shutDown && s.node.Stats().Subscribers == 0)
 	return s.Store.Close()
 }
 
 // TestFailedServeStopsEveryPartAndClosesTheStoreLast: when Serve fails,
-// the server still ends its subscriptions with a close, and closes the
+// the instance still ends its subscriptions with a close, and closes the
 // history file only after that.
 func TestFailedServeStopsEveryPartAndClosesTheStoreLast(t *testing.T) {
 	t.Parallel()
 	cfg := config.Default()
 	cfg.History.File = filepath.Join(t.TempDir(), "history.db")
-	srv, err := newServer(cfg, slog.New(slog.DiscardHandler), func(string) string { return "" })
+	herald, err := newInstance(cfg, slog.New(slog.DiscardHandler), func(string) string { return "" })
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := &closeOrderStore{Store: srv.store, hub: srv.hub}
-	srv.store = store
+	store := &closeOrderStore{Store: herald.store, node: herald.node}
+	herald.store = store
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.serve(context.Background(), listener) }()
+	go func() { served <- herald.serve(context.Background(), listener) }()
 
 	conn := dial(t, "ws://"+listener.Addr().String()+"/ws")
 	listener.Close() // Serve's Accept fails: the way out that used to skip shutdown

@@ -1,5 +1,7 @@
-// Messages whose ids a broker gave them: the hub keeps them and fans them
-// out as it does its own, but does not number them.
+// The hub as a shared broker sees it: messages whose ids the broker gave
+// them, which the hub keeps and fans out as it does its own but does not
+// number; topics seeded from the broker's history; whether the broker
+// answers; and subscriber counts across instances.
 
 package app
 
@@ -7,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // TopicPosition is where a topic a broker seeded stands on this instance.
@@ -249,15 +252,69 @@ func (h *Hub) SetBrokerUp(up bool) {
 	}
 }
 
-// watchers is how many subscribers topic has, here and elsewhere.
-func (h *Hub) watchers(topic string) int {
+// countWatch notes the topics whose local subscriber count changes, once
+// a shared broker asks (WatchCounts): the broker tells the other
+// instances. Until then it costs a load per change.
+type countWatch struct {
+	on      atomic.Bool
+	mu      sync.Mutex
+	changed map[string]struct{}
+	wake    chan struct{}
+}
+
+// note records that topic's count changed. It runs under the topic's
+// lock, so it only notes it.
+func (w *countWatch) note(topic string) {
+	if !w.on.Load() {
+		return
+	}
+	w.mu.Lock()
+	w.changed[topic] = struct{}{}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default: // already told
+	}
+}
+
+// WatchCounts starts noting the topics whose local subscriber count
+// changes, and returns the channel that says when there are some to take
+// with TakeCountChanges. A shared broker calls it before anyone can
+// subscribe.
+func (h *Hub) WatchCounts() <-chan struct{} {
+	h.counts.mu.Lock()
+	if h.counts.changed == nil {
+		h.counts.changed = map[string]struct{}{}
+	}
+	h.counts.mu.Unlock()
+	h.counts.on.Store(true)
+	return h.counts.wake
+}
+
+// TakeCountChanges returns the topics whose local subscriber count changed
+// since the last call, with their counts now: 0 for a topic nobody here
+// watches any more.
+func (h *Hub) TakeCountChanges() map[string]int {
+	h.counts.mu.Lock()
+	changed := h.counts.changed
+	h.counts.changed = map[string]struct{}{}
+	h.counts.mu.Unlock()
+	counts := make(map[string]int, len(changed))
+	for topic := range changed {
+		counts[topic] = h.LocalSubscribers(topic)
+	}
+	return counts
+}
+
+// LocalSubscribers is how many subscribers topic has on this instance.
+func (h *Hub) LocalSubscribers(topic string) int {
 	h.mu.Lock()
 	t, ok := h.topics[topic]
 	h.mu.Unlock()
 	if !ok {
 		return 0
 	}
-	return int(t.watchers.Load() + t.elsewhere.Load())
+	return int(t.watchers.Load())
 }
 
 // SetSubscribersElsewhere records how many subscribers topic has on other

@@ -2,7 +2,7 @@
 // topic in a hash that every instance reads, so "N watching" counts
 // subscribers everywhere.
 
-package app
+package redisbroker
 
 import (
 	"context"
@@ -27,8 +27,8 @@ const (
 )
 
 // presence is the Redis broker's part that shares subscriber counts. The
-// hub reports local counts under its locks, so reporting only records the
-// count, and one goroutine writes the changes to Redis. It costs Redis
+// hub notes which topics' local counts changed; one goroutine takes them
+// and writes the changes to Redis. It costs Redis
 // nothing while no count changes, but the restatement every
 // presenceRefresh.
 //
@@ -37,7 +37,7 @@ const (
 // hash of each topic announced that they have subscribers to; an instance
 // ignores its own announcements.
 type presence struct {
-	b        *RedisBroker
+	b        *Broker
 	instance string // this instance's field in every topic's hash
 	channel  string // where instances say that topics' counts changed
 
@@ -46,18 +46,21 @@ type presence struct {
 	// never overwrites a newer count with an older one.
 	writing sync.Mutex
 
+	counts <-chan struct{} // the hub's: local counts changed
+
 	mu      sync.Mutex
-	local   map[string]int      // this instance's counts, as the hub last reported them
+	local   map[string]int      // this instance's counts, as last taken from the hub
 	written map[string]int      // the counts Redis holds for this instance
 	others  map[string]struct{} // topics whose counts another instance changed
 	wake    chan struct{}
 }
 
-func newPresence(b *RedisBroker) *presence {
+func newPresence(b *Broker) *presence {
 	id := make([]byte, 8)
 	rand.Read(id) // crypto/rand.Read never fails
 	return &presence{
 		b:        b,
+		counts:   b.events.WatchCounts(),
 		instance: hex.EncodeToString(id),
 		channel:  b.opts.Prefix + "presence",
 		local:    map[string]int{},
@@ -69,20 +72,14 @@ func newPresence(b *RedisBroker) *presence {
 
 func (p *presence) key(topic string) string { return p.b.opts.Prefix + "topic:" + topic + ":presence" }
 
-// localCount records the local count of topic; the hub calls it under its
-// locks, so it only notes the change.
-func (p *presence) localCount(topic string, n int) {
-	p.mu.Lock()
-	p.local[topic] = n
-	p.mu.Unlock()
-	p.poke()
-}
-
-// count is this instance's count of topic.
-func (p *presence) count(topic string) int {
+// pull takes the local counts that changed from the hub.
+func (p *presence) pull() {
+	changes := p.b.events.TakeCountChanges()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.local[topic]
+	for topic, n := range changes {
+		p.local[topic] = n
+	}
 }
 
 // announced notes the topics of an announcement from another instance
@@ -123,6 +120,9 @@ func (p *presence) run(ctx context.Context) {
 		case <-ctx.Done():
 			p.withdraw()
 			return
+		case <-p.counts:
+			p.pull()
+			p.sync(ctx)
 		case <-p.wake:
 			p.sync(ctx)
 		case <-refresh.C:
@@ -155,6 +155,7 @@ func (p *presence) sync(ctx context.Context) {
 // instances' counts of the same topics, some of which may have gone
 // stale. With announce, the other instances are told to read them too.
 func (p *presence) restate(ctx context.Context, announce bool) error {
+	p.pull()
 	if err := p.write(ctx, true, announce); err != nil {
 		return err
 	}
@@ -245,7 +246,7 @@ func (p *presence) readOthers(ctx context.Context, topics []string) error {
 			}
 			others += count
 		}
-		p.b.hub.SetSubscribersElsewhere(topic, others)
+		p.b.events.SetSubscribersElsewhere(topic, others)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package app
+package redisbroker
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"herald/app"
 	"herald/app/redistest"
 )
 
@@ -14,9 +15,9 @@ import (
 const hangGuard = time.Minute
 
 // newRedisTestBroker connects a broker for hub to r, without running it.
-func newRedisTestBroker(t *testing.T, hub *Hub, r *redistest.Server) *RedisBroker {
+func newRedisTestBroker(t *testing.T, hub *app.Hub, r *redistest.Server) *Broker {
 	t.Helper()
-	b, err := NewRedisBroker(hub, RedisOptions{
+	b, err := New(hub, Options{
 		URL: r.URL(), Prefix: "herald:", Timeout: 2 * time.Second, HistorySize: 16, HistoryTTL: time.Hour,
 	})
 	if err != nil {
@@ -26,7 +27,7 @@ func newRedisTestBroker(t *testing.T, hub *Hub, r *redistest.Server) *RedisBroke
 }
 
 // runBroker runs b until the test ends, then closes it.
-func runBroker(t *testing.T, b *RedisBroker) {
+func runBroker(t *testing.T, b *Broker) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -41,9 +42,9 @@ func runBroker(t *testing.T, b *RedisBroker) {
 }
 
 // subscribeVia subscribes to topic through b.
-func subscribeVia(t *testing.T, b *RedisBroker, topic string) *Subscriber {
+func subscribeVia(t *testing.T, b *Broker, topic string) *app.Subscriber {
 	t.Helper()
-	s, err := b.Subscribe(context.Background(), SubscribeRequest{Topic: topic, Label: t.Name()})
+	s, err := b.Subscribe(context.Background(), app.SubscribeRequest{Topic: topic, Label: t.Name()})
 	if err != nil {
 		t.Fatalf("subscribe to %s: %v", topic, err)
 	}
@@ -52,7 +53,7 @@ func subscribeVia(t *testing.T, b *RedisBroker, topic string) *Subscriber {
 
 // publishVia publishes text to topic through b and fails unless it is
 // acknowledged.
-func publishVia(t *testing.T, b *RedisBroker, topic, text string) *Message {
+func publishVia(t *testing.T, b *Broker, topic, text string) *app.Message {
 	t.Helper()
 	m, _, err := b.Publish(context.Background(), topic, text)
 	if err != nil {
@@ -62,9 +63,9 @@ func publishVia(t *testing.T, b *RedisBroker, topic, text string) *Message {
 }
 
 // awaitMessages waits until s has n messages to take, and takes them.
-func awaitMessages(t *testing.T, s *Subscriber, n int) []*Message {
+func awaitMessages(t *testing.T, s *app.Subscriber, n int) []*app.Message {
 	t.Helper()
-	var got []*Message
+	var got []*app.Message
 	for len(got) < n {
 		select {
 		case <-s.Ready():
@@ -121,7 +122,7 @@ func TestJoinRacingTheLastLeaveGetsTheNextMessage(t *testing.T) {
 	// The broker hands the channel's messages to the hub one at a time, in
 	// order: once the marker is in, "next" has been handed over.
 	awaitMessages(t, marker, 1)
-	for name, s := range map[string]*Subscriber{"the joiner": joiner, "a later joiner": later} {
+	for name, s := range map[string]*app.Subscriber{"the joiner": joiner, "a later joiner": later} {
 		got := takeAll(s)
 		if len(got) != 1 || got[0].ID != sent.ID || got[0].Text != "next" {
 			t.Errorf("%s got %d messages, want %d next", name, len(got), sent.ID)

@@ -1,4 +1,4 @@
-package app
+package redisbroker
 
 import (
 	"context"
@@ -12,11 +12,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"herald/app"
+
 	"github.com/redis/go-redis/v9"
 )
 
-// RedisOptions configures a RedisBroker.
-type RedisOptions struct {
+// Options configures a Broker.
+type Options struct {
 	// URL is redis://[:password@]host:port[/db], or rediss:// for TLS.
 	URL string
 	// Prefix starts every key and channel, so that several deployments
@@ -31,7 +33,7 @@ type RedisOptions struct {
 	Logger      *slog.Logger
 }
 
-// RedisBroker shares topics between Herald instances through Redis:
+// Broker shares topics between Herald instances through Redis:
 //   - A publish runs one script that gives the message the topic's next id
 //     (a counter per topic), appends it to the topic's stream (its
 //     history, capped at HistorySize) and publishes it on one channel.
@@ -51,12 +53,12 @@ type RedisOptions struct {
 // That start is also the epoch that announcements and seeds carry, which
 // tells an instance that Redis lost the topic, and that the gap's size is
 // unknown.
-type RedisBroker struct {
-	hub       *Hub
+type Broker struct {
+	events    app.BrokerEventHandler // the hub
 	client    *redis.Client
 	publisher *redis.Client // publishes only: it never retries
 	pubsub    *redis.PubSub // the channels, from the start; Run reads them
-	opts      RedisOptions
+	opts      Options
 	channel   string
 	log       *slog.Logger
 
@@ -79,8 +81,8 @@ type RedisBroker struct {
 }
 
 var (
-	_ Broker         = (*RedisBroker)(nil)
-	_ KeyedPublisher = (*RedisBroker)(nil)
+	_ app.Broker         = (*Broker)(nil)
+	_ app.KeyedPublisher = (*Broker)(nil)
 )
 
 // sequenceLua starts the topic's sequence when Redis has none, at ARGV[1],
@@ -164,10 +166,10 @@ type quietLibrary struct{}
 
 func (quietLibrary) Printf(context.Context, string, ...any) {}
 
-// NewRedisBroker connects to Redis and checks that it answers: a Redis that
+// New connects to Redis and checks that it answers: a Redis that
 // cannot be reached stops start-up with one line, rather than a server that
 // refuses every publish.
-func NewRedisBroker(hub *Hub, opts RedisOptions) (*RedisBroker, error) {
+func New(events app.BrokerEventHandler, opts Options) (*Broker, error) {
 	redis.SetLogger(quietLibrary{}) // process-wide, and the same every time
 	clientOpts, err := redis.ParseURL(opts.URL)
 	if err != nil {
@@ -183,8 +185,8 @@ func NewRedisBroker(hub *Hub, opts RedisOptions) (*RedisBroker, error) {
 	// twice.
 	publisherOpts := *clientOpts
 	publisherOpts.MaxRetries = -1
-	b := &RedisBroker{
-		hub:       hub,
+	b := &Broker{
+		events:    events,
 		client:    redis.NewClient(clientOpts),
 		publisher: redis.NewClient(&publisherOpts),
 		opts:      opts,
@@ -215,7 +217,7 @@ func NewRedisBroker(hub *Hub, opts RedisOptions) (*RedisBroker, error) {
 }
 
 // keys are a topic's counter, sequence start and stream.
-func (b *RedisBroker) keys(topic string) []string {
+func (b *Broker) keys(topic string) []string {
 	base := b.opts.Prefix + "topic:" + topic
 	return []string{base + ":seq", base + ":start", base + ":log"}
 }
@@ -231,7 +233,7 @@ const publishKeyTTL = 10 * time.Minute
 // that it may have run gets ErrPublishUnknown: it reaches every
 // subscriber once or no one. It is never sent twice: a retry after a
 // timeout could publish it twice.
-func (b *RedisBroker) Publish(ctx context.Context, topic, text string) (*Message, int, error) {
+func (b *Broker) Publish(ctx context.Context, topic, text string) (*app.Message, int, error) {
 	return b.publish(ctx, topic, text, "")
 }
 
@@ -239,19 +241,13 @@ func (b *RedisBroker) Publish(ctx context.Context, topic, text string) (*Message
 // publishKeyTTL: a publish whose key Redis holds is not published again,
 // but answered with the first one's message. A key that came with another
 // text is refused with ErrKeyReused.
-func (b *RedisBroker) PublishKeyed(ctx context.Context, topic, text, key string) (*Message, int, error) {
+func (b *Broker) PublishKeyed(ctx context.Context, topic, text, key string) (*app.Message, int, error) {
 	return b.publish(ctx, topic, text, key)
 }
 
-func (b *RedisBroker) publish(ctx context.Context, topic, text, key string) (*Message, int, error) {
-	if err := CheckTopic(topic); err != nil {
+func (b *Broker) publish(ctx context.Context, topic, text, key string) (*app.Message, int, error) {
+	if err := b.events.CheckMessage(topic, text); err != nil {
 		return nil, 0, err
-	}
-	if err := b.hub.checkText(text); err != nil {
-		return nil, 0, err
-	}
-	if b.hub.Closed() {
-		return nil, 0, ErrHubClosed
 	}
 	now := time.Now()
 	keys := append(b.keys(topic), b.presence.key(topic))
@@ -278,28 +274,28 @@ func (b *RedisBroker) publish(ctx context.Context, topic, text, key string) (*Me
 	}
 	if len(reply) != 3 || err != nil {
 		// The script ran, so the message may be out.
-		return nil, 0, fmt.Errorf("%w: the publish script returned %v", ErrPublishUnknown, reply)
+		return nil, 0, fmt.Errorf("%w: the publish script returned %v", app.ErrPublishUnknown, reply)
 	}
 	b.recovered(ctx)
 	// This instance's subscribers are counted as they are now; the
 	// others' as their instances last said, which can lag a join or a
 	// leave by a moment.
-	subscribers := b.presence.count(topic) + int(elsewhere)
-	return &Message{ID: id, Topic: topic, Time: time.UnixMicro(micros), Text: text}, subscribers, nil
+	subscribers := b.events.LocalSubscribers(topic) + int(elsewhere)
+	return &app.Message{ID: id, Topic: topic, Time: time.UnixMicro(micros), Text: text}, subscribers, nil
 }
 
 // publishFailed is the error a publish that failed with err returns:
 // ErrKeyReused, ErrBrokerUnavailable when Redis never ran the script, or
 // ErrPublishUnknown.
-func (b *RedisBroker) publishFailed(err error) error {
+func (b *Broker) publishFailed(err error) error {
 	if strings.HasPrefix(err.Error(), "KEYREUSED") {
-		return ErrKeyReused
+		return app.ErrKeyReused
 	}
 	b.failed(err)
 	if neverSent(err) {
-		return fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
+		return fmt.Errorf("%w: %v", app.ErrBrokerUnavailable, err)
 	}
-	return fmt.Errorf("%w: %v", ErrPublishUnknown, err)
+	return fmt.Errorf("%w: %v", app.ErrPublishUnknown, err)
 }
 
 // neverSent reports whether err proves that Redis never ran a command:
@@ -324,8 +320,8 @@ func neverSent(err error) bool {
 
 // Subscribe subscribes with the hub, which seeds the topic from Redis when
 // this instance does not hold it.
-func (b *RedisBroker) Subscribe(ctx context.Context, req SubscribeRequest) (*Subscriber, error) {
-	if err := CheckTopic(req.Topic); err != nil {
+func (b *Broker) Subscribe(ctx context.Context, req app.SubscribeRequest) (*app.Subscriber, error) {
+	if err := app.CheckTopic(req.Topic); err != nil {
 		return nil, err
 	}
 	// b.mu keeps accept out from reading the seed to joining, so that no
@@ -335,20 +331,20 @@ func (b *RedisBroker) Subscribe(ctx context.Context, req SubscribeRequest) (*Sub
 	if b.joinHook != nil {
 		b.joinHook()
 	}
-	s, err := b.hub.SubscribeSeeded(req, nil)
-	if !errors.Is(err, ErrNotSeeded) {
+	s, err := b.events.SubscribeSeeded(req, nil)
+	if !errors.Is(err, app.ErrNotSeeded) {
 		return s, err
 	}
 	seed, err := b.readSeed(ctx, req.Topic)
 	if err != nil {
 		b.failed(err)
-		return nil, fmt.Errorf("%w: %v", ErrBrokerUnavailable, err)
+		return nil, fmt.Errorf("%w: %v", app.ErrBrokerUnavailable, err)
 	}
-	return b.hub.SubscribeSeeded(req, seed)
+	return b.events.SubscribeSeeded(req, seed)
 }
 
 // readSeed reads where topic stands in Redis, and its kept messages.
-func (b *RedisBroker) readSeed(ctx context.Context, topic string) (*TopicSeed, error) {
+func (b *Broker) readSeed(ctx context.Context, topic string) (*app.TopicSeed, error) {
 	keys := b.keys(topic)
 	micros := strconv.FormatInt(time.Now().UnixMicro(), 10)
 	reply, err := seedScript.Run(ctx, b.client, keys, micros, "", 0, b.opts.HistoryTTL.Milliseconds()).StringSlice()
@@ -363,7 +359,7 @@ func (b *RedisBroker) readSeed(ctx context.Context, topic string) (*TopicSeed, e
 	if err := errors.Join(errEpoch, errLast); err != nil {
 		return nil, fmt.Errorf("topic %s in redis: %w", topic, err)
 	}
-	seed := &TopicSeed{Epoch: epoch, SequenceStart: epoch, LastID: last}
+	seed := &app.TopicSeed{Epoch: epoch, SequenceStart: epoch, LastID: last}
 	if b.opts.HistorySize > 0 {
 		entries, err := b.client.XRevRangeN(ctx, keys[2], "+", "-", int64(b.opts.HistorySize)).Result()
 		if err != nil {
@@ -398,7 +394,7 @@ func (b *RedisBroker) readSeed(ctx context.Context, topic string) (*TopicSeed, e
 // time it does, the held topics catch up from their streams. It runs the
 // presence goroutine, and the one that pings Redis while it is down, and
 // stops them before it returns.
-func (b *RedisBroker) Run(ctx context.Context) error {
+func (b *Broker) Run(ctx context.Context) error {
 	var helpers sync.WaitGroup
 	defer helpers.Wait()
 	helpers.Go(func() { b.presence.run(ctx) })
@@ -459,7 +455,7 @@ const recoveryPing = time.Second
 // until ctx ends. Without it, a Redis that stalled and came back would be
 // noticed only by the next publish or readiness check: the channel's
 // connection may never have dropped, and nothing else asks.
-func (b *RedisBroker) pingWhileDown(ctx context.Context) {
+func (b *Broker) pingWhileDown(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -483,10 +479,10 @@ func (b *RedisBroker) pingWhileDown(ctx context.Context) {
 
 // accept hands m, of the topic's run epoch, to the hub, after any
 // messages of its topic that this instance missed.
-func (b *RedisBroker) accept(ctx context.Context, m *Message, epoch uint64) {
+func (b *Broker) accept(ctx context.Context, m *app.Message, epoch uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	position := b.hub.Position(m.Topic)
+	position := b.events.Position(m.Topic)
 	if !position.Held || (epoch == position.Epoch && m.ID <= position.LastID) {
 		return // no one here asked for the topic, or a duplicate
 	}
@@ -496,14 +492,14 @@ func (b *RedisBroker) accept(ctx context.Context, m *Message, epoch uint64) {
 		// catch-up after a reconnect, reads them all.
 		return
 	}
-	b.hub.Accept(m, epoch)
+	b.events.Accept(m, epoch)
 }
 
 // fillLocked hands the hub the messages of topic after last, up to upTo
 // (0: all), from its stream, with the epoch they were numbered in, and
 // reports whether Redis answered. What the stream no longer holds is a
 // gap, which the hub reports. The caller holds b.mu.
-func (b *RedisBroker) fillLocked(ctx context.Context, topic string, last, upTo uint64) bool {
+func (b *Broker) fillLocked(ctx context.Context, topic string, last, upTo uint64) bool {
 	end := "+"
 	if upTo > 0 {
 		end = strconv.FormatUint(upTo, 10) + "-1"
@@ -526,17 +522,17 @@ func (b *RedisBroker) fillLocked(ctx context.Context, topic string, last, upTo u
 			b.log.Error("ignored a damaged stream entry", "topic", topic, "err", err)
 			continue
 		}
-		b.hub.Accept(m, epoch)
+		b.events.Accept(m, epoch)
 	}
 	return true
 }
 
 // catchUp reads, for every held topic, what was published while the
 // channel was down.
-func (b *RedisBroker) catchUp(ctx context.Context) {
+func (b *Broker) catchUp(ctx context.Context) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for topic, last := range b.hub.HeldTopics() {
+	for topic, last := range b.events.HeldTopics() {
 		b.fillLocked(ctx, topic, last, 0)
 	}
 }
@@ -546,7 +542,7 @@ func (b *RedisBroker) catchUp(ctx context.Context) {
 // publisher that went away mid-request) says nothing about Redis, so it is
 // neither: it would otherwise refuse publishes with 503 and tell every
 // subscriber the broker went, until the next call succeeded.
-func (b *RedisBroker) failed(err error) {
+func (b *Broker) failed(err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
@@ -555,7 +551,7 @@ func (b *RedisBroker) failed(err error) {
 	defer b.changing.Unlock()
 	if b.up.Swap(false) {
 		b.log.Error("redis is unreachable: publishes get 503 until it is back", "err", err)
-		b.hub.SetBrokerUp(false)
+		b.events.SetBrokerUp(false)
 		select {
 		case b.wentDown <- struct{}{}:
 		default:
@@ -566,7 +562,7 @@ func (b *RedisBroker) failed(err error) {
 // recovered records that Redis answers again. Redis may have lost this
 // instance's subscriber counts with its data, so they are restated before
 // anyone is told that it is back: from then on, a receipt counts them.
-func (b *RedisBroker) recovered(ctx context.Context) {
+func (b *Broker) recovered(ctx context.Context) {
 	if b.up.Load() {
 		return
 	}
@@ -583,47 +579,37 @@ func (b *RedisBroker) recovered(ctx context.Context) {
 	}
 	b.up.Store(true)
 	b.log.Info("redis is reachable again")
-	b.hub.SetBrokerUp(true)
+	b.events.SetBrokerUp(true)
 }
 
-// SubscriberCount is the hub's OnSubscriberCount: it shares this
-// instance's count of topic with the others.
-func (b *RedisBroker) SubscriberCount(topic string, local int) { b.presence.localCount(topic, local) }
-
 // Ready pings Redis.
-func (b *RedisBroker) Ready(ctx context.Context) error {
-	if err := b.hub.Ready(); err != nil {
+func (b *Broker) Ready(ctx context.Context) error {
+	if err := b.events.Ready(); err != nil {
 		return err
 	}
 	if err := b.client.Ping(ctx).Err(); err != nil {
 		b.failed(err)
-		return fmt.Errorf("%w: redis: %v", ErrBrokerUnavailable, err)
+		return fmt.Errorf("%w: redis: %v", app.ErrBrokerUnavailable, err)
 	}
 	b.recovered(ctx)
 	return nil
 }
 
-// BrokerStats is what a broker reports for metrics.
-type BrokerStats struct {
-	Up     bool
-	Errors uint64
-}
-
 // Stats reports whether Redis answered last time, and how many commands
 // have failed.
-func (b *RedisBroker) Stats() BrokerStats {
-	return BrokerStats{Up: b.up.Load(), Errors: b.errorCount.Load()}
+func (b *Broker) Stats() app.BrokerStats {
+	return app.BrokerStats{Up: b.up.Load(), Errors: b.errorCount.Load()}
 }
 
 // Close closes the connections.
-func (b *RedisBroker) Close() error {
+func (b *Broker) Close() error {
 	b.pubsub.Close() // closed already when Run has returned
 	return errors.Join(b.publisher.Close(), b.client.Close())
 }
 
 // decodeAnnouncement reads "topic\nepoch\nid\nmicros\ntext" from the
 // channel.
-func decodeAnnouncement(payload string) (*Message, uint64, error) {
+func decodeAnnouncement(payload string) (*app.Message, uint64, error) {
 	parts := strings.SplitN(payload, "\n", 5)
 	if len(parts) != 5 {
 		return nil, 0, fmt.Errorf("announcement has %d parts, want 5", len(parts))
@@ -631,14 +617,14 @@ func decodeAnnouncement(payload string) (*Message, uint64, error) {
 	epoch, errEpoch := strconv.ParseUint(parts[1], 10, 64)
 	id, errID := strconv.ParseUint(parts[2], 10, 64)
 	micros, errTime := strconv.ParseInt(parts[3], 10, 64)
-	if err := errors.Join(errEpoch, errID, errTime, CheckTopic(parts[0])); err != nil {
+	if err := errors.Join(errEpoch, errID, errTime, app.CheckTopic(parts[0])); err != nil {
 		return nil, 0, err
 	}
-	return &Message{ID: id, Topic: parts[0], Time: time.UnixMicro(micros), Text: parts[4]}, epoch, nil
+	return &app.Message{ID: id, Topic: parts[0], Time: time.UnixMicro(micros), Text: parts[4]}, epoch, nil
 }
 
 // decodeEntry reads one stream entry: its id is the message's, then -1.
-func decodeEntry(topic string, entry redis.XMessage) (*Message, error) {
+func decodeEntry(topic string, entry redis.XMessage) (*app.Message, error) {
 	idText, _, _ := strings.Cut(entry.ID, "-")
 	id, err := strconv.ParseUint(idText, 10, 64)
 	if err != nil {
@@ -650,5 +636,5 @@ func decodeEntry(topic string, entry redis.XMessage) (*Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stream entry %s: time: %w", entry.ID, err)
 	}
-	return &Message{ID: id, Topic: topic, Time: time.UnixMicro(micros), Text: text}, nil
+	return &app.Message{ID: id, Topic: topic, Time: time.UnixMicro(micros), Text: text}, nil
 }

@@ -1,4 +1,4 @@
-package app
+package redisbroker
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 // tell every subscriber that the broker went. A real failure must.
 func TestOnlyRealRedisFailuresMarkTheBrokerDown(t *testing.T) {
 	var logs bytes.Buffer
-	b := &RedisBroker{hub: newTestHub(t), log: slog.New(slog.NewTextHandler(&logs, nil))}
+	b := &Broker{events: newTestHub(t), log: slog.New(slog.NewTextHandler(&logs, nil))}
 	b.up.Store(true)
 
 	b.failed(fmt.Errorf("publish: %w", context.Canceled))

@@ -1,0 +1,122 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Node is one Herald instance as its edge sees it, and the edge's one way
+// into the domain. A publish goes through the broker, which numbers the
+// message, keeps it and hands it to the subscribers of every instance; a
+// subscriber registers with the hub through the broker, which first seeds
+// the topic's history when it is shared; and the node answers for
+// readiness and statistics. Run does the node's background work.
+type Node struct {
+	hub    *Hub
+	broker Broker
+	log    *slog.Logger
+	// sweepEvery is how often expired history is forgotten.
+	sweepEvery time.Duration
+}
+
+// NewNode returns the node of hub and broker, which must be the broker
+// made for hub.
+func NewNode(hub *Hub, broker Broker) *Node {
+	return &Node{hub: hub, broker: broker, log: hub.log, sweepEvery: sweepInterval(hub.historyTTL)}
+}
+
+// sweepInterval is how often expired history is forgotten: often enough
+// that memory follows the history TTL closely, rarely enough to cost
+// nothing.
+func sweepInterval(ttl time.Duration) time.Duration {
+	return min(max(ttl/10, time.Second), time.Minute)
+}
+
+// Publish publishes text to topic, and returns the message with how many
+// subscribers it was handed to. key, unless empty, names the publish for a
+// broker that can leave an outcome unknown (see KeyedPublisher), so that a
+// retry with the same key does not publish it twice; other brokers
+// publish every call. An error means nothing was published, except one
+// wrapping ErrPublishUnknown.
+func (n *Node) Publish(ctx context.Context, topic, text, key string) (*Message, int, error) {
+	if keyed, ok := n.broker.(KeyedPublisher); ok && key != "" {
+		return keyed.PublishKeyed(ctx, topic, text, key)
+	}
+	return n.broker.Publish(ctx, topic, text)
+}
+
+// Subscribe registers a subscriber; see Hub.Subscribe.
+func (n *Node) Subscribe(ctx context.Context, req SubscribeRequest) (*Subscriber, error) {
+	return n.broker.Subscribe(ctx, req)
+}
+
+// Ready reports why the node cannot take publishes and subscribers now,
+// or nil: it is shutting down, or its store or broker does not answer.
+func (n *Node) Ready(ctx context.Context) error { return n.broker.Ready(ctx) }
+
+// MaxMessageBytes is the largest message Publish accepts.
+func (n *Node) MaxMessageBytes() int { return n.hub.maxMessageBytes }
+
+// NodeStats is a snapshot of the node's counters.
+type NodeStats struct {
+	HubStats
+	// Broker is what a shared broker says of itself; nil for the memory
+	// broker, which is always up.
+	Broker *BrokerStats
+}
+
+// Stats returns a snapshot of the node's counters.
+func (n *Node) Stats() NodeStats {
+	stats := NodeStats{HubStats: n.hub.Stats()}
+	if b, ok := n.broker.(interface{ Stats() BrokerStats }); ok {
+		s := b.Stats()
+		stats.Broker = &s
+	}
+	return stats
+}
+
+// TopicSubscribers returns how many local subscribers each topic has, for
+// topics that have any.
+func (n *Node) TopicSubscribers() map[string]int { return n.hub.TopicSubscribers() }
+
+// Shutdown refuses new subscribers and publishes, ends every subscription,
+// and waits until every subscriber is closed or ctx ends; see
+// Hub.Shutdown.
+func (n *Node) Shutdown(ctx context.Context) error { return n.hub.Shutdown(ctx) }
+
+// Run carries other instances' publishes to the hub and forgets expired
+// history, until ctx ends. It returns an error only when the broker
+// cannot go on.
+func (n *Node) Run(ctx context.Context) error {
+	ctx, stop := context.WithCancel(ctx)
+	swept := make(chan struct{})
+	go func() {
+		defer close(swept)
+		n.sweep(ctx)
+	}()
+	err := n.broker.Run(ctx)
+	stop() // the broker gave up: the sweeper stops too
+	<-swept
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	return nil
+}
+
+// sweep forgets expired history every sweepEvery until ctx ends.
+func (n *Node) sweep(ctx context.Context) {
+	ticker := time.NewTicker(n.sweepEvery)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if err := n.hub.Sweep(); err != nil {
+				n.log.Error("history sweep failed", "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+
+	"herald/app"
+	"herald/app/config"
+	"herald/app/history"
+	"herald/app/redisbroker"
+	"herald/handlers"
+)
+
+// instance owns one Herald instance's running parts. It builds them in
+// order (the history store, the hub, the broker, the node, the HTTP edge)
+// and stops them in reverse, on every way out: a signal, a failed Serve, a
+// broker that gives up. The store closes last, once nothing can publish or
+// read any more.
+type instance struct {
+	logger *slog.Logger
+	store  app.Store  // nil without history.file
+	broker app.Broker // memory unless broker: redis
+	node   *app.Node
+	edge   *handlers.Server
+}
+
+// newInstance builds every part. On failure it closes what it had opened.
+func newInstance(cfg config.Config, logger *slog.Logger, getenv func(string) string) (_ *instance, err error) {
+	in := &instance{logger: logger}
+	defer func() {
+		if err != nil {
+			in.closeBackends()
+		}
+	}()
+	if cfg.History.File != "" {
+		store, err := history.Open(cfg.History.File)
+		if err != nil {
+			return nil, err
+		}
+		in.store = store
+	}
+	hub, err := app.NewHub(app.HubOptions{
+		MaxLagBytes:     cfg.Limits.MaxLagBytes,
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		HistorySize:     cfg.History.Size,
+		HistoryTTL:      cfg.History.TTL,
+		MaxTopics:       cfg.Limits.MaxTopics,
+		Store:           in.store,
+		CommitDelay:     cfg.History.CommitDelay,
+		Logger:          logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if in.broker, err = newBroker(cfg, hub, logger); err != nil {
+		return nil, err
+	}
+	in.node = app.NewNode(hub, in.broker)
+	templates, err := fs.Sub(assets, "templates")
+	if err != nil {
+		return nil, fmt.Errorf("embedded templates: %w", err)
+	}
+	static, err := fs.Sub(assets, "static")
+	if err != nil {
+		return nil, fmt.Errorf("embedded static files: %w", err)
+	}
+	in.edge, err = handlers.NewServer(handlers.Options{
+		Config: cfg, Node: in.node, Logger: logger, Templates: templates, Static: static, Getenv: getenv,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+// newBroker is the broker that cfg.Broker names, for hub.
+func newBroker(cfg config.Config, hub *app.Hub, logger *slog.Logger) (app.Broker, error) {
+	if cfg.Broker != "redis" {
+		return app.NewMemoryBroker(hub), nil
+	}
+	broker, err := redisbroker.New(hub, redisbroker.Options{
+		URL:         cfg.Redis.URL,
+		Prefix:      cfg.Redis.Prefix,
+		Timeout:     cfg.Redis.Timeout,
+		HistorySize: cfg.History.Size,
+		HistoryTTL:  cfg.History.TTL,
+		Logger:      logger,
+	})
+	if err != nil {
+		return nil, err // not a nil *redisbroker.Broker in an interface, which closeBackends would call
+	}
+	return broker, nil
+}
+
+// serve serves on listener until ctx ends, serving fails or the broker
+// stops for good, then stops every part, and returns why it stopped when
+// that was not ctx.
+func (in *instance) serve(ctx context.Context, listener net.Listener) error {
+	serving, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	served := make(chan error, 1)
+	go func() { served <- in.edge.Serve(serving, listener) }()
+	// The node's background work stops only once the edge has: subscribers
+	// draining at shutdown still get what other instances published.
+	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	ran := make(chan error, 1)
+	go func() { ran <- in.node.Run(background) }()
+
+	var reason, stopErr error
+	select {
+	case stopErr = <-served: // serving failed, and the edge has stopped
+	case reason = <-ran: // the broker gave up
+		ran <- reason
+		stopServing()
+		stopErr = <-served
+	case <-ctx.Done():
+		stopErr = <-served
+	}
+	stopBackground()
+	if err := <-ran; err != nil && reason == nil {
+		stopErr = errors.Join(stopErr, err)
+	}
+	in.closeBackends()
+	return errors.Join(reason, stopErr)
+}
+
+// close stops an instance that will never serve.
+func (in *instance) close() {
+	in.edge.Close()
+	in.closeBackends()
+}
+
+// closeBackends closes the broker, then the store, whichever were opened.
+// The edge has stopped, or never started.
+func (in *instance) closeBackends() {
+	if in.broker != nil {
+		if err := in.broker.Close(); err != nil {
+			in.logger.Error("close broker", "err", err)
+		}
+		in.broker = nil
+	}
+	if in.store != nil {
+		if err := in.store.Close(); err != nil {
+			in.logger.Error("close history file", "err", err)
+		}
+		in.store = nil
+	}
+}
