@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -630,5 +631,21 @@ func TestCommandsAsTheirOwnProcess(t *testing.T) {
 	}
 	if subErr.Len() != 0 {
 		t.Errorf("stderr %q, want nothing", subErr.String())
+	}
+}
+
+// TestReadmePubRefusalSampleIsWhatHeraldPrints: the README's refused
+// publish is the line herald pub makes of the server's answer.
+func TestReadmePubRefusalSampleIsWhatHeraldPrints(t *testing.T) {
+	t.Parallel()
+	sample := regexp.MustCompile(`(?m)^herald: pub: .*$`).FindString(readme(t))
+	h := startHerald(t, "security:\n  publish_token: p-secret-2\n")
+	_, _, err := runCommand(t, nil, "pub", "-topic", "news", h.Origin, "Extra")
+	if err == nil {
+		t.Fatal("herald pub without a token was not refused")
+	}
+	got := strings.ReplaceAll("herald: "+err.Error(), h.Origin, "http://localhost:9000")
+	if got != sample {
+		t.Errorf("herald pub printed\n%s\nthe README shows\n%s", got, sample)
 	}
 }
