@@ -59,11 +59,8 @@ Flags:
 `)
 		flags.PrintDefaults()
 	}
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(flags, args); err != nil {
+		return err
 	}
 	if flags.NArg() != 1 {
 		return usageProblem(stderr, "herald sub", "give one URL, the server's address such as http://localhost:9000"+flagsFirst(flags.NArg(), 1))
@@ -181,11 +178,8 @@ Flags:
 `)
 		flags.PrintDefaults()
 	}
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	if err := parseFlags(flags, args); err != nil {
+		return err
 	}
 	if flags.NArg() != 2 {
 		return usageProblem(stderr, "herald pub", "give the server's URL and the message (- reads it from stdin)"+flagsFirst(flags.NArg(), 2))
@@ -259,6 +253,18 @@ func refusalHint(err error, url string) string {
 		return "; give " + url
 	}
 	return ""
+}
+
+// parseFlags parses a command's flags. -help is flag.ErrHelp; any other
+// mistake is a usage error, which the flag package has printed.
+func parseFlags(flags *flag.FlagSet, args []string) error {
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	return nil
 }
 
 // usageProblem says in one line what is wrong with a command's arguments,

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,16 +14,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	gorilla "github.com/gorilla/websocket"
-
-	"herald/app"
-	"herald/app/access"
-	"herald/handlers"
 )
 
 // lineLog is what a command writes to stdout or stderr, which a test can
@@ -522,38 +515,14 @@ func TestCommandLineMistakesGetOneLineAndStatus2(t *testing.T) {
 	}
 }
 
-// TestSubSaysWhenItsTokenExpires serves the routes on a frozen clock that
-// the test moves only once the stream has been cut, so that the token is
-// valid when herald sub connects and expired when it reconnects.
+// TestSubSaysWhenItsTokenExpires: herald sub says that its token expired
+// when the server ends the stream, and stops at the refusal that follows.
 func TestSubSaysWhenItsTokenExpires(t *testing.T) {
 	t.Parallel()
-	var frozen atomic.Int64
-	start := time.Now().Truncate(time.Second)
-	frozen.Store(start.UnixNano())
-	cfg := app.DefaultConfig()
-	cfg.Security.Tokens = []access.TokenConfig{{Name: "short", Secret: "short-token-9d2f", Read: []string{"*"},
-		Expires: start.Add(time.Second).UTC().Format(time.RFC3339)}}
-	hub, err := app.NewHub(app.HubOptions{MaxLagBytes: cfg.Limits.MaxLagBytes, MaxMessageBytes: cfg.Limits.MaxMessageBytes,
-		HistorySize: cfg.History.Size, HistoryTTL: cfg.History.TTL, MaxTopics: cfg.Limits.MaxTopics})
-	if err != nil {
-		t.Fatal(err)
-	}
-	templates, _ := fs.Sub(assets, "templates")
-	static, _ := fs.Sub(assets, "static")
-	e, err := handlers.New(handlers.Options{Config: cfg, Hub: hub, Templates: templates, Static: static,
-		Now: func() time.Time { return time.Unix(0, frozen.Load()) }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	server := httptest.NewServer(e)
-	t.Cleanup(func() {
-		hub.Shutdown(context.Background())
-		server.Close()
-	})
-
-	sub := startCommand(t, nil, "sub", "-token", "short-token-9d2f", server.URL)
+	server := serveShortTokenOnAFrozenClock(t, "short-token-9d2f")
+	sub := startCommand(t, nil, "sub", "-token", "short-token-9d2f", server.url)
 	sub.stderr.awaitLine(t, "herald sub: the token expired")
-	frozen.Store(start.Add(time.Hour).UnixNano())
+	server.expire()
 	if err := sub.wait(t); err == nil || !strings.Contains(err.Error(), "HTTP 401 token_expired") {
 		t.Errorf("herald sub after its token expired: %v, want the server's 401 token_expired", err)
 	}
@@ -564,13 +533,7 @@ func TestSubSaysWhenItsTokenExpires(t *testing.T) {
 // that key once Redis is back publishes the message exactly once.
 func TestPubSaysWhenTheOutcomeIsUnknown(t *testing.T) {
 	t.Parallel()
-	r := startRedis(t)
-	h := startHerald(t, r.heraldYAML())
-	ws := dial(t, h.ws("/ws?topic=stalled&format=json"))
-	h.publishToTopic(t, "stalled", "warm") // the connections to Redis are open
-	if f := readJSONFrame(t, ws); f.Msg != "warm" {
-		t.Fatalf("got %+v, want warm", f)
-	}
+	r, h, ws := startHeraldToStall(t)
 
 	r.Freeze(t)
 	_, _, err := runCommand(t, nil, "pub", "-topic", "stalled", h.Origin, "during")
