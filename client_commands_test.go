@@ -355,6 +355,26 @@ func TestSubSaysWhatARestartLost(t *testing.T) {
 			t.Errorf("printed %q, want a b", got)
 		}
 	})
+	t.Run("before the first message", func(t *testing.T) {
+		t.Parallel()
+		config := fmt.Sprintf("host: 127.0.0.1\nport: %d\n", portForRestarts(t))
+		first := startHeraldEnv(t, config, nil)
+		watcher := watchPresence(t, first, "default")
+		awaitSubscribers(t, watcher, 1)
+		sub := startCommand(t, nil, "sub", first.Origin)
+		awaitSubscribers(t, watcher, 2)
+		first.Stop(t)
+
+		back := startHeraldEnv(t, config, nil)
+		line := sub.stderr.awaitLine(t, "connected again")
+		if want := "herald sub: connected again; no message had come yet to resume after, so any published meanwhile are not shown"; !strings.HasPrefix(line, want) {
+			t.Errorf("stderr said %q, want %q", line, want)
+		}
+		back.publish(t, "after")
+		if got := sub.stdout.await(t, 1); !slices.Equal(got, []string{"after"}) {
+			t.Errorf("printed %q, want after", got)
+		}
+	})
 	t.Run("with too little history", func(t *testing.T) {
 		t.Parallel()
 		history := fmt.Sprintf("history:\n  size: 2\n  file: %s\n", filepath.Join(t.TempDir(), "history.db"))

@@ -74,6 +74,7 @@ const (
 
 // Notice is something a subscription is told besides its messages.
 type Notice struct {
+	// Kind says what it is about, and which of the other fields it fills.
 	Kind NoticeKind
 	// Since is, for NoticeLost, the id after which messages were lost, and
 	// for NoticeReconnected the id it resumes after.
