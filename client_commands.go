@@ -50,10 +50,10 @@ reconnects by itself, resuming after the last message it printed. A message
 with line breaks spans several lines: -json and -exec show where each ends.
 Notices (lost messages, reconnects) go to stderr. Ctrl-C stops it.
 
-URL is the server's address, such as http://localhost:9000, whose event
-stream is then at /events; or, where paths.events moved it, the event
-stream's full URL, such as https://example.com/herald/events. A WebSocket URL
-ending in /ws is read through the event stream beside it.
+URL is the server's address, such as http://localhost:9000, or the URL of
+any of its routes at their default paths (/events, /notify, /ws): herald sub
+reads the event stream (/events) there. Where paths.events moved it, give
+the event stream's full URL, such as https://example.com/herald/stream.
 
 Flags:
 `)
@@ -171,8 +171,10 @@ Publishes MESSAGE, or with - what stdin holds (less one final line break),
 and prints the server's receipt: {"id","topic","subscribers"}. A refusal is
 said on stderr, with exit status 1.
 
-URL is the server's address, such as http://localhost:9000, whose notify
-route is then at /notify; or, where paths.notify moved it, its full URL.
+URL is the server's address, such as http://localhost:9000, or the URL of
+any of its routes at their default paths (/events, /notify, /ws): herald pub
+posts to the notify route (/notify) there. Where paths.notify moved it, give
+its full URL.
 
 Flags:
 `)

@@ -459,7 +459,8 @@ func TestPubPrintsTheReceiptAndReadsStdin(t *testing.T) {
 
 	var out, errOut bytes.Buffer
 	stdin := strings.NewReader("two lines\nfrom stdin\n")
-	if err := publishCommand(t.Context(), []string{"-topic", "news", h.Origin + "/notify", "-"}, os.Getenv, stdin, &out, &errOut); err != nil {
+	// The URL herald sub would be given serves herald pub too, topic and all.
+	if err := publishCommand(t.Context(), []string{h.Origin + "/events?topic=news", "-"}, os.Getenv, stdin, &out, &errOut); err != nil {
 		t.Fatalf("herald pub -: %v; stderr %q", err, errOut.String())
 	}
 	if f := readJSONFrame(t, conn); f.Msg != "two lines\nfrom stdin" {
@@ -547,10 +548,10 @@ func TestCommandLineMistakesGetOneLineAndStatus2(t *testing.T) {
 		{[]string{"sub", "http://localhost:9000", "-topic", "news"}, "(got 3 arguments: flags go before the URL)"},
 		{[]string{"sub", "-since", "yesterday", "localhost:9000"}, `-since "yesterday" is neither a message id nor all`},
 		{[]string{"sub", "ftp://localhost:9000"}, `the scheme must be http or https (or ws, wss), not "ftp"`},
-		{[]string{"sub", "ws://localhost:9000/live"}, "give the event stream's URL (paths.events)"},
+		{[]string{"sub", "ws://localhost:9000/live"}, "give its URL (paths.events), such as http://localhost:9000/events"},
 		{[]string{"sub", "http://"}, "names no host"},
 		{[]string{"pub", "http://localhost:9000"}, "herald pub: give the server's URL and the message"},
-		{[]string{"pub", "ws://localhost:9000/ws", "hi"}, "publishing posts to the notify route"},
+		{[]string{"pub", "localhost:9000", "hi", "-topic", "news"}, "(got 4 arguments: flags go before the URL)"},
 	} {
 		var stderr bytes.Buffer
 		err := run(t.Context(), c.args, os.Getenv, io.Discard, &stderr)

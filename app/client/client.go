@@ -18,17 +18,10 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
-)
-
-// The routes' default paths, used when a URL names only the server.
-const (
-	DefaultEventsPath = "/events"
-	DefaultNotifyPath = "/notify"
-	// defaultWSPath is the WebSocket route, whose event stream is beside it.
-	defaultWSPath = "/ws"
 )
 
 // responseHeaderTimeout bounds the wait for a response's headers. Herald
@@ -71,12 +64,20 @@ func (c *Client) newRequest(ctx context.Context, method string, u *url.URL, body
 	return req, nil
 }
 
-// EventsURL reads where to subscribe: the server's address alone (such as
-// http://localhost:9000, http:// assumed) means its event stream at the
-// default path; a URL of the WebSocket route (a path ending in /ws) means
-// the event stream beside it; any other path is taken as the event
-// stream's own.
-func EventsURL(raw string) (*url.URL, error) {
+// EventsURL reads where to subscribe; see routeURL.
+func EventsURL(raw string) (*url.URL, error) { return routeURL(raw, "events") }
+
+// NotifyURL reads where to publish; see routeURL.
+func NotifyURL(raw string) (*url.URL, error) { return routeURL(raw, "notify") }
+
+// routeURL reads a URL given for the route named route: the server's
+// address alone (http:// assumed), or a path ending in "/" (Herald behind
+// a proxy's prefix), means the route at its default name there; a URL of
+// any route at its default name (a path ending in /events, /notify or
+// /ws) means the route beside it, so that one URL serves both commands;
+// any other path is taken as the route's own, moved by paths in the
+// server's config. A WebSocket URL is read as its http or https twin.
+func routeURL(raw, route string) (*url.URL, error) {
 	u, err := parseServerURL(raw)
 	if err != nil {
 		return nil, err
@@ -85,33 +86,17 @@ func EventsURL(raw string) (*url.URL, error) {
 	if websocket {
 		u.Scheme = "http" + strings.TrimPrefix(u.Scheme, "ws")
 	}
+	dir, last := path.Split(u.Path)
 	switch {
-	case u.Path == "" || u.Path == "/":
-		u.Path = DefaultEventsPath
-	case strings.HasSuffix(u.Path, defaultWSPath):
-		u.Path = strings.TrimSuffix(u.Path, defaultWSPath) + DefaultEventsPath
+	case u.Path == "":
+		u.Path = "/" + route
+	case last == "" || last == "events" || last == "notify" || last == "ws":
+		u.Path = dir + route
 	case websocket:
-		return nil, fmt.Errorf("%w: %s is a WebSocket URL whose event stream cannot be told from it: give the event stream's URL (paths.events), such as http://%s%s",
-			ErrBadURL, raw, u.Host, DefaultEventsPath)
+		return nil, fmt.Errorf("%w: %s is a WebSocket URL at a moved path, which says nothing of where the %s route is: give its URL (paths.%s), such as http://%s/%s",
+			ErrBadURL, raw, route, route, u.Host, route)
 	}
-	return u, nil
-}
-
-// NotifyURL reads where to publish: the server's address alone (http://
-// assumed) means its notify route at the default path; a URL with a path
-// is taken as the notify route's own.
-func NotifyURL(raw string) (*url.URL, error) {
-	u, err := parseServerURL(raw)
-	if err != nil {
-		return nil, err
-	}
-	if u.Scheme == "ws" || u.Scheme == "wss" {
-		return nil, fmt.Errorf("%w: %s is a WebSocket URL: publishing posts to the notify route, such as http://%s%s",
-			ErrBadURL, raw, u.Host, DefaultNotifyPath)
-	}
-	if u.Path == "" || u.Path == "/" {
-		u.Path = DefaultNotifyPath
-	}
+	u.RawPath = ""
 	return u, nil
 }
 
