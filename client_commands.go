@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"herald/app/client"
@@ -24,7 +23,7 @@ import (
 const tokenEnv = "HERALD_TOKEN"
 
 // execStopGrace is how long an -exec command has to end after herald sub
-// is stopped and has sent it SIGTERM, before it is killed.
+// is stopped and has asked it to, before it is killed.
 const execStopGrace = 5 * time.Second
 
 // maxStdinMessage bounds a message read from stdin; a server refuses far
@@ -121,7 +120,7 @@ func runForMessage(ctx context.Context, command string, m client.Message, stdout
 		"HERALD_TIME="+m.Time.UTC().Format(time.RFC3339Nano))
 	// Stopping herald sub asks the command to stop, as a terminal's Ctrl-C
 	// would, rather than killing it outright.
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	stopWithHerald(cmd)
 	cmd.WaitDelay = execStopGrace
 	return cmd.Run()
 }

@@ -441,6 +441,47 @@ echo "ran $HERALD_ID $HERALD_TOPIC $HERALD_TIME"`, dir)
 	}
 }
 
+// TestStoppingSubStopsItsCommand: stopping herald sub while its -exec
+// command runs stops the command and what it started. The program the
+// command starts holds a FIFO open for writing, so the test reads the
+// FIFO's end as the program's end.
+func TestStoppingSubStopsItsCommand(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.publish(t, "work")
+	command := fmt.Sprintf(`sleep 300 > '%s' & echo started; wait`, fifo)
+	sub := startCommand(t, nil, "sub", "-since", "all", "-exec", command, h.Origin)
+	sub.stdout.awaitLine(t, "started")
+	reader, err := os.Open(fifo) // once sleep has it open for writing
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if err := sub.interrupt(t); err != nil {
+		t.Errorf("herald sub returned %v, want nil", err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(reader)
+		ended <- err
+	}()
+	select {
+	case err := <-ended:
+		if err != nil {
+			t.Errorf("reading the FIFO: %v", err)
+		}
+	case <-time.After(hangGuard):
+		t.Fatal("the command's sleep outlived herald sub")
+	}
+	if lines := sub.stderr.lines(); len(lines) != 0 {
+		t.Errorf("stderr %q, want nothing: a command stopped with herald sub is no failure", lines)
+	}
+}
+
 func TestPubPrintsTheReceiptAndReadsStdin(t *testing.T) {
 	t.Parallel()
 	h := startHerald(t, "")

@@ -161,7 +161,7 @@ func (c *Client) Subscribe(ctx context.Context, eventsURL *url.URL, sub Subscrip
 // ones in a row.
 func retryWait(failures int) time.Duration {
 	wait := maxRetryWait
-	if failures < 16 { // past that, doubling overflows long before
+	if failures < 16 { // the cap comes long before a shift could overflow
 		wait = min(maxRetryWait, minRetryWait<<failures)
 	}
 	return wait - rand.N(wait/2)
