@@ -225,13 +225,54 @@ func TestCheckConfigSaysWhenNoClientCanDoSomething(t *testing.T) {
 // cut has come, so nothing depends on how fast the machine is.
 func TestPageAsksForANewTokenWhenItsTokenExpires(t *testing.T) {
 	t.Parallel()
+	server := serveShortTokenOnAFrozenClock(t, "short-token-7c1e")
+
+	tab := newTab(t)
+	runIn(t, tab,
+		chromedp.Navigate(server.url+"/"),
+		useToken("short-token-7c1e"),
+		// One real second after connecting, the subscription is cut with
+		// 4401, and the page asks for a new token. (Waiting for "live" in
+		// between would race that second on a busy machine.)
+		pollUntil(`document.getElementById("token-problem").textContent.includes("Your token expired")`),
+		chromedp.WaitVisible("#token-form"),
+	)
+	if state := get(t, tab, chromedp.Evaluate[string](`document.body.dataset.state`)); state != "waiting" {
+		t.Errorf("the page is %q after its token expired, want waiting", state)
+	}
+	// Trying the same token again, once the server's clock is past its
+	// expiry, gets the server's own word for it.
+	server.expire()
+	runIn(t, tab,
+		chromedp.Click(`#token-form button[type="submit"]`),
+		chromedp.WaitReady(`#access-summary.error`),
+	)
+	if summary := get(t, tab, chromedp.Text("#access-summary")); !strings.Contains(summary, `The token "short" expired at`) {
+		t.Errorf("the Access card says %q", summary)
+	}
+}
+
+// frozenClockServer serves the routes on a clock that stands still until
+// expire moves it past the one token's expiry.
+type frozenClockServer struct {
+	url    string
+	expire func()
+}
+
+// serveShortTokenOnAFrozenClock serves the routes with a token, named
+// short, that reads every topic and expires one second after the clock's
+// frozen start: it is valid whenever a client connects, and a subscription
+// is cut one real second later. The test moves the clock only once the
+// cut has come, so nothing depends on how fast the machine is.
+func serveShortTokenOnAFrozenClock(t *testing.T, secret string) *frozenClockServer {
+	t.Helper()
 	var frozen atomic.Int64
 	start := time.Now().Truncate(time.Second)
 	frozen.Store(start.UnixNano())
 	clock := func() time.Time { return time.Unix(0, frozen.Load()) }
 
 	cfg := config.Default()
-	cfg.Security.Tokens = []access.TokenConfig{{Name: "short", Secret: "short-token-7c1e", Read: []string{"*"},
+	cfg.Security.Tokens = []access.TokenConfig{{Name: "short", Secret: secret, Read: []string{"*"},
 		Expires: start.Add(time.Second).UTC().Format(time.RFC3339)}}
 	hub, err := app.NewHub(app.HubOptions{MaxLagBytes: cfg.Limits.MaxLagBytes, MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 		HistorySize: cfg.History.Size, HistoryTTL: cfg.History.TTL, MaxTopics: cfg.Limits.MaxTopics})
@@ -250,30 +291,7 @@ func TestPageAsksForANewTokenWhenItsTokenExpires(t *testing.T) {
 		server.Close()
 		edge.Close()
 	})
-
-	tab := newTab(t)
-	runIn(t, tab,
-		chromedp.Navigate(server.URL+"/"),
-		useToken("short-token-7c1e"),
-		// One real second after connecting, the subscription is cut with
-		// 4401, and the page asks for a new token. (Waiting for "live" in
-		// between would race that second on a busy machine.)
-		pollUntil(`document.getElementById("token-problem").textContent.includes("Your token expired")`),
-		chromedp.WaitVisible("#token-form"),
-	)
-	if state := get(t, tab, chromedp.Evaluate[string](`document.body.dataset.state`)); state != "waiting" {
-		t.Errorf("the page is %q after its token expired, want waiting", state)
-	}
-	// Trying the same token again, once the server's clock is past its
-	// expiry, gets the server's own word for it.
-	frozen.Store(start.Add(2 * time.Second).UnixNano())
-	runIn(t, tab,
-		chromedp.Click(`#token-form button[type="submit"]`),
-		chromedp.WaitReady(`#access-summary.error`),
-	)
-	if summary := get(t, tab, chromedp.Text("#access-summary")); !strings.Contains(summary, `The token "short" expired at`) {
-		t.Errorf("the Access card says %q", summary)
-	}
+	return &frozenClockServer{url: server.URL, expire: func() { frozen.Store(start.Add(time.Hour).UnixNano()) }}
 }
 
 // readOnlyWithTeamAndCI is the server a new user met: anyone may watch,

@@ -82,7 +82,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	configPath := flags.String("config", defaultConfigPath, "read the configuration from `FILE`")
 	showVersion := flags.Bool("version", false, "print the version and exit")
 	flags.Usage = func() {
-		fmt.Fprintf(stderr, "Usage:\n  herald [-config FILE]        serve\n  herald check-config [FILE]   check a config file and print the values in force\n  herald bench [flags]         load-test a server: herald bench -help\n  herald token [flags]         sign a JWT for some topics: herald token -help\n  herald reset-history         say what a damaged history file lost; -confirm sets it aside\n  herald -version              print the version\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage:\n  herald [-config FILE]        serve\n  herald check-config [FILE]   check a config file and print the values in force\n  herald bench [flags]         load-test a server: herald bench -help\n  herald token [flags]         sign a JWT for some topics: herald token -help\n  herald reset-history         say what a damaged history file lost; -confirm sets it aside\n  herald sub [flags] URL       print a topic's messages as they come: herald sub -help\n  herald pub [flags] URL MSG   publish a message (- reads stdin): herald pub -help\n  herald -version              print the version\n\nFlags:\n")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
@@ -110,6 +110,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return mintToken(flags.Args()[1:], *configPath, configGiven, getenv, stdout, stderr)
 	case flags.Arg(0) == "reset-history":
 		return resetHistory(flags.Args()[1:], *configPath, configGiven, getenv, stdout, stderr)
+	case flags.Arg(0) == "sub":
+		return subscribeCommand(ctx, flags.Args()[1:], getenv, stdout, stderr)
+	case flags.Arg(0) == "pub":
+		return publishCommand(ctx, flags.Args()[1:], getenv, os.Stdin, stdout, stderr)
 	case flags.Arg(0) == "bench":
 		err := bench.Run(ctx, flags.Args()[1:], stdout, stderr)
 		if errors.Is(err, bench.ErrUsage) {

@@ -581,13 +581,7 @@ func awaitBrokerNotices(t *testing.T, ws *gorilla.Conn, sse *sseStream, state st
 // once in all.
 func TestPublishDuringARedisStallIsDeliveredOnceOrNever(t *testing.T) {
 	t.Parallel()
-	r := startRedis(t)
-	h := startHerald(t, r.heraldYAML())
-	ws := dial(t, h.ws("/ws?topic=stalled&format=json"))
-	h.publishToTopic(t, "stalled", "warm") // the connections to Redis are open
-	if f := readJSONFrame(t, ws); f.Msg != "warm" {
-		t.Fatalf("got %+v, want warm", f)
-	}
+	r, h, ws := startHeraldToStall(t)
 	keyed := http.Header{"Idempotency-Key": {"stall-0001"}}
 
 	r.Freeze(t)
@@ -627,6 +621,22 @@ func TestPublishDuringARedisStallIsDeliveredOnceOrNever(t *testing.T) {
 		t.Fatalf("after a first answer of %d and a retry answered %s, subscribers got ids %v, want %s once",
 			first.status, receipt.ID, copies, receipt.ID)
 	}
+}
+
+// startHeraldToStall starts Herald over a real Redis, with a JSON
+// WebSocket subscriber of the topic "stalled", and publishes to it once,
+// so that Herald's connections to Redis are open before the test freezes
+// Redis.
+func startHeraldToStall(t *testing.T) (*redisServer, *heraldProcess, *gorilla.Conn) {
+	t.Helper()
+	r := startRedis(t)
+	h := startHerald(t, r.heraldYAML())
+	ws := dial(t, h.ws("/ws?topic=stalled&format=json"))
+	h.publishToTopic(t, "stalled", "warm")
+	if f := readJSONFrame(t, ws); f.Msg != "warm" {
+		t.Fatalf("got %+v, want warm", f)
+	}
+	return r, h, ws
 }
 
 // readCopies reads a JSON WebSocket subscriber's frames up to the message
