@@ -81,13 +81,20 @@ func (a *authorizer) subscribers(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// grantExpiry is when the grant of a subscription request runs out; zero
-// when it never does.
-func grantExpiry(c echo.Context) time.Time {
-	if g, ok := c.Get(grantKey).(*access.Grant); ok {
-		return g.Expires
+// whenCredentialExpires runs expired, once, when the credential of a
+// subscription request runs out, by the clock now, and returns what stops
+// that from happening; a credential that never expires runs nothing. The
+// subscription routes end the subscription then, with a reason the client
+// can tell apart: otherwise a short-lived token would grant reading for
+// as long as its holder stays connected. The client reconnects with a new
+// credential and resumes.
+func whenCredentialExpires(c echo.Context, now func() time.Time, expired func()) (stop func()) {
+	g, ok := c.Get(grantKey).(*access.Grant)
+	if !ok || g.Expires.IsZero() {
+		return func() {}
 	}
-	return time.Time{}
+	timer := time.AfterFunc(g.Expires.Sub(now()), expired)
+	return func() { timer.Stop() }
 }
 
 // refusal turns the policy's refusal into the client's error, with the

@@ -75,14 +75,10 @@ func (h *eventsHandler) stream(c echo.Context) error {
 
 	w.comment("subscribed to " + sub.Topic())
 	w.buf.WriteString("retry: " + strconv.FormatInt(sseRetry.Milliseconds(), 10) + "\n\n")
-	var expired <-chan time.Time
-	if expires := grantExpiry(c); !expires.IsZero() {
-		// The stream ends with an "expired" event when the credential runs
-		// out; the EventSource's reconnect then meets a 401.
-		timer := time.NewTimer(expires.Sub(h.now()))
-		defer timer.Stop()
-		expired = timer.C
-	}
+	// The stream ends with an "expired" event when the credential runs
+	// out; the EventSource's reconnect then meets a 401.
+	expired := make(chan struct{})
+	defer whenCredentialExpires(c, h.now, func() { close(expired) })()
 	err = h.deliver(sub, w, req.Context().Done(), expired)
 	if err == nil && errors.Is(sub.Err(), app.ErrHubClosed) {
 		// Acknowledged messages go out before the stream ends.
@@ -103,7 +99,7 @@ var errCredentialExpired = errors.New("the credential expired")
 // write fails; it returns why, unless the subscription ended or the peer
 // went. A stream that falls behind catches up in a few writes rather than
 // one write per message.
-func (h *eventsHandler) deliver(sub *app.Subscriber, w *sseWriter, peerGone <-chan struct{}, expired <-chan time.Time) error {
+func (h *eventsHandler) deliver(sub *app.Subscriber, w *sseWriter, peerGone, expired <-chan struct{}) error {
 	keepalive := time.NewTicker(h.heartbeatInterval)
 	defer keepalive.Stop()
 	var d app.Delivery
@@ -111,7 +107,7 @@ func (h *eventsHandler) deliver(sub *app.Subscriber, w *sseWriter, peerGone <-ch
 		delivered := sub.Next(&d, app.DeliveryBytes)
 		w.addDelivery(&d)
 		if w.pending() {
-			if err := h.flush(sub, w, &d); err != nil {
+			if err := h.send(sub, w, &d); err != nil {
 				return err
 			}
 		}
@@ -124,7 +120,7 @@ func (h *eventsHandler) deliver(sub *app.Subscriber, w *sseWriter, peerGone <-ch
 			w.addKeepalive()
 		case <-expired:
 			w.addNotice(app.ExpiredNotice(sub.Topic()))
-			if err := h.flush(sub, w, &d); err != nil {
+			if err := h.send(sub, w, &d); err != nil {
 				return err
 			}
 			return errCredentialExpired
@@ -144,15 +140,15 @@ func (h *eventsHandler) drain(sub *app.Subscriber, w *sseWriter) error {
 	var d app.Delivery
 	for sub.Next(&d, app.DeliveryBytes) {
 		w.addDelivery(&d)
-		if err := h.flush(sub, w, &d); err != nil {
+		if err := h.send(sub, w, &d); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// flush writes what is buffered and settles the delivery it carries.
-func (h *eventsHandler) flush(sub *app.Subscriber, w *sseWriter, d *app.Delivery) error {
+// send writes what is buffered and settles the delivery it carries.
+func (h *eventsHandler) send(sub *app.Subscriber, w *sseWriter, d *app.Delivery) error {
 	if err := w.flush(); err != nil {
 		sub.Unsent(d, err, h.writeTimeout)
 		return err

@@ -26,7 +26,7 @@ import (
 type Options struct {
 	Config config.Config
 	// Node is the domain: every publish and subscription goes through it.
-	Node *app.Node
+	Node   *app.Node
 	Logger *slog.Logger
 	// Templates holds the page templates (*.html) at its root.
 	Templates fs.FS

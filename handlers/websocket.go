@@ -113,12 +113,7 @@ func (h *webSocketHandler) serve(c echo.Context) error {
 	}
 	scope := scopeOf(c)
 	scope.onEnd(h.metrics.connected(transportWebSocket))
-	if expires := grantExpiry(c); !expires.IsZero() {
-		// The credential was good when the client connected; when it runs
-		// out, so does the subscription, with a close code that says why.
-		timer := time.AfterFunc(expires.Sub(h.now()), func() { conn.Close(ws.CloseCredentialExpired) })
-		scope.onEnd(func() { timer.Stop() })
-	}
+	scope.onEnd(whenCredentialExpires(c, h.now, func() { conn.Close(ws.CloseCredentialExpired) }))
 	conn.Start(scope.detach())
 	return nil
 }

@@ -10,6 +10,7 @@ const (
 	closeNormal          = 1000
 	closeGoingAway       = 1001
 	closeProtocolError   = 1002
+	closeInvalidPayload  = 1007 // a text message that is not UTF-8
 	closePolicyViolation = 1008 // pings faster than the peer reads the pongs
 	closeMessageTooBig   = 1009
 )
@@ -53,7 +54,7 @@ func (c *Conn) requestClose(code int) {
 		c.closeWith = code
 	}
 	c.mu.Unlock()
-	c.flush(nil)
+	c.writePending(nil)
 	c.raw.lingerUntil(time.Now().Add(c.server.cfg.WriteTimeout + closeLinger))
 }
 
@@ -85,6 +86,13 @@ func (c *Conn) waitWriterIdle(d time.Duration) {
 		c.idle.Wait()
 	}
 	c.mu.Unlock()
+}
+
+// closeRequest is a close code the reader asks the writer to send, and the
+// reason it is logged with.
+type closeRequest struct {
+	code int
+	why  string
 }
 
 // askClose closes with the request's code; only the first request counts.

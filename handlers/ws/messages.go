@@ -7,11 +7,6 @@ import (
 	"golang.org/x/net/websocket"
 )
 
-// WebSocket close codes that the reader asks for (RFC 6455, section 7.4.1).
-const (
-	closeInvalidPayload = 1007 // a text message that is not UTF-8
-)
-
 // messageChecker follows the data frames a subscriber sends and checks
 // what x/net lets through: fragments must continue a message that was
 // started, a whole message must fit in the frame limit however it is cut
@@ -25,13 +20,6 @@ type messageChecker struct {
 	isText    bool
 	size      int
 	text      []byte
-}
-
-// closeRequest is a close code the reader asks the writer to send, and the
-// reason it is logged with.
-type closeRequest struct {
-	code int
-	why  string
 }
 
 // frame reads one data frame's payload, all of it whatever the outcome so

@@ -170,11 +170,11 @@ func (s *writerShard) run(stop <-chan struct{}, rw *ringWriter, log *slog.Logger
 			s.queue, s.spare = s.spare[:0], nil
 			s.mu.Unlock()
 			if rw.usable() {
-				if err := rw.flush(batch, w); err != nil {
+				if err := rw.writeRounds(batch, w); err != nil {
 					log.Error("io_uring failed: this writer now writes to each connection on its own", "err", err)
 				}
 			} else {
-				flushEach(batch, w)
+				writeEach(batch, w)
 			}
 			clear(batch) // let closed connections go
 			s.mu.Lock()
@@ -184,10 +184,10 @@ func (s *writerShard) run(stop <-chan struct{}, rw *ringWriter, log *slog.Logger
 	}
 }
 
-// flushEach writes to each queued connection in turn, a write each.
-func flushEach(batch []*Conn, w *batchWriter) {
+// writeEach writes to each queued connection in turn, a write each.
+func writeEach(batch []*Conn, w *batchWriter) {
 	for _, c := range batch {
 		c.queued.Store(false)
-		c.flush(w)
+		c.writePending(w)
 	}
 }

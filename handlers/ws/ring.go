@@ -31,9 +31,8 @@ type ringSend struct {
 const (
 	// ringRound is the most sends in one submission. The first send of a
 	// round waits for the whole round to be collected, so rounds stay
-	// short: measured in the steady fan-out, rounds of 64 took no more
-	// CPU than rounds of 1,024, and the first delivery came as soon as
-	// with one write each (1,024 delayed it by 0.2 ms).
+	// short; longer rounds saved no CPU and delayed the first delivery
+	// (bench/PERFORMANCE.md has the rounds tried).
 	ringRound = 64
 	// ringArenaBytes ends a round early once its batches hold this much,
 	// so that a burst does not gather 64 batches of 64 KiB each.
@@ -55,23 +54,23 @@ func (rw *ringWriter) usable() bool { return rw != nil && !rw.ring.broken }
 
 func (rw *ringWriter) close() { rw.ring.close() }
 
-// flush writes to every connection in batch, a round at a time, and
+// writeRounds writes to every connection in batch, a round at a time, and
 // reports an error if the ring failed on the way; the connections of the
 // failed round were still written, the blocking way.
-func (rw *ringWriter) flush(batch []*Conn, w *batchWriter) error {
+func (rw *ringWriter) writeRounds(batch []*Conn, w *batchWriter) error {
 	for len(batch) > 0 {
 		var err error
-		if batch, err = rw.flushRound(batch, w); err != nil {
-			flushEach(batch, w)
+		if batch, err = rw.writeRound(batch, w); err != nil {
+			writeEach(batch, w)
 			return err
 		}
 	}
 	return nil
 }
 
-// flushRound writes one round from the front of batch and returns the
+// writeRound writes one round from the front of batch and returns the
 // connections it did not reach.
-func (rw *ringWriter) flushRound(batch []*Conn, w *batchWriter) (rest []*Conn, err error) {
+func (rw *ringWriter) writeRound(batch []*Conn, w *batchWriter) (rest []*Conn, err error) {
 	arena, round := rw.arena[:0], rw.round[:0]
 	i := 0
 	for ; i < len(batch) && len(round) < ringRound && len(arena) < ringArenaBytes; i++ {

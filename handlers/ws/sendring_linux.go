@@ -11,11 +11,10 @@ import (
 
 // sendRing sends to many sockets with one system call: a small io_uring
 // that a writer goroutine fills with one send per connection, submits, and
-// waits on until every send has completed. In the steady fan-out (1,000
-// subscribers, one message at a time), one write(2) per connection paid a
-// system call's entry and exit and a loopback softirq for every
-// connection; a round of 64 sends per submission took a third less of the
-// core for the same deliveries.
+// waits on until every send has completed. One write(2) per connection
+// pays a system call's entry and exit, and a loopback softirq, for every
+// connection; a round of sends per submission pays them once per round
+// (bench/PERFORMANCE.md has what that saved).
 //
 // Sends never wait: the sockets are non-blocking, and each send says
 // MSG_DONTWAIT, so a full socket completes at once with EAGAIN and the

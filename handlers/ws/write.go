@@ -35,10 +35,10 @@ func (c *Conn) enqueue() {
 	}
 }
 
-// flush writes what is pending unless another owner is writing, in which
+// writePending writes what is pending unless another owner is writing, in which
 // case that owner will find it. w is the calling goroutine's writer; nil
 // makes one, for goroutines that write rarely.
-func (c *Conn) flush(w *batchWriter) {
+func (c *Conn) writePending(w *batchWriter) {
 	if c.own() {
 		if w == nil {
 			w = newBatchWriter()
@@ -300,7 +300,7 @@ func (c *Conn) sendControl(p []byte) (int, error) {
 		c.pong = append(c.pong[:0:0], p...) // p is x/net's buffer
 	}
 	c.mu.Unlock()
-	c.flush(nil)
+	c.writePending(nil)
 	return len(p), nil
 }
 
