@@ -192,8 +192,8 @@ func readMessage(w http.ResponseWriter, r *http.Request, maxBytes int) (publicat
 // bytes of message text, as limits.max_message_bytes counts them, never the
 // allowance a form or JSON encoding adds to the body.
 func messageTooLarge(what string, maxBytes int) error {
-	return newClientError(http.StatusRequestEntityTooLarge,
-		"message is too large: %s, and a message may be at most %d bytes (limits.max_message_bytes)", what, maxBytes)
+	return &clientError{status: http.StatusRequestEntityTooLarge, code: "message_too_large",
+		message: fmt.Sprintf("message is too large: %s, and a message may be at most %d bytes (limits.max_message_bytes)", what, maxBytes)}
 }
 
 func readAll(body io.Reader) (string, error) {
