@@ -91,6 +91,7 @@ type Hub struct {
 	stats        hubCounters
 	latency      latencyHistogram
 	counts       *countWatch
+	keys         publishKeys
 	brokerStatus brokerStatus
 }
 

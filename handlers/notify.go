@@ -73,8 +73,8 @@ func (h *notifyHandler) publish(c echo.Context) error {
 }
 
 // idempotencyKeyHeader names a publish, so that a publisher that retries
-// one whose outcome was unknown does not publish it twice. A broker that
-// cannot leave an outcome unknown (the memory broker) has no use for it.
+// one whose answer never came, or whose outcome was unknown, does not
+// publish it twice.
 const (
 	idempotencyKeyHeader = "Idempotency-Key"
 	maxIdempotencyKey    = 64
