@@ -9,22 +9,6 @@ import (
 	"herald/handlers/readiness/readinesstest"
 )
 
-// pingPong sends a ping carrying text and fails the test unless the next
-// frame is its pong.
-func pingPong(t *testing.T, conn net.Conn, frames *bufio.Reader, text string) {
-	t.Helper()
-	if _, err := conn.Write(maskedFrame(opPing, []byte(text))); err != nil {
-		t.Fatal(err)
-	}
-	f, err := readServerFrame(frames)
-	if err != nil {
-		t.Fatalf("ping %q was never answered: %v", text, err)
-	}
-	if f.opcode != 0xA || string(f.payload) != text {
-		t.Fatalf("ping %q: got opcode %x carrying %q, want its pong", text, f.opcode, f.payload)
-	}
-}
-
 func TestConnectionsAreStillReadAfterTheReadinessPollerFails(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig()

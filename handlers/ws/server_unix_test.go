@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -41,14 +42,41 @@ type wsTestServer struct {
 	hub    *app.Hub
 	engine *Server
 	logs   *lockedLog
+
+	mu    sync.Mutex
+	ended map[string]chan struct{} // by the client's address: closed once its connection has finished
+	// endedTwice counts the times a connection finished again, which
+	// fails the test when it ends.
+	endedTwice atomic.Int32
+}
+
+// serveOptions are the ways a test changes how the server serves.
+type serveOptions struct {
+	// socketBytes, unless 0, is the send and receive buffer of every
+	// socket the server accepts, so that a client that stops reading
+	// fills them soon and by a known amount.
+	socketBytes int
+	// beforeStart, if set, is given each connection between Accept and
+	// Start, before anything else can use it.
+	beforeStart func(*Conn)
+	// shardless stops the writer pool's goroutines before the first
+	// connection: connections queue on its one shard, and the test writes
+	// to them by playing the shard's part (see writerShard.take).
+	shardless bool
 }
 
 // startWebSocketServer serves upgrades with an engine of cfg until the
 // test ends. socketBytes, unless 0, is the send and receive buffer of
-// every socket the server accepts, so that a client that stops reading
-// fills them soon and by a known amount.
+// every socket the server accepts.
 func startWebSocketServer(t *testing.T, cfg Config, socketBytes int) *wsTestServer {
 	t.Helper()
+	return startWebSocketServerWith(t, cfg, serveOptions{socketBytes: socketBytes})
+}
+
+// startWebSocketServerWith is startWebSocketServer with options.
+func startWebSocketServerWith(t *testing.T, cfg Config, opts serveOptions) *wsTestServer {
+	t.Helper()
+	socketBytes := opts.socketBytes
 	hub, err := app.NewHub(app.HubOptions{
 		MaxLagBytes: 16 << 20, MaxMessageBytes: 64 << 10, HistorySize: 1000, HistoryTTL: time.Hour, MaxTopics: 100,
 	})
@@ -61,6 +89,10 @@ func startWebSocketServer(t *testing.T, cfg Config, socketBytes int) *wsTestServ
 	if err != nil {
 		t.Fatal(err)
 	}
+	if opts.shardless {
+		engine.pool.stopWriters()
+	}
+	s := &wsTestServer{hub: hub, engine: engine, logs: logs, ended: map[string]chan struct{}{}}
 	upgrade := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		topic := r.URL.Query().Get("topic")
 		if topic == "" {
@@ -71,12 +103,29 @@ func startWebSocketServer(t *testing.T, cfg Config, socketBytes int) *wsTestServ
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
+		// Known before the handshake's answer, so that a client that has
+		// its answer can ask for it.
+		ended := make(chan struct{})
+		s.mu.Lock()
+		s.ended[r.RemoteAddr] = ended
+		s.mu.Unlock()
 		conn, err := engine.Accept(w, r, sub, r.URL.Query().Get("format") == "json", r.RemoteAddr)
 		if err != nil {
 			sub.Close()
 			return
 		}
-		conn.Start(sub.Close)
+		if opts.beforeStart != nil {
+			opts.beforeStart(conn)
+		}
+		var once atomic.Bool
+		conn.Start(func() {
+			sub.Close()
+			if once.Swap(true) {
+				s.endedTwice.Add(1)
+				return
+			}
+			close(ended)
+		})
 	})
 	mux := http.NewServeMux()
 	mux.Handle(wsPath, upgrade)
@@ -96,16 +145,67 @@ func startWebSocketServer(t *testing.T, cfg Config, socketBytes int) *wsTestServ
 	server.Listener = ln
 	server.Start()
 	t.Cleanup(func() {
-		if err := hub.Shutdown(context.Background()); err != nil {
+		// Bounded, so that a test whose connection never finishes fails
+		// and shows why rather than hanging here.
+		ctx, cancel := context.WithTimeout(context.Background(), hangGuard)
+		defer cancel()
+		if err := hub.Shutdown(ctx); err != nil {
 			t.Error(err)
 		}
 		server.Close()
 		engine.Close()
+		if n := s.endedTwice.Load(); n > 0 {
+			t.Errorf("connections finished %d times more than once each, releasing their subscriptions again", n)
+		}
 		if t.Failed() {
 			t.Logf("server log:\n%s", logs)
 		}
 	})
-	return &wsTestServer{addr: ln.Addr().String(), hub: hub, engine: engine, logs: logs}
+	s.addr = ln.Addr().String()
+	return s
+}
+
+// endedOf is closed once the server has finished the connection of the
+// client whose local address is clientAddr, and released its subscription.
+// The client must have had the handshake's answer.
+func (s *wsTestServer) endedOf(t *testing.T, clientAddr net.Addr) <-chan struct{} {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ended, ok := s.ended[clientAddr.String()]
+	if !ok {
+		t.Fatalf("the server has not started a connection from %s", clientAddr)
+	}
+	return ended
+}
+
+// stopWriters ends the pool's goroutines before any connection comes, and
+// leaves it one shard, which no goroutine serves: a test then writes to
+// the connections queued on it itself, as its goroutine would.
+func (p *writerPool) stopWriters() {
+	p.stop()
+	p.stopping = make(chan struct{}) // for the engine's Close
+	p.shards = p.shards[:1]
+}
+
+// take empties the shard's queue, as its goroutine does before a round.
+func (s *writerShard) take() []*Conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	batch := s.queue
+	s.queue = nil
+	return batch
+}
+
+// await waits for ch to be closed or to receive, and fails the test if it
+// has not after hangGuard.
+func await[T any](t *testing.T, ch <-chan T, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(hangGuard):
+		t.Fatalf("%s: still waiting after %s", what, hangGuard)
+	}
 }
 
 // url is the WebSocket URL of the server, with query appended.
@@ -150,6 +250,13 @@ func setSocketBuffers(raw syscall.RawConn, send, receive int) error {
 // comes back.
 func dialRaw(t *testing.T, s *wsTestServer, sendBytes, receiveBytes int) (net.Conn, *bufio.Reader) {
 	t.Helper()
+	return dialRawQuery(t, s, "", sendBytes, receiveBytes)
+}
+
+// dialRawQuery is dialRaw with query (such as "?topic=x") appended to the
+// path.
+func dialRawQuery(t *testing.T, s *wsTestServer, query string, sendBytes, receiveBytes int) (net.Conn, *bufio.Reader) {
+	t.Helper()
 	dialer := net.Dialer{Control: func(_, _ string, raw syscall.RawConn) error {
 		if sendBytes == 0 {
 			return nil
@@ -163,13 +270,29 @@ func dialRaw(t *testing.T, s *wsTestServer, sendBytes, receiveBytes int) (net.Co
 	t.Cleanup(func() { conn.Close() })
 	conn.SetDeadline(time.Now().Add(hangGuard))
 	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", wsPath, s.addr)
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", wsPath+query, s.addr)
 	reader := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(reader, nil)
 	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
 		t.Fatalf("handshake: %v %v", resp, err)
 	}
 	return conn, reader
+}
+
+// pingPong sends a ping carrying text and fails the test unless the next
+// frame is its pong.
+func pingPong(t *testing.T, conn net.Conn, frames *bufio.Reader, text string) {
+	t.Helper()
+	if _, err := conn.Write(maskedFrame(opPing, []byte(text))); err != nil {
+		t.Fatal(err)
+	}
+	f, err := readServerFrame(frames)
+	if err != nil {
+		t.Fatalf("ping %q was never answered: %v", text, err)
+	}
+	if f.opcode != 0xA || string(f.payload) != text {
+		t.Fatalf("ping %q: got opcode %x carrying %q, want its pong", text, f.opcode, f.payload)
+	}
 }
 
 // maskedFrame is one final client frame, masked with a zero key, which
