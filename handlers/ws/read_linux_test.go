@@ -103,28 +103,6 @@ func readerGoroutines() int {
 	return count
 }
 
-// waitUntil waits for cond, a state that the code reaches without telling
-// anyone, looking again every millisecond; it fails the test if cond
-// still does not hold after hangGuard.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(hangGuard)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: still not so after %s", what, hangGuard)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// quietConfig is testConfig with no pings of the server's own among the
-// pongs, and no idle timeout.
-func quietConfig() Config {
-	cfg := testConfig()
-	cfg.PingInterval, cfg.IdleTimeout = time.Hour, time.Hour
-	return cfg
-}
-
 func TestIdleConnectionsHaveNoReaderGoroutine(t *testing.T) {
 	// Not parallel: it counts every reader in the process, so no other
 	// test's connections may be read meanwhile.

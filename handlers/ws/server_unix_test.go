@@ -33,6 +33,14 @@ func testConfig() Config {
 	return Config{MaxFrameBytes: 4 << 10, PingInterval: 30 * time.Second, IdleTimeout: 40 * time.Second, WriteTimeout: 10 * time.Second}
 }
 
+// quietConfig is testConfig with no pings of the server's own among the
+// pongs, and no idle timeout.
+func quietConfig() Config {
+	cfg := testConfig()
+	cfg.PingInterval, cfg.IdleTimeout = time.Hour, time.Hour
+	return cfg
+}
+
 // wsTestServer serves WebSocket upgrades with the engine alone, over real
 // HTTP, without Echo or the routes' checks: each upgrade subscribes to
 // ?topic= (default: the default topic), in JSON mode with ?format=json.
@@ -188,6 +196,19 @@ func (p *writerPool) stopWriters() {
 	p.shards = p.shards[:1]
 }
 
+// quiesce waits, on a shardless server, until nothing writes to conns
+// (their readers may still be writing a pong) and writes what they were
+// queued for: from then on only the test writes to them, playing the
+// shard's part.
+func (s *wsTestServer) quiesce(t *testing.T, conns ...*Conn) {
+	t.Helper()
+	for _, c := range conns {
+		waitUntil(t, "the connection's writing side is free", c.own)
+		c.writeOwned(newBatchWriter())
+	}
+	writeEach(s.engine.pool.shards[0].take(), newBatchWriter())
+}
+
 // take empties the shard's queue, as its goroutine does before a round.
 func (s *writerShard) take() []*Conn {
 	s.mu.Lock()
@@ -228,6 +249,20 @@ func (s *wsTestServer) connOf(t *testing.T, clientAddr net.Addr) *Conn {
 	}
 	t.Fatalf("the server has no connection from %s", clientAddr)
 	return nil
+}
+
+// waitUntil waits for cond, a state that the code reaches without telling
+// anyone, looking again every millisecond; it fails the test if cond
+// still does not hold after hangGuard.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(hangGuard)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still not so after %s", what, hangGuard)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // setSocketBuffers sets a socket's send and receive buffers, in bytes; the
@@ -342,6 +377,49 @@ func readServerFrame(r *bufio.Reader) (serverFrame, error) {
 		return serverFrame{}, err
 	}
 	return serverFrame{opcode: header[0] & 0x0f, payload: payload}, nil
+}
+
+// readTexts reads frames until n text messages have come, skipping the
+// server's pings, and returns them.
+func readTexts(frames *bufio.Reader, n int) ([]string, error) {
+	var texts []string
+	for len(texts) < n {
+		f, err := readServerFrame(frames)
+		if err != nil {
+			return texts, fmt.Errorf("after %d of %d messages: %w", len(texts), n, err)
+		}
+		switch f.opcode {
+		case opText:
+			texts = append(texts, string(f.payload))
+		case opPing:
+		default:
+			return texts, fmt.Errorf("after %d of %d messages: a frame with opcode %x carrying %q", len(texts), n, f.opcode, f.payload)
+		}
+	}
+	return texts, nil
+}
+
+// expectTexts fails the test unless the next messages on frames are want,
+// in order.
+func expectTexts(t *testing.T, frames *bufio.Reader, want ...string) {
+	t.Helper()
+	got, err := readTexts(frames, len(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("message %d: got %q, want %q", i, clip(got[i]), clip(want[i]))
+		}
+	}
+}
+
+// clip shortens a long message for a failure's line.
+func clip(s string) string {
+	if len(s) > 40 {
+		return fmt.Sprintf("%s... (%d bytes)", s[:40], len(s))
+	}
+	return s
 }
 
 // lockedLog keeps what the server logs, for a test that fails to show.
