@@ -4,6 +4,7 @@ package ws
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -265,6 +266,19 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// conns returns every connection the server has started and not yet
+// finished.
+func (s *wsTestServer) conns() []*Conn {
+	pool := s.engine.pool
+	pool.mu.Lock()
+	defer pool.mu.Unlock()
+	var conns []*Conn
+	for c := range pool.conns {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
 // setSocketBuffers sets a socket's send and receive buffers, in bytes; the
 // kernel doubles each for its own bookkeeping.
 func setSocketBuffers(raw syscall.RawConn, send, receive int) error {
@@ -424,15 +438,44 @@ func clip(s string) string {
 
 // lockedLog keeps what the server logs, for a test that fails to show.
 type lockedLog struct {
-	mu  sync.Mutex
-	buf []byte
+	mu      sync.Mutex
+	buf     []byte
+	written chan struct{} // closed, and replaced, by each Write
 }
 
 func (l *lockedLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.buf = append(l.buf, p...)
+	if l.written != nil {
+		close(l.written)
+		l.written = nil
+	}
 	return len(p), nil
+}
+
+// waitFor waits until the log holds text, and fails the test if it does
+// not after hangGuard.
+func (l *lockedLog) waitFor(t *testing.T, text string) {
+	t.Helper()
+	giveUp := time.After(hangGuard)
+	for {
+		l.mu.Lock()
+		if bytes.Contains(l.buf, []byte(text)) {
+			l.mu.Unlock()
+			return
+		}
+		if l.written == nil {
+			l.written = make(chan struct{})
+		}
+		written := l.written
+		l.mu.Unlock()
+		select {
+		case <-written:
+		case <-giveUp:
+			t.Fatalf("the server never logged %q", text)
+		}
+	}
 }
 
 func (l *lockedLog) String() string {
