@@ -103,6 +103,8 @@ func readerGoroutines() int {
 	return count
 }
 
+// An idle connection has no reader goroutine: one starts when something
+// comes to read, and ends once it has read it.
 func TestIdleConnectionsHaveNoReaderGoroutine(t *testing.T) {
 	// Not parallel: it counts every reader in the process, so no other
 	// test's connections may be read meanwhile.
@@ -133,9 +135,7 @@ func TestIdleConnectionsHaveNoReaderGoroutine(t *testing.T) {
 		t.Errorf("%d reader goroutines while one reader is held in its pass, want 1", n)
 	}
 	g.open()
-	if f, err := readServerFrame(frames[0]); err != nil || f.opcode != 0xA || string(f.payload) != "held" {
-		t.Fatalf("the held ping: got %+v, %v, want its pong", f, err)
-	}
+	expectPong(t, frames[0], "held")
 
 	// Each idle connection still has its pings answered: a reader starts
 	// for each, and ends again.
@@ -145,6 +145,9 @@ func TestIdleConnectionsHaveNoReaderGoroutine(t *testing.T) {
 	waitUntil(t, "every reader has ended again", func() bool { return readerGoroutines() == 0 })
 }
 
+// Bytes that come while a reader is in the middle of its pass, in pieces
+// and with more requests to read, are read by that reader, in order: no
+// second reader starts meanwhile.
 func TestBytesThatComeDuringAPassAreReadByThatReaderInOrder(t *testing.T) {
 	t.Parallel()
 	s := startWebSocketServerWith(t, quietConfig(), serveOptions{beforeStart: gateReads})
@@ -185,14 +188,7 @@ func TestBytesThatComeDuringAPassAreReadByThatReaderInOrder(t *testing.T) {
 	await(t, requests, "the requests to read")
 	g.open()
 	for i := range pings {
-		want := fmt.Sprintf("ping %d", i)
-		f, err := readServerFrame(frames)
-		if err != nil {
-			t.Fatalf("%q was never answered: %v", want, err)
-		}
-		if f.opcode != 0xA || string(f.payload) != want {
-			t.Fatalf("answer %d: opcode %x carrying %q, want the pong to %q", i, f.opcode, f.payload, want)
-		}
+		expectPong(t, frames, fmt.Sprintf("ping %d", i))
 	}
 	if most := g.most.Load(); most != 1 {
 		t.Errorf("%d readers were inside Read at once, want 1", most)
@@ -219,22 +215,9 @@ func TestARequestToReadDuringAPassIsNotLost(t *testing.T) {
 	// from now on, and returns once the Poller's goroutine has ended.
 	s.engine.poller.Close()
 	g.open()
-	pingPongAfter(t, conn, frames, "during the pass")
+	expectPong(t, frames, "during the pass")
 	for _, text := range []string{"after the Poller", "and again"} {
 		pingPong(t, conn, frames, text)
-	}
-}
-
-// pingPongAfter fails the test unless the next frame is the pong to the
-// ping carrying text, which was sent already.
-func pingPongAfter(t *testing.T, conn net.Conn, frames *bufio.Reader, text string) {
-	t.Helper()
-	f, err := readServerFrame(frames)
-	if err != nil {
-		t.Fatalf("ping %q was never answered: %v", text, err)
-	}
-	if f.opcode != 0xA || string(f.payload) != text {
-		t.Fatalf("ping %q: got opcode %x carrying %q, want its pong", text, f.opcode, f.payload)
 	}
 }
 

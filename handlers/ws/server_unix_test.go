@@ -335,6 +335,13 @@ func pingPong(t *testing.T, conn net.Conn, frames *bufio.Reader, text string) {
 	if _, err := conn.Write(maskedFrame(opPing, []byte(text))); err != nil {
 		t.Fatal(err)
 	}
+	expectPong(t, frames, text)
+}
+
+// expectPong fails the test unless the next frame is the pong to a ping
+// carrying text, sent already.
+func expectPong(t *testing.T, frames *bufio.Reader, text string) {
+	t.Helper()
 	f, err := readServerFrame(frames)
 	if err != nil {
 		t.Fatalf("ping %q was never answered: %v", text, err)
