@@ -602,7 +602,7 @@ func TestIdleSubscribersHaveNoReaderGoroutine(t *testing.T) {
 			t.Fatalf("got %q", got)
 		}
 	}
-	if readers := goroutinesIn("herald/handlers.(*wsConn).discardFrames"); readers != 0 {
+	if readers := goroutinesIn("herald/handlers/ws.(*Conn).discardFrames"); readers != 0 {
 		t.Fatalf("%d goroutines are reading %d idle subscribers, want none", readers, subscribers)
 	}
 }
