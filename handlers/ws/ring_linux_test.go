@@ -3,7 +3,6 @@ package ws
 import (
 	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -25,10 +24,9 @@ import (
 // to play its shard with. It skips the test where the kernel refuses
 // io_uring: Herald then writes to each connection on its own, which the
 // tests without a ring cover.
-func startRingServer(t *testing.T, opts serveOptions) (*wsTestServer, *ringWriter) {
+func startRingServer(t *testing.T) (*wsTestServer, *ringWriter) {
 	t.Helper()
-	opts.shardless = true
-	s := startWebSocketServerWith(t, quietConfig(), opts)
+	s := startWebSocketServerWith(t, quietConfig(), serveOptions{shardless: true})
 	rw, err := newRingWriter(&s.engine.pool.ringSends)
 	if err != nil {
 		t.Skipf("this kernel does not allow io_uring: %v", err)
@@ -38,19 +36,18 @@ func startRingServer(t *testing.T, opts serveOptions) (*wsTestServer, *ringWrite
 
 // dialStarted dials n clients and has each ping answered, so that each
 // connection has started; then it waits until only the test writes to
-// them.
-func dialStarted(t *testing.T, s *wsTestServer, n int) ([]net.Conn, []*bufio.Reader, []*Conn) {
+// them. It returns what each client reads.
+func dialStarted(t *testing.T, s *wsTestServer, n int) []*bufio.Reader {
 	t.Helper()
-	var clients []net.Conn
 	var frames []*bufio.Reader
 	var conns []*Conn
 	for i := range n {
 		client, r := dialRaw(t, s, 0, 0)
 		pingPong(t, client, r, fmt.Sprint("client ", i))
-		clients, frames, conns = append(clients, client), append(frames, r), append(conns, s.connOf(t, client.LocalAddr()))
+		frames, conns = append(frames, r), append(conns, s.connOf(t, client.LocalAddr()))
 	}
 	s.quiesce(t, conns...)
-	return clients, frames, conns
+	return frames
 }
 
 // publishAll publishes texts to the default topic, in order.
@@ -63,12 +60,14 @@ func publishAll(t *testing.T, s *wsTestServer, texts ...string) {
 	}
 }
 
+// Several messages waiting for each of many connections go out in one
+// round: one send a connection, all in one submission, and no write(2).
 func TestARingRoundSendsTheBatchesOfManyConnectionsInOneSubmission(t *testing.T) {
 	t.Parallel()
-	s, rw := startRingServer(t, serveOptions{})
+	s, rw := startRingServer(t)
 	defer rw.close()
 	const clients, waiting = 10, 5
-	_, frames, _ := dialStarted(t, s, clients)
+	frames := dialStarted(t, s, clients)
 	var texts []string
 	for i := range waiting {
 		texts = append(texts, fmt.Sprint("message ", i))
@@ -106,7 +105,7 @@ func TestARingRoundSendsTheBatchesOfManyConnectionsInOneSubmission(t *testing.T)
 // goroutine then writes the whole batch as the client reads, once.
 func TestARingSendThatFindsTheSocketFullIsFinishedByTheConnectionsGoroutine(t *testing.T) {
 	t.Parallel()
-	s, rw := startRingServer(t, serveOptions{})
+	s, rw := startRingServer(t)
 	defer rw.close()
 	client, frames := dialRaw(t, s, 4<<10, 4<<10) // it stops reading
 	pingPong(t, client, frames, "started")
@@ -186,7 +185,7 @@ func TestARingSendThatFindsTheSocketFullIsFinishedByTheConnectionsGoroutine(t *t
 // shard writes to each connection on its own, with nothing lost.
 func TestAShardWhoseRingBreaksWritesToEachConnectionOnItsOwn(t *testing.T) {
 	t.Parallel()
-	s, rw := startRingServer(t, serveOptions{})
+	s, rw := startRingServer(t)
 	pool := s.engine.pool
 	shard := pool.shards[0]
 	pool.running.Go(func() { shard.run(pool.stopping, rw, pool.log) }) // it closes the ring when the engine stops
@@ -245,7 +244,7 @@ type fullBatches struct {
 
 func newFullBatches(t *testing.T, s *wsTestServer, clients int) *fullBatches {
 	t.Helper()
-	_, frames, _ := dialStarted(t, s, clients)
+	frames := dialStarted(t, s, clients)
 	var texts []string
 	perConn := 0
 	for i := range 4 {
@@ -291,7 +290,7 @@ func newFullBatches(t *testing.T, s *wsTestServer, clients int) *fullBatches {
 // connections it did not reach are written in the next, each once.
 func TestARingRoundEndsOnceItHoldsTheArenasBytes(t *testing.T) {
 	t.Parallel()
-	s, rw := startRingServer(t, serveOptions{})
+	s, rw := startRingServer(t)
 	defer rw.close()
 	const clients = 20
 	b := newFullBatches(t, s, clients)
@@ -328,7 +327,7 @@ func TestARingRoundEndsOnceItHoldsTheArenasBytes(t *testing.T) {
 // every connection gets everything, once.
 func TestARingThatBreaksInTheFirstRoundStillWritesEveryConnection(t *testing.T) {
 	t.Parallel()
-	s, rw := startRingServer(t, serveOptions{})
+	s, rw := startRingServer(t)
 	defer rw.close()
 	const clients = 20
 	b := newFullBatches(t, s, clients)
