@@ -295,6 +295,14 @@ func TestPushRoutesNeedReadAccessAndSayWhenPushIsOff(t *testing.T) {
 	if reply := off.pushRequest(t, http.MethodPost, "news", sub.JSON()); reply.status != http.StatusNotFound || reply.Code != "push_disabled" {
 		t.Errorf("register with push off: %+v, want 404 push_disabled", reply)
 	}
+
+	moved := startHerald(t, "paths:\n  push: /alerts\n")
+	for path, code := range map[string]string{"/alerts/key": "push_disabled", "/push/key": ""} {
+		var reply pushReply
+		if status := getJSON(t, moved.Origin+path, &reply); status != http.StatusNotFound || reply.Code != code {
+			t.Errorf("GET %s with paths.push /alerts: %d %+v, want 404 with code %q", path, status, reply, code)
+		}
+	}
 }
 
 // A push service that answers 410 (or 404) says the subscription is gone
