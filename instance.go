@@ -122,6 +122,7 @@ func newPush(cfg config.Config, historyFile *history.File, broker app.Broker, lo
 			logger.Warn(pushKeyWarning)
 		}
 	}
+	// Reading the key pair is a command with broker: redis.
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Redis.Timeout)
 	defer cancel()
 	service, err := push.New(ctx, push.Options{
@@ -138,6 +139,20 @@ func newPush(cfg config.Config, historyFile *history.File, broker app.Broker, lo
 // pushKeyWarning is what start-up and check-config say when push has no
 // way to keep its key pair across a restart.
 const pushKeyWarning = "push.key_file is empty: the push key pair lasts only until Herald stops, and browsers registered for push must subscribe again after every restart; set push.key_file"
+
+// pushKeptIn says where newPush keeps the key pair and the subscriptions,
+// as check-config tells it.
+func pushKeptIn(cfg config.Config) string {
+	switch {
+	case cfg.Broker == "redis":
+		return "Web Push keeps its key pair and subscriptions in Redis, for every instance."
+	case cfg.History.File != "":
+		return "Web Push keeps its key pair and subscriptions in the history file " + cfg.History.File + "."
+	case cfg.Push.KeyFile != "":
+		return "Web Push keeps its key pair in " + cfg.Push.KeyFile + ", and its subscriptions in memory, lost at a restart."
+	}
+	return pushKeyWarning + "."
+}
 
 // pushListener hands Web Push each message this instance acknowledged.
 type pushListener struct{ service *push.Service }

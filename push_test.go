@@ -193,6 +193,9 @@ func TestPushRegistrationRoutes(t *testing.T) {
 	fake := pushtest.Start(t)
 	h := startHerald(t, pushYAML(fake, "limits:\n  max_push_subscriptions_per_topic: 2\n  max_push_subscriptions: 3\n"))
 	fake.Expect(pushSubject, h.pushKey(t))
+	if !strings.Contains(h.logs.String(), "push.key_file is empty: the push key pair lasts only until Herald stops") {
+		t.Errorf("start-up did not say that the key pair will not outlive the process:\n%s", h.logs)
+	}
 	sub := fake.Subscribe(t)
 
 	h.registerPush(t, "news", sub)
@@ -468,5 +471,42 @@ func TestPushLongMessageArrivesCut(t *testing.T) {
 	h.publishToTopic(t, "news", "short")
 	if _, payload := nextPush(t, fake); payload.Cut || payload.Text != "short" {
 		t.Errorf("a short message arrived as %+v", payload)
+	}
+}
+
+// check-config says where push keeps its key pair, and plainly when it
+// keeps it nowhere that outlives the process.
+func TestCheckConfigSaysWherePushKeepsItsKeyPair(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	on := "push:\n  enabled: true\n  subject: mailto:ops@example.com\n"
+	for _, tc := range []struct {
+		name, givenYAML, expectLine string
+	}{
+		{"givenMemoryWithoutAKeyFile", on, "# push.key_file is empty: the push key pair lasts only until Herald stops, and browsers registered for push must subscribe again after every restart; set push.key_file."},
+		{"givenAKeyFile", on + "  key_file: /var/lib/herald/vapid.json\n", "# Web Push keeps its key pair in /var/lib/herald/vapid.json, and its subscriptions in memory, lost at a restart."},
+		{"givenAHistoryFile", on + "history:\n  file: /var/lib/herald/history.db\n", "# Web Push keeps its key pair and subscriptions in the history file /var/lib/herald/history.db."},
+		{"givenRedis", on + "broker: redis\n", "# Web Push keeps its key pair and subscriptions in Redis, for every instance."},
+		{"givenPushOff", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(dir, tc.name+".yaml")
+			if err := os.WriteFile(path, []byte(tc.givenYAML), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var stdout strings.Builder
+			if err := run(t.Context(), []string{"check-config", path}, func(string) string { return "" }, &stdout, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			var said []string
+			for _, line := range strings.Split(stdout.String(), "\n") {
+				if strings.HasPrefix(line, "# Web Push") || strings.HasPrefix(line, "# push.") {
+					said = append(said, line)
+				}
+			}
+			if tc.expectLine == "" && len(said) > 0 || tc.expectLine != "" && (len(said) != 1 || said[0] != tc.expectLine) {
+				t.Errorf("check-config said %q, want %q", said, tc.expectLine)
+			}
+		})
 	}
 }
