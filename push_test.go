@@ -26,6 +26,16 @@ func pushYAML(fake *pushtest.Service, extra string) string {
 	return fmt.Sprintf("push:\n  enabled: true\n  subject: %q\n  endpoints: [%q]\n  workers: 1\n%s", pushSubject, fake.URL+"/", extra)
 }
 
+// startPushing runs a push service and a Herald that pushes to it, with
+// pushYAML's extra YAML, and has the service expect Herald's key.
+func startPushing(t *testing.T, extraYAML string) (*pushtest.Service, *heraldProcess) {
+	t.Helper()
+	fake := pushtest.Start(t)
+	h := startHerald(t, pushYAML(fake, extraYAML))
+	fake.Expect(pushSubject, h.pushKey(t))
+	return fake, h
+}
+
 // pushPayload is what a push carries, as the service worker reads it.
 type pushPayload struct {
 	Topic string `json:"topic"`
@@ -190,9 +200,7 @@ func TestPushReachesBrowsersEncryptedAndSigned(t *testing.T) {
 // Registering and unregistering through the routes, and every refusal.
 func TestPushRegistrationRoutes(t *testing.T) {
 	t.Parallel()
-	fake := pushtest.Start(t)
-	h := startHerald(t, pushYAML(fake, "limits:\n  max_push_subscriptions_per_topic: 2\n  max_push_subscriptions: 3\n"))
-	fake.Expect(pushSubject, h.pushKey(t))
+	fake, h := startPushing(t, "limits:\n  max_push_subscriptions_per_topic: 2\n  max_push_subscriptions: 3\n")
 	if !strings.Contains(h.logs.String(), "push.key_file is empty: the push key pair lasts only until Herald stops") {
 		t.Errorf("start-up did not say that the key pair will not outlive the process:\n%s", h.logs)
 	}
@@ -312,9 +320,7 @@ func TestPushRoutesNeedReadAccessAndSayWhenPushIsOff(t *testing.T) {
 // for good: Herald forgets it, and counts it.
 func TestPushGoneSubscriptionIsRemoved(t *testing.T) {
 	t.Parallel()
-	fake := pushtest.Start(t)
-	h := startHerald(t, pushYAML(fake, ""))
-	fake.Expect(pushSubject, h.pushKey(t))
+	fake, h := startPushing(t, "")
 	gone, kept := fake.Subscribe(t), fake.Subscribe(t)
 	h.registerPush(t, "news", gone)
 	fake.Answer(gone, pushtest.Answer{Status: http.StatusGone})
@@ -422,9 +428,7 @@ func TestPushTwoInstancesOverRedisShareKeysAndSubscriptionsAndPushOnce(t *testin
 // silently.
 func TestPushServiceThatNeverAnswersDelaysNoPublish(t *testing.T) {
 	t.Parallel()
-	fake := pushtest.Start(t)
-	h := startHerald(t, pushYAML(fake, "  queue: 1\n  timeout: 1h\n"))
-	fake.Expect(pushSubject, h.pushKey(t))
+	fake, h := startPushing(t, "  queue: 1\n  timeout: 1h\n")
 	h.registerPush(t, "news", fake.Subscribe(t))
 	fake.Hang()
 
@@ -451,9 +455,7 @@ func TestPushServiceThatNeverAnswersDelaysNoPublish(t *testing.T) {
 // a marker and "cut": true, and the whole push fits the limit.
 func TestPushLongMessageArrivesCut(t *testing.T) {
 	t.Parallel()
-	fake := pushtest.Start(t)
-	h := startHerald(t, pushYAML(fake, ""))
-	fake.Expect(pushSubject, h.pushKey(t))
+	fake, h := startPushing(t, "")
 	h.registerPush(t, "news", fake.Subscribe(t))
 
 	text := strings.Repeat(`é"<`, 2000) // escapes in JSON take more than their bytes

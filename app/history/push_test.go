@@ -3,9 +3,6 @@ package history
 import (
 	"bytes"
 	"context"
-	"crypto/ecdh"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"os"
 	"path/filepath"
@@ -15,6 +12,7 @@ import (
 	"time"
 
 	"herald/app/push"
+	"herald/app/push/pushtest"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -23,14 +21,8 @@ import (
 // endpoint.
 func pushSubscription(t *testing.T, topic, endpoint string) push.Subscription {
 	t.Helper()
-	key, err := ecdh.P256().GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth := make([]byte, 16)
-	rand.Read(auth)
-	return push.Subscription{Topic: topic, Endpoint: endpoint,
-		P256dh: base64.RawURLEncoding.EncodeToString(key.PublicKey().Bytes()), Auth: base64.RawURLEncoding.EncodeToString(auth)}
+	p256dh, auth := pushtest.Keys(t)
+	return push.Subscription{Topic: topic, Endpoint: endpoint, P256dh: p256dh, Auth: auth}
 }
 
 func freshKeys(t *testing.T) push.KeyPair {

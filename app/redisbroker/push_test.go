@@ -2,9 +2,6 @@ package redisbroker
 
 import (
 	"context"
-	"crypto/ecdh"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"slices"
 	"strings"
@@ -12,19 +9,14 @@ import (
 	"testing"
 
 	"herald/app/push"
+	"herald/app/push/pushtest"
 	"herald/app/redistest"
 )
 
 func pushSubscription(t *testing.T, topic, endpoint string) push.Subscription {
 	t.Helper()
-	key, err := ecdh.P256().GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	auth := make([]byte, 16)
-	rand.Read(auth)
-	return push.Subscription{Topic: topic, Endpoint: endpoint,
-		P256dh: base64.RawURLEncoding.EncodeToString(key.PublicKey().Bytes()), Auth: base64.RawURLEncoding.EncodeToString(auth)}
+	p256dh, auth := pushtest.Keys(t)
+	return push.Subscription{Topic: topic, Endpoint: endpoint, P256dh: p256dh, Auth: auth}
 }
 
 // Instances that start at once, each with a fresh key pair of its own,

@@ -155,25 +155,39 @@ type Subscription struct {
 // would.
 func (s *Service) Subscribe(t testing.TB) *Subscription {
 	t.Helper()
+	sub := newBrowser(t)
+	sub.ID = rand.Text()
+	sub.Endpoint = s.URL + "/push/" + sub.ID
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.subscriptions[sub.ID] = sub
+	return sub
+}
+
+// Keys are a browser's keys for a subscription, as its PushSubscription
+// gives them, for tests of what keeps subscriptions.
+func Keys(t testing.TB) (p256dh, auth string) {
+	t.Helper()
+	sub := newBrowser(t)
+	return sub.P256dh, sub.Auth
+}
+
+// newBrowser makes a subscription's keys: a P-256 key pair and an auth
+// secret.
+func newBrowser(t testing.TB) *Subscription {
+	t.Helper()
 	private, err := ecdh.P256().GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	auth := make([]byte, 16)
 	rand.Read(auth)
-	id := rand.Text()
-	sub := &Subscription{
-		ID:       id,
-		Endpoint: s.URL + "/push/" + id,
-		P256dh:   base64.RawURLEncoding.EncodeToString(private.PublicKey().Bytes()),
-		Auth:     base64.RawURLEncoding.EncodeToString(auth),
-		private:  private,
-		auth:     auth,
+	return &Subscription{
+		P256dh:  base64.RawURLEncoding.EncodeToString(private.PublicKey().Bytes()),
+		Auth:    base64.RawURLEncoding.EncodeToString(auth),
+		private: private,
+		auth:    auth,
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.subscriptions[id] = sub
-	return sub
 }
 
 // JSON is the subscription as the browser's PushSubscription.toJSON()
