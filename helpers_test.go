@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"herald/app/redistest"
 
 	gorilla "github.com/gorilla/websocket"
 )
@@ -234,16 +235,8 @@ func closeCode(err error) int {
 	return -1
 }
 
-// freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort is a loopback port that is free now; see redistest.FreePort.
+func freePort(t testing.TB) int { return redistest.FreePort(t) }
 
 // testLog sends Herald's log lines to the test log until the server stops,
 // so a failing test shows what the server said.

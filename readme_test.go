@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -36,7 +37,7 @@ func readmeSample(t *testing.T, prompt string) string {
 }
 
 // TestReadmeEventStreamSampleIsWhatTheServerSends: the bytes of the
-// README's curl -N sample are the bytes the server sends, but for the id.
+// README's curl -N sample are the bytes the server sends, but for the ids.
 func TestReadmeEventStreamSampleIsWhatTheServerSends(t *testing.T) {
 	t.Parallel()
 	sample := readmeSample(t, "$ curl -N localhost:9000/events")
@@ -49,7 +50,7 @@ func TestReadmeEventStreamSampleIsWhatTheServerSends(t *testing.T) {
 	stream := bufio.NewReader(resp.Body)
 	// The stream opens with its greeting before anything is published.
 	var got strings.Builder
-	for !strings.HasSuffix(got.String(), "retry: 2000\n\n") {
+	for !regexp.MustCompile(`retry: 2000\nid: \d+\n\n$`).MatchString(got.String()) {
 		b, err := stream.ReadByte()
 		if err != nil {
 			t.Fatalf("the stream ended after %q: %v", got.String(), err)
@@ -64,7 +65,14 @@ func TestReadmeEventStreamSampleIsWhatTheServerSends(t *testing.T) {
 		}
 		got.WriteByte(b)
 	}
-	want := regexp.MustCompile(`id: \d+\n`).ReplaceAllString(sample, "id: "+receipt.ID+"\n")
+	// The stream starts after the last message before it; then comes the
+	// one published.
+	ids := []string{strconv.FormatUint(receipt.id(t)-1, 10), receipt.ID}
+	want := regexp.MustCompile(`id: \d+\n`).ReplaceAllStringFunc(sample, func(string) string {
+		id := ids[0]
+		ids = ids[1:]
+		return "id: " + id + "\n"
+	})
 	if got.String() != want {
 		t.Errorf("the server sent\n%q\nthe README shows\n%q", got.String(), want)
 	}

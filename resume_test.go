@@ -197,6 +197,9 @@ type sseStream struct {
 	resp     *http.Response
 	lines    *bufio.Reader
 	comments []string
+	// startsAfter is the id of the last event without data: where the
+	// stream says it starts.
+	startsAfter string
 }
 
 func openEvents(t testing.TB, rawURL string, lastEventID string) *sseStream {
@@ -226,8 +229,8 @@ func openEventsVia(t testing.TB, client *http.Client, rawURL string, lastEventID
 	return &sseStream{resp: resp, lines: bufio.NewReader(resp.Body)}
 }
 
-// next returns the next event that carries data, recording comments on the
-// way, as an EventSource would dispatch it.
+// next returns the next event that carries data, with the fields it came
+// with, recording comments and positions on the way.
 func (s *sseStream) next(t testing.TB) sseEvent {
 	t.Helper()
 	var ev sseEvent
@@ -244,6 +247,10 @@ func (s *sseStream) next(t testing.TB) sseEvent {
 				ev.Data = strings.Join(data, "\n")
 				return ev
 			}
+			if ev.ID != "" {
+				s.startsAfter = ev.ID
+			}
+			ev = sseEvent{}
 		case strings.HasPrefix(line, ":"):
 			s.comments = append(s.comments, strings.TrimSpace(line[1:]))
 		case strings.HasPrefix(line, "id: "):

@@ -710,3 +710,23 @@ func (h *heraldProcess) publishToTopicWith(t *testing.T, topic, msg string, head
 	}
 	return receipt
 }
+
+// TestIdempotencyKeyPublishesOnceWithoutRedis: one instance remembers keys
+// too, so that a publisher whose answer never came can retry safely.
+func TestIdempotencyKeyPublishesOnceWithoutRedis(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	ws := dial(t, h.ws("/ws?topic=keyed&format=json"))
+	keyed := http.Header{"Idempotency-Key": {"retry-me-0001"}}
+	first := h.publishToTopicWith(t, "keyed", "once", keyed)
+	if again := h.publishToTopicWith(t, "keyed", "once", keyed); again.ID != first.ID {
+		t.Fatalf("the same key gave ids %s and %s, want one", first.ID, again.ID)
+	}
+	end := h.publishToTopic(t, "keyed", "end")
+	if copies := readCopies(t, ws, "once", end.ID); len(copies) != 1 {
+		t.Fatalf("a message published twice with one key was delivered %d times, want once", len(copies))
+	}
+	if got := request(t, http.MethodPost, h.Origin+"/notify?topic=keyed", keyed, "msg=another"); got.status != http.StatusUnprocessableEntity || got.code != "idempotency_key_reused" {
+		t.Errorf("the same key with another message: %d %s, want 422 idempotency_key_reused", got.status, got.body)
+	}
+}

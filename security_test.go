@@ -31,6 +31,7 @@ type refusal struct {
 	status int
 	header http.Header
 	error  string
+	code   string
 	body   string
 }
 
@@ -54,9 +55,10 @@ func request(t *testing.T, method, url string, header http.Header, body string) 
 	raw, _ := io.ReadAll(resp.Body)
 	var reply struct {
 		Error string `json:"error"`
+		Code  string `json:"code"`
 	}
 	json.Unmarshal(raw, &reply)
-	return refusal{status: resp.StatusCode, header: resp.Header, error: reply.Error, body: string(raw)}
+	return refusal{status: resp.StatusCode, header: resp.Header, error: reply.Error, code: reply.Code, body: string(raw)}
 }
 
 // dialWith connects with extra handshake headers and returns the status of
@@ -228,8 +230,31 @@ func TestConnectionAndPublishLimits(t *testing.T) {
 		}
 	}
 	got := request(t, http.MethodGet, h.Origin+"/notify?msg=x", nil, "")
-	if got.status != 429 || got.header.Get("Retry-After") != "1" || !strings.Contains(got.error, "too many publishes") {
-		t.Errorf("publish past the burst: %d Retry-After %q %q", got.status, got.header.Get("Retry-After"), got.error)
+	if got.status != 429 || got.header.Get("Retry-After") != "1" || got.code != "too_many_publishes" ||
+		!strings.Contains(got.error, "limits.publish_per_second") {
+		t.Errorf("publish past the burst: %d Retry-After %q %s %q", got.status, got.header.Get("Retry-After"), got.code, got.error)
+	}
+}
+
+// A refusal for a limit names the key that sets it, and gives a code that
+// programs can tell apart.
+func TestLimitRefusalsNameTheirKeyAndCode(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "limits:\n  max_connections_per_ip: 1\n  max_topics: 1\n  max_message_bytes: 8\n")
+	openEvents(t, h.Origin+"/events", "")
+	for _, tc := range []struct {
+		name, url      string
+		status         int
+		code, mentions string
+	}{
+		{"a second connection from one address", h.Origin + "/events?topic=other", 429, "too_many_connections_from_address", "limits.max_connections_per_ip"},
+		{"a second topic", h.Origin + "/notify?topic=second&msg=x", 503, "too_many_topics", "limits.max_topics"},
+		{"a message over the limit", h.Origin + "/notify?msg=123456789", 413, "message_too_large", "limits.max_message_bytes"},
+	} {
+		got := request(t, http.MethodGet, tc.url, nil, "")
+		if got.status != tc.status || got.code != tc.code || !strings.Contains(got.error, tc.mentions) {
+			t.Errorf("%s: %d %s %q, want %d %s naming %s", tc.name, got.status, got.code, got.error, tc.status, tc.code, tc.mentions)
+		}
 	}
 }
 

@@ -109,7 +109,10 @@ type MemoryBroker struct {
 	hub *Hub
 }
 
-var _ Broker = (*MemoryBroker)(nil)
+var (
+	_ Broker         = (*MemoryBroker)(nil)
+	_ KeyedPublisher = (*MemoryBroker)(nil)
+)
 
 // NewMemoryBroker returns the broker that publishes straight to hub.
 func NewMemoryBroker(hub *Hub) *MemoryBroker { return &MemoryBroker{hub: hub} }
@@ -117,6 +120,12 @@ func NewMemoryBroker(hub *Hub) *MemoryBroker { return &MemoryBroker{hub: hub} }
 // Publish publishes through the hub.
 func (b *MemoryBroker) Publish(_ context.Context, topic, text string) (*Message, int, error) {
 	return b.hub.Publish(topic, text)
+}
+
+// PublishKeyed publishes through the hub, which remembers the key; see
+// Hub.PublishKeyed.
+func (b *MemoryBroker) PublishKeyed(_ context.Context, topic, text, key string) (*Message, int, error) {
+	return b.hub.PublishKeyed(topic, text, key)
 }
 
 // Subscribe subscribes with the hub, which holds every topic's history.

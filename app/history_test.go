@@ -362,3 +362,30 @@ func TestTopicsThatHoldNothingAreFreedWhenTheLastSubscriberLeaves(t *testing.T) 
 		t.Errorf("a third topic beside one with history and one with a subscriber: %v, want ErrTooManyTopics", err)
 	}
 }
+
+// A subscriber knows where its messages start, so that a client that
+// reconnects before its first message can resume from there.
+func TestSubscribersKnowWhereTheyStart(t *testing.T) {
+	t.Parallel()
+	hub := newHistoryHub(t, 3, time.Hour, nil, nil)
+	sent := publishN(t, hub, "news", 5) // history keeps the last 3
+	live := subscribe(t, hub, "news")
+	for _, tc := range []struct {
+		name string
+		sub  *Subscriber
+		want uint64
+	}{
+		{"a live subscriber: the last id when it joined", live, sent[4].ID},
+		{"resuming after an id history holds", resume(t, hub, "news", sent[3].ID), sent[3].ID},
+		{"resuming with since=0: before the oldest kept", resume(t, hub, "news", 0), sent[1].ID},
+		{"resuming past what history holds: before the oldest kept", resume(t, hub, "news", sent[0].ID), sent[1].ID},
+	} {
+		if got := tc.sub.StartsAfter(); got != tc.want {
+			t.Errorf("%s: starts after %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	next := publishN(t, hub, "news", 1)[0]
+	if got := takeAll(live); len(got) != 1 || got[0].ID != live.StartsAfter()+1 || got[0].ID != next.ID {
+		t.Errorf("the live subscriber got %v, want the message right after where it starts", ids(got))
+	}
+}

@@ -91,6 +91,7 @@ type Hub struct {
 	stats        hubCounters
 	latency      latencyHistogram
 	counts       *countWatch
+	keys         publishKeys
 	brokerStatus brokerStatus
 }
 
@@ -250,6 +251,7 @@ func (h *Hub) subscribe(req SubscribeRequest, shared bool, seed *TopicSeed) (*Su
 			s.pendingGap = &reported
 		}
 	}
+	s.startsAfter = s.cursor - 1
 	s.slot = len(t.subscribers)
 	t.subscribers = append(t.subscribers, s)
 	if s.presence {

@@ -47,12 +47,11 @@ func sweepInterval(ttl time.Duration) time.Duration {
 }
 
 // Publish publishes text to topic, and returns the message with how many
-// subscribers it was handed to. key, unless empty, names the publish for a
-// broker that can leave an outcome unknown (see KeyedPublisher), so that a
-// retry with the same key does not publish it twice; other brokers
-// publish every call. An error means nothing was published, except one
-// wrapping ErrPublishUnknown. The listeners are told of what was
-// published.
+// subscribers it was handed to. key, unless empty, names the publish (see
+// KeyedPublisher), so that a retry with the same key, after an answer that
+// never came or an unknown outcome, does not publish it twice. An error
+// means nothing was published, except one wrapping ErrPublishUnknown. The
+// listeners are told of what was published.
 func (n *Node) Publish(ctx context.Context, topic, text, key string) (*Message, int, error) {
 	var m *Message
 	var delivered int

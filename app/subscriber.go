@@ -59,8 +59,9 @@ type Subscriber struct {
 	topic       *topicState
 	hub         *Hub
 
-	id    uint64
-	label string // who is on the other end, for logs
+	id          uint64
+	label       string // who is on the other end, for logs
+	startsAfter uint64 // see StartsAfter
 
 	// released is set by Close; guarded by the hub's mu.
 	released bool
@@ -102,6 +103,11 @@ func (s *Subscriber) brokerChanged() (changed, up bool) {
 	s.seenGen = gen
 	return true, up
 }
+
+// StartsAfter is the id after which the subscriber's messages start: the
+// topic's last id when it joined, or where its resume began. A client that
+// reconnects before its first message resumes from it and misses nothing.
+func (s *Subscriber) StartsAfter() uint64 { return s.startsAfter }
 
 // ID identifies the subscriber within its hub.
 func (s *Subscriber) ID() uint64 { return s.id }

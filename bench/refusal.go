@@ -17,6 +17,7 @@ import (
 type refusal struct {
 	status     int
 	reason     string // the server's explanation: a JSON body's "error", else the body's first line
+	code       string // Herald's machine-readable reason, if the body has one
 	retryAfter string // the Retry-After header, if any
 }
 
@@ -28,26 +29,26 @@ const maxRefusalBody = 4 << 10
 // asked for; it reads the body but leaves closing it to the caller.
 func readRefusal(resp *http.Response) *refusal {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxRefusalBody))
-	return &refusal{
-		status:     resp.StatusCode,
-		reason:     reasonIn(body, resp.Header.Get("Content-Type")),
-		retryAfter: resp.Header.Get("Retry-After"),
-	}
+	r := &refusal{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After")}
+	r.reason, r.code = reasonIn(body, resp.Header.Get("Content-Type"))
+	return r
 }
 
-// reasonIn is the explanation in a refusal's body: Herald's JSON
-// {"error": "..."}, or the first line of any other body.
-func reasonIn(body []byte, contentType string) string {
+// reasonIn is the explanation in a refusal's body, and its code: Herald's
+// JSON {"error": "...", "code": "..."}, or the first line of any other
+// body.
+func reasonIn(body []byte, contentType string) (reason, code string) {
 	if mediaType, _, _ := mime.ParseMediaType(contentType); mediaType == "application/json" {
 		var reply struct {
 			Error string `json:"error"`
+			Code  string `json:"code"`
 		}
 		if json.Unmarshal(body, &reply) == nil && reply.Error != "" {
-			return reply.Error
+			return reply.Error, reply.Code
 		}
 	}
 	first, _, _ := bytes.Cut(bytes.TrimSpace(body), []byte("\n"))
-	return strings.TrimSpace(string(first))
+	return strings.TrimSpace(string(first)), ""
 }
 
 func (r *refusal) Error() string {
@@ -65,31 +66,23 @@ func (r *refusal) Error() string {
 	return b.String()
 }
 
-// limitHints are the setting to raise for each of Herald's refusals that
-// a benchmark runs into, found by the wording of the server's reason.
-var limitHints = []struct{ said, hint string }{
-	{"subscriber connections from this address",
-		"every benchmark client is on one address: raise limits.max_connections_per_ip on the server (bench/herald.yaml does)"},
-	{"limit of subscriber connections",
-		"raise limits.max_connections on the server"},
-	{"publishes from this address",
-		"every benchmark publisher is on one address: raise limits.publish_per_second and limits.publish_burst on the server, or set limits.publish_per_second: 0 (bench/herald.yaml does)"},
-	{"too many topics",
-		"raise limits.max_topics on the server"},
+// limitHints say what to do about Herald's refusals that a benchmark runs
+// into, by their code: Herald's reason names the setting, and a benchmark
+// has every client on one address.
+var limitHints = map[string]string{
+	"too_many_connections_from_address": "every benchmark client is on one address: raise limits.max_connections_per_ip on the server (bench/herald.yaml does)",
+	"too_many_connections":              "raise limits.max_connections on the server",
+	"too_many_publishes":                "every benchmark publisher is on one address: raise limits.publish_per_second and limits.publish_burst on the server, or set limits.publish_per_second: 0 (bench/herald.yaml does)",
+	"too_many_topics":                   "raise limits.max_topics on the server",
 }
 
-// hint says which of the server's settings refused, where its reason
-// shows it and does not already name it.
+// hint says what to do about the refusal, where the server's code tells;
+// a 429 from a server that gives none is taken for a per-address limit.
 func (r *refusal) hint() string {
-	if strings.Contains(r.reason, "limits.") {
-		return "" // Herald's reason names the setting itself
+	if hint, ok := limitHints[r.code]; ok {
+		return hint
 	}
-	for _, h := range limitHints {
-		if strings.Contains(r.reason, h.said) {
-			return h.hint
-		}
-	}
-	if r.status == http.StatusTooManyRequests {
+	if r.code == "" && r.status == http.StatusTooManyRequests {
 		return "every benchmark client is on one address: raise the server's per-address limits"
 	}
 	return ""

@@ -33,8 +33,11 @@ type errorResponse struct {
 	Error string `json:"error"`
 	// Code tells refusals apart for programs: token_required,
 	// invalid_token, token_expired, insufficient_scope, outcome_unknown,
-	// idempotency_key_reused, push_disabled, endpoint_not_allowed,
-	// max_push_subscriptions_per_topic, max_push_subscriptions.
+	// idempotency_key_reused, push_disabled, endpoint_not_allowed, and
+	// for the limits too_many_connections,
+	// too_many_connections_from_address, too_many_publishes,
+	// too_many_topics, message_too_large, max_push_subscriptions_per_topic
+	// and max_push_subscriptions.
 	Code string `json:"code,omitempty"`
 }
 
@@ -107,7 +110,7 @@ func describeError(err error) (int, string) {
 	case errors.Is(err, app.ErrInvalidTopic):
 		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, app.ErrTooManyTopics):
-		return http.StatusServiceUnavailable, err.Error() + "; try an existing topic or try again later"
+		return http.StatusServiceUnavailable, err.Error() + " (limits.max_topics); try an existing topic or try again later"
 	case errors.Is(err, app.ErrBrokerUnavailable):
 		return http.StatusServiceUnavailable, "the broker (Redis) did not answer, so nothing was published or subscribed; try again shortly"
 	case errors.Is(err, app.ErrPublishUnknown) && errors.Is(err, app.ErrStore):
@@ -137,6 +140,10 @@ func errorCode(err error) string {
 		return "outcome_unknown"
 	case errors.Is(err, app.ErrKeyReused):
 		return "idempotency_key_reused"
+	case errors.Is(err, app.ErrTooManyTopics):
+		return "too_many_topics"
+	case errors.Is(err, app.ErrMessageTooLarge):
+		return "message_too_large"
 	case errors.Is(err, push.ErrEndpointNotAllowed):
 		return "endpoint_not_allowed"
 	case errors.Is(err, push.ErrTopicFull):

@@ -74,7 +74,12 @@ func (h *eventsHandler) stream(c echo.Context) error {
 	c.Response().WriteHeader(http.StatusOK)
 
 	w.comment("subscribed to " + sub.Topic())
-	w.buf.WriteString("retry: " + strconv.FormatInt(sseRetry.Milliseconds(), 10) + "\n\n")
+	// The stream's position comes as an event with an id and no data,
+	// which sets an EventSource's Last-Event-ID without showing anything:
+	// a client that reconnects before its first message then resumes from
+	// where it joined and misses nothing.
+	w.buf.WriteString("retry: " + strconv.FormatInt(sseRetry.Milliseconds(), 10) + "\n")
+	w.buf.WriteString("id: " + strconv.FormatUint(sub.StartsAfter(), 10) + "\n\n")
 	// The stream ends with an "expired" event when the credential runs
 	// out; the EventSource's reconnect then meets a 401.
 	expired := make(chan struct{})

@@ -73,8 +73,8 @@ func (h *notifyHandler) publish(c echo.Context) error {
 }
 
 // idempotencyKeyHeader names a publish, so that a publisher that retries
-// one whose outcome was unknown does not publish it twice. A broker that
-// cannot leave an outcome unknown (the memory broker) has no use for it.
+// one whose answer never came, or whose outcome was unknown, does not
+// publish it twice.
 const (
 	idempotencyKeyHeader = "Idempotency-Key"
 	maxIdempotencyKey    = 64
@@ -192,8 +192,8 @@ func readMessage(w http.ResponseWriter, r *http.Request, maxBytes int) (publicat
 // bytes of message text, as limits.max_message_bytes counts them, never the
 // allowance a form or JSON encoding adds to the body.
 func messageTooLarge(what string, maxBytes int) error {
-	return newClientError(http.StatusRequestEntityTooLarge,
-		"message is too large: %s, and a message may be at most %d bytes (limits.max_message_bytes)", what, maxBytes)
+	return &clientError{status: http.StatusRequestEntityTooLarge, code: "message_too_large",
+		message: fmt.Sprintf("message is too large: %s, and a message may be at most %d bytes (limits.max_message_bytes)", what, maxBytes)}
 }
 
 func readAll(body io.Reader) (string, error) {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 
 	"herald/app/config"
 
@@ -244,9 +245,11 @@ func (l *connectionLimiter) acquire(ip string) error {
 	defer l.mu.Unlock()
 	switch {
 	case l.total >= l.max:
-		return newClientError(http.StatusServiceUnavailable, "%v (%d); try again later", errTooManyConnections, l.max)
+		return &clientError{status: http.StatusServiceUnavailable, code: "too_many_connections",
+			message: fmt.Sprintf("%v (%d, limits.max_connections); try again later", errTooManyConnections, l.max)}
 	case l.perIP[ip] >= l.maxPerIP:
-		return newClientError(http.StatusTooManyRequests, "%v (%d)", errTooManyConnectionsForIP, l.maxPerIP)
+		return &clientError{status: http.StatusTooManyRequests, code: "too_many_connections_from_address",
+			message: fmt.Sprintf("%v (%d, limits.max_connections_per_ip)", errTooManyConnectionsForIP, l.maxPerIP)}
 	}
 	l.total++
 	l.perIP[ip]++
@@ -291,9 +294,9 @@ func publishRateLimit(perSecond float64, burst int) echo.MiddlewareFunc {
 		IdentifierExtractor: func(c echo.Context) (string, error) { return c.RealIP(), nil },
 		DenyHandler: func(c echo.Context, _ string, _ error) error {
 			c.Response().Header().Set(echo.HeaderRetryAfter, retryAfter)
-			return newClientError(http.StatusTooManyRequests,
-				"too many publishes from this address: the limit is %s a second, %d at once; retry after %ss",
-				strconv.FormatFloat(perSecond, 'f', -1, 64), burst, retryAfter)
+			return &clientError{status: http.StatusTooManyRequests, code: "too_many_publishes",
+				message: fmt.Sprintf("too many publishes from this address: the limit is %s a second, %d at once (limits.publish_per_second, limits.publish_burst); retry after %ss",
+					strconv.FormatFloat(perSecond, 'f', -1, 64), burst, retryAfter)}
 		},
 	})
 }

@@ -233,17 +233,20 @@ func (s *stream) follow(ctx context.Context, reconnecting bool) (bool, error) {
 func (s *stream) read(body io.Reader) error {
 	lines := bufio.NewScanner(body)
 	lines.Buffer(make([]byte, 0, 64<<10), maxEventLine)
-	var name string
+	var name, id string
 	var data []byte
 	for lines.Scan() {
 		line := bytes.TrimSuffix(lines.Bytes(), []byte("\r"))
 		if len(line) == 0 {
-			if data != nil {
+			switch {
+			case data != nil:
 				if err := s.dispatch(name, data); err != nil {
 					return err
 				}
+			case id != "":
+				s.startsAfter(id)
 			}
-			name, data = "", nil
+			name, id, data = "", "", nil
 			continue
 		}
 		field, value, _ := bytes.Cut(line, []byte(":"))
@@ -252,6 +255,8 @@ func (s *stream) read(body io.Reader) error {
 		case "": // a comment: the greeting and heartbeats
 		case "event":
 			name = string(value)
+		case "id":
+			id = string(value)
 		case "data":
 			if data == nil {
 				data = make([]byte, 0, len(value)) // an empty data line is still data
@@ -268,6 +273,17 @@ func (s *stream) read(body io.Reader) error {
 		return err
 	}
 	return ErrStreamEnded
+}
+
+// startsAfter takes the id of an event without data, which says where the
+// stream starts: a stream that ends before its first message resumes from
+// there. A position at or below one already resumed after changes nothing.
+func (s *stream) startsAfter(id string) {
+	position, err := strconv.ParseUint(id, 10, 64)
+	if err != nil || (s.resume && position <= s.since) {
+		return
+	}
+	s.since, s.resume = position, true
 }
 
 // dispatch acts on one event: a message (no event name) or a notice.

@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -41,7 +42,7 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skipf("%s is missing; set HERALD_REQUIRE_E2E=1 to make this a failure", what)
 	}
-	s := &Server{Port: freePort(t), dir: t.TempDir()}
+	s := &Server{Port: FreePort(t), dir: t.TempDir()}
 	s.Restart(t)
 	t.Cleanup(func() { s.Kill(t) })
 	return s
@@ -138,12 +139,29 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 }
 
 // freePort returns a loopback port that was free a moment ago.
-func freePort(t testing.TB) int {
+// FreePort is a loopback port that is free now, for a server that a test
+// starts, stops and starts again on it. It is taken below the kernel's
+// ephemeral range, which outgoing connections draw their own ports from:
+// a port from that range can be taken by one of them while the server is
+// down, and the restart then fails.
+func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ephemeral := 32768 // Linux's default start of the range
+	if data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if fields := strings.Fields(string(data)); len(fields) > 0 {
+			if low, err := strconv.Atoi(fields[0]); err == nil {
+				ephemeral = low
+			}
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	const lowest = 10000
+	for range 1000 {
+		port := lowest + rand.IntN(max(ephemeral-lowest, 1))
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatalf("no free port between %d and %d", lowest, ephemeral)
+	return 0
 }

@@ -82,6 +82,10 @@ type Listener struct {
 	next    chan net.Conn  // a waiting router takes the connection
 	routers sync.WaitGroup // every router
 	looped  chan struct{}  // closed when the accept loop has returned
+
+	// handedOn, set only by tests, runs once a connection has been
+	// handed to net/http, before its router goes on.
+	handedOn func()
 }
 
 // routerIdleTime is how long a router waits for another connection.
@@ -315,8 +319,15 @@ func (l *Listener) handOn(conn net.Conn, head *bufio.Reader) {
 	}
 	buffered, _ := head.Peek(head.Buffered())
 	replay := newReplayConn(conn, bytes.Clone(buffered))
+	// From here on the connection is net/http's: Close must not close it
+	// however long this goroutine takes to get back to route's untrack,
+	// by when net/http may be well into serving it.
+	l.release(conn)
 	select {
 	case l.accepted <- acceptResult{conn: replay}:
+		if l.handedOn != nil {
+			l.handedOn()
+		}
 	case <-l.ctx.Done():
 		_ = conn.Close()
 	}

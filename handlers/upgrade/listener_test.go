@@ -392,6 +392,52 @@ func TestTheRequestContextEndsWhenTheListenerCloses(t *testing.T) {
 	l.Wait()
 }
 
+// A connection handed to net/http is net/http's from then on: Close must
+// not close it, even while the router that handed it on has yet to come
+// back, which on a busy machine can be well after net/http began serving
+// it. A server's Shutdown closes the Listener first, and a response in
+// progress, such as an event stream, must still end whole.
+func TestCloseLeavesConnectionsHandedOnToNetHTTP(t *testing.T) {
+	finish := make(chan struct{})
+	l, addr := bareListener(t, func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "begun\n")
+		w.(http.Flusher).Flush()
+		<-finish
+		_, _ = io.WriteString(w, "ended\n")
+	})
+	resume := make(chan struct{})
+	handedOn := make(chan struct{}, 1)
+	l.handedOn = func() {
+		handedOn <- struct{}{}
+		<-resume // the router is held right after the hand-off
+	}
+	server := &http.Server{Handler: l.cfg.Handler, ReadHeaderTimeout: time.Minute}
+	served := make(chan error, 1)
+	go func() { served <- server.Serve(l) }()
+
+	conn := dial(t, addr)
+	defer conn.Close()
+	write(t, conn, "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+	r := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("the request: %v %v", resp, err)
+	}
+	<-handedOn
+	if err := l.Close(); err != nil { // as Shutdown does first
+		t.Fatal(err)
+	}
+	close(finish)
+	body, err := io.ReadAll(resp.Body)
+	close(resume)
+	if err != nil || string(body) != "begun\nended\n" {
+		t.Errorf("the response in progress when the Listener closed ended with %q, %v; want it whole", body, err)
+	}
+	server.Close()
+	<-served
+	l.Wait()
+}
+
 func TestCloseLeavesUpgradedConnectionsToTheirHandler(t *testing.T) {
 	closed := make(chan struct{})
 	// The handler is still running when the Listener closes, as Echo's

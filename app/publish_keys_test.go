@@ -1,0 +1,91 @@
+package app
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestAKeyedPublishIsPublishedOnce(t *testing.T) {
+	t.Parallel()
+	hub := newTestHub(t)
+	sub := subscribe(t, hub, "news")
+	first, _, err := hub.PublishKeyed("news", "once", "k1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, n, err := hub.PublishKeyed("news", "once", "k1")
+	if err != nil || again.ID != first.ID || n != 1 {
+		t.Fatalf("the retry got %v, %d subscribers, %v; want the first message, %d", again, n, err, first.ID)
+	}
+	if _, _, err := hub.PublishKeyed("news", "another", "k1"); !errors.Is(err, ErrKeyReused) {
+		t.Errorf("the key with another text: %v, want ErrKeyReused", err)
+	}
+	other, _, err := hub.PublishKeyed("sport", "once", "k1")
+	if err != nil || other.ID == first.ID && other.Topic == first.Topic {
+		t.Errorf("the key on another topic: %v, %v; want a publish of its own", other, err)
+	}
+	if got := takeAll(sub); len(got) != 1 || got[0].ID != first.ID {
+		t.Errorf("the subscriber got %v, want the message once", ids(got))
+	}
+}
+
+func TestConcurrentPublishesWithOneKeyPublishOnce(t *testing.T) {
+	t.Parallel()
+	hub := newTestHub(t)
+	sub := subscribe(t, hub, "news")
+	const publishers = 16
+	got := make([]uint64, publishers)
+	var wg sync.WaitGroup
+	for i := range publishers {
+		wg.Go(func() {
+			m, _, err := hub.PublishKeyed("news", "once", "same")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			got[i] = m.ID
+		})
+	}
+	wg.Wait()
+	for _, id := range got {
+		if id != got[0] {
+			t.Fatalf("publishes with one key got ids %v, want one", got)
+		}
+	}
+	if n := len(takeAll(sub)); n != 1 {
+		t.Errorf("the subscriber got %d messages, want 1", n)
+	}
+}
+
+func TestARefusedKeyedPublishLeavesTheKeyFree(t *testing.T) {
+	t.Parallel()
+	hub, err := NewHub(HubOptions{MaxLagBytes: 1 << 20, MaxMessageBytes: 1 << 10, HistorySize: 16, HistoryTTL: time.Hour, MaxTopics: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := subscribe(t, hub, "taken") // the only topic the hub may hold
+	if _, _, err := hub.PublishKeyed("news", "x", "k"); !errors.Is(err, ErrTooManyTopics) {
+		t.Fatalf("publish past the topic limit: %v", err)
+	}
+	taken.Close() // the topic goes, and news fits
+	if m, _, err := hub.PublishKeyed("news", "x", "k"); err != nil || m == nil {
+		t.Fatalf("the retry of a refused keyed publish: %v, %v; want it published", m, err)
+	}
+}
+
+func TestKeysAreForgottenAfterTheirTTL(t *testing.T) {
+	t.Parallel()
+	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	hub := newHistoryHub(t, 16, 24*time.Hour, clock, nil)
+	first, _, err := hub.PublishKeyed("news", "x", "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(PublishKeyTTL)
+	later, _, err := hub.PublishKeyed("news", "x", "k")
+	if err != nil || later.ID == first.ID {
+		t.Errorf("a key past its TTL gave %v, %v; want a new publish", later, err)
+	}
+}
