@@ -5,7 +5,6 @@ package config
 
 import (
 	"log/slog"
-	"slices"
 	"time"
 
 	"herald/app/access"
@@ -350,7 +349,7 @@ func Default() Config {
 		Push: Push{
 			Enabled:   false,
 			Subject:   "",
-			Endpoints: slices.Clone(push.DefaultEndpoints),
+			Endpoints: push.DefaultEndpoints(),
 			KeyFile:   "",
 			Queue:     1000,
 			Workers:   4,

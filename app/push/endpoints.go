@@ -16,11 +16,13 @@ var ErrEndpointNotAllowed = errors.New("push endpoint not allowed")
 // DefaultEndpoints are the push services of the browsers most people use:
 // Chrome's and Edge's on Android (FCM), Firefox's, Safari's, and Edge's on
 // Windows (WNS, one host name per region).
-var DefaultEndpoints = []string{
-	"https://fcm.googleapis.com/",
-	"https://updates.push.services.mozilla.com/",
-	"https://web.push.apple.com/",
-	"https://*.notify.windows.com/",
+func DefaultEndpoints() []string {
+	return []string{
+		"https://fcm.googleapis.com/",
+		"https://updates.push.services.mozilla.com/",
+		"https://web.push.apple.com/",
+		"https://*.notify.windows.com/",
+	}
 }
 
 // Endpoints is the allow-list of push services: URL prefixes, such as

@@ -7,7 +7,7 @@ import (
 
 func TestEndpointsAllowOnlyTheirPushServices(t *testing.T) {
 	t.Parallel()
-	endpoints, err := ParseEndpoints(append(DefaultEndpoints, "http://127.0.0.1:8080/push/"))
+	endpoints, err := ParseEndpoints(append(DefaultEndpoints(), "http://127.0.0.1:8080/push/"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func TestEndpointsAllowOnlyTheirPushServices(t *testing.T) {
 // prefix is compared with it.
 func TestMalformedEndpointsAreRefused(t *testing.T) {
 	t.Parallel()
-	endpoints, err := ParseEndpoints(DefaultEndpoints)
+	endpoints, err := ParseEndpoints(DefaultEndpoints())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,8 +38,8 @@ func NewKeyPair() (KeyPair, error) {
 // without padding.
 func (k KeyPair) Public() string { return k.public }
 
-// IsZero reports whether k holds no key pair.
-func (k KeyPair) IsZero() bool { return k.private == "" }
+// isZero reports whether k holds no key pair.
+func (k KeyPair) isZero() bool { return k.private == "" }
 
 // String shows the public key only.
 func (k KeyPair) String() string { return "VAPID key pair with public key " + k.public }

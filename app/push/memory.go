@@ -40,7 +40,7 @@ func NewMemoryStore(keyFile string, limits Limits) *MemoryStore {
 func (s *MemoryStore) Keys(_ context.Context, fresh KeyPair) (KeyPair, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.keys.IsZero() {
+	if !s.keys.isZero() {
 		return s.keys, nil
 	}
 	if s.keyFile == "" {

@@ -84,7 +84,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 		return nil, fmt.Errorf("push subject %q %s", opts.Subject, problem)
 	}
 	if opts.Queue < 1 || opts.Workers < 1 || opts.Timeout <= 0 || opts.TTL < 0 {
-		return nil, errors.New("push: queue, workers and timeout must be above 0, and the TTL 0 or more")
+		return nil, errors.New("queue, workers and timeout must be above 0, and the TTL 0 or more")
 	}
 	log := opts.Logger
 	if log == nil {
@@ -96,7 +96,7 @@ func New(ctx context.Context, opts Options) (*Service, error) {
 	}
 	keys, err := opts.Store.Keys(ctx, fresh)
 	if err != nil {
-		return nil, fmt.Errorf("push: VAPID key pair: %w", err)
+		return nil, fmt.Errorf("the key pair: %w", err)
 	}
 	transport := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
