@@ -157,6 +157,7 @@ func pushKeptIn(cfg config.Config) string {
 // pushListener hands Web Push each message this instance acknowledged.
 type pushListener struct{ service *push.Service }
 
+// Published queues m to be pushed; it never waits.
 func (l pushListener) Published(m *app.Message) {
 	l.service.Push(push.Message{Topic: m.Topic, ID: m.ID, Text: m.Text, Time: m.Time})
 }

@@ -192,12 +192,14 @@ var (
 		"Browsers registered for push, to every topic; with Redis, on every instance.", nil, nil)
 )
 
+// Describe names every push metric.
 func (c *pushCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{pushSentDesc, pushFailedDesc, pushRemovedDesc, pushDroppedDesc, pushQueueDesc, pushSubscriptionsDesc} {
 		ch <- d
 	}
 }
 
+// Collect reads the push metrics as they stand.
 func (c *pushCollector) Collect(ch chan<- prometheus.Metric) {
 	stats := c.service.Stats()
 	ch <- prometheus.MustNewConstMetric(pushSentDesc, prometheus.CounterValue, float64(stats.Sent))
