@@ -4,8 +4,10 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,5 +186,38 @@ func TestRetryAfterIsReadAsSecondsOrADate(t *testing.T) {
 		if got, ok := parseRetryAfter(tc.given, now); got != tc.expect || ok != tc.ok {
 			t.Errorf("%q: %v %v, want %v %v", tc.given, got, ok, tc.expect, tc.ok)
 		}
+	}
+}
+
+// A push service's redirect is not followed: an answer cannot send Herald
+// to an address that is not an allowed push service.
+func TestRedirectsAreNotFollowed(t *testing.T) {
+	t.Parallel()
+	var reached atomic.Int32
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Add(1) }))
+	defer elsewhere.Close()
+	fake := pushtest.Start(t)
+	s, log := newTestService(t, fake, 10)
+	run(t, s)
+	redirecting := register(t, s, fake, "news")
+	for _, status := range []int{http.StatusTemporaryRedirect, http.StatusPermanentRedirect, http.StatusFound} {
+		fake.Answer(redirecting, pushtest.Answer{Status: status, Location: elsewhere.URL + "/internal"})
+	}
+	last := register(t, s, fake, "last")
+	fake.Answer(last, pushtest.Answer{Hang: true})
+	for range 3 {
+		s.Push(Message{Topic: "news", ID: 1, Text: "x", Time: time.Now()})
+	}
+	s.Push(Message{Topic: "last", ID: 1, Text: "x", Time: time.Now()})
+	for next(t, fake).Subscription != last.ID {
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("a redirect was followed %d times", n)
+	}
+	if stats := s.Stats(); stats.Failed != 3 {
+		t.Errorf("stats %+v, want the 3 redirected pushes failed", stats)
+	}
+	if !strings.Contains(log.String(), "status=307") {
+		t.Errorf("the refusal was not logged with its status:\n%s", log)
 	}
 }

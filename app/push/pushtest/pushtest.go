@@ -77,10 +77,12 @@ type Push struct {
 }
 
 // Answer is how the service answers one push: the status and, when set,
-// a Retry-After header; or, with Hang, never, until the request ends.
+// a Retry-After or Location header; or, with Hang, never, until the
+// request ends.
 type Answer struct {
 	Status     int
 	RetryAfter string
+	Location   string
 	Hang       bool
 }
 
@@ -236,6 +238,9 @@ func (s *Service) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if answer.RetryAfter != "" {
 		w.Header().Set("Retry-After", answer.RetryAfter)
+	}
+	if answer.Location != "" {
+		w.Header().Set("Location", answer.Location)
 	}
 	w.WriteHeader(answer.Status)
 }
