@@ -45,6 +45,9 @@ func checkConfig(path string, given bool, getenv func(string) string, stdout io.
 			fmt.Fprintf(stdout, "# No token or JWT key is configured, so no client can %s.\n", strings.Join(nobody, " or "))
 		}
 	}
+	if cfg.Push.Enabled {
+		fmt.Fprintf(stdout, "# %s\n", pushKeptIn(cfg))
+	}
 	if len(cfg.Security.AllowedHosts) == 0 {
 		fmt.Fprintln(stdout, "# security.allowed_hosts is empty: only localhost names and IP addresses are answered.\n# A server reached by a public name must list that name there.")
 	}

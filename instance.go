@@ -11,19 +11,21 @@ import (
 	"herald/app"
 	"herald/app/config"
 	"herald/app/history"
+	"herald/app/push"
 	"herald/app/redisbroker"
 	"herald/handlers"
 )
 
 // instance owns one Herald instance's running parts. It builds them in
-// order (the history store, the hub, the broker, the node, the HTTP edge)
-// and stops them in reverse, on every way out: a signal, a failed Serve, a
-// broker that gives up. The store closes last, once nothing can publish or
-// read any more.
+// order (the history store, the hub, the broker, Web Push, the node, the
+// HTTP edge) and stops them in reverse, on every way out: a signal, a
+// failed Serve, a broker that gives up. The store closes last, once
+// nothing can publish or read any more.
 type instance struct {
 	logger *slog.Logger
-	store  app.Store  // nil without history.file
-	broker app.Broker // memory unless broker: redis
+	store  app.Store     // nil without history.file
+	broker app.Broker    // memory unless broker: redis
+	push   *push.Service // nil unless push.enabled
 	node   *app.Node
 	edge   *handlers.Server
 }
@@ -36,12 +38,12 @@ func newInstance(cfg config.Config, logger *slog.Logger, getenv func(string) str
 			in.closeBackends()
 		}
 	}()
+	var historyFile *history.File
 	if cfg.History.File != "" {
-		store, err := history.Open(cfg.History.File)
-		if err != nil {
+		if historyFile, err = history.Open(cfg.History.File); err != nil {
 			return nil, err
 		}
-		in.store = store
+		in.store = historyFile
 	}
 	hub, err := app.NewHub(app.HubOptions{
 		MaxLagBytes:     cfg.Limits.MaxLagBytes,
@@ -59,7 +61,14 @@ func newInstance(cfg config.Config, logger *slog.Logger, getenv func(string) str
 	if in.broker, err = newBroker(cfg, hub, logger); err != nil {
 		return nil, err
 	}
-	in.node = app.NewNode(hub, in.broker)
+	var listeners []app.PublishListener
+	if cfg.Push.Enabled {
+		if in.push, err = newPush(cfg, historyFile, in.broker, logger); err != nil {
+			return nil, err
+		}
+		listeners = append(listeners, pushListener{in.push})
+	}
+	in.node = app.NewNode(hub, in.broker, listeners...)
 	templates, err := fs.Sub(assets, "templates")
 	if err != nil {
 		return nil, fmt.Errorf("embedded templates: %w", err)
@@ -69,7 +78,7 @@ func newInstance(cfg config.Config, logger *slog.Logger, getenv func(string) str
 		return nil, fmt.Errorf("embedded static files: %w", err)
 	}
 	in.edge, err = handlers.NewServer(handlers.Options{
-		Config: cfg, Node: in.node, Logger: logger, Templates: templates, Static: static, Getenv: getenv,
+		Config: cfg, Node: in.node, Logger: logger, Templates: templates, Static: static, Getenv: getenv, Push: in.push,
 	})
 	if err != nil {
 		return nil, err
@@ -96,6 +105,63 @@ func newBroker(cfg config.Config, hub *app.Hub, logger *slog.Logger) (app.Broker
 	return broker, nil
 }
 
+// newPush builds Web Push over the store that keeps the rest: Redis with
+// broker: redis, the history file with one, else memory with
+// push.key_file.
+func newPush(cfg config.Config, historyFile *history.File, broker app.Broker, logger *slog.Logger) (*push.Service, error) {
+	limits := push.Limits{PerTopic: cfg.Limits.MaxPushSubscriptionsPerTopic, Total: cfg.Limits.MaxPushSubscriptions}
+	var store push.Store
+	switch redisBroker, isRedis := broker.(*redisbroker.Broker); {
+	case isRedis:
+		store = redisBroker.PushStore(limits)
+	case historyFile != nil:
+		store = historyFile.PushStore(limits)
+	default:
+		store = push.NewMemoryStore(cfg.Push.KeyFile, limits)
+		if cfg.Push.KeyFile == "" {
+			logger.Warn(pushKeyWarning)
+		}
+	}
+	// Reading the key pair is a command with broker: redis.
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Redis.Timeout)
+	defer cancel()
+	service, err := push.New(ctx, push.Options{
+		Store: store, Subject: cfg.Push.Subject, Endpoints: cfg.Push.Endpoints,
+		Queue: cfg.Push.Queue, Workers: cfg.Push.Workers, TTL: cfg.Push.TTL, Timeout: cfg.Push.Timeout,
+		Logger: logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("push: %w", err)
+	}
+	return service, nil
+}
+
+// pushKeyWarning is what start-up and check-config say when push has no
+// way to keep its key pair across a restart.
+const pushKeyWarning = "push.key_file is empty: the push key pair lasts only until Herald stops, and browsers registered for push must subscribe again after every restart; set push.key_file"
+
+// pushKeptIn says where newPush keeps the key pair and the subscriptions,
+// as check-config tells it.
+func pushKeptIn(cfg config.Config) string {
+	switch {
+	case cfg.Broker == "redis":
+		return "Web Push keeps its key pair and subscriptions in Redis, for every instance."
+	case cfg.History.File != "":
+		return "Web Push keeps its key pair and subscriptions in the history file " + cfg.History.File + "."
+	case cfg.Push.KeyFile != "":
+		return "Web Push keeps its key pair in " + cfg.Push.KeyFile + ", and its subscriptions in memory, lost at a restart."
+	}
+	return pushKeyWarning + "."
+}
+
+// pushListener hands Web Push each message this instance acknowledged.
+type pushListener struct{ service *push.Service }
+
+// Published queues m to be pushed; it never waits.
+func (l pushListener) Published(m *app.Message) {
+	l.service.Push(push.Message{Topic: m.Topic, ID: m.ID, Text: m.Text, Time: m.Time})
+}
+
 // serve serves on listener until ctx ends, serving fails or the broker
 // stops for good, then stops every part, and returns why it stopped when
 // that was not ctx.
@@ -109,6 +175,14 @@ func (in *instance) serve(ctx context.Context, listener net.Listener) error {
 	background, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
 	ran := make(chan error, 1)
 	go func() { ran <- in.node.Run(background) }()
+	// Pushing stops with the node: what the edge acknowledged until it
+	// stopped has been queued by then.
+	pushed := make(chan error, 1)
+	if in.push != nil {
+		go func() { pushed <- in.push.Run(background) }()
+	} else {
+		pushed <- nil
+	}
 
 	var reason, stopErr error
 	select {
@@ -124,6 +198,7 @@ func (in *instance) serve(ctx context.Context, listener net.Listener) error {
 	if err := <-ran; err != nil && reason == nil {
 		stopErr = errors.Join(stopErr, err)
 	}
+	stopErr = errors.Join(stopErr, <-pushed)
 	in.closeBackends()
 	return errors.Join(reason, stopErr)
 }

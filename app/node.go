@@ -14,17 +14,29 @@ import (
 // the topic's history when it is shared; and the node answers for
 // readiness and statistics. Run does the node's background work.
 type Node struct {
-	hub    *Hub
-	broker Broker
-	log    *slog.Logger
+	hub       *Hub
+	broker    Broker
+	listeners []PublishListener
+	log       *slog.Logger
 	// sweepEvery is how often expired history is forgotten.
 	sweepEvery time.Duration
 }
 
+// PublishListener is told of each message that a publish through this
+// node acknowledged, once: a message that another instance published is
+// told there. A retry of a keyed publish that the broker answers with the
+// first one's message is told again: the node cannot tell it from a first
+// try whose outcome was unknown, and was never told. Published runs in
+// the publisher's request once the acknowledgement is decided, so it must
+// never block.
+type PublishListener interface {
+	Published(m *Message)
+}
+
 // NewNode returns the node of hub and broker, which must be the broker
-// made for hub.
-func NewNode(hub *Hub, broker Broker) *Node {
-	return &Node{hub: hub, broker: broker, log: hub.log, sweepEvery: sweepInterval(hub.historyTTL)}
+// made for hub, that tells listeners of its publishes.
+func NewNode(hub *Hub, broker Broker, listeners ...PublishListener) *Node {
+	return &Node{hub: hub, broker: broker, listeners: listeners, log: hub.log, sweepEvery: sweepInterval(hub.historyTTL)}
 }
 
 // sweepInterval is how often expired history is forgotten: often enough
@@ -38,12 +50,23 @@ func sweepInterval(ttl time.Duration) time.Duration {
 // subscribers it was handed to. key, unless empty, names the publish (see
 // KeyedPublisher), so that a retry with the same key, after an answer that
 // never came or an unknown outcome, does not publish it twice. An error
-// means nothing was published, except one wrapping ErrPublishUnknown.
+// means nothing was published, except one wrapping ErrPublishUnknown. The
+// listeners are told of what was published.
 func (n *Node) Publish(ctx context.Context, topic, text, key string) (*Message, int, error) {
+	var m *Message
+	var delivered int
+	var err error
 	if keyed, ok := n.broker.(KeyedPublisher); ok && key != "" {
-		return keyed.PublishKeyed(ctx, topic, text, key)
+		m, delivered, err = keyed.PublishKeyed(ctx, topic, text, key)
+	} else {
+		m, delivered, err = n.broker.Publish(ctx, topic, text)
 	}
-	return n.broker.Publish(ctx, topic, text)
+	if err == nil {
+		for _, l := range n.listeners {
+			l.Published(m)
+		}
+	}
+	return m, delivered, err
 }
 
 // Subscribe registers a subscriber; see Hub.Subscribe.

@@ -11,6 +11,7 @@ import (
 
 	"herald/app"
 	"herald/app/config"
+	"herald/app/push"
 )
 
 // clientError is a refusal the client caused: it carries the status and the
@@ -32,9 +33,11 @@ type errorResponse struct {
 	Error string `json:"error"`
 	// Code tells refusals apart for programs: token_required,
 	// invalid_token, token_expired, insufficient_scope, outcome_unknown,
-	// idempotency_key_reused, and for the limits too_many_connections,
+	// idempotency_key_reused, push_disabled, endpoint_not_allowed, and
+	// for the limits too_many_connections,
 	// too_many_connections_from_address, too_many_publishes,
-	// too_many_topics and message_too_large.
+	// too_many_topics, message_too_large, max_push_subscriptions_per_topic
+	// and max_push_subscriptions.
 	Code string `json:"code,omitempty"`
 }
 
@@ -84,6 +87,16 @@ func describeError(err error) (int, string) {
 	switch {
 	case errors.As(err, &ce):
 		return ce.status, ce.message
+	case errors.Is(err, push.ErrInvalidSubscription):
+		return http.StatusBadRequest, err.Error()
+	case errors.Is(err, push.ErrEndpointNotAllowed):
+		return http.StatusBadRequest, err.Error() + " (push.endpoints)"
+	case errors.Is(err, push.ErrTopicFull):
+		return http.StatusTooManyRequests, "this topic has as many browsers registered for push as limits.max_push_subscriptions_per_topic allows"
+	case errors.Is(err, push.ErrFull):
+		return http.StatusServiceUnavailable, "this server has as many browsers registered for push as limits.max_push_subscriptions allows; try again later"
+	case errors.Is(err, push.ErrStore):
+		return http.StatusServiceUnavailable, "the push subscription could not be stored or removed; try again shortly"
 	case errors.Is(err, app.ErrEmptyMessage):
 		return http.StatusBadRequest, "msg is empty: give the message as ?msg=, a form field msg, a text/plain body or JSON {\"msg\": \"...\"}"
 	case errors.Is(err, app.ErrMessageTooLarge):
@@ -131,6 +144,12 @@ func errorCode(err error) string {
 		return "too_many_topics"
 	case errors.Is(err, app.ErrMessageTooLarge):
 		return "message_too_large"
+	case errors.Is(err, push.ErrEndpointNotAllowed):
+		return "endpoint_not_allowed"
+	case errors.Is(err, push.ErrTopicFull):
+		return "max_push_subscriptions_per_topic"
+	case errors.Is(err, push.ErrFull):
+		return "max_push_subscriptions"
 	}
 	return ""
 }

@@ -2,12 +2,16 @@ package handlers
 
 import (
 	"cmp"
+	"context"
+	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"herald/app"
+	"herald/app/push"
 	"herald/handlers/ws"
 )
 
@@ -156,4 +160,59 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	if len(counts) > topicLabelLimit {
 		ch <- prometheus.MustNewConstMetric(topicSubscribersDesc, prometheus.GaugeValue, float64(other), otherTopics)
 	}
+}
+
+// pushCountTimeout bounds reading the number of push subscriptions when
+// Prometheus scrapes: with Redis, it is a command.
+const pushCountTimeout = 2 * time.Second
+
+// watchPush shows what Web Push does.
+func (m *metrics) watchPush(service *push.Service, log *slog.Logger) {
+	m.registry.MustRegister(&pushCollector{service: service, log: log})
+}
+
+// pushCollector reads Web Push's counters when Prometheus scrapes.
+type pushCollector struct {
+	service *push.Service
+	log     *slog.Logger
+}
+
+var (
+	pushSentDesc = prometheus.NewDesc("herald_push_sent_total",
+		"Pushes that a push service took, one per browser.", nil, nil)
+	pushFailedDesc = prometheus.NewDesc("herald_push_failed_total",
+		"Pushes given up on: refused, unanswered, or still refused after the retries (each is logged).", nil, nil)
+	pushRemovedDesc = prometheus.NewDesc("herald_push_removed_total",
+		"Push subscriptions removed because their push service said they are gone (404 or 410).", nil, nil)
+	pushDroppedDesc = prometheus.NewDesc("herald_push_dropped_total",
+		"Messages not pushed at all: the push queue was full, the server stopped first, or their subscriptions could not be read (each is logged).", nil, nil)
+	pushQueueDesc = prometheus.NewDesc("herald_push_queue_depth",
+		"Messages waiting to be pushed.", nil, nil)
+	pushSubscriptionsDesc = prometheus.NewDesc("herald_push_subscriptions",
+		"Browsers registered for push, to every topic; with Redis, on every instance.", nil, nil)
+)
+
+// Describe names every push metric.
+func (c *pushCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{pushSentDesc, pushFailedDesc, pushRemovedDesc, pushDroppedDesc, pushQueueDesc, pushSubscriptionsDesc} {
+		ch <- d
+	}
+}
+
+// Collect reads the push metrics as they stand.
+func (c *pushCollector) Collect(ch chan<- prometheus.Metric) {
+	stats := c.service.Stats()
+	ch <- prometheus.MustNewConstMetric(pushSentDesc, prometheus.CounterValue, float64(stats.Sent))
+	ch <- prometheus.MustNewConstMetric(pushFailedDesc, prometheus.CounterValue, float64(stats.Failed))
+	ch <- prometheus.MustNewConstMetric(pushRemovedDesc, prometheus.CounterValue, float64(stats.Removed))
+	ch <- prometheus.MustNewConstMetric(pushDroppedDesc, prometheus.CounterValue, float64(stats.Dropped))
+	ch <- prometheus.MustNewConstMetric(pushQueueDesc, prometheus.GaugeValue, float64(stats.QueueDepth))
+	ctx, cancel := context.WithTimeout(context.Background(), pushCountTimeout)
+	defer cancel()
+	n, err := c.service.Subscriptions(ctx)
+	if err != nil {
+		c.log.Warn("metrics: push subscriptions could not be counted", "err", err)
+		return // the series is missing from this scrape, rather than wrong
+	}
+	ch <- prometheus.MustNewConstMetric(pushSubscriptionsDesc, prometheus.GaugeValue, float64(n))
 }

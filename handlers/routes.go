@@ -1,6 +1,7 @@
 // Package handlers is Herald's HTTP edge, with Echo: the page, the notify
-// route, the WebSocket and Server-Sent Events routes, access, health,
-// metrics and static files, and the server that runs them. Every route is
+// route, the WebSocket and Server-Sent Events routes, access, Web Push
+// registration, health, metrics and static files, and the server that
+// runs them. Every route is
 // listed in newServer, in this file.
 package handlers
 
@@ -19,6 +20,7 @@ import (
 	"herald/app"
 	"herald/app/access"
 	"herald/app/config"
+	"herald/app/push"
 	"herald/handlers/ws"
 )
 
@@ -37,6 +39,8 @@ type Options struct {
 	// Getenv reads the environment for secrets given as env:NAME; nil is
 	// os.Getenv.
 	Getenv func(string) string
+	// Push is Web Push; nil when push.enabled is false.
+	Push *push.Service
 }
 
 // newServer builds the routes and the WebSocket engine.
@@ -80,6 +84,9 @@ func newServer(opts Options) (*Server, error) {
 	e.Use(withScope, recoverer(log), requestLogger(log), secureHeaders(cfg.TLS.Cert != ""), hosts.middleware)
 
 	metrics := newMetrics(node)
+	if opts.Push != nil {
+		metrics.watchPush(opts.Push, log)
+	}
 	history := "memory"
 	switch {
 	case cfg.Broker == "redis":
@@ -142,6 +149,10 @@ func newServer(opts Options) (*Server, error) {
 	e.GET(paths.WS, chain(webSocket.serve, append(subscribeGuards, subscription)...))
 	e.GET(paths.Events, chain(events.stream, subscribeGuards...))
 	e.GET(paths.Access, auth.show)
+	pushes := &pushHandler{service: opts.Push, authorize: auth.authorize}
+	e.GET(paths.Push+"/key", pushes.key)
+	e.POST(paths.Push, chain(pushes.register, origins.middleware(registering)))
+	e.DELETE(paths.Push, chain(pushes.unregister, origins.middleware(registering)))
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Healthz, health.live)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Readyz, health.ready)
 	adminToken := cfg.Security.AdminToken

@@ -79,6 +79,7 @@ const (
 	publishing  action = "publishing"
 	subscribing action = "subscribing"
 	operating   action = "reading metrics and profiles"
+	registering action = "registering for push"
 )
 
 // middleware applies check to every request of a route.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"herald/app/access"
+	"herald/app/push"
 )
 
 // Config is Herald's whole configuration. The server only ever sees a Config
@@ -29,6 +30,7 @@ type Config struct {
 	Log       Log       `yaml:"log"`
 	Security  Security  `yaml:"security"`
 	Notify    Notify    `yaml:"notify"`
+	Push      Push      `yaml:"push"`
 	TLS       TLS       `yaml:"tls"`
 	Debug     Debug     `yaml:"debug"`
 	// Broker is "memory" (one instance, nothing else needed) or "redis"
@@ -109,6 +111,36 @@ type Notify struct {
 	AllowGet bool `yaml:"allow_get"`
 }
 
+// Push sets Web Push: browsers register for a topic, and each message
+// published to it reaches them through their push services, with the
+// page closed.
+type Push struct {
+	// Enabled turns the push routes and pushing on.
+	Enabled bool `yaml:"enabled"`
+	// Subject is the contact, mailto: or https:, that push services see
+	// in every push's VAPID claim; required when enabled.
+	Subject string `yaml:"subject"`
+	// Endpoints are the push services Herald may post to, as URL
+	// prefixes; "*." may start a host, for any one label. A subscription
+	// at any other endpoint is refused, so that nobody can make Herald
+	// post to an internal address.
+	Endpoints []string `yaml:"endpoints"`
+	// KeyFile keeps the VAPID key pair when neither the history file nor
+	// Redis does; created if missing. Empty makes a new pair at every
+	// start, which breaks every browser's subscription.
+	KeyFile string `yaml:"key_file"`
+	// Queue bounds the messages waiting to be pushed; one more is
+	// dropped, counted and logged.
+	Queue int `yaml:"queue"`
+	// Workers is how many messages are pushed at once.
+	Workers int `yaml:"workers"`
+	// Timeout bounds each request to a push service.
+	Timeout time.Duration `yaml:"timeout"`
+	// TTL is how long a push service keeps a push for a browser that is
+	// offline.
+	TTL time.Duration `yaml:"ttl"`
+}
+
 // TLS serves https and wss directly when both files are set.
 type TLS struct {
 	Cert string `yaml:"cert"`
@@ -131,6 +163,9 @@ type Paths struct {
 	Pprof string `yaml:"pprof"`
 	// Access answers what the token a client presents may do.
 	Access string `yaml:"access"`
+	// Push takes browsers' push subscriptions, and Push + "/key" gives
+	// the VAPID public key.
+	Push string `yaml:"push"`
 }
 
 // Limits bounds what any one client can make the server hold.
@@ -161,6 +196,10 @@ type Limits struct {
 	// turns the limit off.
 	PublishPerSecond float64 `yaml:"publish_per_second"`
 	PublishBurst     int     `yaml:"publish_burst"`
+	// MaxPushSubscriptionsPerTopic and MaxPushSubscriptions bound the
+	// browsers registered for push, per topic and in all.
+	MaxPushSubscriptionsPerTopic int `yaml:"max_push_subscriptions_per_topic"`
+	MaxPushSubscriptions         int `yaml:"max_push_subscriptions"`
 }
 
 // WebSocket sets the timing of every WebSocket connection.
@@ -236,6 +275,10 @@ const (
 	historySizeCeiling     = 1 << 20
 	maxTopicsCeiling       = 1 << 24
 	maxConnectionsCeiling  = 1 << 24
+	pushQueueCeiling       = 1 << 20
+	pushWorkersCeiling     = 256
+	// pushTTLCeiling is the longest push services keep a push.
+	pushTTLCeiling = 28 * 24 * time.Hour
 )
 
 // Default returns the configuration Herald runs with when no file is
@@ -256,6 +299,7 @@ func Default() Config {
 			Metrics: "/metrics",
 			Pprof:   "/debug/pprof",
 			Access:  "/access",
+			Push:    "/push",
 		},
 		Limits: Limits{
 			MaxMessageBytes: 64 << 10,
@@ -268,6 +312,10 @@ func Default() Config {
 			MaxConnectionsPerIP: 100,
 			PublishPerSecond:    10,
 			PublishBurst:        50,
+			// Browsers register when a person asks: a topic has its
+			// readers, not a flood.
+			MaxPushSubscriptionsPerTopic: 1000,
+			MaxPushSubscriptions:         10000,
 		},
 		WebSocket: WebSocket{
 			PingInterval: 30 * time.Second,
@@ -297,6 +345,16 @@ func Default() Config {
 		},
 		Notify: Notify{
 			AllowGet: true,
+		},
+		Push: Push{
+			Enabled:   false,
+			Subject:   "",
+			Endpoints: push.DefaultEndpoints(),
+			KeyFile:   "",
+			Queue:     1000,
+			Workers:   4,
+			Timeout:   10 * time.Second,
+			TTL:       24 * time.Hour,
 		},
 		Broker: "memory",
 		Redis: Redis{

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"herald/app"
+	"herald/app/push"
 )
 
 // Validate reports the first problem with cfg, or nil.
@@ -39,6 +40,7 @@ func (c Config) validate(source string, lines map[string]int) error {
 		{"paths.metrics", c.Paths.Metrics},
 		{"paths.pprof", c.Paths.Pprof},
 		{"paths.access", c.Paths.Access},
+		{"paths.push", c.Paths.Push},
 		{"paths.static", c.Paths.Static},
 	}
 	for i, r := range routes {
@@ -49,6 +51,11 @@ func (c Config) validate(source string, lines map[string]int) error {
 			if r.path == earlier.path {
 				return fail(r.key, "%q is already used by %s", r.path, earlier.key)
 			}
+		}
+	}
+	for _, r := range routes {
+		if r.path == c.Paths.Push+"/key" {
+			return fail(r.key, "%q is where paths.push gives the push key (paths.push + /key)", r.path)
 		}
 	}
 	if c.Paths.Static == "/" {
@@ -75,6 +82,10 @@ func (c Config) validate(source string, lines map[string]int) error {
 		{"limits.max_connections_per_ip", c.Limits.MaxConnectionsPerIP, 1, maxConnectionsCeiling},
 		{"limits.max_topics", c.Limits.MaxTopics, 1, maxTopicsCeiling},
 		{"history.size", c.History.Size, 0, historySizeCeiling},
+		{"limits.max_push_subscriptions_per_topic", c.Limits.MaxPushSubscriptionsPerTopic, 1, maxConnectionsCeiling},
+		{"limits.max_push_subscriptions", c.Limits.MaxPushSubscriptions, 1, maxConnectionsCeiling},
+		{"push.queue", c.Push.Queue, 1, pushQueueCeiling},
+		{"push.workers", c.Push.Workers, 1, pushWorkersCeiling},
 	}
 	if c.Limits.PublishPerSecond > 0 { // the burst matters only while the rate limit is on
 		numbers = append(numbers, wholeNumber{"limits.publish_burst", c.Limits.PublishBurst, 1, maxConnectionsCeiling})
@@ -100,6 +111,7 @@ func (c Config) validate(source string, lines map[string]int) error {
 		{"websocket.write_timeout", c.WebSocket.WriteTimeout},
 		{"sse.heartbeat_interval", c.SSE.HeartbeatInterval},
 		{"history.ttl", c.History.TTL},
+		{"push.timeout", c.Push.Timeout},
 	} {
 		if d.value <= 0 {
 			return fail(d.key, "must be longer than 0s")
@@ -174,6 +186,39 @@ func (c Config) validate(source string, lines map[string]int) error {
 	}
 	if c.Broker == "redis" && c.History.File != "" {
 		return fail("history.file", "is for broker: memory; with broker: redis, Redis keeps the history (give Redis persistence, such as appendonly yes)")
+	}
+	return c.validatePush(fail)
+}
+
+// validatePush checks the push section, whether push is on or not, so that
+// turning it on later finds no surprise.
+func (c Config) validatePush(fail func(key, format string, args ...any) error) error {
+	switch {
+	case c.Push.Enabled && c.Push.Subject == "":
+		return fail("push.subject", "is required with push.enabled: the mailto: or https: contact push services see, such as mailto:ops@example.com")
+	case c.Push.Subject != "":
+		if problem := push.CheckSubject(c.Push.Subject); problem != "" {
+			return fail("push.subject", "%q %s", c.Push.Subject, problem)
+		}
+	}
+	if c.Push.Enabled && len(c.Push.Endpoints) == 0 {
+		return fail("push.endpoints", "is empty: Herald could push to no browser's push service")
+	}
+	for i, prefix := range c.Push.Endpoints {
+		if problem := push.CheckEndpointPrefix(prefix); problem != "" {
+			return fail(itemKey("push.endpoints", i), "%q %s", prefix, problem)
+		}
+	}
+	if c.Push.KeyFile != "" {
+		switch {
+		case c.Broker == "redis":
+			return fail("push.key_file", "is for broker: memory without history.file; with broker: redis, Redis keeps the push key pair")
+		case c.History.File != "":
+			return fail("push.key_file", "is for broker: memory without history.file; with history.file, the history file keeps the push key pair")
+		}
+	}
+	if d := c.Push.TTL; d < 0 || d > pushTTLCeiling {
+		return fail("push.ttl", "%s is outside 0s-%s, the longest push services keep a push", formatDuration(d), formatDuration(pushTTLCeiling))
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package history
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -99,6 +100,9 @@ func openBolt(path string, readOnly bool) (*BoltStore, error) {
 func checkTx(tx *bolt.Tx) error {
 	starts := tx.Bucket(sequenceStarts)
 	err := tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		if bytes.Equal(name, pushBucket) {
+			return checkPushBucket(b)
+		}
 		if name[0] == '#' {
 			return nil // one of Herald's own buckets, which their readers check
 		}
