@@ -280,7 +280,7 @@ func TestBrowsersGetPagesAndRedirects(t *testing.T) {
 func TestPageUsesConfiguredPaths(t *testing.T) {
 	t.Parallel()
 	s := newTestServer(t, func(c *config.Config) {
-		c.Paths = config.Paths{Page: "/watch", WS: "/live", Notify: "/send", Events: "/stream", Static: "/assets", Healthz: "/alive", Readyz: "/ready", Metrics: "/prom", Pprof: "/profiles", Access: "/whoami"}
+		c.Paths = config.Paths{Page: "/watch", WS: "/live", Notify: "/send", Events: "/stream", Static: "/assets", Healthz: "/alive", Readyz: "/ready", Metrics: "/prom", Pprof: "/profiles", Access: "/whoami", Push: "/webpush"}
 	})
 	rec := s.do(httptest.NewRequest(http.MethodGet, "/watch", nil))
 	if rec.Code != http.StatusOK {

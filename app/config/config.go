@@ -131,6 +131,9 @@ type Paths struct {
 	Pprof string `yaml:"pprof"`
 	// Access answers what the token a client presents may do.
 	Access string `yaml:"access"`
+	// Push takes a browser's Web Push subscription to a topic (POST),
+	// removes it (DELETE), and gives the server's VAPID key at Push+"/key".
+	Push string `yaml:"push"`
 }
 
 // Limits bounds what any one client can make the server hold.
@@ -256,6 +259,7 @@ func Default() Config {
 			Metrics: "/metrics",
 			Pprof:   "/debug/pprof",
 			Access:  "/access",
+			Push:    "/push",
 		},
 		Limits: Limits{
 			MaxMessageBytes: 64 << 10,

@@ -39,6 +39,7 @@ func (c Config) validate(source string, lines map[string]int) error {
 		{"paths.metrics", c.Paths.Metrics},
 		{"paths.pprof", c.Paths.Pprof},
 		{"paths.access", c.Paths.Access},
+		{"paths.push", c.Paths.Push},
 		{"paths.static", c.Paths.Static},
 	}
 	for i, r := range routes {
