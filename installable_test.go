@@ -2,13 +2,27 @@ package main
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/chromedp/cdproto/backgroundservice"
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/serviceworker"
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 )
 
@@ -26,11 +40,147 @@ func cdpCall[P, R any](t *testing.T, tab context.Context, cmd cdp.Command[P, R],
 	return r
 }
 
+// setNotifications answers the tab's notification permission for origin as
+// a person answering the browser's prompt would.
+func setNotifications(t *testing.T, tab context.Context, origin string, setting cdpbrowser.PermissionSetting) {
+	t.Helper()
+	runIn(t, tab) // opens the tab, and so its browser context, if it is not open yet
+	_, err := chromedp.CallBrowser(tab, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+		Permission:       &cdpbrowser.PermissionDescriptor{Name: "notifications"},
+		Setting:          setting,
+		Origin:           origin,
+		BrowserContextID: chromedp.FromContext(tab).BrowserContextID,
+	})
+	if err != nil {
+		t.Fatalf("set the notification permission: %v", err)
+	}
+}
+
 // evalAsync evaluates an expression that gives a promise and returns what
 // the promise resolves to.
 func evalAsync[T any](t *testing.T, tab context.Context, expression string) T {
 	t.Helper()
 	return get(t, tab, chromedp.Evaluate[T](expression, chromedp.EvalAwaitPromise))
+}
+
+// shownNotification is what a notification the page's service worker
+// holds says.
+type shownNotification struct {
+	Title string `json:"title"`
+	Body  string `json:"body"`
+	Tag   string `json:"tag"`
+	Topic string `json:"topic"`
+	ID    string `json:"id"`
+}
+
+// notificationsOf lists the notifications that the service worker at scope
+// holds, as the browser shows them.
+const notificationsOf = `navigator.serviceWorker.getRegistration(%q).then(r => r ? r.getNotifications() : []).then(ns => ns.map(n => ({title: n.title, body: n.body, tag: n.tag, topic: n.data?.topic ?? "", id: String(n.data?.id ?? "")})))`
+
+func shownNotifications(t *testing.T, tab context.Context, scope string) []shownNotification {
+	t.Helper()
+	return evalAsync[[]shownNotification](t, tab, fmt.Sprintf(notificationsOf, scope))
+}
+
+// watchNotifications starts recording the notifications the browser
+// shows for the tab's site, as DevTools reports them, and returns the
+// title and body of each as it is shown. Waiting on this rather than
+// polling registration.getNotifications() matters: Chromium drops from
+// that list a notification it is asked about while it is still being
+// shown, so a test that polls loses one now and then.
+func watchNotifications(t *testing.T, tab context.Context) <-chan [2]string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(tab)
+	t.Cleanup(cancel)
+	events := chromedp.Events(ctx, backgroundservice.BackgroundServiceEventReceived)
+	notifications := backgroundservice.ServiceNameNotifications
+	cdpCall(t, tab, backgroundservice.StartObserving, backgroundservice.StartObservingParams{Service: notifications})
+	cdpCall(t, tab, backgroundservice.SetRecording, backgroundservice.SetRecordingParams{Service: notifications, ShouldRecord: true})
+	shown := make(chan [2]string)
+	go func() {
+		for ev, err := range events {
+			if err != nil {
+				return // the test is over
+			}
+			if e := ev.BackgroundServiceEvent; e.Service == notifications && e.EventName == "Notification displayed" {
+				var title, body string
+				for _, m := range e.EventMetadata {
+					switch m.Key {
+					case "Title":
+						title = m.Value
+					case "Body":
+						body = m.Value
+					}
+				}
+				select {
+				case shown <- [2]string{title, body}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return shown
+}
+
+// waitForNotification waits until the browser shows a notification with
+// this title and body.
+func waitForNotification(t *testing.T, shown <-chan [2]string, title, body string) {
+	t.Helper()
+	timeout := time.After(hangGuard)
+	for {
+		select {
+		case n := <-shown:
+			if n == [2]string{title, body} {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("the browser showed no notification %q: %q", title, body)
+		}
+	}
+}
+
+// waitForVisibility waits until the page's document.visibilityState is
+// state, on the page's own visibilitychange event.
+func waitForVisibility(t *testing.T, tab context.Context, state string) {
+	t.Helper()
+	evalAsync[bool](t, tab, fmt.Sprintf(`new Promise(resolve => {
+		const check = () => { if (document.visibilityState === %q) resolve(true); };
+		document.addEventListener("visibilitychange", check);
+		check();
+	})`, state))
+}
+
+// bringToFront makes the tab the active one of its window.
+func bringToFront(t *testing.T, tab context.Context) {
+	t.Helper()
+	_, err := chromedp.CallBrowser(tab, target.ActivateTarget, target.ActivateTargetParams{TargetID: chromedp.FromContext(tab).Target.TargetID})
+	if err != nil {
+		t.Fatalf("activate the tab: %v", err)
+	}
+}
+
+// serviceWorkerOf waits until the page's service worker at scope is active
+// and returns its registration, as DevTools knows it.
+func serviceWorkerOf(t *testing.T, tab context.Context, scope string) serviceworker.RegistrationID {
+	t.Helper()
+	runIn(t, tab, pollUntil(fmt.Sprintf(`navigator.serviceWorker.getRegistration(%q).then(r => r?.active?.state === "activated")`, scope)))
+	ctx, cancel := context.WithCancel(tab)
+	defer cancel()
+	updates := chromedp.Events(ctx, serviceworker.WorkerRegistrationUpdated)
+	cdpCall(t, tab, serviceworker.Enable, cdp.Empty{}) // DevTools then lists the registrations there are
+	for ev, err := range updates {
+		if err != nil {
+			t.Fatalf("service worker registrations: %v", err)
+		}
+		for _, r := range ev.Registrations {
+			if r.ScopeURL == scope && !r.IsDeleted {
+				return r.RegistrationID
+			}
+		}
+	}
+	t.Fatalf("DevTools lists no service worker at %s", scope)
+	return ""
 }
 
 // manifestFields are the manifest's members as the server wrote them;
@@ -114,5 +264,301 @@ func TestPageIsInstallable(t *testing.T) {
 		for _, p := range cdpCall(t, tab, page.GetInstallabilityErrors, cdp.Empty{}).InstallabilityErrors {
 			t.Errorf("%s is not installable: %s %+v", c.pageURL, p.ErrorID, p.ErrorArguments)
 		}
+	}
+}
+
+func TestServiceWorkerShowsEachPushAsANotification(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "paths:\n  static: /assets\n")
+	tab := newTab(t)
+	setNotifications(t, tab, h.Origin, cdpbrowser.PermissionSettingGranted)
+	runIn(t, tab, waitLive(h.URL+"?topic=news"))
+	// The worker's scope is the static files' folder: it controls no page
+	// and sees no request.
+	scope := h.Origin + "/assets/"
+	registration := serviceWorkerOf(t, tab, scope)
+	shown := watchNotifications(t, tab)
+	if controlled := get(t, tab, chromedp.Evaluate[bool](`navigator.serviceWorker.controller !== null`)); controlled {
+		t.Error("the service worker controls the page")
+	}
+
+	push := func(topic, id, text string) {
+		t.Helper()
+		payload := fmt.Sprintf(`{"topic": %q, "id": %q, "text": %q, "time": "2025-01-02T03:04:05Z"}`, topic, id, text)
+		cdpCall(t, tab, serviceworker.DeliverPushMessage, serviceworker.DeliverPushMessageParams{
+			Origin: h.Origin, RegistrationID: registration, Data: payload,
+		})
+	}
+	push("news", "41", "Deploy to eu-1 finished")
+	waitForNotification(t, shown, "news", "Deploy to eu-1 finished")
+	want := shownNotification{Title: "news", Body: "Deploy to eu-1 finished", Tag: "news", Topic: "news", ID: "41"}
+	if got := shownNotifications(t, tab, scope); len(got) != 1 || got[0] != want {
+		t.Fatalf("after one push the browser shows %+v, want %+v", got, want)
+	}
+
+	// A burst on one topic replaces its notification rather than stacking
+	// them, and leaves the newest showing; another topic gets its own.
+	push("news", "42", "Build #43 started")
+	push("news", "43", "Build #43 is green")
+	push("ops", "44", "Disk 91% full")
+	waitForNotification(t, shown, "ops", "Disk 91% full")
+	all := shownNotifications(t, tab, scope)
+	got := map[string]shownNotification{}
+	for _, n := range all {
+		got[n.Tag] = n
+	}
+	if len(all) != 2 {
+		t.Errorf("after pushes to two topics the browser shows %+v, want one notification per topic", all)
+	}
+	if n := got["news"]; n.Body != "Build #43 is green" || n.ID != "43" {
+		t.Errorf("news shows %+v, want the newest push, 43", n)
+	}
+	if n := got["ops"]; n.Title != "ops" || n.Body != "Disk 91% full" || n.Topic != "ops" {
+		t.Errorf("ops shows %+v", n)
+	}
+}
+
+func TestTitleCountsUnreadMessagesWhileThePageIsHidden(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	tab := newTab(t)
+	setNotifications(t, tab, h.Origin, cdpbrowser.PermissionSettingGranted)
+	runIn(t, tab, waitLive(h.URL+"?topic=news"))
+	scope := h.Origin + "/static/"
+	serviceWorkerOf(t, tab, scope)
+	shown := watchNotifications(t, tab)
+	if title := get(t, tab, chromedp.Title()); title != "news · Herald" {
+		t.Fatalf("the page's title is %q", title)
+	}
+
+	// Another tab in the same window takes the front, as when a person
+	// switches tabs: this page is then hidden.
+	other, cancel := chromedp.NewContext(tab, chromedp.WithNewWindow(false))
+	defer cancel()
+	runIn(t, other, chromedp.Navigate("about:blank"))
+	bringToFront(t, other)
+	waitForVisibility(t, tab, "hidden")
+
+	for _, msg := range []string{"first while away", "second while away", "third while away"} {
+		h.publishToTopic(t, "news", msg)
+	}
+	runIn(t, tab, waitFor(`document.title === "(3) news · Herald"`))
+	// Without push, the page itself shows each message as a notification,
+	// one per topic, the newest.
+	waitForNotification(t, shown, "news", "third while away")
+	if got := shownNotifications(t, tab, scope); len(got) != 1 || got[0].Body != "third while away" || got[0].Tag != "news" {
+		t.Errorf("after three messages while hidden the browser shows %+v, want the newest, tagged news", got)
+	}
+
+	bringToFront(t, tab)
+	waitForVisibility(t, tab, "visible")
+	runIn(t, tab, waitFor(`document.title === "news · Herald"`))
+	h.publishToTopic(t, "news", "seen as it came")
+	runIn(t, tab, waitForMessage("seen as it came"))
+	if title := get(t, tab, chromedp.Title()); title != "news · Herald" {
+		t.Errorf("while the page is in front, a new message makes the title %q", title)
+	}
+}
+
+func TestNotifyMeSaysWhenTheServerSendsNoNotifications(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	tab := newTab(t)
+	runIn(t, tab,
+		waitLive(h.URL+"?topic=news"),
+		chromedp.WaitVisible("#notify-toggle"),
+		chromedp.Click("#notify-toggle"),
+		waitFor(`document.getElementById("notify-state").textContent !== ""`),
+	)
+	says := get(t, tab, chromedp.Text("#notify-state"))
+	if !strings.Contains(says, "This server does not send notifications") {
+		t.Errorf("with push off, the page says %q", says)
+	}
+	// It asks for the permission only when it could use it.
+	if permission := get(t, tab, chromedp.Evaluate[string](`Notification.permission`)); permission != "default" {
+		t.Errorf("the page asked for the notification permission (%s) although the server sends none", permission)
+	}
+	screenshot(t, tab, "notify-off")
+}
+
+func TestNotifyMeSaysWhenTheBrowserCannot(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	tab := newTab(t)
+	// A browser without the Push API, as some still are.
+	cdpCall(t, tab, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `delete window.PushManager;`})
+	runIn(t, tab, waitLive(h.URL+"?topic=news"), waitFor(`document.getElementById("notify-state").textContent !== ""`))
+	says := get(t, tab, chromedp.Text("#notify-state"))
+	if !strings.Contains(says, "This browser cannot") {
+		t.Errorf("without the Push API, the page says %q", says)
+	}
+	if disabled := get(t, tab, chromedp.Evaluate[bool](`document.getElementById("notify-toggle").disabled`)); !disabled {
+		t.Error("the control is offered in a browser that cannot use it")
+	}
+}
+
+// pushStub stands in front of Herald for the Web Push routes, which this
+// branch's server does not have yet: it answers them as the server will,
+// and passes everything else on to Herald.
+type pushStub struct {
+	URL     string // the page, through the stub
+	refusal string
+
+	mu       sync.Mutex
+	requests []string // "METHOD ?query body", in order
+}
+
+// startPushStub starts the stub; a refusal, when given, is the body of a
+// 400 that answers every POST.
+func startPushStub(t *testing.T, h *heraldProcess, refusal string) *pushStub {
+	t.Helper()
+	key, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	public := base64.RawURLEncoding.EncodeToString(key.PublicKey().Bytes())
+	herald, err := url.Parse(h.Origin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stub := &pushStub{refusal: refusal}
+	proxy := httputil.NewSingleHostReverseProxy(herald)
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/push/key" && r.Method == http.MethodGet:
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"key": %q}`, public)
+		case r.URL.Path == "/push":
+			body, _ := io.ReadAll(r.Body)
+			stub.mu.Lock()
+			stub.requests = append(stub.requests, r.Method+" ?"+r.URL.RawQuery+" "+string(body))
+			stub.mu.Unlock()
+			switch {
+			case r.Method == http.MethodPost && stub.refusal != "":
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				io.WriteString(w, stub.refusal)
+			case r.Method == http.MethodPost:
+				w.WriteHeader(http.StatusCreated)
+			default:
+				w.WriteHeader(http.StatusNoContent)
+			}
+		default:
+			proxy.ServeHTTP(w, r)
+		}
+	}))
+	t.Cleanup(server.Close)
+	stub.URL = server.URL + "/"
+	return stub
+}
+
+func (s *pushStub) received() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.requests...)
+}
+
+func TestNotifyMeSaysWhenNotificationsAreBlocked(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	stub := startPushStub(t, h, "")
+	tab := newTab(t)
+	setNotifications(t, tab, strings.TrimSuffix(stub.URL, "/"), cdpbrowser.PermissionSettingDenied)
+	runIn(t, tab,
+		waitLive(stub.URL+"?topic=news"),
+		chromedp.WaitVisible("#notify-toggle"),
+		chromedp.Click("#notify-toggle"),
+		waitFor(`document.getElementById("notify-state").textContent !== ""`),
+	)
+	if says := get(t, tab, chromedp.Text("#notify-state")); !strings.Contains(says, "Notifications are blocked for this site") {
+		t.Errorf("with notifications blocked, the page says %q", says)
+	}
+	if got := stub.received(); len(got) != 0 {
+		t.Errorf("the page registered although notifications are blocked: %q", got)
+	}
+}
+
+// standInPushService replaces the browser's push service, which
+// registers with Google's servers and so cannot be reached from the test
+// machine, by one that answers at once, keeping its subscription in
+// localStorage as the browser keeps its own. Everything else is
+// Chromium's: the permission, the service worker, the requests.
+const standInPushService = `(() => {
+	const saved = "stand-in-push-subscription";
+	const subscription = (key) => ({
+		endpoint: "https://push.example.net/send/device-1",
+		options: { userVisibleOnly: true, applicationServerKey: key.buffer },
+		toJSON() { return { endpoint: this.endpoint, expirationTime: null, keys: { p256dh: "BDevicePublicKey", auth: "DeviceAuth" } }; },
+		async unsubscribe() { localStorage.removeItem(saved); return true; },
+	});
+	PushManager.prototype.subscribe = async function (options) {
+		const key = new Uint8Array(options.applicationServerKey);
+		localStorage.setItem(saved, JSON.stringify([...key]));
+		return subscription(key);
+	};
+	PushManager.prototype.getSubscription = async function () {
+		const key = JSON.parse(localStorage.getItem(saved));
+		return key === null ? null : subscription(Uint8Array.from(key));
+	};
+})();`
+
+func TestNotifyMeRegistersThisDeviceAndTurnsItOff(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	stub := startPushStub(t, h, "")
+	tab := newTab(t)
+	setNotifications(t, tab, strings.TrimSuffix(stub.URL, "/"), cdpbrowser.PermissionSettingGranted)
+	cdpCall(t, tab, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: standInPushService})
+	runIn(t, tab,
+		waitLive(stub.URL+"?topic=news"),
+		chromedp.WaitVisible("#notify-toggle"),
+		chromedp.Click("#notify-toggle"),
+		waitForText("#notify-toggle", "Stop notifications"),
+	)
+	device := `{"endpoint":"https://push.example.net/send/device-1","expirationTime":null,"keys":{"p256dh":"BDevicePublicKey","auth":"DeviceAuth"}}`
+	if got := stub.received(); len(got) != 1 || got[0] != "POST ?topic=news "+device {
+		t.Fatalf("turning notifications on sent %q, want the subscription POSTed for news", got)
+	}
+	if says := get(t, tab, chromedp.Text("#notify-state")); !strings.HasPrefix(says, "On: this device shows each new message in “news”") {
+		t.Errorf("once on, the page says %q", says)
+	}
+	screenshot(t, tab, "notify-on")
+
+	// The page remembers, and turns it off for this topic alone.
+	runIn(t, tab,
+		waitLive(stub.URL+"?topic=news"),
+		waitForText("#notify-toggle", "Stop notifications"),
+		chromedp.Click("#notify-toggle"),
+		waitForText("#notify-toggle", "Notify me on this device"),
+	)
+	if got := stub.received(); len(got) != 2 || got[1] != `DELETE ?topic=news {"endpoint":"https://push.example.net/send/device-1"}` {
+		t.Fatalf("turning notifications off sent %q, want the endpoint DELETEd for news", got)
+	}
+	if subscribed := get(t, tab, chromedp.Evaluate[bool](`localStorage.getItem("stand-in-push-subscription") !== null`)); subscribed {
+		t.Error("with no topic left, the browser's push subscription is still there")
+	}
+}
+
+func TestNotifyMeSaysWhenTheServerRefusesThePushService(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, "")
+	stub := startPushStub(t, h, `{"error": "the push service at push.example.net is not one this server sends to", "code": "endpoint_not_allowed"}`)
+	tab := newTab(t)
+	setNotifications(t, tab, strings.TrimSuffix(stub.URL, "/"), cdpbrowser.PermissionSettingGranted)
+	cdpCall(t, tab, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: standInPushService})
+	runIn(t, tab,
+		waitLive(stub.URL+"?topic=news"),
+		chromedp.WaitVisible("#notify-toggle"),
+		chromedp.Click("#notify-toggle"),
+		waitFor(`document.getElementById("notify-state").classList.contains("error")`),
+	)
+	if says := get(t, tab, chromedp.Text("#notify-state")); says != "This server does not send notifications to this browser's push service." {
+		t.Errorf("when the server refuses the push service, the page says %q", says)
+	}
+	if on := get(t, tab, chromedp.Text("#notify-toggle")); on != "Notify me on this device" {
+		t.Errorf("after the refusal the control reads %q", on)
+	}
+	if subscribed := get(t, tab, chromedp.Evaluate[bool](`localStorage.getItem("stand-in-push-subscription") !== null`)); subscribed {
+		t.Error("the refused push subscription is kept")
 	}
 }

@@ -321,7 +321,7 @@ func TestPageUsesConfiguredPaths(t *testing.T) {
 		t.Fatalf("page status %d", rec.Code)
 	}
 	for _, want := range []string{`data-ws-path="/live"`, `data-notify-path="/send"`, `action="/send"`, `src="/assets/app.js"`, `id="publish-form"`, `name="msg"`,
-		`<link rel="manifest" href="/assets/manifest.webmanifest">`} {
+		`data-push-path="/webpush"`, `data-page-path="/watch"`, `data-static-path="/assets"`, `<link rel="manifest" href="/assets/manifest.webmanifest">`} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("page lacks %s", want)
 		}
