@@ -6,12 +6,15 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -523,6 +526,7 @@ func TestNotifyMeRegistersThisDeviceAndTurnsItOff(t *testing.T) {
 		t.Errorf("once on, the page says %q", says)
 	}
 	screenshot(t, tab, "notify-on")
+	checkAccessibility(t, tab, "the page with notifications on")
 
 	// The page remembers, and turns it off for this topic alone.
 	runIn(t, tab,
@@ -561,4 +565,62 @@ func TestNotifyMeSaysWhenTheServerRefusesThePushService(t *testing.T) {
 	if subscribed := get(t, tab, chromedp.Evaluate[bool](`localStorage.getItem("stand-in-push-subscription") !== null`)); subscribed {
 		t.Error("the refused push subscription is kept")
 	}
+}
+
+// axeCore is where the accessibility checker axe-core is found: its npm
+// package in the repository's node_modules, which .ci/run installs.
+const axeCore = "node_modules/axe-core/axe.min.js"
+
+// axeViolation is one rule axe-core found broken, with where.
+type axeViolation struct {
+	ID      string     `json:"id"`
+	Impact  string     `json:"impact"`
+	Help    string     `json:"help"`
+	Targets [][]string `json:"targets"`
+}
+
+// checkAccessibility runs axe-core on the page as it is now, against WCAG
+// 2.1 A and AA and axe's best practices, and fails the test for each
+// violation.
+func checkAccessibility(t *testing.T, tab context.Context, what string) {
+	t.Helper()
+	source, err := os.ReadFile(axeCore)
+	if errors.Is(err, fs.ErrNotExist) {
+		requireEnv(t, "axe-core (npm install --no-save --no-package-lock axe-core@4.14.1)")
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	// DevTools puts the checker in the page; the page's own policy allows
+	// no script from anywhere but the server.
+	get(t, tab, chromedp.Evaluate[chromedp.Void](string(source)))
+	violations := evalAsync[[]axeViolation](t, tab, `axe.run(document, {runOnly: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]})
+		.then(r => r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help, targets: v.nodes.map(n => n.target.map(String))})))`)
+	for _, v := range violations {
+		t.Errorf("%s: axe-core: %s (%s, %s) at %v", what, v.Help, v.ID, v.Impact, v.Targets)
+	}
+}
+
+func TestPageHasNoAccessibilityViolations(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, `security:
+  anonymous: read-only
+  tokens:
+    - {name: ci, secret: ci-token-1234, write: ["*"]}
+`)
+	tab := newTab(t)
+	runIn(t, tab, waitLive(h.URL+"?topic=news"), chromedp.WaitVisible("#publish-denied"))
+	h.publishToTopicWith(t, "news", "Deploy to eu-1 finished", http.Header{"Authorization": {"Bearer ci-token-1234"}})
+	runIn(t, tab, waitForMessage("Deploy to eu-1 finished"))
+	checkAccessibility(t, tab, "the page watching a topic")
+
+	// The token form open, and the notification control saying why it
+	// cannot.
+	runIn(t, tab,
+		chromedp.Click("#change-token"),
+		chromedp.WaitVisible("#token-form"),
+		chromedp.Click("#notify-toggle"),
+		waitFor(`document.getElementById("notify-state").classList.contains("error")`),
+	)
+	checkAccessibility(t, tab, "the page with its token form and a refusal")
 }
