@@ -270,17 +270,35 @@ func TestPageIsInstallable(t *testing.T) {
 	}
 }
 
-func TestServiceWorkerShowsEachPushAsANotification(t *testing.T) {
-	t.Parallel()
-	h := startHerald(t, "paths:\n  static: /assets\n")
+// workerPage is the news page with notifications allowed and its service
+// worker active.
+type workerPage struct {
+	h            *heraldProcess
+	tab          context.Context
+	scope        string // the worker's
+	registration serviceworker.RegistrationID
+	shown        <-chan [2]string // the notifications the browser shows from then on
+}
+
+// openWorkerPage starts a server with the static files at staticPath and
+// opens its news page.
+func openWorkerPage(t *testing.T, staticPath string) workerPage {
+	t.Helper()
+	h := startHerald(t, "paths:\n  static: "+staticPath+"\n")
 	tab := newTab(t)
 	setNotifications(t, tab, h.Origin, cdpbrowser.PermissionSettingGranted)
 	runIn(t, tab, waitLive(h.URL+"?topic=news"))
-	// The worker's scope is the static files' folder: it controls no page
-	// and sees no request.
-	scope := h.Origin + "/assets/"
+	scope := h.Origin + staticPath + "/"
 	registration := serviceWorkerOf(t, tab, scope)
-	shown := watchNotifications(t, tab)
+	return workerPage{h: h, tab: tab, scope: scope, registration: registration, shown: watchNotifications(t, tab)}
+}
+
+func TestServiceWorkerShowsEachPushAsANotification(t *testing.T) {
+	t.Parallel()
+	// The worker's scope is the static files' folder, wherever it is: it
+	// controls no page and sees no request.
+	p := openWorkerPage(t, "/assets")
+	h, tab, scope, shown := p.h, p.tab, p.scope, p.shown
 	if controlled := get(t, tab, chromedp.Evaluate[bool](`navigator.serviceWorker.controller !== null`)); controlled {
 		t.Error("the service worker controls the page")
 	}
@@ -289,7 +307,7 @@ func TestServiceWorkerShowsEachPushAsANotification(t *testing.T) {
 		t.Helper()
 		payload := fmt.Sprintf(`{"topic": %q, "id": %q, "text": %q, "time": "2025-01-02T03:04:05Z"}`, topic, id, text)
 		cdpCall(t, tab, serviceworker.DeliverPushMessage, serviceworker.DeliverPushMessageParams{
-			Origin: h.Origin, RegistrationID: registration, Data: payload,
+			Origin: h.Origin, RegistrationID: p.registration, Data: payload,
 		})
 	}
 	push("news", "41", "Deploy to eu-1 finished")
@@ -323,13 +341,8 @@ func TestServiceWorkerShowsEachPushAsANotification(t *testing.T) {
 
 func TestTitleCountsUnreadMessagesWhileThePageIsHidden(t *testing.T) {
 	t.Parallel()
-	h := startHerald(t, "")
-	tab := newTab(t)
-	setNotifications(t, tab, h.Origin, cdpbrowser.PermissionSettingGranted)
-	runIn(t, tab, waitLive(h.URL+"?topic=news"))
-	scope := h.Origin + "/static/"
-	serviceWorkerOf(t, tab, scope)
-	shown := watchNotifications(t, tab)
+	p := openWorkerPage(t, "/static")
+	h, tab, scope, shown := p.h, p.tab, p.scope, p.shown
 	if title := get(t, tab, chromedp.Title()); title != "news · Herald" {
 		t.Fatalf("the page's title is %q", title)
 	}
@@ -461,18 +474,30 @@ func (s *pushStub) received() []string {
 	return append([]string(nil), s.requests...)
 }
 
-func TestNotifyMeSaysWhenNotificationsAreBlocked(t *testing.T) {
-	t.Parallel()
-	h := startHerald(t, "")
-	stub := startPushStub(t, h, "")
+// clickNotifyMe opens the news page through a push stub that answers
+// POSTs with refusal (if any), with the notification permission answered
+// as setting and, if standIn, the stand-in push service, and clicks
+// "Notify me on this device".
+func clickNotifyMe(t *testing.T, refusal string, setting cdpbrowser.PermissionSetting, standIn bool) (*pushStub, context.Context) {
+	t.Helper()
+	stub := startPushStub(t, startHerald(t, ""), refusal)
 	tab := newTab(t)
-	setNotifications(t, tab, strings.TrimSuffix(stub.URL, "/"), cdpbrowser.PermissionSettingDenied)
+	setNotifications(t, tab, strings.TrimSuffix(stub.URL, "/"), setting)
+	if standIn {
+		cdpCall(t, tab, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: standInPushService})
+	}
 	runIn(t, tab,
 		waitLive(stub.URL+"?topic=news"),
 		chromedp.WaitVisible("#notify-toggle"),
 		chromedp.Click("#notify-toggle"),
-		waitFor(`document.getElementById("notify-state").textContent !== ""`),
 	)
+	return stub, tab
+}
+
+func TestNotifyMeSaysWhenNotificationsAreBlocked(t *testing.T) {
+	t.Parallel()
+	stub, tab := clickNotifyMe(t, "", cdpbrowser.PermissionSettingDenied, false)
+	runIn(t, tab, waitFor(`document.getElementById("notify-state").textContent !== ""`))
 	if says := get(t, tab, chromedp.Text("#notify-state")); !strings.Contains(says, "Notifications are blocked for this site") {
 		t.Errorf("with notifications blocked, the page says %q", says)
 	}
@@ -507,17 +532,8 @@ const standInPushService = `(() => {
 
 func TestNotifyMeRegistersThisDeviceAndTurnsItOff(t *testing.T) {
 	t.Parallel()
-	h := startHerald(t, "")
-	stub := startPushStub(t, h, "")
-	tab := newTab(t)
-	setNotifications(t, tab, strings.TrimSuffix(stub.URL, "/"), cdpbrowser.PermissionSettingGranted)
-	cdpCall(t, tab, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: standInPushService})
-	runIn(t, tab,
-		waitLive(stub.URL+"?topic=news"),
-		chromedp.WaitVisible("#notify-toggle"),
-		chromedp.Click("#notify-toggle"),
-		waitForText("#notify-toggle", "Stop notifications"),
-	)
+	stub, tab := clickNotifyMe(t, "", cdpbrowser.PermissionSettingGranted, true)
+	runIn(t, tab, waitForText("#notify-toggle", "Stop notifications"))
 	device := `{"endpoint":"https://push.example.net/send/device-1","expirationTime":null,"keys":{"p256dh":"BDevicePublicKey","auth":"DeviceAuth"}}`
 	if got := stub.received(); len(got) != 1 || got[0] != "POST ?topic=news "+device {
 		t.Fatalf("turning notifications on sent %q, want the subscription POSTed for news", got)
@@ -545,17 +561,9 @@ func TestNotifyMeRegistersThisDeviceAndTurnsItOff(t *testing.T) {
 
 func TestNotifyMeSaysWhenTheServerRefusesThePushService(t *testing.T) {
 	t.Parallel()
-	h := startHerald(t, "")
-	stub := startPushStub(t, h, `{"error": "the push service at push.example.net is not one this server sends to", "code": "endpoint_not_allowed"}`)
-	tab := newTab(t)
-	setNotifications(t, tab, strings.TrimSuffix(stub.URL, "/"), cdpbrowser.PermissionSettingGranted)
-	cdpCall(t, tab, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: standInPushService})
-	runIn(t, tab,
-		waitLive(stub.URL+"?topic=news"),
-		chromedp.WaitVisible("#notify-toggle"),
-		chromedp.Click("#notify-toggle"),
-		waitFor(`document.getElementById("notify-state").classList.contains("error")`),
-	)
+	refusal := `{"error": "the push service at push.example.net is not one this server sends to", "code": "endpoint_not_allowed"}`
+	_, tab := clickNotifyMe(t, refusal, cdpbrowser.PermissionSettingGranted, true)
+	runIn(t, tab, waitFor(`document.getElementById("notify-state").classList.contains("error")`))
 	if says := get(t, tab, chromedp.Text("#notify-state")); says != "This server does not send notifications to this browser's push service." {
 		t.Errorf("when the server refuses the push service, the page says %q", says)
 	}

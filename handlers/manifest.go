@@ -45,11 +45,8 @@ type manifestHandler struct {
 }
 
 func (h *manifestHandler) show(c echo.Context) error {
-	topic := c.QueryParam("topic")
-	if topic == "" {
-		topic = app.DefaultTopic
-	}
-	if err := app.CheckTopic(topic); err != nil {
+	topic, err := pageTopic(c)
+	if err != nil {
 		return err
 	}
 	name, shortName := "Herald", "Herald"
