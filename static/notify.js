@@ -257,12 +257,6 @@
         : "Notifications need this page over https.");
       return;
     }
-    const registration = registered.has(topic) && Notification.permission === "granted" ? await worker : null;
-    const on = registration !== null && await registration.pushManager.getSubscription() !== null;
-    if (!on) {
-      registered.remove(topic);
-    }
-    show(on);
     toggle.addEventListener("click", async () => {
       toggle.disabled = true;
       try {
@@ -273,6 +267,16 @@
         toggle.disabled = false;
       }
     });
+    // Until the page knows whether this device is on, a click could only
+    // do the wrong thing.
+    toggle.disabled = true;
+    const registration = registered.has(topic) && Notification.permission === "granted" ? await worker : null;
+    const on = registration !== null && await registration.pushManager.getSubscription() !== null;
+    if (!on) {
+      registered.remove(topic);
+    }
+    show(on);
+    toggle.disabled = false;
   }
 
   start();
