@@ -25,6 +25,14 @@ import (
 //go:embed templates static
 var assets embed.FS
 
+// The app icons are the favicon drawn large. After favicon.svg changes,
+// `go generate` redraws them with rsvg-convert (Debian's librsvg2-bin). The
+// maskable one has square corners: Android crops it to a shape of its own.
+//
+//go:generate rsvg-convert -w 192 -h 192 -o static/icon-192.png static/favicon.svg
+//go:generate rsvg-convert -w 512 -h 512 -o static/icon-512.png static/favicon.svg
+//go:generate sh -c "sed 's/ rx=\"8\"//' static/favicon.svg | rsvg-convert -w 512 -h 512 -o static/icon-maskable-512.png"
+
 // defaultConfigPath is read when -config is not given. When it does not
 // exist, Herald runs on its built-in defaults and says so.
 const defaultConfigPath = "config.yaml"

@@ -277,16 +277,51 @@ func TestBrowsersGetPagesAndRedirects(t *testing.T) {
 	})
 }
 
+func TestManifestStartsOnTheTopicsPage(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, func(c *config.Config) { c.Paths.Page = "/watch" })
+	tests := []struct {
+		name, givenQuery, expectStartURL string
+		expectStatus                     int
+	}{
+		{"givenNoTopic_expectThePage", "", "/watch", http.StatusOK},
+		{"givenATopic_expectItsPage", "?topic=news", "/watch?topic=news", http.StatusOK},
+		{"givenAnInvalidTopic_expect400", "?topic=no%20spaces", "", http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := s.do(httptest.NewRequest(http.MethodGet, "/static/manifest.webmanifest"+tt.givenQuery, nil))
+			var manifest struct {
+				StartURL string `json:"start_url"`
+				Error    string `json:"error"`
+			}
+			if err := json.Unmarshal(rec.Body.Bytes(), &manifest); err != nil || rec.Code != tt.expectStatus {
+				t.Fatalf("status %d, body %s; want %d and JSON", rec.Code, rec.Body, tt.expectStatus)
+			}
+			if tt.expectStatus != http.StatusOK {
+				if manifest.Error == "" {
+					t.Errorf("a refusal without a reason: %s", rec.Body)
+				}
+				return
+			}
+			if manifest.StartURL != tt.expectStartURL || rec.Header().Get(echo.HeaderContentType) != "application/manifest+json" {
+				t.Errorf("start_url %q, type %q; want %q, application/manifest+json", manifest.StartURL, rec.Header().Get(echo.HeaderContentType), tt.expectStartURL)
+			}
+		})
+	}
+}
+
 func TestPageUsesConfiguredPaths(t *testing.T) {
 	t.Parallel()
 	s := newTestServer(t, func(c *config.Config) {
-		c.Paths = config.Paths{Page: "/watch", WS: "/live", Notify: "/send", Events: "/stream", Static: "/assets", Healthz: "/alive", Readyz: "/ready", Metrics: "/prom", Pprof: "/profiles", Access: "/whoami", Push: "/alerts"}
+		c.Paths = config.Paths{Page: "/watch", WS: "/live", Notify: "/send", Events: "/stream", Static: "/assets", Healthz: "/alive", Readyz: "/ready", Metrics: "/prom", Pprof: "/profiles", Access: "/whoami", Push: "/webpush"}
 	})
 	rec := s.do(httptest.NewRequest(http.MethodGet, "/watch", nil))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("page status %d", rec.Code)
 	}
-	for _, want := range []string{`data-ws-path="/live"`, `data-notify-path="/send"`, `action="/send"`, `src="/assets/app.js"`, `id="publish-form"`, `name="msg"`} {
+	for _, want := range []string{`data-ws-path="/live"`, `data-notify-path="/send"`, `action="/send"`, `src="/assets/app.js"`, `id="publish-form"`, `name="msg"`,
+		`data-push-path="/webpush"`, `data-page-path="/watch"`, `data-static-path="/assets"`, `<link rel="manifest" href="/assets/manifest.webmanifest">`} {
 		if !strings.Contains(rec.Body.String(), want) {
 			t.Errorf("page lacks %s", want)
 		}

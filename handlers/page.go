@@ -37,17 +37,24 @@ type pageHandler struct {
 // show renders the page for ?topic=, the default topic when it is absent
 // or empty: the topic switcher is a form, and an empty field means "home".
 func (h *pageHandler) show(c echo.Context) error {
-	topic := c.QueryParam("topic")
-	if topic == "" {
-		topic = app.DefaultTopic
-	}
-	if err := app.CheckTopic(topic); err != nil {
+	topic, err := pageTopic(c)
+	if err != nil {
 		return err
 	}
 	return c.Render(http.StatusOK, "index.html", pageData{
 		Paths: h.paths, Topic: topic, IsDefaultTopic: topic == app.DefaultTopic,
 		TokensAccepted: h.tokensAccepted, TokenCookie: access.CookieName,
 	})
+}
+
+// pageTopic is the topic a page's request names with ?topic=, the default
+// topic when it is absent or empty.
+func pageTopic(c echo.Context) (string, error) {
+	topic := c.QueryParam("topic")
+	if topic == "" {
+		topic = app.DefaultTopic
+	}
+	return topic, app.CheckTopic(topic)
 }
 
 // pageURL is the page of topic.

@@ -1,8 +1,8 @@
-// Package handlers is Herald's HTTP edge, with Echo: the page, the notify
-// route, the WebSocket and Server-Sent Events routes, access, Web Push
-// registration, health, metrics and static files, and the server that
-// runs them. Every route is
-// listed in newServer, in this file.
+// Package handlers is Herald's HTTP edge, with Echo: the page and its web
+// app manifest, the notify route, the WebSocket and Server-Sent Events
+// routes, access, Web Push registration, health, metrics and static files,
+// and the server that runs them. Every route is listed in newServer, in
+// this file.
 package handlers
 
 import (
@@ -167,6 +167,8 @@ func newServer(opts Options) (*Server, error) {
 	if cfg.Debug.Pprof {
 		addProfiles(e, paths.Pprof, admin)
 	}
+	manifest := &manifestHandler{paths: paths}
+	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Static+"/manifest.webmanifest", manifest.show)
 	static := echo.StaticDirectoryHandler(opts.Static, !e.EnablePathUnescapingStaticFiles)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Static+"/*", static)
 	return &Server{opts: opts, log: log, echo: e, engine: engine}, nil

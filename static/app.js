@@ -290,6 +290,8 @@
     }
     lastId = frame.id;
     show(frame.msg, new Date(frame.time));
+    // For notify.js, which tells a person who is not looking.
+    document.dispatchEvent(new CustomEvent("herald:message", { detail: { id: frame.id, text: frame.msg } }));
   }
 
   function warnLost(count) {

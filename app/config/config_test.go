@@ -62,6 +62,8 @@ func TestParseConfigRejectsBadInputWithOneLineNamingTheKey(t *testing.T) {
 		{"whenTwoRoutesShareAPath", "paths:\n  notify: /ws\n", `test.yaml:2: paths.notify: "/ws" is already used by paths.ws`},
 		{"whenRouteInsideStatic", "paths:\n  ws: /static/ws\n", `paths.ws: "/static/ws" is inside paths.static "/static"`},
 		{"whenStaticAtRoot", "paths:\n  page: /home\n  static: /\n", `paths.static: must not be "/"`},
+		{"whenPushSharesAPath", "paths:\n  push: /notify\n", `test.yaml:2: paths.push: "/notify" is already used by paths.notify`},
+		{"whenPushInsideStatic", "paths:\n  push: /static/push\n", `paths.push: "/static/push" is inside paths.static "/static"`},
 		{"whenBadDuration", "websocket:\n  ping_interval: often\n", `test.yaml:2: websocket.ping_interval: want a duration such as 30s or 1m, got "often"`},
 		{"whenZeroDuration", "websocket:\n  write_timeout: 0s\n", "websocket.write_timeout: must be longer than 0s"},
 		{"whenZeroLag", "limits:\n  max_lag_bytes: 0\n", "test.yaml:2: limits.max_lag_bytes: 0 is outside 1-1073741824"},
