@@ -65,6 +65,23 @@ type BrokerStats struct {
 	Errors uint64
 }
 
+// BrokerTopology is how a shared broker reaches its servers, as its last
+// readiness check found them.
+type BrokerTopology struct {
+	// Mode names how: for Redis, "single", "sentinel" or "cluster".
+	Mode string
+	// Master is the address of the server that takes writes, where the
+	// broker asks for it (Sentinel); "" when none was found.
+	Master string
+	// Replicas is how many replicas the master has, where the broker asks
+	// for them (Sentinel); nil where it does not.
+	Replicas *int
+	// Masters counts the servers that take writes, and Answering those of
+	// them that answered, where the broker counts them (Cluster); nil
+	// where it does not.
+	Masters, Answering *int
+}
+
 // BrokerEventHandler is the hub as a shared broker (one that several
 // instances publish through) sees it. The broker hands it every message
 // any instance publishes, and keeps it told of how the broker and the

@@ -2,6 +2,9 @@ package redisbroker
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,12 +20,30 @@ const hangGuard = time.Minute
 // newRedisTestBroker connects a broker for hub to r, without running it.
 func newRedisTestBroker(t *testing.T, hub *app.Hub, r *redistest.Server) *Broker {
 	t.Helper()
-	b, err := New(hub, Options{
-		URL: r.URL(), Prefix: "herald:", Timeout: 2 * time.Second, HistorySize: 16, HistoryTTL: time.Hour,
-	})
+	return newTestBroker(t, hub, Options{URL: r.URL()})
+}
+
+// newTestBroker connects a broker for hub with opts, and the test's
+// prefix, timeout and history, without running it.
+func newTestBroker(t *testing.T, hub *app.Hub, opts Options) *Broker {
+	t.Helper()
+	opts.Prefix, opts.Timeout, opts.HistoryTTL = "herald:", 2*time.Second, time.Hour
+	if opts.HistorySize == 0 {
+		opts.HistorySize = 16
+	}
+	b, err := New(hub, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+// startTestBroker connects a broker for a new hub with opts, and runs it
+// until the test ends.
+func startTestBroker(t *testing.T, opts Options) *Broker {
+	t.Helper()
+	b := newTestBroker(t, newTestHub(t), opts)
+	runBroker(t, b)
 	return b
 }
 
@@ -78,6 +99,34 @@ func awaitMessages(t *testing.T, s *app.Subscriber, n int) []*app.Message {
 		t.Fatalf("subscriber to %s has %d messages, want %d", s.Topic(), len(got), n)
 	}
 	return got
+}
+
+// awaitText waits until s has a message whose text is text, and returns
+// every message it took, that one last.
+func awaitText(t *testing.T, s *app.Subscriber, text string) []*app.Message {
+	t.Helper()
+	var got []*app.Message
+	for len(got) == 0 || got[len(got)-1].Text != text {
+		if len(got) > 0 && slices.ContainsFunc(got, func(m *app.Message) bool { return m.Text == text }) {
+			break
+		}
+		select {
+		case <-s.Ready():
+		case <-time.After(hangGuard):
+			t.Fatalf("subscriber to %s never got %q; it got %s", s.Topic(), text, texts(got))
+		}
+		got = append(got, takeAll(s)...)
+	}
+	return got
+}
+
+// texts lists messages as "id text" for failures.
+func texts(messages []*app.Message) string {
+	var b strings.Builder
+	for _, m := range messages {
+		fmt.Fprintf(&b, "[%d %q] ", m.ID, m.Text)
+	}
+	return b.String()
 }
 
 // A message published after the broker started and before its Run read

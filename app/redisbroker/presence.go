@@ -70,7 +70,7 @@ func newPresence(b *Broker) *presence {
 	}
 }
 
-func (p *presence) key(topic string) string { return p.b.opts.Prefix + "topic:" + topic + ":presence" }
+func (p *presence) key(topic string) string { return p.b.topicKey(topic, "presence") }
 
 // pull takes the local counts that changed from the hub.
 func (p *presence) pull() {
@@ -201,7 +201,7 @@ func (p *presence) write(ctx context.Context, all, announce bool) error {
 		}
 	}
 	if announce {
-		pipe.Publish(ctx, p.channel, p.instance+"\n"+strings.Join(slices.Collect(maps.Keys(counts)), "\n"))
+		p.announce(ctx, pipe, slices.Collect(maps.Keys(counts)))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return err
@@ -266,6 +266,20 @@ func (p *presence) withdraw() {
 	for _, topic := range topics {
 		pipe.HDel(ctx, p.key(topic), p.instance)
 	}
-	pipe.Publish(ctx, p.channel, p.instance+"\n"+strings.Join(topics, "\n"))
+	p.announce(ctx, pipe, topics)
 	pipe.Exec(ctx) // stopping: the counts go stale if Redis does not answer
+}
+
+// announce says in pipe that topics' counts changed: on the presence
+// channel, or in a cluster on each topic's channel, which only the
+// instances that hold the topic read, so that a change costs the topic's
+// master alone rather than every node.
+func (p *presence) announce(ctx context.Context, pipe redis.Pipeliner, topics []string) {
+	if p.b.mode != ModeCluster {
+		pipe.Publish(ctx, p.channel, p.instance+"\n"+strings.Join(topics, "\n"))
+		return
+	}
+	for _, topic := range topics {
+		pipe.SPublish(ctx, p.b.channelOf(topic), p.instance+"\n"+topic)
+	}
 }
