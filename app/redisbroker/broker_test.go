@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -178,6 +179,54 @@ func TestJoinRacingTheLastLeaveGetsTheNextMessage(t *testing.T) {
 		}
 		if s.Gap() != nil {
 			t.Errorf("%s was told of a gap: %+v", name, s.Gap())
+		}
+	}
+}
+
+// A subscriber that gives an instance its first subscriber to a topic
+// learns of the topic's subscribers on the other instances at once, not
+// at the next restatement of the counts, which this test never reaches.
+func TestFirstSubscriberOnAnInstanceCountsTheOthersAtOnce(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	a, b := newRedisTestBroker(t, newTestHub(t), r), newRedisTestBroker(t, newTestHub(t), r)
+	a.presence.refresh, b.presence.refresh = time.Hour, time.Hour
+	runBroker(t, a)
+	runBroker(t, b)
+	announcements := r.Client(t).Subscribe(context.Background(), "herald:presence")
+	t.Cleanup(func() { announcements.Close() })
+	if _, err := announcements.Receive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	subscribeVia(t, b, "room")
+	subscribeVia(t, b, "room")
+	// B has told of its subscribers before A holds the topic: A, with no
+	// subscriber to it then, does not read B's count when it hears.
+	for written := 0; written < 2; {
+		if _, err := announcements.ReceiveMessage(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		counts, err := r.Client(t).HGetAll(context.Background(), "herald:topic:room:presence").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if count, ok := counts[b.presence.instance]; ok {
+			written, _ = strconv.Atoi(strings.Split(count, ":")[0])
+		}
+	}
+	watcher, err := a.Subscribe(context.Background(), app.SubscribeRequest{Topic: "room", Label: t.Name(), Presence: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case <-watcher.Ready():
+		case <-time.After(hangGuard):
+			t.Fatal("the watcher was never told of the two subscribers on the other instance")
+		}
+		takeAll(watcher)
+		if watcher.TopicSubscribers() == 3 {
+			return
 		}
 	}
 }

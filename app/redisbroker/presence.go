@@ -47,6 +47,9 @@ type presence struct {
 	writing sync.Mutex
 
 	counts <-chan struct{} // the hub's: local counts changed
+	// refresh is presenceRefresh; a test that must see what a change
+	// alone brings makes it longer than the test.
+	refresh time.Duration
 
 	mu      sync.Mutex
 	local   map[string]int      // this instance's counts, as last taken from the hub
@@ -61,6 +64,7 @@ func newPresence(b *Broker) *presence {
 	return &presence{
 		b:        b,
 		counts:   b.events.WatchCounts(),
+		refresh:  presenceRefresh,
 		instance: hex.EncodeToString(id),
 		channel:  b.opts.Prefix + "presence",
 		local:    map[string]int{},
@@ -113,7 +117,7 @@ func (p *presence) poke() {
 // run writes this instance's changes and reads the others' until ctx ends,
 // and restates its counts every presenceRefresh.
 func (p *presence) run(ctx context.Context) {
-	refresh := time.NewTicker(presenceRefresh)
+	refresh := time.NewTicker(p.refresh)
 	defer refresh.Stop()
 	for {
 		select {
@@ -134,8 +138,8 @@ func (p *presence) run(ctx context.Context) {
 }
 
 // sync writes and announces the counts that changed since they were last
-// written, then reads the other instances' counts of those topics, and of
-// the topics they announced.
+// written, then reads the other instances' counts of the topics that got
+// their first subscriber here, and of the topics they announced.
 func (p *presence) sync(ctx context.Context) {
 	if err := p.write(ctx, false, true); err != nil {
 		p.b.failed(err)
@@ -170,9 +174,12 @@ func (p *presence) restate(ctx context.Context, announce bool) error {
 	return p.readOthers(ctx, read)
 }
 
-// write stores in one transaction this instance's counts that differ from
+// write stores in one pipeline this instance's counts that differ from
 // what Redis holds, or with all every count, and with announce says which
-// topics changed on the presence channel.
+// topics changed. A pipeline rather than a transaction: in a cluster the
+// topics' hashes are on several slots, which one transaction cannot span,
+// and each change stands alone. Each topic's announcement follows its
+// write on the same connection, so whoever it tells reads the new count.
 func (p *presence) write(ctx context.Context, all, announce bool) error {
 	p.writing.Lock()
 	defer p.writing.Unlock()
@@ -191,7 +198,7 @@ func (p *presence) write(ctx context.Context, all, announce bool) error {
 		return nil
 	}
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	pipe := p.b.client.TxPipeline()
+	pipe := p.b.client.Pipeline()
 	for topic, n := range counts {
 		if n > 0 {
 			pipe.HSet(ctx, p.key(topic), p.instance, strconv.Itoa(n)+":"+now)
@@ -209,6 +216,11 @@ func (p *presence) write(ctx context.Context, all, announce bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for topic, n := range counts {
+		if _, before := p.written[topic]; !before && n > 0 {
+			// Its first subscriber here: the others' counts of it are
+			// read next, or they would show only at the restatement.
+			p.others[topic] = struct{}{}
+		}
 		p.written[topic] = n
 		if n == 0 {
 			delete(p.written, topic)
