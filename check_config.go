@@ -80,11 +80,11 @@ func describeRedis(opts redisbroker.Options) string {
 	case redisbroker.ModeSentinel:
 		acknowledged := "once the master holds it (redis.min_replicas: 0): a failover can lose the last ones"
 		if opts.MinReplicas > 0 {
-			acknowledged = fmt.Sprintf("once %d of the master's replicas hold it too (redis.min_replicas)", opts.MinReplicas)
+			acknowledged = fmt.Sprintf("once the master and %d of its replicas hold it (redis.min_replicas)", opts.MinReplicas)
 		}
 		return fmt.Sprintf("Redis mode: sentinel, %s; a publish is acknowledged %s.", opts.Describe(), acknowledged)
 	case redisbroker.ModeCluster:
 		return fmt.Sprintf("Redis mode: cluster, %s; each topic's keys share a slot; a publish is acknowledged once the topic's master holds it (redis.min_replicas is for Sentinel).", opts.Describe())
 	}
-	return fmt.Sprintf("Redis mode: single, %s; a publish is acknowledged once it holds it.", opts.Describe())
+	return fmt.Sprintf("Redis mode: single, %s; a publish is acknowledged once Redis holds it.", opts.Describe())
 }
