@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -383,4 +385,31 @@ func TestSentinelFailoverLosesNothingAcknowledged(t *testing.T) {
 		counts[p.status]++
 	}
 	t.Logf("answers to the publishes: %v", counts)
+}
+
+// TestSentinelWithPasswordsOverTLS: the master, its replica and the
+// Sentinel speak TLS alone, with a certificate authority of their own, and
+// ask for passwords, the data nodes' from the environment and the
+// Sentinel's from a file. Herald finds the master and carries messages.
+func TestSentinelWithPasswordsOverTLS(t *testing.T) {
+	t.Parallel()
+	certificates := redistest.NewTLS(t)
+	s := redistest.StartSentinelWith(t, redistest.SentinelOptions{
+		Password: "data-s3cret", SentinelPassword: "sentinel-s3cret", TLS: certificates,
+	})
+	passwordFile := filepath.Join(t.TempDir(), "sentinel-password")
+	if err := os.WriteFile(passwordFile, []byte("sentinel-s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	config := sentinelYAML(s) + "  password: env:REDIS_PASSWORD\n  sentinel_password: file:" + passwordFile +
+		"\n  tls: true\n  tls_ca_file: " + certificates.CAFile + "\n"
+	h := startHeraldEnv(t, "host: 127.0.0.1\nport: 0\n"+config, map[string]string{"REDIS_PASSWORD": "data-s3cret"})
+	if ready := readiness(t, h); ready.status != http.StatusOK || ready.Broker.Master != s.Master.Addr() {
+		t.Fatalf("/readyz answered %d %+v, want 200 naming %s", ready.status, ready.Broker, s.Master.Addr())
+	}
+	ws := dial(t, h.ws("/ws?topic=secure&format=json"))
+	sent := h.publishToTopic(t, "secure", "over tls")
+	if f := readJSONFrame(t, ws); f.ID != sent.ID || f.Msg != "over tls" {
+		t.Fatalf("got %+v, want %s over tls", f, sent.ID)
+	}
 }

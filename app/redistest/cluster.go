@@ -28,7 +28,7 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 		// The cluster bus gets a port of its own: the default, the port
 		// plus 10000, may be taken or out of range.
 		ports := freePorts(t, 2)
-		n := startOn(t, ports[0], "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+		n := startOn(t, ports[0], nil, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
 			"--cluster-port", strconv.Itoa(ports[1]))
 		c.Nodes = append(c.Nodes, n)
 		create = append(create, n.Addr())

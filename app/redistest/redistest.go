@@ -42,8 +42,10 @@ type Server struct {
 	ready string
 	// sentinel is true for a Sentinel, which keeps no data.
 	sentinel bool
-	cmd      *exec.Cmd
-	log      *serverLog
+	// tls, when set, has it serve TLS alone, on Port.
+	tls *TLS
+	cmd *exec.Cmd
+	log *serverLog
 }
 
 // Start runs redis-server until the test ends. Without redis-server the
@@ -57,14 +59,14 @@ func Start(t testing.TB) *Server {
 // test ends.
 func start(t testing.TB, args ...string) *Server {
 	t.Helper()
-	return startOn(t, freePort(t), args...)
+	return startOn(t, freePort(t), nil, args...)
 }
 
-// startOn is start on port.
-func startOn(t testing.TB, port int, args ...string) *Server {
+// startOn is start on port, serving TLS with tls when set.
+func startOn(t testing.TB, port int, tls *TLS, args ...string) *Server {
 	t.Helper()
 	requireRedis(t)
-	s := &Server{Port: port, dir: t.TempDir(), args: args, ready: "Ready to accept connections"}
+	s := &Server{Port: port, dir: t.TempDir(), args: args, ready: "Ready to accept connections", tls: tls}
 	s.Restart(t)
 	t.Cleanup(func() { s.Kill(t) })
 	return s
@@ -95,7 +97,12 @@ func (s *Server) Restart(t testing.TB) {
 func (s *Server) restartWith(t testing.TB, more ...string) {
 	t.Helper()
 	args := append(append([]string{}, s.args...), more...)
-	args = append(args, "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1", "--dir", s.dir, "--daemonize", "no")
+	if s.tls != nil {
+		args = append(args, s.tls.args(s.Port)...)
+	} else {
+		args = append(args, "--port", strconv.Itoa(s.Port))
+	}
+	args = append(args, "--bind", "127.0.0.1", "--dir", s.dir, "--daemonize", "no")
 	if !s.sentinel {
 		// A replica gets its first copy at once, rather than after the
 		// seconds Redis waits for others to share it.

@@ -24,31 +24,57 @@ type Sentinel struct {
 	Sentinel *Server
 }
 
+// SentinelOptions protect a Sentinel and the servers it watches.
+type SentinelOptions struct {
+	// Password, when set, is the master's and the replica's.
+	Password string
+	// SentinelPassword, when set, is the Sentinel's.
+	SentinelPassword string
+	// TLS, when set, has every server speak TLS alone.
+	TLS *TLS
+}
+
 // StartSentinel runs the three until the test ends, and returns once the
-// replica has the master's data and the Sentinel knows the replica, so
-// that it can fail over from then on.
+// replica has the master's data, so that the Sentinel can fail over from
+// then on.
 func StartSentinel(t testing.TB) *Sentinel {
 	t.Helper()
+	return StartSentinelWith(t, SentinelOptions{})
+}
+
+// StartSentinelWith is StartSentinel, protected as opts say.
+func StartSentinelWith(t testing.TB, opts SentinelOptions) *Sentinel {
+	t.Helper()
 	requireRedis(t)
-	s := &Sentinel{Master: start(t)}
-	s.Replica = start(t, "--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port))
+	var auth []string
+	if opts.Password != "" {
+		auth = []string{"--requirepass", opts.Password, "--masterauth", opts.Password}
+	}
+	s := &Sentinel{Master: startOn(t, freePort(t), opts.TLS, auth...)}
+	replica := append([]string{"--replicaof", "127.0.0.1", strconv.Itoa(s.Master.Port)}, auth...)
+	s.Replica = startOn(t, freePort(t), opts.TLS, replica...)
 	s.Replica.AwaitLog(t, "MASTER <-> REPLICA sync: Finished with success")
 
 	// Sentinel rewrites its config file as it learns, so it gets one of
-	// its own.
+	// its own. It is told of the replica, rather than left to find it at
+	// its next look at the master, which can be seconds away.
 	port := freePort(t)
 	dir := t.TempDir()
 	conf := filepath.Join(dir, "sentinel.conf")
-	// It is told of the replica, rather than left to find it at its next
-	// look at the master, which can be seconds away.
 	text := fmt.Sprintf("sentinel monitor %[1]s 127.0.0.1 %[2]d 1\n"+
 		"sentinel down-after-milliseconds %[1]s 1000\n"+
 		"sentinel failover-timeout %[1]s 3000\n"+
 		"sentinel known-replica %[1]s 127.0.0.1 %[3]d\n", SentinelMaster, s.Master.Port, s.Replica.Port)
+	if opts.Password != "" {
+		text += fmt.Sprintf("sentinel auth-pass %s %s\n", SentinelMaster, opts.Password)
+	}
+	if opts.SentinelPassword != "" {
+		text += fmt.Sprintf("requirepass %s\n", opts.SentinelPassword)
+	}
 	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.Sentinel = &Server{Port: port, dir: dir, args: []string{conf, "--sentinel"}, ready: "+monitor master", sentinel: true}
+	s.Sentinel = &Server{Port: port, dir: dir, args: []string{conf, "--sentinel"}, ready: "+monitor master", sentinel: true, tls: opts.TLS}
 	s.Sentinel.Restart(t)
 	t.Cleanup(func() { s.Sentinel.Kill(t) })
 	return s
