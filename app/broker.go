@@ -11,7 +11,8 @@ var (
 	// was not acknowledged and reaches no one.
 	ErrBrokerUnavailable = errors.New("broker unavailable")
 	// ErrPublishUnknown wraps a publish whose outcome is unknown. From a
-	// shared broker: the broker took it, but did not answer in time. It
+	// shared broker: the broker took it, but did not answer in time, or
+	// could not confirm in time that its replicas hold it. It
 	// reaches every subscriber once, or no one. A retry with the same key
 	// (see KeyedPublisher) publishes it once in all. From the history file,
 	// with ErrStore: the disk failed a write, and every way to make sure
