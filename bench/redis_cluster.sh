@@ -55,16 +55,8 @@ cleanup() {
 trap cleanup EXIT
 go build -o "$work/herald" .
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_port() {
-  for _ in $(seq 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing opened port $1" >&2
-  return 1
-}
+# shellcheck source=bench/ports.sh
+source bench/ports.sh
 
 # start_redis DIR PORT [ARGS...]: one redis-server on CPU 0.
 start_redis() {
