@@ -96,6 +96,10 @@ func (s *shards) subscribeLocked(ctx context.Context, addr, channel string) erro
 	sh.channels[channel] = struct{}{}
 	s.followed[channel] = sh
 	if err := sh.pubsub.SSubscribe(ctx, channel); err != nil {
+		// The connection failed. Closed, it makes the reader replace it
+		// and subscribe to all of sh's channels again, and spares the
+		// channels after this one a dial each meanwhile.
+		sh.pubsub.Close()
 		return fmt.Errorf("subscribe to %s at %s: %w", channel, addr, err)
 	}
 	return nil
@@ -180,7 +184,9 @@ func (s *shards) read(ctx context.Context, sh *shard) {
 			case moved:
 				s.move(ctx, sh, slot, addr)
 			default:
-				s.b.failed(err)
+				if !errors.Is(err, redis.ErrClosed) { // closed after a failure already counted
+					s.b.failed(err)
+				}
 				select {
 				case <-ctx.Done():
 					return
