@@ -21,7 +21,7 @@ type Cluster struct {
 // once every node says that the cluster is up.
 func StartCluster(t testing.TB, masters int) *Cluster {
 	t.Helper()
-	requireRedis(t)
+	requireRedis(t, "redis-cli")
 	c := &Cluster{}
 	create := []string{"--cluster", "create"}
 	for range masters {

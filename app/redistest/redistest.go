@@ -72,16 +72,18 @@ func startOn(t testing.TB, port int, tls *TLS, args ...string) *Server {
 	return s
 }
 
-// requireRedis skips the test without redis-server, or fails it when
-// HERALD_REQUIRE_E2E is set.
-func requireRedis(t testing.TB) {
+// requireRedis skips the test without redis-server, and redis-cli when
+// it needs it, or fails it when HERALD_REQUIRE_E2E is set.
+func requireRedis(t testing.TB, tools ...string) {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		const what = "redis-server (Debian package redis-server)"
-		if os.Getenv("HERALD_REQUIRE_E2E") != "" {
-			t.Fatalf("%s is missing, and HERALD_REQUIRE_E2E is set", what)
+	for _, tool := range append([]string{"redis-server"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			what := tool + " (Debian package redis-server)"
+			if os.Getenv("HERALD_REQUIRE_E2E") != "" {
+				t.Fatalf("%s is missing, and HERALD_REQUIRE_E2E is set", what)
+			}
+			t.Skipf("%s is missing; set HERALD_REQUIRE_E2E=1 to make this a failure", what)
 		}
-		t.Skipf("%s is missing; set HERALD_REQUIRE_E2E=1 to make this a failure", what)
 	}
 }
 
