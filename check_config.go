@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"herald/app/access"
+	"herald/app/redisbroker"
 )
 
 // checkConfig validates a configuration as run would load it and prints the
@@ -45,6 +46,13 @@ func checkConfig(path string, given bool, getenv func(string) string, stdout io.
 			fmt.Fprintf(stdout, "# No token or JWT key is configured, so no client can %s.\n", strings.Join(nobody, " or "))
 		}
 	}
+	if cfg.Broker == "redis" {
+		opts, err := redisOptions(cfg, getenv)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "# %s\n", describeRedis(opts))
+	}
 	if cfg.Push.Enabled {
 		fmt.Fprintf(stdout, "# %s\n", pushKeptIn(cfg))
 	}
@@ -66,4 +74,20 @@ func describeRights(g *access.Grant) string {
 		return "publish, but not subscribe"
 	}
 	return "neither subscribe nor publish"
+}
+
+// describeRedis says how Herald reaches Redis with opts, and when a
+// publish is acknowledged.
+func describeRedis(opts redisbroker.Options) string {
+	switch opts.Mode() {
+	case redisbroker.ModeSentinel:
+		acknowledged := "once the master holds it (redis.min_replicas: 0): a failover can lose the last ones"
+		if opts.MinReplicas > 0 {
+			acknowledged = fmt.Sprintf("once the master and %d of its replicas hold it (redis.min_replicas)", opts.MinReplicas)
+		}
+		return fmt.Sprintf("Redis mode: sentinel, %s; a publish is acknowledged %s.", opts.Describe(), acknowledged)
+	case redisbroker.ModeCluster:
+		return fmt.Sprintf("Redis mode: cluster, %s; each topic's keys share a slot; a publish is acknowledged once the topic's master holds it (redis.min_replicas is for Sentinel).", opts.Describe())
+	}
+	return fmt.Sprintf("Redis mode: single, %s; a publish is acknowledged once Redis holds it.", opts.Describe())
 }

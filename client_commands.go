@@ -205,7 +205,7 @@ Flags:
 	var refusal *client.Refusal
 	switch {
 	case errors.As(err, &refusal) && refusal.Code == "outcome_unknown":
-		return fmt.Errorf("pub: %s: the outcome is unknown (HTTP 504): the server's broker (Redis) took the message but did not answer in time, "+
+		return fmt.Errorf("pub: %s: the outcome is unknown (HTTP 504): the server's broker (Redis) took the message but could not confirm it in time, "+
 			"so it reaches every subscriber once or no one; to publish it exactly once, run the same command again with -key %s", route(notifyURL), p.IdempotencyKey)
 	case errors.Is(err, client.ErrNoAnswer):
 		return fmt.Errorf("pub: %s: %w; with broker: redis, running the same command again with -key %s publishes it exactly once", route(notifyURL), err, p.IdempotencyKey)

@@ -9,6 +9,7 @@ import (
 	"net"
 
 	"herald/app"
+	"herald/app/access"
 	"herald/app/config"
 	"herald/app/history"
 	"herald/app/push"
@@ -58,7 +59,7 @@ func newInstance(cfg config.Config, logger *slog.Logger, getenv func(string) str
 	if err != nil {
 		return nil, err
 	}
-	if in.broker, err = newBroker(cfg, hub, logger); err != nil {
+	if in.broker, err = newBroker(cfg, hub, logger, getenv); err != nil {
 		return nil, err
 	}
 	var listeners []app.PublishListener
@@ -87,18 +88,16 @@ func newInstance(cfg config.Config, logger *slog.Logger, getenv func(string) str
 }
 
 // newBroker is the broker that cfg.Broker names, for hub.
-func newBroker(cfg config.Config, hub *app.Hub, logger *slog.Logger) (app.Broker, error) {
+func newBroker(cfg config.Config, hub *app.Hub, logger *slog.Logger, getenv func(string) string) (app.Broker, error) {
 	if cfg.Broker != "redis" {
 		return app.NewMemoryBroker(hub), nil
 	}
-	broker, err := redisbroker.New(hub, redisbroker.Options{
-		URL:         cfg.Redis.URL,
-		Prefix:      cfg.Redis.Prefix,
-		Timeout:     cfg.Redis.Timeout,
-		HistorySize: cfg.History.Size,
-		HistoryTTL:  cfg.History.TTL,
-		Logger:      logger,
-	})
+	opts, err := redisOptions(cfg, getenv)
+	if err != nil {
+		return nil, err
+	}
+	opts.Logger = logger
+	broker, err := redisbroker.New(hub, opts)
 	if err != nil {
 		return nil, err // not a nil *redisbroker.Broker in an interface, which closeBackends would call
 	}
@@ -160,6 +159,34 @@ type pushListener struct{ service *push.Service }
 // Published queues m to be pushed; it never waits.
 func (l pushListener) Published(m *app.Message) {
 	l.service.Push(push.Message{Topic: m.Topic, ID: m.ID, Text: m.Text, Time: m.Time})
+}
+
+// redisOptions are the Redis broker's options that cfg sets, with its
+// passwords read from where they are kept.
+func redisOptions(cfg config.Config, getenv func(string) string) (redisbroker.Options, error) {
+	r := cfg.Redis
+	opts := redisbroker.Options{
+		URL: r.URL, Addrs: r.Addrs, MasterName: r.MasterName,
+		Username: r.Username, SentinelUsername: r.SentinelUsername,
+		TLS: r.TLS, TLSCAFile: r.TLSCAFile, MinReplicas: r.MinReplicas,
+		Prefix: r.Prefix, Timeout: r.Timeout,
+		HistorySize: cfg.History.Size, HistoryTTL: cfg.History.TTL,
+	}
+	for _, secret := range []struct {
+		key string
+		ref string
+		to  *string
+	}{{"redis.password", r.Password, &opts.Password}, {"redis.sentinel_password", r.SentinelPassword, &opts.SentinelPassword}} {
+		if secret.ref == "" {
+			continue
+		}
+		value, err := access.ReadSecret(secret.ref, getenv)
+		if err != nil {
+			return redisbroker.Options{}, fmt.Errorf("%s: %w", secret.key, err)
+		}
+		*secret.to = value
+	}
+	return opts, nil
 }
 
 // serve serves on listener until ctx ends, serving fails or the broker

@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -251,6 +252,45 @@ func TestVersionAndCheckConfig(t *testing.T) {
 	err = run(t.Context(), []string{"check-config", path}, os.Getenv, io.Discard, io.Discard)
 	if err == nil || err.Error() != path+`:2: log.level: "loud" is not a level: use debug, info, warn or error` {
 		t.Errorf("check-config of a bad file: %v", err)
+	}
+}
+
+// TestCheckConfigSaysHowHeraldReachesRedis: with broker: redis,
+// check-config says which mode the config chooses, and when a publish is
+// acknowledged in it; Sentinel's passwords are read, never printed.
+func TestCheckConfigSaysHowHeraldReachesRedis(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, givenYAML, expectLine string
+	}{
+		{"givenAURL", "broker: redis\nredis:\n  url: redis://10.0.0.5:6380/0\n",
+			"# Redis mode: single, redis at 10.0.0.5:6380; a publish is acknowledged once Redis holds it."},
+		{"givenSentinels", "broker: redis\nredis:\n  addrs: [10.0.0.5:26379, 10.0.0.6:26379]\n  master_name: mymaster\n  sentinel_password: env:SENTINEL_PASSWORD\n",
+			`# Redis mode: sentinel, redis master "mymaster" (Sentinels at 10.0.0.5:26379, 10.0.0.6:26379); a publish is acknowledged once the master and 1 of its replicas hold it (redis.min_replicas).`},
+		{"givenSentinelsAndNoReplicaToWaitFor", "broker: redis\nredis:\n  addrs: [10.0.0.5:26379]\n  master_name: mymaster\n  min_replicas: 0\n",
+			`# Redis mode: sentinel, redis master "mymaster" (Sentinels at 10.0.0.5:26379); a publish is acknowledged once the master holds it (redis.min_replicas: 0): a failover can lose the last ones.`},
+		{"givenClusterNodes", "broker: redis\nredis:\n  addrs: [10.0.0.1:7000, 10.0.0.2:7000]\n",
+			"# Redis mode: cluster, redis cluster (nodes at 10.0.0.1:7000, 10.0.0.2:7000); each topic's keys share a slot; a publish is acknowledged once the topic's master holds it (redis.min_replicas is for Sentinel)."},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "config.yaml")
+			if err := os.WriteFile(path, []byte(tc.givenYAML), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var stdout strings.Builder
+			env := func(k string) string { return map[string]string{"SENTINEL_PASSWORD": "s3ntinel"}[k] }
+			if err := run(t.Context(), []string{"check-config", path}, env, &stdout, io.Discard); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Contains(strings.Split(stdout.String(), "\n"), tc.expectLine) {
+				t.Errorf("check-config does not say %q:\n%s", tc.expectLine, stdout.String())
+			}
+			if strings.Contains(stdout.String(), "s3ntinel") {
+				t.Errorf("check-config printed the Sentinel password:\n%s", stdout.String())
+			}
+		})
 	}
 }
 

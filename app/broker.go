@@ -11,7 +11,8 @@ var (
 	// was not acknowledged and reaches no one.
 	ErrBrokerUnavailable = errors.New("broker unavailable")
 	// ErrPublishUnknown wraps a publish whose outcome is unknown. From a
-	// shared broker: the broker took it, but did not answer in time. It
+	// shared broker: the broker took it, but did not answer in time, or
+	// could not confirm in time that its replicas hold it. It
 	// reaches every subscriber once, or no one. A retry with the same key
 	// (see KeyedPublisher) publishes it once in all. From the history file,
 	// with ErrStore: the disk failed a write, and every way to make sure
@@ -63,6 +64,23 @@ type Broker interface {
 type BrokerStats struct {
 	Up     bool
 	Errors uint64
+}
+
+// BrokerTopology is how a shared broker reaches its servers, as its last
+// readiness check found them.
+type BrokerTopology struct {
+	// Mode names how: for Redis, "single", "sentinel" or "cluster".
+	Mode string
+	// Master is the address of the server that takes writes, where the
+	// broker asks for it (Sentinel); "" when none was found.
+	Master string
+	// Replicas is how many replicas the master has, where the broker asks
+	// for them (Sentinel); nil where it does not.
+	Replicas *int
+	// Masters counts the servers that take writes, and Answering those of
+	// them that answered, where the broker counts them (Cluster); nil
+	// where it does not.
+	Masters, Answering *int
 }
 
 // BrokerEventHandler is the hub as a shared broker (one that several

@@ -99,6 +99,18 @@ func (n *Node) Stats() NodeStats {
 	return stats
 }
 
+// BrokerTopology is how the shared broker reaches its servers, as its
+// last readiness check found them; nil for a broker that has none to
+// describe, such as the memory broker.
+func (n *Node) BrokerTopology() *BrokerTopology {
+	b, ok := n.broker.(interface{ Topology() BrokerTopology })
+	if !ok {
+		return nil
+	}
+	t := b.Topology()
+	return &t
+}
+
 // TopicSubscribers returns how many local subscribers each topic has, for
 // topics that have any.
 func (n *Node) TopicSubscribers() map[string]int { return n.hub.TopicSubscribers() }

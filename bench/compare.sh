@@ -51,16 +51,8 @@ cleanup() {
 trap cleanup EXIT
 go build -o "$work/herald" .
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_port() {
-  for _ in $(seq 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "the server did not open port $1" >&2
-  return 1
-}
+# shellcheck source=bench/ports.sh
+source bench/ports.sh
 
 # start_server NAME PORT: starts one server on CPU 0 and sets server_pid,
 # ws_url and publish_url. herald-file is Herald with a fresh history file.

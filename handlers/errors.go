@@ -117,7 +117,7 @@ func describeError(err error) (int, string) {
 		return http.StatusInternalServerError, "the history file failed while storing the message, and whether it was stored is unknown: " +
 			"it reached no one, but may appear in history after a restart; its id is never given to another message"
 	case errors.Is(err, app.ErrPublishUnknown):
-		return http.StatusGatewayTimeout, "the broker (Redis) took the message but did not answer in time: it reaches every subscriber once or no one; " +
+		return http.StatusGatewayTimeout, "the broker (Redis) took the message but could not confirm it in time (Redis did not answer, or too few replicas had it): it reaches every subscriber once or no one; " +
 			"retry with the same Idempotency-Key header to publish it exactly once"
 	case errors.Is(err, app.ErrKeyReused):
 		return http.StatusUnprocessableEntity, "this Idempotency-Key was used for another message on this topic, so this one was not published; use a new key for each message"

@@ -39,11 +39,36 @@ type Config struct {
 	Redis  Redis  `yaml:"redis"`
 }
 
-// Redis says how to reach Redis when broker is redis.
+// Redis says how to reach Redis when broker is redis: one node (URL),
+// Sentinels that name the master (Addrs with MasterName), or the nodes of
+// a Redis Cluster (Addrs alone), as go-redis's UniversalOptions read them.
 type Redis struct {
 	// URL is redis://[:password@]host:port[/db], or rediss:// for TLS;
-	// HERALD_REDIS_URL overrides it.
+	// HERALD_REDIS_URL overrides it. It is for one Redis: with Addrs, it
+	// stays at its default.
 	URL string `yaml:"url"`
+	// Addrs are host:port addresses: Sentinels when MasterName is set, else
+	// nodes of a Redis Cluster, from which the others are found.
+	Addrs []string `yaml:"addrs"`
+	// MasterName is the master that the Sentinels in Addrs watch.
+	MasterName string `yaml:"master_name"`
+	// Username and Password authenticate with the data nodes (not the
+	// Sentinels); the password may be env:NAME or file:PATH.
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+	// SentinelUsername and SentinelPassword authenticate with the
+	// Sentinels; the password may be env:NAME or file:PATH.
+	SentinelUsername string `yaml:"sentinel_username"`
+	SentinelPassword string `yaml:"sentinel_password"`
+	// TLS speaks TLS to every node in Addrs; with URL, rediss:// does.
+	TLS bool `yaml:"tls"`
+	// TLSCAFile is a PEM file of the certificate authorities that sign
+	// Redis's certificates, when the system's do not.
+	TLSCAFile string `yaml:"tls_ca_file"`
+	// MinReplicas is, with MasterName, how many replicas must hold a
+	// publish before it is acknowledged, so that a failover cannot lose
+	// it. 0 acknowledges it once the master has it.
+	MinReplicas int `yaml:"min_replicas"`
 	// Prefix starts every key and channel Herald uses, so that several
 	// deployments can share one Redis.
 	Prefix string `yaml:"prefix"`
@@ -278,8 +303,13 @@ const (
 	pushQueueCeiling       = 1 << 20
 	pushWorkersCeiling     = 256
 	// pushTTLCeiling is the longest push services keep a push.
-	pushTTLCeiling = 28 * 24 * time.Hour
+	pushTTLCeiling     = 28 * 24 * time.Hour
+	maxReplicasCeiling = 100
 )
+
+// DefaultRedisURL is redis.url's default. With redis.addrs, redis.url
+// stays at it: any other value sets both.
+const DefaultRedisURL = "redis://127.0.0.1:6379/0"
 
 // Default returns the configuration Herald runs with when no file is
 // given. The shipped config.yaml states exactly these values.
@@ -358,9 +388,11 @@ func Default() Config {
 		},
 		Broker: "memory",
 		Redis: Redis{
-			URL:     "redis://127.0.0.1:6379/0",
-			Prefix:  "herald:",
-			Timeout: 5 * time.Second,
+			URL:         DefaultRedisURL,
+			Addrs:       []string{},
+			MinReplicas: 1,
+			Prefix:      "herald:",
+			Timeout:     5 * time.Second,
 		},
 	}
 }

@@ -93,6 +93,18 @@ func TestParseConfigRejectsBadInputWithOneLineNamingTheKey(t *testing.T) {
 		{"whenRedisURLIsNotOne", "redis:\n  url: http://:hunter2@example.com\n", "test.yaml:2: redis.url: is not a Redis URL such as redis://:password@host:6379/0"},
 		{"whenRedisTimeoutZero", "redis:\n  timeout: 0s\n", "test.yaml:2: redis.timeout: must be longer than 0s"},
 		{"whenRedisWithAHistoryFile", "broker: redis\nhistory:\n  file: h.db\n", "test.yaml:3: history.file: is for broker: memory"},
+		{"whenRedisURLAndAddrs", "redis:\n  addrs: [10.0.0.1:26379]\n  url: redis://10.0.0.9:6379/0\n", "test.yaml:3: redis.url: set redis.url for one Redis, or redis.addrs for Sentinel or a Cluster, not both"},
+		{"whenRedisAddrHasNoPort", "redis:\n  addrs:\n    - 10.0.0.1:7000\n    - 10.0.0.2\n", `test.yaml:4: redis.addrs[1]: "10.0.0.2" is not host:port, such as 10.0.0.5:26379`},
+		{"whenRedisAddrPortIsNoPort", "redis:\n  addrs: [\"10.0.0.1:70000\"]\n", `test.yaml:2: redis.addrs[0]: "10.0.0.1:70000" is not host:port`},
+		{"whenMasterNameWithoutSentinels", "redis:\n  master_name: mymaster\n", "test.yaml:2: redis.master_name: list the Sentinels in redis.addrs"},
+		{"whenSentinelPasswordWithoutSentinel", "redis:\n  addrs: [a:1, b:2]\n  sentinel_password: pw\n", "test.yaml:3: redis.sentinel_password: is for Sentinel: set redis.master_name"},
+		{"whenSentinelUsernameWithoutSentinel", "redis:\n  sentinel_username: u\n", "test.yaml:2: redis.sentinel_username: is for Sentinel: set redis.master_name"},
+		{"whenRedisPasswordTwice", "redis:\n  url: redis://:pw@10.0.0.9:6379/0\n  password: env:REDIS_PASSWORD\n", "test.yaml:3: redis.password: redis.url holds a password too: give it in one place"},
+		{"whenRedisUsernameTwice", "redis:\n  url: redis://app:pw@10.0.0.9:6379/0\n  username: app\n", "test.yaml:3: redis.username: redis.url holds a user name too: give it in one place"},
+		{"whenRedisTLSWithAURL", "redis:\n  tls: true\n", "test.yaml:2: redis.tls: is for redis.addrs; with redis.url, TLS is a rediss:// URL"},
+		{"whenRedisCAWithoutTLS", "redis:\n  tls_ca_file: ca.pem\n", "test.yaml:2: redis.tls_ca_file: TLS is off: set redis.tls: true with redis.addrs, or use a rediss:// URL"},
+		{"whenMinReplicasNegative", "redis:\n  min_replicas: -1\n", "test.yaml:2: redis.min_replicas: -1 is outside 0-100"},
+		{"whenRedisPrefixHasABrace", "redis:\n  prefix: \"app{1}:\"\n", "test.yaml:2: redis.prefix: must not hold { or }: Herald puts each topic's name in braces, so that Redis Cluster keeps a topic's keys together"},
 		// Every list counts from 0, as YAML tools (yq, JSON Pointer) do.
 		{"whenSecondOriginIsNoOrigin", "security:\n  allowed_origins:\n    - https://a.example\n    - a.example\n", `test.yaml:4: security.allowed_origins[1]: must start with http:// or https:// (got "a.example")`},
 		{"whenFirstHostIsNoHost", "security:\n  allowed_hosts: [\"Herald.example\"]\n", `test.yaml:2: security.allowed_hosts[0]: must be lower case`},
@@ -178,6 +190,64 @@ func TestRedisURLFromTheEnvironmentAndNeverPrinted(t *testing.T) {
 	err := ApplyEnv(&cfg, env("redis://:pw@host:notaport"))
 	if err == nil || strings.Contains(err.Error(), "pw@") || !strings.HasPrefix(err.Error(), "HERALD_REDIS_URL: ") {
 		t.Errorf("a bad HERALD_REDIS_URL gave %v", err)
+	}
+}
+
+// TestRedisSentinelAndClusterConfigs: redis.addrs with redis.master_name
+// names Sentinels, without it Cluster nodes; their passwords may come from
+// the environment or a file, are checked with the other secrets, and are
+// never printed.
+func TestRedisSentinelAndClusterConfigs(t *testing.T) {
+	t.Parallel()
+	sentinel, err := Parse("test.yaml", []byte(`broker: redis
+redis:
+  addrs: [10.0.0.1:26379, "[fd00::2]:26379"]
+  master_name: mymaster
+  username: herald
+  password: env:REDIS_PASSWORD
+  sentinel_password: s3ntinel
+  tls: true
+  tls_ca_file: /etc/herald/redis-ca.pem
+  min_replicas: 2
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.Broker = "redis"
+	want.Redis.Addrs = []string{"10.0.0.1:26379", "[fd00::2]:26379"}
+	want.Redis.MasterName, want.Redis.Username, want.Redis.Password = "mymaster", "herald", "env:REDIS_PASSWORD"
+	want.Redis.SentinelPassword, want.Redis.TLS, want.Redis.TLSCAFile, want.Redis.MinReplicas = "s3ntinel", true, "/etc/herald/redis-ca.pem", 2
+	if !reflect.DeepEqual(sentinel, want) {
+		t.Errorf("got %+v\nwant %+v", sentinel.Redis, want.Redis)
+	}
+	if text := sentinel.Redacted().YAML(); strings.Contains(text, "s3ntinel") || !strings.Contains(text, `password: "env:REDIS_PASSWORD"`) {
+		t.Errorf("the Sentinel password is shown, or where the data nodes' password comes from is not:\n%s", text)
+	}
+	back, err := Parse("printed", []byte(sentinel.YAML()))
+	if err != nil || !reflect.DeepEqual(back, sentinel) {
+		t.Errorf("the printed config reads back as %+v, %v", back.Redis, err)
+	}
+
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	cluster := "broker: redis\nredis:\n  addrs: [10.0.0.1:7000, 10.0.0.2:7000, 10.0.0.3:7000]\n  password: env:REDIS_PASSWORD\n"
+	if err := os.WriteFile(path, []byte(cluster), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, source, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.CheckSecrets(source, func(string) string { return "" }); err == nil || err.Error() != path+":4: redis.password: the environment variable REDIS_PASSWORD is not set or empty" {
+		t.Errorf("an unset password variable gave %v", err)
+	}
+	if err := cfg.CheckSecrets(source, oneVariable("REDIS_PASSWORD")("pw")); err != nil {
+		t.Errorf("a set password variable gave %v", err)
+	}
+	// A URL from the environment beside addrs in the file is both.
+	err = ApplyEnv(&cfg, oneVariable("HERALD_REDIS_URL")("redis://10.0.0.9:6379/0"))
+	if err == nil || err.Error() != "HERALD_REDIS_URL: redis.addrs is set too: set redis.url for one Redis, or redis.addrs for Sentinel or a Cluster, not both" {
+		t.Errorf("HERALD_REDIS_URL beside redis.addrs gave %v", err)
 	}
 }
 

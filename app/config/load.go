@@ -107,9 +107,15 @@ func (c Config) CheckSecrets(source Source, getenv func(string) string) error {
 		}
 		return err
 	}
-	if c.Security.AdminToken != "" {
-		if _, err := access.ReadSecret(c.Security.AdminToken, getenv); err != nil {
-			return source.Problem("security.admin_token", err)
+	for _, secret := range []struct{ key, ref string }{
+		{"security.admin_token", c.Security.AdminToken},
+		{"redis.password", c.Redis.Password},
+		{"redis.sentinel_password", c.Redis.SentinelPassword},
+	} {
+		if secret.ref != "" {
+			if _, err := access.ReadSecret(secret.ref, getenv); err != nil {
+				return source.Problem(secret.key, err)
+			}
 		}
 	}
 	return nil
@@ -135,6 +141,9 @@ func ApplyEnv(cfg *Config, getenv func(string) string) error {
 	if v := getenv("HERALD_REDIS_URL"); v != "" {
 		if _, err := redis.ParseURL(v); err != nil {
 			return &Error{Source: "HERALD_REDIS_URL", Problem: redisURLProblem(err)}
+		}
+		if len(cfg.Redis.Addrs) > 0 {
+			return &Error{Source: "HERALD_REDIS_URL", Problem: "redis.addrs is set too: " + bothRedisURLAndAddrs}
 		}
 		cfg.Redis.URL = v
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -178,11 +179,8 @@ func (c Config) validate(source string, lines map[string]int) error {
 	default:
 		return fail("broker", "%q is not a broker: use memory or redis", c.Broker)
 	}
-	if _, err := redis.ParseURL(c.Redis.URL); err != nil {
-		return fail("redis.url", "%s", redisURLProblem(err))
-	}
-	if c.Redis.Timeout <= 0 {
-		return fail("redis.timeout", "must be longer than 0s")
+	if err := c.Redis.validate(fail); err != nil {
+		return err
 	}
 	if c.Broker == "redis" && c.History.File != "" {
 		return fail("history.file", "is for broker: memory; with broker: redis, Redis keeps the history (give Redis persistence, such as appendonly yes)")
@@ -219,6 +217,62 @@ func (c Config) validatePush(fail func(key, format string, args ...any) error) e
 	}
 	if d := c.Push.TTL; d < 0 || d > pushTTLCeiling {
 		return fail("push.ttl", "%s is outside 0s-%s, the longest push services keep a push", formatDuration(d), formatDuration(pushTTLCeiling))
+	}
+	return nil
+}
+
+// bothRedisURLAndAddrs is how a config that names one Redis and several
+// is refused, from the file or the environment.
+const bothRedisURLAndAddrs = "set redis.url for one Redis, or redis.addrs for Sentinel or a Cluster, not both"
+
+// validate reports the first problem with how r reaches Redis, through
+// fail.
+func (r Redis) validate(fail func(key, format string, args ...any) error) error {
+	u, err := redis.ParseURL(r.URL)
+	if err != nil {
+		return fail("redis.url", "%s", redisURLProblem(err))
+	}
+	if len(r.Addrs) > 0 && r.URL != DefaultRedisURL {
+		return fail("redis.url", bothRedisURLAndAddrs)
+	}
+	for i, addr := range r.Addrs {
+		host, port, err := net.SplitHostPort(addr)
+		if n, errPort := strconv.Atoi(port); err != nil || host == "" || errPort != nil || n < 1 || n > 65535 {
+			return fail(itemKey("redis.addrs", i), "%q is not host:port, such as 10.0.0.5:26379", addr)
+		}
+	}
+	if r.MasterName != "" && len(r.Addrs) == 0 {
+		return fail("redis.master_name", "list the Sentinels in redis.addrs")
+	}
+	if r.MasterName == "" {
+		for _, key := range []struct{ name, value string }{
+			{"redis.sentinel_username", r.SentinelUsername}, {"redis.sentinel_password", r.SentinelPassword},
+		} {
+			if key.value != "" {
+				return fail(key.name, "is for Sentinel: set redis.master_name")
+			}
+		}
+	}
+	if u.Password != "" && r.Password != "" && len(r.Addrs) == 0 {
+		return fail("redis.password", "redis.url holds a password too: give it in one place")
+	}
+	if u.Username != "" && r.Username != "" && len(r.Addrs) == 0 {
+		return fail("redis.username", "redis.url holds a user name too: give it in one place")
+	}
+	if r.TLS && len(r.Addrs) == 0 {
+		return fail("redis.tls", "is for redis.addrs; with redis.url, TLS is a rediss:// URL")
+	}
+	if r.TLSCAFile != "" && !r.TLS && (len(r.Addrs) > 0 || u.TLSConfig == nil) {
+		return fail("redis.tls_ca_file", "TLS is off: set redis.tls: true with redis.addrs, or use a rediss:// URL")
+	}
+	if problem := inRange(r.MinReplicas, 0, maxReplicasCeiling); problem != "" {
+		return fail("redis.min_replicas", "%s", problem)
+	}
+	if strings.ContainsAny(r.Prefix, "{}") {
+		return fail("redis.prefix", "must not hold { or }: Herald puts each topic's name in braces, so that Redis Cluster keeps a topic's keys together")
+	}
+	if r.Timeout <= 0 {
+		return fail("redis.timeout", "must be longer than 0s")
 	}
 	return nil
 }

@@ -66,7 +66,8 @@ func yamlScalar(v reflect.Value) string {
 // secret is read from (env:NAME, file:PATH) is shown.
 func (c Config) Redacted() Config {
 	c.Security.Tokens = append([]access.TokenConfig(nil), c.Security.Tokens...)
-	secrets := []*string{&c.Security.PublishToken, &c.Security.SubscribeToken, &c.Security.AdminToken, &c.Security.JWT.Secret}
+	secrets := []*string{&c.Security.PublishToken, &c.Security.SubscribeToken, &c.Security.AdminToken, &c.Security.JWT.Secret,
+		&c.Redis.Password, &c.Redis.SentinelPassword}
 	for i := range c.Security.Tokens {
 		secrets = append(secrets, &c.Security.Tokens[i].Secret)
 	}

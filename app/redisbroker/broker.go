@@ -5,6 +5,7 @@ package redisbroker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,8 +23,28 @@ import (
 
 // Options configures a Broker.
 type Options struct {
-	// URL is redis://[:password@]host:port[/db], or rediss:// for TLS.
+	// URL is redis://[:password@]host:port[/db], or rediss:// for TLS: one
+	// Redis. It is used when Addrs is empty.
 	URL string
+	// Addrs are host:port addresses: Sentinels when MasterName is set,
+	// else nodes of a Redis Cluster, from which go-redis finds the others.
+	Addrs []string
+	// MasterName is the master that the Sentinels in Addrs watch.
+	MasterName string
+	// Username and Password authenticate with the data nodes; with URL,
+	// they stand in for the URL's own.
+	Username, Password string
+	// SentinelUsername and SentinelPassword authenticate with the
+	// Sentinels.
+	SentinelUsername, SentinelPassword string
+	// TLS speaks TLS to the nodes in Addrs; with URL, rediss:// does.
+	TLS bool
+	// TLSCAFile is a PEM file of the authorities that sign the nodes'
+	// certificates, when the system's do not.
+	TLSCAFile string
+	// MinReplicas is, with MasterName, how many replicas must hold a
+	// publish before it is acknowledged; see Broker.
+	MinReplicas int
 	// Prefix starts every key and channel, so that several deployments
 	// can share one Redis.
 	Prefix string
@@ -39,15 +60,29 @@ type Options struct {
 // Broker shares topics between Herald instances through Redis:
 //   - A publish runs one script that gives the message the topic's next id
 //     (a counter per topic), appends it to the topic's stream (its
-//     history, capped at HistorySize) and publishes it on one channel.
-//     The publish is acknowledged once Redis has done all three.
-//   - Every instance reads the channel and hands each message of a topic
-//     it holds to its hub, in id order. A message that does not follow
-//     the last one held means messages were missed (Redis was out of
-//     reach): they are read from the stream first.
+//     history, capped at HistorySize) and announces it to the other
+//     instances. The publish is acknowledged once Redis has done all three.
+//   - Every instance hears the announcements and hands each message of a
+//     topic it holds to its hub, in id order. A message that does not
+//     follow the last one held means messages were missed (Redis was out
+//     of reach): they are read from the stream first.
 //   - A subscriber to a topic the instance does not hold yet seeds it
 //     from the stream, in the same step as joining, so resume works on
 //     every instance.
+//
+// How announcements travel depends on the Mode. With one Redis or
+// Sentinel, on one channel that every instance reads. In a Redis Cluster,
+// every key of a topic, and its channel, share a slot (the topic's name
+// is their hash tag), so that the script runs on the topic's master alone
+// and announces on the topic's shard channel (SPUBLISH): a publish costs
+// one shard, and an instance reads the channels of the topics it holds
+// (see shards). With Sentinel and MinReplicas, the script announces
+// nothing: the publish waits until that many replicas hold the message
+// (WAIT), and only then announces it and moves the topic's last id
+// announced, which seeds and catch-ups read no further than. A message
+// that the replicas do not confirm is never announced nor read by
+// anyone, so a failover that loses it, and gives its id to another
+// message, shows no one two messages with one id (see replicas.go).
 //
 // A topic's ids start at the Unix time in microseconds when Redis first
 // sees it, as the hub's do, so that a Redis that lost its data starts
@@ -57,10 +92,18 @@ type Options struct {
 // tells an instance that Redis lost the topic, and that the gap's size is
 // unknown.
 type Broker struct {
-	events    app.BrokerEventHandler // the hub
-	client    *redis.Client
-	publisher *redis.Client // publishes only: it never retries
-	pubsub    *redis.PubSub // the channels, from the start; Run reads them
+	events app.BrokerEventHandler // the hub
+	mode   Mode
+	// client runs every command but publishes; it may retry. Other parts
+	// of the package that keep their own keys in Redis use it too.
+	client redis.UniversalClient
+	// publisher runs publishes only: it never retries, nor follows a
+	// cluster's redirections, which could run a publish twice.
+	publisher redis.UniversalClient
+	pubsub    *redis.PubSub // the channels, from the start; Run reads them (one Redis, Sentinel)
+	shards    *shards       // the topics' shard channels (Cluster)
+	sentinels []*redis.SentinelClient
+	tls       *tls.Config // nil without TLS
 	opts      Options
 	channel   string
 	log       *slog.Logger
@@ -77,6 +120,8 @@ type Broker struct {
 	wentDown   chan struct{} // told when up turns false
 	errorCount atomic.Uint64
 	presence   *presence
+	// topology is what the last readiness check found.
+	topology atomic.Pointer[app.BrokerTopology]
 
 	// joinHook, set only by tests, runs as a subscriber is about to join
 	// the hub: a test forces a topic's last leave into that moment.
@@ -101,55 +146,83 @@ func (quietLibrary) Printf(context.Context, string, ...any) {}
 // refuses every publish.
 func New(events app.BrokerEventHandler, opts Options) (*Broker, error) {
 	redis.SetLogger(quietLibrary{}) // process-wide, and the same every time
-	clientOpts, err := redis.ParseURL(opts.URL)
-	if err != nil {
-		return nil, fmt.Errorf("redis.url: %w", err)
-	}
-	if opts.Timeout > 0 {
-		clientOpts.DialTimeout, clientOpts.ReadTimeout, clientOpts.WriteTimeout = opts.Timeout, opts.Timeout, opts.Timeout
-	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	// Publishes are never retried: a retry after a timeout could publish
-	// twice.
-	publisherOpts := *clientOpts
-	publisherOpts.MaxRetries = -1
 	b := &Broker{
-		events:    events,
-		client:    redis.NewClient(clientOpts),
-		publisher: redis.NewClient(&publisherOpts),
-		opts:      opts,
-		channel:   opts.Prefix + "messages",
-		log:       opts.Logger,
-		wentDown:  make(chan struct{}, 1),
+		events:   events,
+		mode:     opts.Mode(),
+		opts:     opts,
+		channel:  opts.Prefix + "messages",
+		log:      opts.Logger,
+		wentDown: make(chan struct{}, 1),
+	}
+	if err := b.connect(); err != nil {
+		return nil, err
 	}
 	b.presence = newPresence(b)
+	if b.mode == ModeCluster {
+		b.shards = newShards(b)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), max(opts.Timeout, time.Second))
 	defer cancel()
-	if err := b.client.Ping(ctx).Err(); err != nil {
-		b.client.Close()
-		b.publisher.Close()
-		return nil, fmt.Errorf("redis at %s does not answer: %w", clientOpts.Addr, err)
+	if err := b.check(ctx); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("%s does not answer: %w", b.opts.Describe(), err)
 	}
-	// Listening before anyone can subscribe or publish means that every
-	// message a subscriber could miss comes on the channel: Run reads what
-	// waits there once it starts.
-	b.pubsub = b.client.Subscribe(ctx, b.channel, b.presence.channel)
-	for range 2 { // one confirmation per channel
-		if _, err := b.pubsub.Receive(ctx); err != nil {
-			b.Close()
-			return nil, fmt.Errorf("redis at %s: subscribe to %s: %w", clientOpts.Addr, b.channel, err)
+	if b.mode != ModeCluster {
+		// Listening before anyone can subscribe or publish means that every
+		// message a subscriber could miss comes on the channel: Run reads
+		// what waits there once it starts.
+		b.pubsub = b.client.Subscribe(ctx, b.channel, b.presence.channel)
+		for range 2 { // one confirmation per channel
+			if _, err := b.pubsub.Receive(ctx); err != nil {
+				b.Close()
+				return nil, fmt.Errorf("%s: subscribe to %s: %w", b.opts.Describe(), b.channel, err)
+			}
 		}
 	}
 	b.up.Store(true)
 	return b, nil
 }
 
-// keys are a topic's counter, sequence start and stream.
+// topicKey is the name of one of topic's keys, or of its shard channel.
+// In a cluster the topic's name is the hash tag, so that every key of a
+// topic and its channel share one slot, and topics spread over the
+// masters.
+func (b *Broker) topicKey(topic, suffix string) string {
+	if b.mode == ModeCluster {
+		return b.opts.Prefix + "topic:{" + topic + "}:" + suffix
+	}
+	return b.opts.Prefix + "topic:" + topic + ":" + suffix
+}
+
+// channelOf is where topic's announcements go: its shard channel in a
+// cluster, else the one channel every instance reads.
+func (b *Broker) channelOf(topic string) string {
+	if b.mode == ModeCluster {
+		return b.topicKey(topic, "messages")
+	}
+	return b.channel
+}
+
+// keys are a topic's counter, sequence start, stream, presence hash and
+// last id announced (kept with Sentinel and MinReplicas only), in the
+// order the scripts take them.
 func (b *Broker) keys(topic string) []string {
-	base := b.opts.Prefix + "topic:" + topic
-	return []string{base + ":seq", base + ":start", base + ":log"}
+	return []string{b.topicKey(topic, "seq"), b.topicKey(topic, "start"), b.topicKey(topic, "log"),
+		b.topicKey(topic, "presence"), b.topicKey(topic, "announced")}
+}
+
+// announcing is how the publish script announces a message in b's mode.
+func (b *Broker) announcing() string {
+	switch {
+	case b.waitsForReplicas():
+		return announceLater
+	case b.mode == ModeCluster:
+		return announceShard
+	}
+	return announcePublish
 }
 
 // publishKeyTTL is how long Redis keeps a publish's key: a retry with the
@@ -180,38 +253,60 @@ func (b *Broker) publish(ctx context.Context, topic, text, key string) (*app.Mes
 		return nil, 0, err
 	}
 	now := time.Now()
-	keys := append(b.keys(topic), b.presence.key(topic))
+	keys := b.keys(topic)
 	if key != "" {
-		keys = append(keys, b.opts.Prefix+"topic:"+topic+":publish:"+key)
+		keys = append(keys, b.topicKey(topic, "publish:"+key))
 	}
-	reply, err := publishScript.Run(ctx, b.publisher, keys, now.UnixMicro(), text, b.opts.HistorySize,
-		b.opts.HistoryTTL.Milliseconds(), b.channel, topic, now.Add(-presenceStale).UnixMilli(),
-		b.presence.instance, publishKeyTTL.Milliseconds()).Slice()
+	reply, err := b.runPublish(ctx, keys, now.UnixMicro(), text, b.opts.HistorySize,
+		b.opts.HistoryTTL.Milliseconds(), b.channelOf(topic), topic, now.Add(-presenceStale).UnixMilli(),
+		b.presence.instance, publishKeyTTL.Milliseconds(), b.announcing())
 	if err != nil {
-		return nil, 0, b.publishFailed(err)
+		return nil, 0, err
 	}
 	var id uint64
 	var micros int64
 	var elsewhere int64
-	if len(reply) == 3 {
+	var epoch string
+	if len(reply) == 4 {
 		idText, _ := reply[0].(string)
 		elsewhere, _ = reply[1].(int64)
 		microsText, _ := reply[2].(string)
+		epoch, _ = reply[3].(string)
 		id, err = strconv.ParseUint(idText, 10, 64)
 		if err == nil {
 			micros, err = strconv.ParseInt(microsText, 10, 64)
 		}
 	}
-	if len(reply) != 3 || err != nil {
+	if len(reply) != 4 || err != nil {
 		// The script ran, so the message may be out.
 		return nil, 0, fmt.Errorf("%w: the publish script returned %v", app.ErrPublishUnknown, reply)
+	}
+	m := &app.Message{ID: id, Topic: topic, Time: time.UnixMicro(micros), Text: text}
+	if b.waitsForReplicas() && epoch != "" {
+		if err := b.announce(ctx, m, epoch); err != nil {
+			return nil, 0, err
+		}
 	}
 	b.recovered(ctx)
 	// This instance's subscribers are counted as they are now; the
 	// others' as their instances last said, which can lag a join or a
 	// leave by a moment.
 	subscribers := b.events.LocalSubscribers(topic) + int(elsewhere)
-	return &app.Message{ID: id, Topic: topic, Time: time.UnixMicro(micros), Text: text}, subscribers, nil
+	return m, subscribers, nil
+}
+
+// runPublish runs the publish script on the publisher, and when publishes
+// wait for replicas, WAIT after it on the same connection. It returns the
+// script's reply, or the error the publish answers with.
+func (b *Broker) runPublish(ctx context.Context, keys []string, args ...any) ([]any, error) {
+	if b.waitsForReplicas() {
+		return b.runPublishReplicated(ctx, keys, args...)
+	}
+	reply, err := publishScript.Run(ctx, b.publisher, keys, args...).Slice()
+	if err != nil {
+		return nil, b.publishFailed(err)
+	}
+	return reply, nil
 }
 
 // publishFailed is the error a publish that failed with err returns:
@@ -221,11 +316,28 @@ func (b *Broker) publishFailed(err error) error {
 	if strings.HasPrefix(err.Error(), "KEYREUSED") {
 		return app.ErrKeyReused
 	}
+	if redirected(err) {
+		// The topic's slot is moving between masters: Redis answers, and
+		// the publisher, which does not follow redirections, finds the
+		// new master next time.
+		return fmt.Errorf("%w: %v", app.ErrBrokerUnavailable, err)
+	}
 	b.failed(err)
 	if neverSent(err) {
 		return fmt.Errorf("%w: %v", app.ErrBrokerUnavailable, err)
 	}
 	return fmt.Errorf("%w: %v", app.ErrPublishUnknown, err)
+}
+
+// redirected reports whether err is a cluster's answer that a command's
+// slot is, or is moving, elsewhere: it did not run.
+func redirected(err error) bool {
+	for _, prefix := range []string{"MOVED ", "ASK ", "TRYAGAIN "} {
+		if redis.HasErrorPrefix(err, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // neverSent reports whether err proves that Redis never ran a command:
@@ -265,6 +377,15 @@ func (b *Broker) Subscribe(ctx context.Context, req app.SubscribeRequest) (*app.
 	if !errors.Is(err, app.ErrNotSeeded) {
 		return s, err
 	}
+	if b.shards != nil {
+		// Following the topic's channel comes first: what is published
+		// before the subscription takes effect is read from the stream once
+		// it has (see shards).
+		if err := b.shards.follow(ctx, req.Topic); err != nil {
+			b.failed(err)
+			return nil, fmt.Errorf("%w: %v", app.ErrBrokerUnavailable, err)
+		}
+	}
 	seed, err := b.readSeed(ctx, req.Topic)
 	if err != nil {
 		b.failed(err)
@@ -277,7 +398,7 @@ func (b *Broker) Subscribe(ctx context.Context, req app.SubscribeRequest) (*app.
 func (b *Broker) readSeed(ctx context.Context, topic string) (*app.TopicSeed, error) {
 	keys := b.keys(topic)
 	micros := strconv.FormatInt(time.Now().UnixMicro(), 10)
-	reply, err := seedScript.Run(ctx, b.client, keys, micros, "", 0, b.opts.HistoryTTL.Milliseconds()).StringSlice()
+	reply, err := seedScript.Run(ctx, b.client, keys, micros, "", 0, b.opts.HistoryTTL.Milliseconds(), b.announcing()).StringSlice()
 	if err != nil {
 		return nil, err
 	}
@@ -321,6 +442,15 @@ func (b *Broker) readSeed(ctx context.Context, topic string) (*app.TopicSeed, er
 
 // Close closes the connections.
 func (b *Broker) Close() error {
-	b.pubsub.Close() // closed already when Run has returned
-	return errors.Join(b.publisher.Close(), b.client.Close())
+	if b.pubsub != nil {
+		b.pubsub.Close() // closed already when Run has returned
+	}
+	if b.shards != nil {
+		b.shards.close()
+	}
+	errs := []error{b.publisher.Close(), b.client.Close()}
+	for _, s := range b.sentinels {
+		errs = append(errs, s.Close())
+	}
+	return errors.Join(errs...)
 }

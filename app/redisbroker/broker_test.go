@@ -2,6 +2,10 @@ package redisbroker
 
 import (
 	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,12 +21,30 @@ const hangGuard = time.Minute
 // newRedisTestBroker connects a broker for hub to r, without running it.
 func newRedisTestBroker(t *testing.T, hub *app.Hub, r *redistest.Server) *Broker {
 	t.Helper()
-	b, err := New(hub, Options{
-		URL: r.URL(), Prefix: "herald:", Timeout: 2 * time.Second, HistorySize: 16, HistoryTTL: time.Hour,
-	})
+	return newTestBroker(t, hub, Options{URL: r.URL()})
+}
+
+// newTestBroker connects a broker for hub with opts, and the test's
+// prefix, timeout and history, without running it.
+func newTestBroker(t *testing.T, hub *app.Hub, opts Options) *Broker {
+	t.Helper()
+	opts.Prefix, opts.Timeout, opts.HistoryTTL = "herald:", 2*time.Second, time.Hour
+	if opts.HistorySize == 0 {
+		opts.HistorySize = 16
+	}
+	b, err := New(hub, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
+
+// startTestBroker connects a broker for a new hub with opts, and runs it
+// until the test ends.
+func startTestBroker(t *testing.T, opts Options) *Broker {
+	t.Helper()
+	b := newTestBroker(t, newTestHub(t), opts)
+	runBroker(t, b)
 	return b
 }
 
@@ -80,6 +102,34 @@ func awaitMessages(t *testing.T, s *app.Subscriber, n int) []*app.Message {
 	return got
 }
 
+// awaitText waits until s has a message whose text is text, and returns
+// every message it took, that one last.
+func awaitText(t *testing.T, s *app.Subscriber, text string) []*app.Message {
+	t.Helper()
+	var got []*app.Message
+	for len(got) == 0 || got[len(got)-1].Text != text {
+		if len(got) > 0 && slices.ContainsFunc(got, func(m *app.Message) bool { return m.Text == text }) {
+			break
+		}
+		select {
+		case <-s.Ready():
+		case <-time.After(hangGuard):
+			t.Fatalf("subscriber to %s never got %q; it got %s", s.Topic(), text, texts(got))
+		}
+		got = append(got, takeAll(s)...)
+	}
+	return got
+}
+
+// texts lists messages as "id text" for failures.
+func texts(messages []*app.Message) string {
+	var b strings.Builder
+	for _, m := range messages {
+		fmt.Fprintf(&b, "[%d %q] ", m.ID, m.Text)
+	}
+	return b.String()
+}
+
 // A message published after the broker started and before its Run read
 // the channel reaches a subscriber: the broker listens from the start.
 func TestMessagePublishedAsTheBrokerStartsReachesSubscribers(t *testing.T) {
@@ -129,6 +179,54 @@ func TestJoinRacingTheLastLeaveGetsTheNextMessage(t *testing.T) {
 		}
 		if s.Gap() != nil {
 			t.Errorf("%s was told of a gap: %+v", name, s.Gap())
+		}
+	}
+}
+
+// A subscriber that gives an instance its first subscriber to a topic
+// learns of the topic's subscribers on the other instances at once, not
+// at the next restatement of the counts, which this test never reaches.
+func TestFirstSubscriberOnAnInstanceCountsTheOthersAtOnce(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	a, b := newRedisTestBroker(t, newTestHub(t), r), newRedisTestBroker(t, newTestHub(t), r)
+	a.presence.refresh, b.presence.refresh = time.Hour, time.Hour
+	runBroker(t, a)
+	runBroker(t, b)
+	announcements := r.Client(t).Subscribe(context.Background(), "herald:presence")
+	t.Cleanup(func() { announcements.Close() })
+	if _, err := announcements.Receive(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	subscribeVia(t, b, "room")
+	subscribeVia(t, b, "room")
+	// B has told of its subscribers before A holds the topic: A, with no
+	// subscriber to it then, does not read B's count when it hears.
+	for written := 0; written < 2; {
+		if _, err := announcements.ReceiveMessage(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		counts, err := r.Client(t).HGetAll(context.Background(), "herald:topic:room:presence").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if count, ok := counts[b.presence.instance]; ok {
+			written, _ = strconv.Atoi(strings.Split(count, ":")[0])
+		}
+	}
+	watcher, err := a.Subscribe(context.Background(), app.SubscribeRequest{Topic: "room", Label: t.Name(), Presence: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case <-watcher.Ready():
+		case <-time.After(hangGuard):
+			t.Fatal("the watcher was never told of the two subscribers on the other instance")
+		}
+		takeAll(watcher)
+		if watcher.TopicSubscribers() == 3 {
+			return
 		}
 	}
 }

@@ -27,6 +27,10 @@ func (b *Broker) Run(ctx context.Context) error {
 	defer helpers.Wait()
 	helpers.Go(func() { b.presence.run(ctx) })
 	helpers.Go(func() { b.pingWhileDown(ctx) })
+	if b.shards != nil {
+		b.shards.run(ctx)
+		return nil
+	}
 	pubsub := b.pubsub
 	defer pubsub.Close()
 	// go-redis does not give up a blocked read when ctx ends; closing the
@@ -65,14 +69,19 @@ func (b *Broker) Run(ctx context.Context) error {
 				b.presence.announced(v.Payload)
 				continue
 			}
-			m, epoch, err := decodeAnnouncement(v.Payload)
-			if err != nil {
-				b.log.Error("ignored a message on the redis channel", "err", err)
-				continue
-			}
-			b.accept(ctx, m, epoch)
+			b.heard(ctx, v.Payload)
 		}
 	}
+}
+
+// heard hands the hub the message of an announcement.
+func (b *Broker) heard(ctx context.Context, payload string) {
+	m, epoch, err := decodeAnnouncement(payload)
+	if err != nil {
+		b.log.Error("ignored a message on a redis channel", "err", err)
+		return
+	}
+	b.accept(ctx, m, epoch)
 }
 
 // accept hands m, of the topic's run epoch, to the hub, after any
@@ -94,9 +103,9 @@ func (b *Broker) accept(ctx context.Context, m *app.Message, epoch uint64) {
 }
 
 // fillLocked hands the hub the messages of topic after last, up to upTo
-// (0: all), from its stream, with the epoch they were numbered in, and
-// reports whether Redis answered. What the stream no longer holds is a
-// gap, which the hub reports. The caller holds b.mu.
+// (0: all that subscribers may see), from its stream, with the epoch they
+// were numbered in, and reports whether Redis answered. What the stream
+// no longer holds is a gap, which the hub reports. The caller holds b.mu.
 func (b *Broker) fillLocked(ctx context.Context, topic string, last, upTo uint64) bool {
 	end := "+"
 	if upTo > 0 {
@@ -106,6 +115,13 @@ func (b *Broker) fillLocked(ctx context.Context, topic string, last, upTo uint64
 	pipe := b.client.TxPipeline() // the epoch and the entries of one moment
 	epochRead := pipe.Get(ctx, keys[1])
 	entriesRead := pipe.XRange(ctx, keys[2], strconv.FormatUint(last+1, 10)+"-0", end)
+	var announcedRead *redis.StringCmd
+	if upTo == 0 && b.waitsForReplicas() {
+		// Up to the last id announced, which replicas hold: an entry after
+		// it may be lost in a failover, and its id given again. Up to a
+		// given id, the message that brought it was announced.
+		announcedRead = pipe.Get(ctx, keys[4])
+	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		b.failed(err)
 		return false
@@ -114,11 +130,19 @@ func (b *Broker) fillLocked(ctx context.Context, topic string, last, upTo uint64
 	if err != nil {
 		return true // Redis no longer has the topic: nothing to fill
 	}
+	if announcedRead != nil {
+		if announced, err := strconv.ParseUint(announcedRead.Val(), 10, 64); err == nil {
+			upTo = announced
+		}
+	}
 	for _, entry := range entriesRead.Val() {
 		m, err := decodeEntry(topic, entry)
 		if err != nil {
 			b.log.Error("ignored a damaged stream entry", "topic", topic, "err", err)
 			continue
+		}
+		if upTo > 0 && m.ID > upTo {
+			break
 		}
 		b.events.Accept(m, epoch)
 	}
@@ -132,6 +156,16 @@ func (b *Broker) catchUp(ctx context.Context) {
 	defer b.mu.Unlock()
 	for topic, last := range b.events.HeldTopics() {
 		b.fillLocked(ctx, topic, last, 0)
+	}
+}
+
+// catchUpTopic reads what was published to topic while this instance did
+// not hear its channel, when it holds the topic.
+func (b *Broker) catchUpTopic(ctx context.Context, topic string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if position := b.events.Position(topic); position.Held {
+		b.fillLocked(ctx, topic, position.LastID, 0)
 	}
 }
 

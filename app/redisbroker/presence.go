@@ -47,6 +47,9 @@ type presence struct {
 	writing sync.Mutex
 
 	counts <-chan struct{} // the hub's: local counts changed
+	// refresh is presenceRefresh; a test that must see what a change
+	// alone brings makes it longer than the test.
+	refresh time.Duration
 
 	mu      sync.Mutex
 	local   map[string]int      // this instance's counts, as last taken from the hub
@@ -61,6 +64,7 @@ func newPresence(b *Broker) *presence {
 	return &presence{
 		b:        b,
 		counts:   b.events.WatchCounts(),
+		refresh:  presenceRefresh,
 		instance: hex.EncodeToString(id),
 		channel:  b.opts.Prefix + "presence",
 		local:    map[string]int{},
@@ -70,7 +74,7 @@ func newPresence(b *Broker) *presence {
 	}
 }
 
-func (p *presence) key(topic string) string { return p.b.opts.Prefix + "topic:" + topic + ":presence" }
+func (p *presence) key(topic string) string { return p.b.topicKey(topic, "presence") }
 
 // pull takes the local counts that changed from the hub.
 func (p *presence) pull() {
@@ -113,7 +117,7 @@ func (p *presence) poke() {
 // run writes this instance's changes and reads the others' until ctx ends,
 // and restates its counts every presenceRefresh.
 func (p *presence) run(ctx context.Context) {
-	refresh := time.NewTicker(presenceRefresh)
+	refresh := time.NewTicker(p.refresh)
 	defer refresh.Stop()
 	for {
 		select {
@@ -134,8 +138,8 @@ func (p *presence) run(ctx context.Context) {
 }
 
 // sync writes and announces the counts that changed since they were last
-// written, then reads the other instances' counts of those topics, and of
-// the topics they announced.
+// written, then reads the other instances' counts of the topics that got
+// their first subscriber here, and of the topics they announced.
 func (p *presence) sync(ctx context.Context) {
 	if err := p.write(ctx, false, true); err != nil {
 		p.b.failed(err)
@@ -170,9 +174,12 @@ func (p *presence) restate(ctx context.Context, announce bool) error {
 	return p.readOthers(ctx, read)
 }
 
-// write stores in one transaction this instance's counts that differ from
+// write stores in one pipeline this instance's counts that differ from
 // what Redis holds, or with all every count, and with announce says which
-// topics changed on the presence channel.
+// topics changed. A pipeline rather than a transaction: in a cluster the
+// topics' hashes are on several slots, which one transaction cannot span,
+// and each change stands alone. Each topic's announcement follows its
+// write on the same connection, so whoever it tells reads the new count.
 func (p *presence) write(ctx context.Context, all, announce bool) error {
 	p.writing.Lock()
 	defer p.writing.Unlock()
@@ -191,7 +198,7 @@ func (p *presence) write(ctx context.Context, all, announce bool) error {
 		return nil
 	}
 	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
-	pipe := p.b.client.TxPipeline()
+	pipe := p.b.client.Pipeline()
 	for topic, n := range counts {
 		if n > 0 {
 			pipe.HSet(ctx, p.key(topic), p.instance, strconv.Itoa(n)+":"+now)
@@ -201,7 +208,7 @@ func (p *presence) write(ctx context.Context, all, announce bool) error {
 		}
 	}
 	if announce {
-		pipe.Publish(ctx, p.channel, p.instance+"\n"+strings.Join(slices.Collect(maps.Keys(counts)), "\n"))
+		p.announce(ctx, pipe, slices.Collect(maps.Keys(counts)))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return err
@@ -209,6 +216,11 @@ func (p *presence) write(ctx context.Context, all, announce bool) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for topic, n := range counts {
+		if _, before := p.written[topic]; !before && n > 0 {
+			// Its first subscriber here: the others' counts of it are
+			// read next, or they would show only at the restatement.
+			p.others[topic] = struct{}{}
+		}
 		p.written[topic] = n
 		if n == 0 {
 			delete(p.written, topic)
@@ -266,6 +278,20 @@ func (p *presence) withdraw() {
 	for _, topic := range topics {
 		pipe.HDel(ctx, p.key(topic), p.instance)
 	}
-	pipe.Publish(ctx, p.channel, p.instance+"\n"+strings.Join(topics, "\n"))
+	p.announce(ctx, pipe, topics)
 	pipe.Exec(ctx) // stopping: the counts go stale if Redis does not answer
+}
+
+// announce says in pipe that topics' counts changed: on the presence
+// channel, or in a cluster on each topic's channel, which only the
+// instances that hold the topic read, so that a change costs the topic's
+// master alone rather than every node.
+func (p *presence) announce(ctx context.Context, pipe redis.Pipeliner, topics []string) {
+	if p.b.mode != ModeCluster {
+		pipe.Publish(ctx, p.channel, p.instance+"\n"+strings.Join(topics, "\n"))
+		return
+	}
+	for _, topic := range topics {
+		pipe.SPublish(ctx, p.b.channelOf(topic), p.instance+"\n"+topic)
+	}
 }

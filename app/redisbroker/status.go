@@ -33,7 +33,7 @@ func (b *Broker) pingWhileDown(ctx context.Context) {
 				return
 			case <-time.After(recoveryPing):
 			}
-			if err := b.client.Ping(ctx).Err(); err != nil {
+			if err := b.check(ctx); err != nil {
 				b.failed(err)
 				continue
 			}
@@ -87,12 +87,12 @@ func (b *Broker) recovered(ctx context.Context) {
 	b.events.SetBrokerUp(true)
 }
 
-// Ready pings Redis.
+// Ready checks that Redis answers as its mode needs; see check.
 func (b *Broker) Ready(ctx context.Context) error {
 	if err := b.events.Ready(); err != nil {
 		return err
 	}
-	if err := b.client.Ping(ctx).Err(); err != nil {
+	if err := b.check(ctx); err != nil {
 		b.failed(err)
 		return fmt.Errorf("%w: redis: %v", app.ErrBrokerUnavailable, err)
 	}
