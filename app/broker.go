@@ -30,8 +30,10 @@ var (
 // topic is not published again, but answered with the first one's
 // message, so that a publisher can retry one whose outcome was unknown.
 type KeyedPublisher interface {
-	// PublishKeyed is Publish with a key that names the publish.
-	PublishKeyed(ctx context.Context, topic, text, key string) (*Message, int, error)
+	// PublishKeyed is Publish with a key that names the publish. replayed
+	// says that the key named an earlier publish, whose message it
+	// returns: nothing was published now.
+	PublishKeyed(ctx context.Context, topic, text, key string) (m *Message, subscribers int, replayed bool, err error)
 }
 
 // Broker carries publishes to every subscriber, on this instance and, for a
@@ -142,7 +144,7 @@ func (b *MemoryBroker) Publish(_ context.Context, topic, text string) (*Message,
 
 // PublishKeyed publishes through the hub, which remembers the key; see
 // Hub.PublishKeyed.
-func (b *MemoryBroker) PublishKeyed(_ context.Context, topic, text, key string) (*Message, int, error) {
+func (b *MemoryBroker) PublishKeyed(_ context.Context, topic, text, key string) (*Message, int, bool, error) {
 	return b.hub.PublishKeyed(topic, text, key)
 }
 

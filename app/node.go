@@ -17,6 +17,7 @@ type Node struct {
 	hub       *Hub
 	broker    Broker
 	listeners []PublishListener
+	told      toldKeys // keyed publishes the listeners were told of
 	log       *slog.Logger
 	// sweepEvery is how often expired history is forgotten.
 	sweepEvery time.Duration
@@ -24,11 +25,12 @@ type Node struct {
 
 // PublishListener is told of each message that a publish through this
 // node acknowledged, once: a message that another instance published is
-// told there. A retry of a keyed publish that the broker answers with the
-// first one's message is told again: the node cannot tell it from a first
-// try whose outcome was unknown, and was never told. Published runs in
-// the publisher's request once the acknowledgement is decided, so it must
-// never block.
+// told there. A retry of a keyed publish that only replays the first one's
+// answer is not told again when this node told of the first; it is told
+// when this node did not (the first's outcome was unknown, or another
+// instance answered it, which can tell a message twice). Published runs
+// in the publisher's request once the acknowledgement is decided, so it
+// must never block.
 type PublishListener interface {
 	Published(m *Message)
 }
@@ -51,17 +53,22 @@ func sweepInterval(ttl time.Duration) time.Duration {
 // KeyedPublisher), so that a retry with the same key, after an answer that
 // never came or an unknown outcome, does not publish it twice. An error
 // means nothing was published, except one wrapping ErrPublishUnknown. The
-// listeners are told of what was published.
+// listeners are told of what was published, once: not of a retry that
+// only replays an earlier publish's answer.
 func (n *Node) Publish(ctx context.Context, topic, text, key string) (*Message, int, error) {
 	var m *Message
 	var delivered int
+	var replayed bool
 	var err error
 	if keyed, ok := n.broker.(KeyedPublisher); ok && key != "" {
-		m, delivered, err = keyed.PublishKeyed(ctx, topic, text, key)
+		m, delivered, replayed, err = keyed.PublishKeyed(ctx, topic, text, key)
 	} else {
 		m, delivered, err = n.broker.Publish(ctx, topic, text)
 	}
-	if err == nil {
+	if now := n.hub.now(); err == nil && (!replayed || !n.told.seen(topic, key, now)) {
+		if key != "" {
+			n.told.add(topic, key, now)
+		}
 		for _, l := range n.listeners {
 			l.Published(m)
 		}

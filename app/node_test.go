@@ -34,3 +34,20 @@ func TestNodeTellsListenersOfEachAcknowledgedPublish(t *testing.T) {
 		}
 	}
 }
+
+// A retry with the same key only replays the first publish's answer: the
+// listeners (Web Push) are not told again, so nothing is pushed twice.
+func TestNodeTellsListenersOnceOfAKeyedPublishAndItsRetries(t *testing.T) {
+	t.Parallel()
+	hub := newTestHub(t)
+	log := &publishedLog{}
+	node := NewNode(hub, NewMemoryBroker(hub), log)
+	for range 3 {
+		if _, _, err := node.Publish(context.Background(), "news", "hello", "retry-me"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(log.messages) != 1 {
+		t.Errorf("a publish retried twice with its key was told to the listeners %d times, want once", len(log.messages))
+	}
+}

@@ -106,25 +106,61 @@ func isClosed(ch <-chan struct{}) bool {
 // PublishKeyTTL: a publish whose key the hub remembers is not published
 // again, but answered with the first one's message. A key that came with
 // another text is refused with ErrKeyReused. A publish that failed leaves
-// its key free, so that a retry publishes.
-func (h *Hub) PublishKeyed(topic, text, key string) (*Message, int, error) {
+// its key free, so that a retry publishes. replayed says that the key
+// named an earlier publish: nothing was published now.
+func (h *Hub) PublishKeyed(topic, text, key string) (m *Message, subscribers int, replayed bool, err error) {
 	if err := h.CheckMessage(topic, text); err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	for {
 		p, first := h.keys.claim(topic, key, text, h.now())
 		if first {
 			m, delivered, err := h.Publish(topic, text)
 			h.keys.settle(topic, key, p, m)
-			return m, delivered, err
+			return m, delivered, false, err
 		}
 		<-p.done
 		if p.m == nil {
 			continue // the first one published nothing: the key is free
 		}
 		if p.text != sha256.Sum256([]byte(text)) {
-			return nil, 0, ErrKeyReused
+			return nil, 0, false, ErrKeyReused
 		}
-		return p.m, h.LocalSubscribers(topic), nil
+		return p.m, h.LocalSubscribers(topic), true, nil
 	}
+}
+
+// toldKeys remembers, for PublishKeyTTL and at most maxPublishKeys of them,
+// the keyed publishes a node told its listeners of, so that a retry that
+// only replays one is not told again.
+type toldKeys struct {
+	mu    sync.Mutex
+	at    map[[sha256.Size]byte]time.Time
+	order [][sha256.Size]byte // oldest first
+}
+
+// add remembers that the publish key names on topic was told at now.
+func (k *toldKeys) add(topic, key string, now time.Time) {
+	id := keyOf(topic, key)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.at == nil {
+		k.at = map[[sha256.Size]byte]time.Time{}
+	}
+	for len(k.order) > 0 && (len(k.order) >= maxPublishKeys || now.Sub(k.at[k.order[0]]) >= PublishKeyTTL) {
+		delete(k.at, k.order[0])
+		k.order = k.order[1:]
+	}
+	if _, ok := k.at[id]; !ok {
+		k.order = append(k.order, id)
+	}
+	k.at[id] = now
+}
+
+// seen reports whether the publish key names on topic was told lately.
+func (k *toldKeys) seen(topic, key string, now time.Time) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	at, ok := k.at[keyOf(topic, key)]
+	return ok && now.Sub(at) < PublishKeyTTL
 }

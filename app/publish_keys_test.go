@@ -11,18 +11,18 @@ func TestAKeyedPublishIsPublishedOnce(t *testing.T) {
 	t.Parallel()
 	hub := newTestHub(t)
 	sub := subscribe(t, hub, "news")
-	first, _, err := hub.PublishKeyed("news", "once", "k1")
-	if err != nil {
-		t.Fatal(err)
+	first, _, replayed, err := hub.PublishKeyed("news", "once", "k1")
+	if err != nil || replayed {
+		t.Fatalf("the first keyed publish: %v, replayed %v", err, replayed)
 	}
-	again, n, err := hub.PublishKeyed("news", "once", "k1")
-	if err != nil || again.ID != first.ID || n != 1 {
-		t.Fatalf("the retry got %v, %d subscribers, %v; want the first message, %d", again, n, err, first.ID)
+	again, n, replayed, err := hub.PublishKeyed("news", "once", "k1")
+	if err != nil || again.ID != first.ID || n != 1 || !replayed {
+		t.Fatalf("the retry got %v, %d subscribers, replayed %v, %v; want the first message, %d, replayed", again, n, replayed, err, first.ID)
 	}
-	if _, _, err := hub.PublishKeyed("news", "another", "k1"); !errors.Is(err, ErrKeyReused) {
+	if _, _, _, err := hub.PublishKeyed("news", "another", "k1"); !errors.Is(err, ErrKeyReused) {
 		t.Errorf("the key with another text: %v, want ErrKeyReused", err)
 	}
-	other, _, err := hub.PublishKeyed("sport", "once", "k1")
+	other, _, _, err := hub.PublishKeyed("sport", "once", "k1")
 	if err != nil || other.ID == first.ID && other.Topic == first.Topic {
 		t.Errorf("the key on another topic: %v, %v; want a publish of its own", other, err)
 	}
@@ -40,7 +40,7 @@ func TestConcurrentPublishesWithOneKeyPublishOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range publishers {
 		wg.Go(func() {
-			m, _, err := hub.PublishKeyed("news", "once", "same")
+			m, _, _, err := hub.PublishKeyed("news", "once", "same")
 			if err != nil {
 				t.Error(err)
 				return
@@ -66,11 +66,11 @@ func TestARefusedKeyedPublishLeavesTheKeyFree(t *testing.T) {
 		t.Fatal(err)
 	}
 	taken := subscribe(t, hub, "taken") // the only topic the hub may hold
-	if _, _, err := hub.PublishKeyed("news", "x", "k"); !errors.Is(err, ErrTooManyTopics) {
+	if _, _, _, err := hub.PublishKeyed("news", "x", "k"); !errors.Is(err, ErrTooManyTopics) {
 		t.Fatalf("publish past the topic limit: %v", err)
 	}
 	taken.Close() // the topic goes, and news fits
-	if m, _, err := hub.PublishKeyed("news", "x", "k"); err != nil || m == nil {
+	if m, _, _, err := hub.PublishKeyed("news", "x", "k"); err != nil || m == nil {
 		t.Fatalf("the retry of a refused keyed publish: %v, %v; want it published", m, err)
 	}
 }
@@ -79,12 +79,12 @@ func TestKeysAreForgottenAfterTheirTTL(t *testing.T) {
 	t.Parallel()
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
 	hub := newHistoryHub(t, 16, 24*time.Hour, clock, nil)
-	first, _, err := hub.PublishKeyed("news", "x", "k")
+	first, _, _, err := hub.PublishKeyed("news", "x", "k")
 	if err != nil {
 		t.Fatal(err)
 	}
 	clock.Advance(PublishKeyTTL)
-	later, _, err := hub.PublishKeyed("news", "x", "k")
+	later, _, _, err := hub.PublishKeyed("news", "x", "k")
 	if err != nil || later.ID == first.ID {
 		t.Errorf("a key past its TTL gave %v, %v; want a new publish", later, err)
 	}

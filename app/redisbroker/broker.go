@@ -237,20 +237,21 @@ const publishKeyTTL = 10 * time.Minute
 // subscriber once or no one. It is never sent twice: a retry after a
 // timeout could publish it twice.
 func (b *Broker) Publish(ctx context.Context, topic, text string) (*app.Message, int, error) {
-	return b.publish(ctx, topic, text, "")
+	m, n, _, err := b.publish(ctx, topic, text, "")
+	return m, n, err
 }
 
 // PublishKeyed is Publish with a key that names the publish on topic for
 // publishKeyTTL: a publish whose key Redis holds is not published again,
 // but answered with the first one's message. A key that came with another
 // text is refused with ErrKeyReused.
-func (b *Broker) PublishKeyed(ctx context.Context, topic, text, key string) (*app.Message, int, error) {
+func (b *Broker) PublishKeyed(ctx context.Context, topic, text, key string) (*app.Message, int, bool, error) {
 	return b.publish(ctx, topic, text, key)
 }
 
-func (b *Broker) publish(ctx context.Context, topic, text, key string) (*app.Message, int, error) {
+func (b *Broker) publish(ctx context.Context, topic, text, key string) (_ *app.Message, _ int, replayed bool, _ error) {
 	if err := b.events.CheckMessage(topic, text); err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	now := time.Now()
 	keys := b.keys(topic)
@@ -261,30 +262,30 @@ func (b *Broker) publish(ctx context.Context, topic, text, key string) (*app.Mes
 		b.opts.HistoryTTL.Milliseconds(), b.channelOf(topic), topic, now.Add(-presenceStale).UnixMilli(),
 		b.presence.instance, publishKeyTTL.Milliseconds(), b.announcing())
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, false, err
 	}
 	var id uint64
-	var micros int64
-	var elsewhere int64
+	var micros, elsewhere, replay int64
 	var epoch string
-	if len(reply) == 4 {
+	if len(reply) == 5 {
 		idText, _ := reply[0].(string)
 		elsewhere, _ = reply[1].(int64)
 		microsText, _ := reply[2].(string)
 		epoch, _ = reply[3].(string)
+		replay, _ = reply[4].(int64)
 		id, err = strconv.ParseUint(idText, 10, 64)
 		if err == nil {
 			micros, err = strconv.ParseInt(microsText, 10, 64)
 		}
 	}
-	if len(reply) != 4 || err != nil {
+	if len(reply) != 5 || err != nil {
 		// The script ran, so the message may be out.
-		return nil, 0, fmt.Errorf("%w: the publish script returned %v", app.ErrPublishUnknown, reply)
+		return nil, 0, false, fmt.Errorf("%w: the publish script returned %v", app.ErrPublishUnknown, reply)
 	}
 	m := &app.Message{ID: id, Topic: topic, Time: time.UnixMicro(micros), Text: text}
 	if b.waitsForReplicas() && epoch != "" {
 		if err := b.announce(ctx, m, epoch); err != nil {
-			return nil, 0, err
+			return nil, 0, false, err
 		}
 	}
 	b.recovered(ctx)
@@ -292,7 +293,7 @@ func (b *Broker) publish(ctx context.Context, topic, text, key string) (*app.Mes
 	// others' as their instances last said, which can lag a join or a
 	// leave by a moment.
 	subscribers := b.events.LocalSubscribers(topic) + int(elsewhere)
-	return m, subscribers, nil
+	return m, subscribers, replay == 1, nil
 }
 
 // runPublish runs the publish script on the publisher, and when publishes

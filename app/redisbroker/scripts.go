@@ -48,9 +48,10 @@ end
 // milliseconds before which a count is stale, this instance's field in the
 // hash, how long to keep the publish's key in milliseconds, and how to
 // announce. An announcement is "topic\nepoch\nid\nmicros\ntext". It
-// returns the id, the count, the time and the epoch. A publish whose key
-// Redis holds is not published again: it returns the first one's id and
-// time, or, when the key came with another text, the error KEYREUSED.
+// returns the id, the count, the time, the epoch and 0. A publish whose
+// key Redis holds is not published again: it returns the first one's id
+// and time, and 1, or, when the key came with another text, the error
+// KEYREUSED.
 // Ids are formatted with %d: Lua's default number format would round
 // them.
 var publishScript = redis.NewScript(`
@@ -73,7 +74,7 @@ if KEYS[6] then
     -- A write, so that a WAIT after the script waits for the first
     -- publish too, whichever connection made it.
     if marked then redis.call('PEXPIRE', KEYS[6], ARGV[9]) end
-    return {firstID, elsewhere(), firstMicros, redis.call('GET', KEYS[2]) or ''}
+    return {firstID, elsewhere(), firstMicros, redis.call('GET', KEYS[2]) or '', 1}
   end
 end
 ` + sequenceLua + `
@@ -96,7 +97,7 @@ end
 if KEYS[6] then
   redis.call('SET', KEYS[6], ids .. ':' .. ARGV[1] .. ':' .. digest, 'PX', ARGV[9])
 end
-return {ids, elsewhere(), ARGV[1], epoch}
+return {ids, elsewhere(), ARGV[1], epoch, 0}
 `)
 
 // seedScript reads where a topic stands, starting its sequence if Redis
