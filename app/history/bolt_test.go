@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"herald/app"
+	"herald/app/apptest"
 )
 
 func openStore(t *testing.T, path string) *BoltStore {
@@ -21,12 +24,12 @@ func openStore(t *testing.T, path string) *BoltStore {
 func TestBoltStoreKeepsHistoryAndIDsAcrossRestarts(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
-	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	clock := apptest.NewClock(time.Unix(1_800_000_000, 0))
 
 	store := openStore(t, path)
-	hub := newHistoryHub(t, 3, time.Hour, clock, store)
-	sent := publishN(t, hub, "news", 5)
-	publishN(t, hub, "other", 1)
+	hub := apptest.NewHub(t, app.HubOptions{HistorySize: 3, Now: clock.Now, Store: store})
+	sent := apptest.PublishN(t, hub, "news", 5)
+	apptest.PublishN(t, hub, "other", 1)
 	if err := store.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -34,11 +37,11 @@ func TestBoltStoreKeepsHistoryAndIDsAcrossRestarts(t *testing.T) {
 	clock.Advance(time.Minute)
 	store = openStore(t, path)
 	defer store.Close()
-	hub = newHistoryHub(t, 3, time.Hour, clock, store)
+	hub = apptest.NewHub(t, app.HubOptions{HistorySize: 3, Now: clock.Now, Store: store})
 
 	s := resume(t, hub, "news", sent[0].ID)
-	backlog := takeAll(s)
-	if got, want := ids(backlog), ids(sent[2:]); fmt.Sprint(got) != fmt.Sprint(want) {
+	backlog := apptest.TakeAll(s)
+	if got, want := apptest.IDs(backlog), apptest.IDs(sent[2:]); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after a restart the backlog is %v, want the newest three %v", got, want)
 	}
 	for i, m := range backlog {
@@ -51,7 +54,7 @@ func TestBoltStoreKeepsHistoryAndIDsAcrossRestarts(t *testing.T) {
 	if gap := s.Gap(); gap == nil || !gap.Known || gap.Missing != 1 {
 		t.Errorf("gap %+v, want 1 known missing", gap)
 	}
-	next := publishN(t, hub, "news", 1)[0]
+	next := apptest.PublishN(t, hub, "news", 1)[0]
 	if next.ID != sent[4].ID+1 {
 		t.Errorf("first id after the restart is %d, want %d", next.ID, sent[4].ID+1)
 	}
@@ -63,13 +66,13 @@ func TestBoltStoreKeepsHistoryAndIDsAcrossRestarts(t *testing.T) {
 func TestBoltStoreDropsWhatExpiredOrWasForgotten(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "history.db")
-	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
+	clock := apptest.NewClock(time.Unix(1_800_000_000, 0))
 	store := openStore(t, path)
-	hub := newHistoryHub(t, 10, time.Minute, clock, store)
-	old := publishN(t, hub, "news", 2)
-	publishN(t, hub, "gone", 1)
+	hub := apptest.NewHub(t, app.HubOptions{HistorySize: 10, HistoryTTL: time.Minute, Now: clock.Now, Store: store})
+	old := apptest.PublishN(t, hub, "news", 2)
+	apptest.PublishN(t, hub, "gone", 1)
 	clock.Advance(50 * time.Second)
-	recent := publishN(t, hub, "news", 1)
+	recent := apptest.PublishN(t, hub, "news", 1)
 	clock.Advance(20 * time.Second)
 	if err := hub.Sweep(); err != nil {
 		t.Fatal(err)
@@ -85,8 +88,8 @@ func TestBoltStoreDropsWhatExpiredOrWasForgotten(t *testing.T) {
 	if len(topics) != 1 || topics[0].Name != "news" {
 		t.Fatalf("stored topics %+v, want only news", topics)
 	}
-	if got := ids(topics[0].Messages); fmt.Sprint(got) != fmt.Sprint(ids(recent)) {
-		t.Errorf("stored %v, want only %v: %v expired", got, ids(recent), ids(old))
+	if got := apptest.IDs(topics[0].Messages); fmt.Sprint(got) != fmt.Sprint(apptest.IDs(recent)) {
+		t.Errorf("stored %v, want only %v: %v expired", got, apptest.IDs(recent), apptest.IDs(old))
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"herald/app"
+	"herald/app/apptest"
 	"herald/app/redistest"
 )
 
@@ -43,7 +44,7 @@ func newTestBroker(t *testing.T, hub *app.Hub, opts Options) *Broker {
 // until the test ends.
 func startTestBroker(t *testing.T, opts Options) *Broker {
 	t.Helper()
-	b := newTestBroker(t, newTestHub(t), opts)
+	b := newTestBroker(t, apptest.NewHub(t, app.HubOptions{}), opts)
 	runBroker(t, b)
 	return b
 }
@@ -94,7 +95,7 @@ func awaitMessages(t *testing.T, s *app.Subscriber, n int) []*app.Message {
 		case <-time.After(hangGuard):
 			t.Fatalf("subscriber to %s has %d messages, want %d", s.Topic(), len(got), n)
 		}
-		got = append(got, takeAll(s)...)
+		got = append(got, apptest.TakeAll(s)...)
 	}
 	if len(got) != n {
 		t.Fatalf("subscriber to %s has %d messages, want %d", s.Topic(), len(got), n)
@@ -116,7 +117,7 @@ func awaitText(t *testing.T, s *app.Subscriber, text string) []*app.Message {
 		case <-time.After(hangGuard):
 			t.Fatalf("subscriber to %s never got %q; it got %s", s.Topic(), text, texts(got))
 		}
-		got = append(got, takeAll(s)...)
+		got = append(got, apptest.TakeAll(s)...)
 	}
 	return got
 }
@@ -135,7 +136,7 @@ func texts(messages []*app.Message) string {
 func TestMessagePublishedAsTheBrokerStartsReachesSubscribers(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
-	b := newRedisTestBroker(t, newTestHub(t), r)
+	b := newRedisTestBroker(t, apptest.NewHub(t, app.HubOptions{}), r)
 	s := subscribeVia(t, b, "early")
 	sent := publishVia(t, b, "early", "first")
 	runBroker(t, b)
@@ -150,7 +151,7 @@ func TestMessagePublishedAsTheBrokerStartsReachesSubscribers(t *testing.T) {
 func TestJoinRacingTheLastLeaveGetsTheNextMessage(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
-	hub := newTestHub(t)
+	hub := apptest.NewHub(t, app.HubOptions{})
 	b := newRedisTestBroker(t, hub, r)
 	runBroker(t, b)
 
@@ -173,7 +174,7 @@ func TestJoinRacingTheLastLeaveGetsTheNextMessage(t *testing.T) {
 	// order: once the marker is in, "next" has been handed over.
 	awaitMessages(t, marker, 1)
 	for name, s := range map[string]*app.Subscriber{"the joiner": joiner, "a later joiner": later} {
-		got := takeAll(s)
+		got := apptest.TakeAll(s)
 		if len(got) != 1 || got[0].ID != sent.ID || got[0].Text != "next" {
 			t.Errorf("%s got %d messages, want %d next", name, len(got), sent.ID)
 		}
@@ -189,7 +190,7 @@ func TestJoinRacingTheLastLeaveGetsTheNextMessage(t *testing.T) {
 func TestFirstSubscriberOnAnInstanceCountsTheOthersAtOnce(t *testing.T) {
 	t.Parallel()
 	r := redistest.Start(t)
-	a, b := newRedisTestBroker(t, newTestHub(t), r), newRedisTestBroker(t, newTestHub(t), r)
+	a, b := newRedisTestBroker(t, apptest.NewHub(t, app.HubOptions{}), r), newRedisTestBroker(t, apptest.NewHub(t, app.HubOptions{}), r)
 	a.presence.refresh, b.presence.refresh = time.Hour, time.Hour
 	runBroker(t, a)
 	runBroker(t, b)
@@ -224,7 +225,7 @@ func TestFirstSubscriberOnAnInstanceCountsTheOthersAtOnce(t *testing.T) {
 		case <-time.After(hangGuard):
 			t.Fatal("the watcher was never told of the two subscribers on the other instance")
 		}
-		takeAll(watcher)
+		apptest.TakeAll(watcher)
 		if watcher.TopicSubscribers() == 3 {
 			return
 		}

@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"herald/app"
+	"herald/app/apptest"
 )
 
 // A Redis call that ends because its own context ended (the server
@@ -16,7 +19,7 @@ import (
 // tell every subscriber that the broker went. A real failure must.
 func TestOnlyRealRedisFailuresMarkTheBrokerDown(t *testing.T) {
 	var logs bytes.Buffer
-	b := &Broker{events: newTestHub(t), log: slog.New(slog.NewTextHandler(&logs, nil))}
+	b := &Broker{events: apptest.NewHub(t, app.HubOptions{}), log: slog.New(slog.NewTextHandler(&logs, nil))}
 	b.up.Store(true)
 
 	b.failed(fmt.Errorf("publish: %w", context.Canceled))

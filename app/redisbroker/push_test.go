@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"herald/app"
+	"herald/app/apptest"
 	"herald/app/push"
 	"herald/app/push/pushtest"
 	"herald/app/redistest"
@@ -27,7 +29,7 @@ func TestPushKeyPairIsOneForInstancesStartingAtOnce(t *testing.T) {
 	const instances = 8
 	stores := make([]*PushStore, instances)
 	for i := range stores {
-		b := newRedisTestBroker(t, newTestHub(t), r)
+		b := newRedisTestBroker(t, apptest.NewHub(t, app.HubOptions{}), r)
 		t.Cleanup(func() { b.Close() })
 		stores[i] = b.PushStore(push.Limits{PerTopic: 10, Total: 10})
 	}
@@ -65,7 +67,7 @@ func TestPushSubscriptionsAreSharedAndBounded(t *testing.T) {
 	r := redistest.Start(t)
 	ctx := context.Background()
 	limits := push.Limits{PerTopic: 3, Total: 5}
-	a, b := newRedisTestBroker(t, newTestHub(t), r), newRedisTestBroker(t, newTestHub(t), r)
+	a, b := newRedisTestBroker(t, apptest.NewHub(t, app.HubOptions{}), r), newRedisTestBroker(t, apptest.NewHub(t, app.HubOptions{}), r)
 	t.Cleanup(func() { a.Close(); b.Close() })
 	storeA, storeB := a.PushStore(limits), b.PushStore(limits)
 
