@@ -687,7 +687,7 @@ func TestIdempotencyKeyPublishesOnce(t *testing.T) {
 	if got := request(t, http.MethodPost, b.Origin+"/notify?topic=keyed", keyed, "msg=another"); got.status != http.StatusUnprocessableEntity || !strings.Contains(got.error, "Idempotency-Key") {
 		t.Errorf("the same key with another message: %d %s, want 422 naming Idempotency-Key", got.status, got.body)
 	}
-	for _, bad := range []string{"has space", strings.Repeat("k", 65)} {
+	for _, bad := range []string{"has space", strings.Repeat("k", 65), ""} {
 		got := request(t, http.MethodPost, a.Origin+"/notify?topic=keyed", http.Header{"Idempotency-Key": {bad}}, "msg=x")
 		if got.status != http.StatusBadRequest || !strings.Contains(got.error, "Idempotency-Key") {
 			t.Errorf("Idempotency-Key %q: %d %s, want 400 naming Idempotency-Key", bad, got.status, got.body)

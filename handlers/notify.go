@@ -56,8 +56,8 @@ func (h *notifyHandler) publish(c echo.Context) error {
 	if _, err := h.authorize(c, access.Write, topic); err != nil {
 		return err
 	}
-	key := c.Request().Header.Get(idempotencyKeyHeader)
-	if err := checkIdempotencyKey(key); err != nil {
+	key, err := idempotencyKey(c.Request().Header)
+	if err != nil {
 		return err
 	}
 	m, delivered, err := h.node.Publish(c.Request().Context(), topic, p.text, key)
@@ -80,18 +80,25 @@ const (
 	maxIdempotencyKey    = 64
 )
 
-// checkIdempotencyKey refuses a key that is not 1 to 64 visible ASCII
-// characters; no key is fine.
-func checkIdempotencyKey(key string) error {
-	valid := len(key) <= maxIdempotencyKey
+// idempotencyKey is the publish's key, "" when the request sends none. A
+// key that is not 1 to 64 visible ASCII characters is refused: an empty one
+// too, since a publisher that sends the header means to be kept from
+// publishing twice, and an empty key would quietly not do that.
+func idempotencyKey(header http.Header) (string, error) {
+	values, given := header[idempotencyKeyHeader]
+	if !given {
+		return "", nil
+	}
+	key := values[0]
+	valid := len(values) == 1 && key != "" && len(key) <= maxIdempotencyKey
 	for i := 0; valid && i < len(key); i++ {
 		valid = key[i] > ' ' && key[i] <= '~'
 	}
 	if !valid {
-		return newClientError(http.StatusBadRequest,
-			"%s must be 1 to %d visible ASCII characters, such as a UUID", idempotencyKeyHeader, maxIdempotencyKey)
+		return "", newClientError(http.StatusBadRequest,
+			"%s must be one header of 1 to %d visible ASCII characters, such as a UUID", idempotencyKeyHeader, maxIdempotencyKey)
 	}
-	return nil
+	return key, nil
 }
 
 // getPublishingOff answers GET on the notify route when notify.allow_get is
@@ -110,19 +117,27 @@ type publication struct {
 
 // readPublication extracts the message text and topic from a publish
 // request. The topic comes from the same place as the message (query, form
-// field or JSON field), or else from ?topic=. The body is never read past
-// its limit: a declared length over it is refused before reading, and an
-// undeclared one stops at the limit. The hub checks the text itself (empty,
-// size, UTF-8).
+// field or JSON field), or else from ?topic=; a body that names a topic
+// other than ?topic= is refused, since either choice would publish where
+// one of the two said not to. The body is never read past its limit: a
+// declared length over it is refused before reading, and an undeclared one
+// stops at the limit. The hub checks the text itself (empty, size, UTF-8).
 func readPublication(w http.ResponseWriter, r *http.Request, maxBytes int) (publication, error) {
 	p, err := readMessage(w, r, maxBytes)
-	if err == nil && p.topic == nil {
-		if query := r.URL.Query(); query.Has("topic") {
-			topic := query.Get("topic")
-			p.topic = &topic
+	if err != nil {
+		return p, err
+	}
+	if query := r.URL.Query(); query.Has("topic") {
+		inURL := query.Get("topic")
+		switch {
+		case p.topic == nil:
+			p.topic = &inURL
+		case *p.topic != inURL:
+			return p, newClientError(http.StatusBadRequest,
+				"the request names two topics, %q in the body and %q in the URL: name it once", *p.topic, inURL)
 		}
 	}
-	return p, err
+	return p, nil
 }
 
 func readMessage(w http.ResponseWriter, r *http.Request, maxBytes int) (publication, error) {
