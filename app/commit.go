@@ -96,7 +96,10 @@ func (h *Hub) publishDurableLocked(t *topicState, m *Message) (*Message, int, er
 	}
 	c.mu.Unlock()
 	t.mu.Lock()
-	return p.m, p.delivered, p.err
+	if p.err != nil {
+		return nil, 0, p.err // nothing was kept: no message to show for it
+	}
+	return p.m, p.delivered, nil
 }
 
 // topicBatch is what one commit takes of one topic.

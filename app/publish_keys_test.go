@@ -2,6 +2,7 @@ package app
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -87,5 +88,29 @@ func TestKeysAreForgottenAfterTheirTTL(t *testing.T) {
 	later, _, _, err := hub.PublishKeyed("news", "x", "k")
 	if err != nil || later.ID == first.ID {
 		t.Errorf("a key past its TTL gave %v, %v; want a new publish", later, err)
+	}
+}
+
+// TestAKeyedPublishTheStoreFailedLeavesTheKeyFree: a publish that the
+// history file refused was not acknowledged, so its retry must publish,
+// not replay a message that was never kept.
+func TestAKeyedPublishTheStoreFailedLeavesTheKeyFree(t *testing.T) {
+	t.Parallel()
+	store := &gatedStore{memoryStore: newMemoryStore(), gate: make(chan struct{}), failFirst: fmt.Errorf("%w: disk full", ErrStore)}
+	close(store.gate)
+	hub, err := NewHub(HubOptions{MaxLagBytes: 1 << 20, MaxMessageBytes: 1 << 10, HistorySize: 16, HistoryTTL: time.Hour, MaxTopics: 10, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _, _, err := hub.PublishKeyed("news", "x", "k")
+	if !errors.Is(err, ErrStore) || m != nil {
+		t.Fatalf("a publish the store refused: %v, %v; want no message and the store's error", m, err)
+	}
+	m, _, replayed, err := hub.PublishKeyed("news", "x", "k")
+	if err != nil || replayed {
+		t.Fatalf("its retry: replayed %v, %v; want it published", replayed, err)
+	}
+	if kept := store.topics["news"]; kept == nil || kept.LastID != m.ID {
+		t.Errorf("the retry's message %d is not the one the store keeps: %+v", m.ID, kept)
 	}
 }
