@@ -225,10 +225,6 @@ func (b *Broker) announcing() string {
 	return announcePublish
 }
 
-// publishKeyTTL is how long Redis keeps a publish's key: a retry with the
-// key after that publishes again.
-const publishKeyTTL = 10 * time.Minute
-
 // Publish numbers and keeps text in Redis and announces it to every
 // instance. It returns once Redis has it; this instance's subscribers get
 // it from the channel, like everyone else's. When Redis did not answer, a
@@ -242,7 +238,7 @@ func (b *Broker) Publish(ctx context.Context, topic, text string) (*app.Message,
 }
 
 // PublishKeyed is Publish with a key that names the publish on topic for
-// publishKeyTTL: a publish whose key Redis holds is not published again,
+// app.PublishKeyTTL: a publish whose key Redis holds is not published again,
 // but answered with the first one's message. A key that came with another
 // text is refused with ErrKeyReused.
 func (b *Broker) PublishKeyed(ctx context.Context, topic, text, key string) (*app.Message, int, bool, error) {
@@ -260,7 +256,7 @@ func (b *Broker) publish(ctx context.Context, topic, text, key string) (_ *app.M
 	}
 	reply, err := b.runPublish(ctx, keys, now.UnixMicro(), text, b.opts.HistorySize,
 		b.opts.HistoryTTL.Milliseconds(), b.channelOf(topic), topic, now.Add(-presenceStale).UnixMilli(),
-		b.presence.instance, publishKeyTTL.Milliseconds(), b.announcing())
+		b.presence.instance, app.PublishKeyTTL.Milliseconds(), b.announcing())
 	if err != nil {
 		return nil, 0, false, err
 	}
