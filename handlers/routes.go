@@ -176,8 +176,8 @@ func newServer(opts Options) (*Server, error) {
 
 // chain wraps h in a route's middleware once, when the route is added.
 // Echo's own route middleware is applied again on every request, and each
-// application allocates the middleware's closures: on the WebSocket route
-// that was a tenth of the allocations a connection cost. Each middleware
+// application allocates the middleware's closures, a cost each WebSocket
+// connection would pay (bench/PERFORMANCE.md). Each middleware
 // here keeps its state outside the closure it returns, so applying it once
 // changes nothing else.
 func chain(h echo.HandlerFunc, middleware ...echo.MiddlewareFunc) echo.HandlerFunc {

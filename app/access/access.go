@@ -214,8 +214,10 @@ type KeyError struct {
 	Err error
 }
 
+// Error names the key under security and its problem.
 func (e *KeyError) Error() string { return "security." + e.Key + ": " + e.Err.Error() }
 
+// Unwrap is the problem, such as ErrNoSecret.
 func (e *KeyError) Unwrap() error { return e.Err }
 
 // ErrNoSecret reports a secret reference that points at nothing.

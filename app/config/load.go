@@ -25,6 +25,7 @@ type Error struct {
 	Problem string
 }
 
+// Error is the one line a user sees: source, line, key and problem.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Source)

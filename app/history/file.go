@@ -17,8 +17,8 @@ import (
 //
 // A bbolt commit syncs the disk twice (its pages, then its meta page) and
 // rewrites the pages of the B+tree it touched, which made durable
-// publishing cost well over twice what one sync does (bench/PERFORMANCE.md
-// has the figures). So Append writes one record to the
+// publishing cost much more than one sync does (bench/PERFORMANCE.md has
+// the figures). So Append writes one record to the
 // journal and syncs it once, and the commits are carried into bbolt later,
 // many in one transaction: a checkpoint. The checkpoint also records where
 // in the journal replay must start, so what it carried is never replayed

@@ -50,7 +50,8 @@ func (s *Server) Accept(w http.ResponseWriter, r *http.Request, sub *app.Subscri
 	slim := handshakeRequest(r)
 	server.ServeHTTP(hijacker, slim)
 	// x/net keeps the request for the life of the connection (Conn.Request)
-	// but reads its headers only in the handshake: half a KiB a connection.
+	// but reads its headers only in the handshake, and every idle
+	// connection would keep them.
 	slim.Header = nil
 	if upgraded == nil {
 		if hijacker.conn != nil {
@@ -79,8 +80,6 @@ func handshakeRequest(r *http.Request) *http.Request {
 	return slim
 }
 
-// acceptAnyOrigin is the handshake check: origins are checked before the
-// upgrade, by the origin policy, so x/net's own check is not used.
 // acceptAnyOrigin is the handshake check: origins are checked before the
 // upgrade, by the origin policy, so x/net's own check is not used.
 func acceptAnyOrigin(*websocket.Config, *http.Request) error { return nil }
