@@ -56,8 +56,7 @@ func newErrorHandler(log *slog.Logger, paths config.Paths) echo.HTTPErrorHandler
 		if c.Response().Committed {
 			return
 		}
-		status, message := describeError(err)
-		code := errorCode(err)
+		status, message, code := describeError(err)
 		if status >= http.StatusInternalServerError {
 			log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 		}
@@ -78,80 +77,60 @@ func newErrorHandler(log *slog.Logger, paths config.Paths) echo.HTTPErrorHandler
 	}
 }
 
-// describeError maps an error to the status and message a client sees.
-// Internal errors are not described: their detail goes to the log.
-func describeError(err error) (int, string) {
+// describeError maps an error to what a client sees: the status, a
+// one-line message, and a machine-readable code where clients need to tell
+// refusals apart ("" otherwise). Internal errors are not described: their
+// detail goes to the log.
+func describeError(err error) (status int, message, code string) {
 	var ce *clientError
 	var he *echo.HTTPError
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &ce):
-		return ce.status, ce.message
+		return ce.status, ce.message, ce.code
 	case errors.Is(err, push.ErrInvalidSubscription):
-		return http.StatusBadRequest, err.Error()
+		return http.StatusBadRequest, err.Error(), ""
 	case errors.Is(err, push.ErrEndpointNotAllowed):
-		return http.StatusBadRequest, err.Error() + " (push.endpoints)"
+		return http.StatusBadRequest, err.Error() + " (push.endpoints)", "endpoint_not_allowed"
 	case errors.Is(err, push.ErrTopicFull):
-		return http.StatusTooManyRequests, "this topic has as many browsers registered for push as limits.max_push_subscriptions_per_topic allows"
+		return http.StatusTooManyRequests, "this topic has as many browsers registered for push as limits.max_push_subscriptions_per_topic allows",
+			"max_push_subscriptions_per_topic"
 	case errors.Is(err, push.ErrFull):
-		return http.StatusServiceUnavailable, "this server has as many browsers registered for push as limits.max_push_subscriptions allows; try again later"
+		return http.StatusServiceUnavailable, "this server has as many browsers registered for push as limits.max_push_subscriptions allows; try again later",
+			"max_push_subscriptions"
 	case errors.Is(err, push.ErrStore):
-		return http.StatusServiceUnavailable, "the push subscription could not be stored or removed; try again shortly"
+		return http.StatusServiceUnavailable, "the push subscription could not be stored or removed; try again shortly", ""
 	case errors.Is(err, app.ErrEmptyMessage):
-		return http.StatusBadRequest, "msg is empty: give the message as ?msg=, a form field msg, a text/plain body or JSON {\"msg\": \"...\"}"
+		return http.StatusBadRequest, "msg is empty: give the message as ?msg=, a form field msg, a text/plain body or JSON {\"msg\": \"...\"}", ""
 	case errors.Is(err, app.ErrMessageTooLarge):
-		return http.StatusRequestEntityTooLarge, err.Error() + " (limits.max_message_bytes)"
+		return http.StatusRequestEntityTooLarge, err.Error() + " (limits.max_message_bytes)", "message_too_large"
 	case errors.As(err, &tooBig):
-		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is too large: the limit is %d bytes", tooBig.Limit)
+		return http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is too large: the limit is %d bytes", tooBig.Limit), ""
 	case errors.Is(err, app.ErrInvalidUTF8):
-		return http.StatusBadRequest, "msg is not valid UTF-8"
+		return http.StatusBadRequest, "msg is not valid UTF-8", ""
 	case errors.Is(err, app.ErrHubClosed):
-		return http.StatusServiceUnavailable, "server is shutting down; try again shortly"
+		return http.StatusServiceUnavailable, "server is shutting down; try again shortly", ""
 	case errors.Is(err, app.ErrInvalidTopic):
-		return http.StatusBadRequest, err.Error()
+		return http.StatusBadRequest, err.Error(), ""
 	case errors.Is(err, app.ErrTooManyTopics):
-		return http.StatusServiceUnavailable, err.Error() + " (limits.max_topics); try an existing topic or try again later"
+		return http.StatusServiceUnavailable, err.Error() + " (limits.max_topics); try an existing topic or try again later", "too_many_topics"
 	case errors.Is(err, app.ErrBrokerUnavailable):
-		return http.StatusServiceUnavailable, "the broker (Redis) did not answer, so nothing was published or subscribed; try again shortly"
+		return http.StatusServiceUnavailable, "the broker (Redis) did not answer, so nothing was published or subscribed; try again shortly", ""
 	case errors.Is(err, app.ErrPublishUnknown) && errors.Is(err, app.ErrStore):
 		return http.StatusInternalServerError, "the history file failed while storing the message, and whether it was stored is unknown: " +
-			"it reached no one, but may appear in history after a restart; its id is never given to another message"
+			"it reached no one, but may appear in history after a restart; its id is never given to another message", "outcome_unknown"
 	case errors.Is(err, app.ErrPublishUnknown):
 		return http.StatusGatewayTimeout, "the broker (Redis) took the message but could not confirm it in time (Redis did not answer, or too few replicas had it): it reaches every subscriber once or no one; " +
-			"retry with the same Idempotency-Key header to publish it exactly once"
+			"retry with the same Idempotency-Key header to publish it exactly once", "outcome_unknown"
 	case errors.Is(err, app.ErrKeyReused):
-		return http.StatusUnprocessableEntity, "this Idempotency-Key was used for another message on this topic, so this one was not published; use a new key for each message"
+		return http.StatusUnprocessableEntity, "this Idempotency-Key was used for another message on this topic, so this one was not published; use a new key for each message",
+			"idempotency_key_reused"
 	case errors.Is(err, app.ErrStore):
-		return http.StatusServiceUnavailable, "the message could not be stored, so it was not published; try again shortly"
+		return http.StatusServiceUnavailable, "the message could not be stored, so it was not published; try again shortly", ""
 	case errors.As(err, &he):
-		return he.Code, routerMessage(he)
+		return he.Code, routerMessage(he), ""
 	}
-	return http.StatusInternalServerError, "internal server error"
-}
-
-// errorCode is the machine-readable reason for err, where clients need to
-// tell refusals apart, or "".
-func errorCode(err error) string {
-	var ce *clientError
-	switch {
-	case errors.As(err, &ce):
-		return ce.code
-	case errors.Is(err, app.ErrPublishUnknown):
-		return "outcome_unknown"
-	case errors.Is(err, app.ErrKeyReused):
-		return "idempotency_key_reused"
-	case errors.Is(err, app.ErrTooManyTopics):
-		return "too_many_topics"
-	case errors.Is(err, app.ErrMessageTooLarge):
-		return "message_too_large"
-	case errors.Is(err, push.ErrEndpointNotAllowed):
-		return "endpoint_not_allowed"
-	case errors.Is(err, push.ErrTopicFull):
-		return "max_push_subscriptions_per_topic"
-	case errors.Is(err, push.ErrFull):
-		return "max_push_subscriptions"
-	}
-	return ""
+	return http.StatusInternalServerError, "internal server error", ""
 }
 
 // routerMessage words the errors Echo's router raises for humans.

@@ -34,7 +34,7 @@ func FuzzReadPublication(f *testing.F) {
 		}
 		p, err := readPublication(httptest.NewRecorder(), req, limit)
 		if err != nil {
-			if status, message := describeError(err); status < 400 || status >= 500 || message == "" {
+			if status, message, _ := describeError(err); status < 400 || status >= 500 || message == "" {
 				t.Fatalf("error %v became %d %q", err, status, message)
 			}
 			return
@@ -60,7 +60,7 @@ func FuzzStreamParams(f *testing.F) {
 		}
 		p, err := parseStreamParams(req, req.URL.Query())
 		if err != nil {
-			if status, message := describeError(err); status != http.StatusBadRequest || message == "" {
+			if status, message, _ := describeError(err); status != http.StatusBadRequest || message == "" {
 				t.Fatalf("error %v became %d %q", err, status, message)
 			}
 			return

@@ -53,7 +53,7 @@ func (h *healthHandler) ready(c echo.Context) error {
 	err := h.node.Ready(c.Request().Context())
 	broker := newBrokerReply(h.node.BrokerTopology())
 	if err != nil {
-		_, message := describeError(err)
+		_, message, _ := describeError(err)
 		return c.JSON(http.StatusServiceUnavailable, healthReply{Status: "unavailable", History: h.history, Broker: broker, Error: message})
 	}
 	return c.JSON(http.StatusOK, healthReply{Status: "ready", History: h.history, Broker: broker})
