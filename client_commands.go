@@ -256,18 +256,6 @@ func refusalHint(err error, url string) string {
 	return ""
 }
 
-// parseFlags parses a command's flags. -help is flag.ErrHelp; any other
-// mistake is a usage error, which the flag package has printed.
-func parseFlags(flags *flag.FlagSet, args []string) error {
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
-	return nil
-}
-
 // usageProblem says in one line what is wrong with a command's arguments,
 // and makes its exit status 2.
 func usageProblem(stderr io.Writer, command, problem string) error {

@@ -41,15 +41,24 @@ const defaultConfigPath = "config.yaml"
 // printed the problem and the usage.
 var errUsage = errors.New("usage")
 
-// parseCommandFlags parses the flags of a command such as herald token,
-// which take -config too: configGiven is set when it was given there, or
-// before the command.
-func parseCommandFlags(flags *flag.FlagSet, args []string, configGiven *bool) error {
+// parseFlags parses a command's flags. -help is flag.ErrHelp; any other
+// mistake is a usage error, which the flag package has printed.
+func parseFlags(flags *flag.FlagSet, args []string) error {
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return errUsage
+	}
+	return nil
+}
+
+// parseCommandFlags is parseFlags for herald itself and for commands such
+// as herald token, which take -config too: configGiven is set when -config
+// was given there, or before the command.
+func parseCommandFlags(flags *flag.FlagSet, args []string, configGiven *bool) error {
+	if err := parseFlags(flags, args); err != nil {
+		return err
 	}
 	flags.Visit(func(f *flag.Flag) { *configGiven = *configGiven || f.Name == "config" })
 	return nil
@@ -87,14 +96,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "Usage:\n  herald [-config FILE]        serve\n  herald check-config [FILE]   check a config file and print the values in force\n  herald bench [flags]         load-test a server: herald bench -help\n  herald token [flags]         sign a JWT for some topics: herald token -help\n  herald reset-history         say what a damaged history file lost; -confirm sets it aside\n  herald sub [flags] URL       print a topic's messages as they come: herald sub -help\n  herald pub [flags] URL MSG   publish a message (- reads stdin): herald pub -help\n  herald -version              print the version\n\nFlags:\n")
 		flags.PrintDefaults()
 	}
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
-	}
 	configGiven := false
-	flags.Visit(func(f *flag.Flag) { configGiven = configGiven || f.Name == "config" })
+	if err := parseCommandFlags(flags, args, &configGiven); err != nil {
+		return err
+	}
 
 	switch {
 	case *showVersion:
