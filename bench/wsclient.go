@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"herald/app/client"
 )
 
 // The load generator speaks the client side of RFC 6455 itself, rather than
@@ -157,7 +159,7 @@ func checkUpgradeReply(head, key string) error {
 	}
 	if code != "101" {
 		if status, err := strconv.Atoi(code); err == nil {
-			return &refusal{status: status}
+			return &refusal{client.Refusal{Status: status}}
 		}
 		return fmt.Errorf("%w: the reply starts %q", ErrNotUpgraded, statusLine)
 	}

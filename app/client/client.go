@@ -165,9 +165,9 @@ func (r *Refusal) Final() bool {
 // reason.
 const maxRefusalBody = 4 << 10
 
-// readRefusal reads the reason from a response that is not the one asked
-// for; the caller closes its body.
-func readRefusal(resp *http.Response) *Refusal {
+// ReadRefusal reads the reason from a response that is not the one asked
+// for: at most a few KiB of its body, which the caller closes.
+func ReadRefusal(resp *http.Response) *Refusal {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxRefusalBody))
 	r := &Refusal{Status: resp.StatusCode}
 	if seconds, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && seconds > 0 {

@@ -81,7 +81,7 @@ func (c *Client) Publish(ctx context.Context, notifyURL *url.URL, p Publication)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, readRefusal(resp)
+		return nil, ReadRefusal(resp)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxReceiptBytes))
 	if err != nil {

@@ -217,7 +217,7 @@ func (s *stream) follow(ctx context.Context, reconnecting bool) (bool, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return false, readRefusal(resp)
+		return false, ReadRefusal(resp)
 	}
 	if mediaType, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mediaType != "text/event-stream" {
 		return false, &stopError{fmt.Errorf("%w: the answer is %q: give the server's address, or its event stream's URL (paths.events)",
