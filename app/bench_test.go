@@ -40,7 +40,7 @@ func BenchmarkFanOut(b *testing.B) {
 			b.Fatal(err)
 		}
 		for _, s := range subs {
-			batch, _ = s.take(batch[:0], 64<<10)
+			batch, _, _ = s.take(batch[:0], 64<<10)
 		}
 	}
 	b.ReportMetric(float64(b.N*len(subs))/b.Elapsed().Seconds(), "deliveries/s")

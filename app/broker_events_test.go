@@ -69,7 +69,7 @@ func TestAcceptAfterLostIDsReportsTheGap(t *testing.T) {
 	hub.Accept(brokerMessage("trimmed", 500, "after the gap"), 10)
 	// "kept" was not taken before the jump: it went with the old sequence,
 	// and counts among the missing.
-	got, gap := s.take(nil, 4<<10)
+	got, gap, _ := s.take(nil, 4<<10)
 	if len(got) != 1 || got[0].ID != 500 {
 		t.Fatalf("got %d messages, want only the one after the gap", len(got))
 	}
@@ -94,7 +94,7 @@ func TestAcceptFromANewEpochReportsAnUnknownGap(t *testing.T) {
 	}
 	hub.Accept(brokerMessage("wiped", 900, "after"), 900)
 	hub.Accept(brokerMessage("wiped", 901, "next"), 900)
-	got, gap := s.take(nil, 4<<10)
+	got, gap, _ := s.take(nil, 4<<10)
 	if len(got) != 2 || got[0].Text != "after" || got[1].Text != "next" {
 		t.Fatalf("got %d messages after the wipe, want after and next", len(got))
 	}

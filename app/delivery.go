@@ -22,6 +22,9 @@ const DeliveryBytes = 64 << 10
 type Delivery struct {
 	Notices  []Notice
 	Messages []*Message
+	// Full says that Next stopped at maxBytes with more messages waiting,
+	// so the writer calls Next again without waiting to be woken.
+	Full bool
 }
 
 // Empty reports whether there is nothing to write.
@@ -31,7 +34,7 @@ func (d *Delivery) Empty() bool { return len(d.Notices) == 0 && len(d.Messages) 
 func (d *Delivery) reset() {
 	clear(d.Notices)
 	clear(d.Messages)
-	d.Notices, d.Messages = d.Notices[:0], d.Messages[:0]
+	d.Notices, d.Messages, d.Full = d.Notices[:0], d.Messages[:0], false
 }
 
 // Next fills d with what s is owed now, replacing what d held: a notice
@@ -54,7 +57,7 @@ func (s *Subscriber) Next(d *Delivery, maxBytes int) bool {
 		d.Notices = append(d.Notices, PresenceNotice(s.Topic(), s.TopicSubscribers()))
 	}
 	var gap *Gap
-	d.Messages, gap = s.take(d.Messages, maxBytes)
+	d.Messages, gap, d.Full = s.take(d.Messages, maxBytes)
 	if gap != nil {
 		d.Notices = append(d.Notices, LostNotice(s.Topic(), gap))
 	}

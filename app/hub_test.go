@@ -38,7 +38,7 @@ func takeAll(s *Subscriber) []*Message {
 	var got []*Message
 	for {
 		n := len(got)
-		if got, _ = s.take(got, 4<<10); len(got) == n {
+		if got, _, _ = s.take(got, 4<<10); len(got) == n {
 			return got
 		}
 	}
@@ -392,7 +392,7 @@ func TestASubscriberThatCanBeToldSkipsAheadInsteadOfBeingCutOff(t *testing.T) {
 	if err := told.Err(); err != nil {
 		t.Fatalf("the subscriber that can be told was ended: %v", err)
 	}
-	got, gap := told.take(nil, 1<<20)
+	got, gap, _ := told.take(nil, 1<<20)
 	if gap == nil || !gap.Known || gap.Since != sent[0].ID-1 {
 		t.Fatalf("gap %+v, want a known gap after %d", gap, sent[0].ID-1)
 	}
@@ -405,7 +405,7 @@ func TestASubscriberThatCanBeToldSkipsAheadInsteadOfBeingCutOff(t *testing.T) {
 	if gap.Missing != 6 || len(got) != 9 {
 		t.Errorf("skipped %d and then got %d, want 6 skipped and 9 to take", gap.Missing, len(got))
 	}
-	if _, again := told.take(nil, 1<<20); again != nil {
+	if _, again, _ := told.take(nil, 1<<20); again != nil {
 		t.Errorf("the gap was reported twice: %+v", again)
 	}
 	if dropped := hub.Stats().Dropped; dropped != gap.Missing {
@@ -434,14 +434,14 @@ func TestTheResumeGapAndASkipAreReportedOnceTogether(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, gap := s.take(nil, 1<<20)
+	_, gap, _ := s.take(nil, 1<<20)
 	if gap == nil || gap.Since != first[0].ID || gap.Missing <= resumed.Missing {
 		t.Fatalf("Take reported %+v, want one gap after %d covering the %d resume lost and the skip", gap, first[0].ID, resumed.Missing)
 	}
 	if *s.Gap() != resumed {
 		t.Errorf("Gap changed from %+v to %+v after the skip", resumed, *s.Gap())
 	}
-	if _, again := s.take(nil, 1<<20); again != nil {
+	if _, again, _ := s.take(nil, 1<<20); again != nil {
 		t.Errorf("the gap was reported twice: %+v", again)
 	}
 }

@@ -253,7 +253,7 @@ func TestACommitOfUnknownOutcomeNeverGivesItsIDsAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	unknownID := store.commits[0][0]
-	got, gap := sub.take(nil, 1<<20)
+	got, gap, _ := sub.take(nil, 1<<20)
 	if gap == nil || !gap.Known || gap.Since != unknownID-1 || gap.Missing != 1 {
 		t.Errorf("the subscriber was told %+v, want one known missing after %d", gap, unknownID-1)
 	}

@@ -122,7 +122,8 @@ func (s *Subscriber) Ready() <-chan struct{} { return s.wake }
 
 // take appends to dst the messages the subscriber has not yet taken,
 // oldest first, stopping once they add up to maxBytes of text (at least one
-// message is taken when any waits), and returns dst. The first calls of a
+// message is taken when any waits), and returns dst; full says that it
+// stopped there with more waiting. The first calls of a
 // resuming subscriber return the kept messages it asked for; the seam
 // between those and the live ones has neither a gap nor a duplicate.
 //
@@ -133,7 +134,7 @@ func (s *Subscriber) Ready() <-chan struct{} { return s.wake }
 //
 // After the subscription has ended, take still returns what was published
 // to it before it ended.
-func (s *Subscriber) take(dst []*Message, maxBytes int) (_ []*Message, gap *Gap) {
+func (s *Subscriber) take(dst []*Message, maxBytes int) (_ []*Message, gap *Gap, full bool) {
 	t := s.topic
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -158,7 +159,7 @@ func (s *Subscriber) take(dst []*Message, maxBytes int) (_ []*Message, gap *Gap)
 		s.cursor++
 		s.lagBase = max(s.lagBase, m.offset)
 	}
-	return dst, gap
+	return dst, gap, size >= maxBytes && s.cursor <= last
 }
 
 // Leave stops delivery to the subscriber at once and ends it with

@@ -107,7 +107,7 @@ func (c *Conn) finishWrite(buf []byte, n int, err error, closing bool) (more boo
 		go c.writeBlocking(rest, closing)
 		return false
 	}
-	drained := textBytesOf(c.delivery.Messages) < app.DeliveryBytes // Next stopped at the head, not at the cap
+	drained := !c.delivery.Full
 	c.written(closing)
 	// Nothing has come since collect looked: let go without looking
 	// again, which would take every lock a second time for nothing.
@@ -115,15 +115,6 @@ func (c *Conn) finishWrite(buf []byte, n int, err error, closing bool) (more boo
 	// subscription that has ended must be looked at again: its close
 	// frame goes out once nothing is left to take.
 	return !(drained && !c.dirty.Load() && !c.sub.Ended() && c.release())
-}
-
-// textBytesOf is the message text in a batch, as Next measures it.
-func textBytesOf(batch []*app.Message) int {
-	n := 0
-	for _, m := range batch {
-		n += len(m.Text)
-	}
-	return n
 }
 
 // writeBlocking finishes a write that the socket could not take at once,
