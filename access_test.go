@@ -281,7 +281,11 @@ func serveShortTokenOnAFrozenClock(t *testing.T, secret string) *frozenClockServ
 	}
 	templates, _ := fs.Sub(assets, "templates")
 	static, _ := fs.Sub(assets, "static")
-	edge, err := handlers.NewServer(handlers.Options{Config: cfg, Node: app.NewNode(hub, app.NewMemoryBroker(hub)), Templates: templates, Static: static, Now: clock})
+	policy, err := access.NewPolicy(cfg.Security.Access(), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge, err := handlers.NewServer(handlers.Options{Config: cfg, Node: app.NewNode(hub, app.NewMemoryBroker(hub)), Policy: policy, Templates: templates, Static: static, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -247,9 +247,3 @@ func parseExpiry(s string) (time.Time, error) {
 	}
 	return t, nil
 }
-
-// ReadSecret resolves a secret as SecretFiles.ReadSecret does, reading a
-// file afresh.
-func ReadSecret(ref string, getenv func(string) string) (string, error) {
-	return (*SecretFiles)(nil).ReadSecret(ref, getenv)
-}
