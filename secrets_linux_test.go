@@ -1,16 +1,9 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -61,30 +54,6 @@ func (c *openCounter) opens(t *testing.T) int {
 			at += syscall.SizeofInotifyEvent + int(event.Len)
 		}
 	}
-}
-
-// writeSecretFile writes a file that a secret is kept in.
-func writeSecretFile(t *testing.T, name, content string) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name)
-	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// writePublicKeyFile writes a PEM public key, as security.jwt.public_key_file holds.
-func writePublicKeyFile(t *testing.T) string {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return writeSecretFile(t, "jwt.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
 }
 
 // TestEverySecretFileIsReadOnceAtStartUp: each file a secret is kept in is
@@ -145,7 +114,7 @@ func TestEverySecretFileIsReadOnceAtStartUp(t *testing.T) {
 			if tc.publicKey {
 				file = writePublicKeyFile(t)
 			} else {
-				file = writeSecretFile(t, "secret", secret+"\n")
+				file = writeTempFile(t, "secret", secret+"\n")
 			}
 			counter := countOpens(t, file)
 			config := strings.ReplaceAll(tc.givenYAML, "FILE", file)
@@ -166,7 +135,7 @@ func TestEverySecretFileIsReadOnceAtStartUp(t *testing.T) {
 					}
 				}
 			} else {
-				path := writeSecretFile(t, "config.yaml", config)
+				path := writeTempFile(t, "config.yaml", config)
 				args := append([]string{"-config", path}, tc.whenCommand...)
 				if err := run(t.Context(), args, func(string) string { return "" }, io.Discard, io.Discard); err != nil {
 					t.Fatal(err)
