@@ -281,7 +281,11 @@ func serveShortTokenOnAFrozenClock(t *testing.T, secret string) *frozenClockServ
 	}
 	templates, _ := fs.Sub(assets, "templates")
 	static, _ := fs.Sub(assets, "static")
-	edge, err := handlers.NewServer(handlers.Options{Config: cfg, Node: app.NewNode(hub, app.NewMemoryBroker(hub)), Templates: templates, Static: static, Now: clock})
+	policy, err := access.NewPolicy(cfg.Security.Access(), clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge, err := handlers.NewServer(handlers.Options{Config: cfg, Node: app.NewNode(hub, app.NewMemoryBroker(hub)), Policy: policy, Templates: templates, Static: static, Now: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -556,6 +560,26 @@ func TestPageRefusedATokenStopsAndSetsEarlierMessagesApart(t *testing.T) {
 // that verifies with a public key cannot have its tokens signed here.
 func TestTokenCommandOnAPublicKeyServerSaysWhereTokensComeFrom(t *testing.T) {
 	t.Parallel()
+	configFile := writeTempFile(t, "herald.yaml", "security:\n  jwt:\n    public_key_file: "+writePublicKeyFile(t)+"\n")
+	err := run(t.Context(), []string{"token", "-config", configFile, "-sub", "ci", "-publish", "deploys"}, func(string) string { return "" }, io.Discard, io.Discard)
+	if want := "token: " + configFile + " verifies JWTs with security.jwt.public_key_file, so tokens come from whoever holds its private key"; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("got %v, want %s...", err, want)
+	}
+}
+
+// writeTempFile writes a file of its own for the test and returns its path.
+func writeTempFile(t *testing.T, name, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// writePublicKeyFile writes a PEM public key, as security.jwt.public_key_file holds.
+func writePublicKeyFile(t *testing.T) string {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -564,16 +588,5 @@ func TestTokenCommandOnAPublicKeyServerSaysWhereTokensComeFrom(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	keyFile, configFile := filepath.Join(dir, "jwt.pem"), filepath.Join(dir, "herald.yaml")
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(configFile, []byte("security:\n  jwt:\n    public_key_file: "+keyFile+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	err = run(t.Context(), []string{"token", "-config", configFile, "-sub", "ci", "-publish", "deploys"}, func(string) string { return "" }, io.Discard, io.Discard)
-	if want := "token: " + configFile + " verifies JWTs with security.jwt.public_key_file, so tokens come from whoever holds its private key"; err == nil || !strings.HasPrefix(err.Error(), want) {
-		t.Errorf("got %v, want %s...", err, want)
-	}
+	return writeTempFile(t, "jwt.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})))
 }

@@ -16,15 +16,11 @@ func checkConfig(path string, given bool, getenv func(string) string, stdout io.
 	if err != nil {
 		return err
 	}
-	if err := cfg.CheckSecrets(source, getenv); err != nil {
-		return err
-	}
-	accessConfig := cfg.Security.Access()
-	accessConfig.Getenv = getenv
-	policy, err := access.NewPolicy(accessConfig, nil)
+	secrets, err := cfg.ReadSecrets(source, getenv)
 	if err != nil {
 		return err
 	}
+	policy := secrets.Policy
 	if source.Name == builtInDefaults {
 		fmt.Fprintf(stdout, "# No config file at %s: Herald runs on its built-in defaults, which are valid. The values in force (tokens hidden):\n%s",
 			path, cfg.Redacted().YAML())
@@ -47,11 +43,7 @@ func checkConfig(path string, given bool, getenv func(string) string, stdout io.
 		}
 	}
 	if cfg.Broker == "redis" {
-		opts, err := redisOptions(cfg, getenv)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "# %s\n", describeRedis(opts))
+		fmt.Fprintf(stdout, "# %s\n", describeRedis(redisOptions(cfg, secrets)))
 	}
 	if cfg.Push.Enabled {
 		fmt.Fprintf(stdout, "# %s\n", pushKeptIn(cfg))

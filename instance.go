@@ -9,7 +9,6 @@ import (
 	"net"
 
 	"herald/app"
-	"herald/app/access"
 	"herald/app/config"
 	"herald/app/history"
 	"herald/app/push"
@@ -31,8 +30,9 @@ type instance struct {
 	edge   *handlers.Server
 }
 
-// newInstance builds every part. On failure it closes what it had opened.
-func newInstance(cfg config.Config, logger *slog.Logger, getenv func(string) string) (_ *instance, err error) {
+// newInstance builds every part, with the secrets that cfg refers to. On
+// failure it closes what it had opened.
+func newInstance(cfg config.Config, secrets config.Secrets, logger *slog.Logger) (_ *instance, err error) {
 	in := &instance{logger: logger}
 	defer func() {
 		if err != nil {
@@ -59,7 +59,7 @@ func newInstance(cfg config.Config, logger *slog.Logger, getenv func(string) str
 	if err != nil {
 		return nil, err
 	}
-	if in.broker, err = newBroker(cfg, hub, logger, getenv); err != nil {
+	if in.broker, err = newBroker(cfg, secrets, hub, logger); err != nil {
 		return nil, err
 	}
 	var listeners []app.PublishListener
@@ -79,7 +79,8 @@ func newInstance(cfg config.Config, logger *slog.Logger, getenv func(string) str
 		return nil, fmt.Errorf("embedded static files: %w", err)
 	}
 	in.edge, err = handlers.NewServer(handlers.Options{
-		Config: cfg, Node: in.node, Logger: logger, Templates: templates, Static: static, Getenv: getenv, Push: in.push,
+		Config: cfg, Node: in.node, Policy: secrets.Policy, AdminToken: secrets.AdminToken,
+		Logger: logger, Templates: templates, Static: static, Push: in.push,
 	})
 	if err != nil {
 		return nil, err
@@ -88,14 +89,11 @@ func newInstance(cfg config.Config, logger *slog.Logger, getenv func(string) str
 }
 
 // newBroker is the broker that cfg.Broker names, for hub.
-func newBroker(cfg config.Config, hub *app.Hub, logger *slog.Logger, getenv func(string) string) (app.Broker, error) {
+func newBroker(cfg config.Config, secrets config.Secrets, hub *app.Hub, logger *slog.Logger) (app.Broker, error) {
 	if cfg.Broker != "redis" {
 		return app.NewMemoryBroker(hub), nil
 	}
-	opts, err := redisOptions(cfg, getenv)
-	if err != nil {
-		return nil, err
-	}
+	opts := redisOptions(cfg, secrets)
 	opts.Logger = logger
 	broker, err := redisbroker.New(hub, opts)
 	if err != nil {
@@ -161,32 +159,18 @@ func (l pushListener) Published(m *app.Message) {
 	l.service.Push(push.Message{Topic: m.Topic, ID: m.ID, Text: m.Text, Time: m.Time})
 }
 
-// redisOptions are the Redis broker's options that cfg sets, with its
-// passwords read from where they are kept.
-func redisOptions(cfg config.Config, getenv func(string) string) (redisbroker.Options, error) {
+// redisOptions are the Redis broker's options that cfg sets, with the
+// passwords that secrets holds.
+func redisOptions(cfg config.Config, secrets config.Secrets) redisbroker.Options {
 	r := cfg.Redis
-	opts := redisbroker.Options{
+	return redisbroker.Options{
 		URL: r.URL, Addrs: r.Addrs, MasterName: r.MasterName,
-		Username: r.Username, SentinelUsername: r.SentinelUsername,
+		Username: r.Username, Password: secrets.RedisPassword,
+		SentinelUsername: r.SentinelUsername, SentinelPassword: secrets.RedisSentinelPassword,
 		TLS: r.TLS, TLSCAFile: r.TLSCAFile, MinReplicas: r.MinReplicas,
 		Prefix: r.Prefix, Timeout: r.Timeout,
 		HistorySize: cfg.History.Size, HistoryTTL: cfg.History.TTL,
 	}
-	for _, secret := range []struct {
-		key string
-		ref string
-		to  *string
-	}{{"redis.password", r.Password, &opts.Password}, {"redis.sentinel_password", r.SentinelPassword, &opts.SentinelPassword}} {
-		if secret.ref == "" {
-			continue
-		}
-		value, err := access.ReadSecret(secret.ref, getenv)
-		if err != nil {
-			return redisbroker.Options{}, fmt.Errorf("%s: %w", secret.key, err)
-		}
-		*secret.to = value
-	}
-	return opts, nil
 }
 
 // serve serves on listener until ctx ends, serving fails or the broker

@@ -40,7 +40,11 @@ func TestFailedServeStopsEveryPartAndClosesTheStoreLast(t *testing.T) {
 	t.Parallel()
 	cfg := config.Default()
 	cfg.History.File = filepath.Join(t.TempDir(), "history.db")
-	herald, err := newInstance(cfg, slog.New(slog.DiscardHandler), func(string) string { return "" })
+	secrets, err := cfg.ReadSecrets(config.Source{Name: "test"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	herald, err := newInstance(cfg, secrets, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

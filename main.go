@@ -137,7 +137,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // loadConfig reads the configuration and applies the environment. A missing
 // default file means built-in defaults; a missing file named by -config is
 // an error. The secrets it refers to are read later, by those that need
-// them (config.Config.CheckSecrets).
+// them (config.Config.ReadSecrets).
 func loadConfig(path string, given bool, getenv func(string) string) (config.Config, config.Source, error) {
 	cfg, source, err := config.Load(path)
 	if errors.Is(err, fs.ErrNotExist) && !given {

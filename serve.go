@@ -20,11 +20,12 @@ func serveCommand(ctx context.Context, configPath string, configGiven bool, gete
 	if err != nil {
 		return err
 	}
-	if err := cfg.CheckSecrets(source, getenv); err != nil {
+	secrets, err := cfg.ReadSecrets(source, getenv)
+	if err != nil {
 		return err
 	}
 	logger := newLogger(cfg.Log, stderr)
-	herald, err := newInstance(cfg, logger, getenv)
+	herald, err := newInstance(cfg, secrets, logger)
 	if err != nil {
 		return err
 	}

@@ -51,9 +51,9 @@ func mintToken(args []string, configPath string, configGiven bool, getenv func(s
 	if cfg.Security.JWT.Secret == "" {
 		return noSigningSecret(cfg, source, configPath)
 	}
-	secret, err := access.ReadSecret(cfg.Security.JWT.Secret, getenv)
+	secret, err := cfg.JWTSecret(source, getenv)
 	if err != nil {
-		return source.Problem("security.jwt.secret", err)
+		return err
 	}
 	claims := access.Claims{
 		RegisteredClaims: jwt.RegisteredClaims{Subject: *subject, IssuedAt: jwt.NewNumericDate(time.Now())},

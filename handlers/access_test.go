@@ -54,7 +54,11 @@ func startAccessServer(t *testing.T, clock *frozenClock, configure func(*config.
 	if err != nil {
 		t.Fatal(err)
 	}
-	edge, err := NewServer(Options{Config: cfg, Node: app.NewNode(hub, app.NewMemoryBroker(hub)), Templates: os.DirFS("../templates"), Static: os.DirFS("../static"), Now: clock.now})
+	policy, err := access.NewPolicy(cfg.Security.Access(), clock.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge, err := NewServer(Options{Config: cfg, Node: app.NewNode(hub, app.NewMemoryBroker(hub)), Policy: policy, Templates: os.DirFS("../templates"), Static: os.DirFS("../static"), Now: clock.now})
 	if err != nil {
 		t.Fatal(err)
 	}

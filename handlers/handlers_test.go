@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"herald/app"
+	"herald/app/access"
 	"herald/app/config"
 )
 
@@ -40,7 +41,11 @@ func newTestServer(t *testing.T, configure func(*config.Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	edge, err := NewServer(Options{Config: cfg, Node: app.NewNode(hub, app.NewMemoryBroker(hub)), Templates: os.DirFS("../templates"), Static: os.DirFS("../static")})
+	policy, err := access.NewPolicy(cfg.Security.Access(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge, err := NewServer(Options{Config: cfg, Node: app.NewNode(hub, app.NewMemoryBroker(hub)), Policy: policy, Templates: os.DirFS("../templates"), Static: os.DirFS("../static")})
 	if err != nil {
 		t.Fatal(err)
 	}

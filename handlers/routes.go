@@ -26,6 +26,7 @@ import (
 
 // Options is everything the server needs; main builds it once.
 type Options struct {
+	// Config has been loaded and validated (config.Load).
 	Config config.Config
 	// Node is the domain: every publish and subscription goes through it.
 	Node   *app.Node
@@ -34,22 +35,23 @@ type Options struct {
 	Templates fs.FS
 	// Static holds the files served under paths.static, at its root.
 	Static fs.FS
-	// Now is the clock that credentials expire by; nil is time.Now.
+	// Policy decides who may read and write which topics; main builds it
+	// with the secrets it read (config.Config.ReadSecrets).
+	Policy *access.Policy
+	// AdminToken is security.admin_token's secret, read; "" leaves the
+	// operator's routes open.
+	AdminToken string
+	// Now is the clock that credentials expire by, the policy's; nil is
+	// time.Now.
 	Now func() time.Time
-	// Getenv reads the environment for secrets given as env:NAME; nil is
-	// os.Getenv.
-	Getenv func(string) string
 	// Push is Web Push; nil when push.enabled is false.
 	Push *push.Service
 }
 
 // newServer builds the routes and the WebSocket engine.
 func newServer(opts Options) (*Server, error) {
-	if opts.Node == nil || opts.Templates == nil || opts.Static == nil {
-		return nil, errors.New("handlers: node, templates and static files are required")
-	}
-	if err := opts.Config.Validate(); err != nil {
-		return nil, fmt.Errorf("handlers: %w", err)
+	if opts.Node == nil || opts.Policy == nil || opts.Templates == nil || opts.Static == nil {
+		return nil, errors.New("handlers: node, access policy, templates and static files are required")
 	}
 	log := opts.Logger
 	if log == nil {
@@ -58,12 +60,6 @@ func newServer(opts Options) (*Server, error) {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
-	}
-	accessConfig := opts.Config.Security.Access()
-	accessConfig.Getenv = opts.Getenv
-	policy, err := access.NewPolicy(accessConfig, now)
-	if err != nil {
-		return nil, err // it names the key
 	}
 	templates, err := template.ParseFS(opts.Templates, "*.html")
 	if err != nil {
@@ -95,8 +91,8 @@ func newServer(opts Options) (*Server, error) {
 		history = "file"
 	}
 	health := &healthHandler{node: node, history: history}
-	page := &pageHandler{paths: paths, tokensAccepted: policy.TakesCredentials()}
-	auth := &authorizer{policy: policy}
+	page := &pageHandler{paths: paths, tokensAccepted: opts.Policy.TakesCredentials()}
+	auth := &authorizer{policy: opts.Policy}
 	notify := &notifyHandler{node: node, maxMessageBytes: node.MaxMessageBytes(), pagePath: paths.Page, authorize: auth.authorize}
 	events := &eventsHandler{
 		now:               now,
@@ -155,14 +151,7 @@ func newServer(opts Options) (*Server, error) {
 	e.DELETE(paths.Push, chain(pushes.unregister, origins.middleware(registering)))
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Healthz, health.live)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Readyz, health.ready)
-	adminToken := cfg.Security.AdminToken
-	if adminToken != "" {
-		if adminToken, err = access.ReadSecret(adminToken, opts.Getenv); err != nil {
-			engine.Close()
-			return nil, fmt.Errorf("handlers: security.admin_token: %w", err)
-		}
-	}
-	admin := requireToken(adminToken, operating)
+	admin := requireToken(opts.AdminToken, operating)
 	e.GET(paths.Metrics, chain(echo.WrapHandler(promhttp.HandlerFor(metrics.registry, promhttp.HandlerOpts{})), admin))
 	if cfg.Debug.Pprof {
 		addProfiles(e, paths.Pprof, admin)

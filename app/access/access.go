@@ -114,7 +114,8 @@ type Policy struct {
 }
 
 // NewPolicy builds the policy that cfg describes, reading the secrets it
-// refers to. now is the clock; nil means time.Now.
+// refers to (files through cfg.Files). now is the clock; nil means
+// time.Now.
 func NewPolicy(cfg Config, now func() time.Time) (*Policy, error) {
 	if now == nil {
 		now = time.Now
@@ -129,7 +130,7 @@ func NewPolicy(cfg Config, now func() time.Time) (*Policy, error) {
 		if i >= len(cfg.Tokens) {
 			at = func(string) string { return t.Name } // publish_token or subscribe_token, which is its secret
 		}
-		g, secret, err := t.grant(at, cfg.Getenv)
+		g, secret, err := t.grant(at, cfg.Files, cfg.Getenv)
 		if err != nil {
 			return nil, err
 		}
@@ -140,7 +141,7 @@ func NewPolicy(cfg Config, now func() time.Time) (*Policy, error) {
 		p.tokens[digest] = g.withAnonymous(anonymous)
 	}
 	if cfg.JWT.enabled() {
-		v, err := newJWTVerifier(cfg.JWT, cfg.Getenv, now)
+		v, err := newJWTVerifier(cfg.JWT, cfg.Files, cfg.Getenv, now)
 		if err != nil {
 			key := "jwt.secret"
 			if cfg.JWT.PublicKeyFile != "" {

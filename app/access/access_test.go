@@ -513,3 +513,63 @@ func TestBadCredentialsAreRefusedWhateverAnonymousMayDo(t *testing.T) {
 		}
 	}
 }
+
+// TestAPolicyUsesTheSecretFilesAsChecked: with one SecretFiles, the policy
+// holds what the files held when the config was checked, though they were
+// replaced in between: a token's secret, and the JWT public key.
+func TestAPolicyUsesTheSecretFilesAsChecked(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	if err := os.WriteFile(secretFile, []byte("checked-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	checkedKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePublicKey(t, dir, "jwt.pem", &checkedKey.PublicKey)
+	cfg := Config{
+		Anonymous: AnonymousDeny,
+		Tokens:    []TokenConfig{{Name: "ci", Secret: "file:" + secretFile, Read: []string{"*"}}},
+		JWT:       JWTConfig{PublicKeyFile: filepath.Join(dir, "jwt.pem")},
+		Files:     NewSecretFiles(),
+	}
+	if key, err := cfg.Check(); err != nil {
+		t.Fatalf("%s: %v", key, err)
+	}
+
+	if err := os.WriteFile(secretFile, []byte("replacing-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	replacingKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writePublicKey(t, dir, "jwt.pem", &replacingKey.PublicKey)
+	p, err := NewPolicy(cfg, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	if g, err := p.Authorize("checked-secret", Read, "news"); err != nil || g.Name != "ci" {
+		t.Errorf("the secret that was checked: %v, %+v", err, g)
+	}
+	if _, err := p.Authorize("replacing-secret", Read, "news"); err == nil {
+		t.Error("the secret written after the check was accepted")
+	}
+	claims := Claims{RegisteredClaims: jwt.RegisteredClaims{Subject: "ci"}, Herald: TopicClaims{Subscribe: []string{"*"}}}
+	for _, signer := range []struct {
+		name   string
+		key    *ecdsa.PrivateKey
+		accept bool
+	}{{"checked", checkedKey, true}, {"replacing", replacingKey, false}} {
+		token, err := jwt.NewWithClaims(jwt.SigningMethodES256, claims).SignedString(signer.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Authorize(token, Read, "news"); (err == nil) != signer.accept {
+			t.Errorf("a JWT signed with the %s key: %v; want accepted: %v", signer.name, err, signer.accept)
+		}
+	}
+}

@@ -23,6 +23,9 @@ type Config struct {
 	PublishToken, SubscribeToken string
 	// Getenv reads the environment for env:NAME secrets; nil is os.Getenv.
 	Getenv func(string) string
+	// Files reads the files that secrets are kept in. Check and NewPolicy
+	// given the same one read each file once; nil reads afresh.
+	Files *SecretFiles
 }
 
 // TokenConfig is one scoped token (an item of security.tokens).
@@ -76,7 +79,7 @@ func (c Config) Check() (key string, err error) {
 			return at("name"), fmt.Errorf("%q is the name of an earlier token too", t.Name)
 		}
 		names[t.Name] = true
-		if err := checkSecretRef(t.Secret); err != nil {
+		if err := c.Files.checkSecretRef(t.Secret); err != nil {
 			return at("secret"), err
 		}
 		for field, patterns := range map[string][]string{"read": t.Read, "write": t.Write} {
@@ -92,7 +95,7 @@ func (c Config) Check() (key string, err error) {
 		return "jwt.public_key_file", fmt.Errorf("set jwt.secret or jwt.public_key_file, not both")
 	}
 	if c.JWT.Secret != "" {
-		if err := checkSecretRef(c.JWT.Secret); err != nil {
+		if err := c.Files.checkSecretRef(c.JWT.Secret); err != nil {
 			return "jwt.secret", err
 		}
 		if !IsSecretReference(c.JWT.Secret) {
@@ -102,7 +105,7 @@ func (c Config) Check() (key string, err error) {
 		}
 	}
 	if c.JWT.PublicKeyFile != "" {
-		if _, _, err := readPublicKey(c.JWT.PublicKeyFile); err != nil {
+		if err := c.Files.publicKey(c.JWT.PublicKeyFile).err; err != nil {
 			return "jwt.public_key_file", err
 		}
 	}
@@ -153,8 +156,8 @@ func (c Config) anonymousGrant() (*Grant, error) {
 
 // grant is the Grant t describes, with its secret read. A problem comes
 // as a KeyError whose key at names from the field's.
-func (t TokenConfig) grant(at func(field string) string, getenv func(string) string) (*Grant, string, error) {
-	secret, err := ReadSecret(t.Secret, getenv)
+func (t TokenConfig) grant(at func(field string) string, files *SecretFiles, getenv func(string) string) (*Grant, string, error) {
+	secret, err := files.ReadSecret(t.Secret, getenv)
 	if err != nil {
 		return nil, "", &KeyError{Key: at("secret"), Err: err}
 	}
@@ -175,9 +178,9 @@ func (t TokenConfig) grant(at func(field string) string, getenv func(string) str
 
 // ReadSecret resolves a secret as the config gives it: env:NAME reads the
 // environment variable NAME with getenv (nil is os.Getenv), file:PATH
-// reads the file (without its trailing newline), and anything else is the
-// secret itself.
-func ReadSecret(ref string, getenv func(string) string) (string, error) {
+// is what the file held (without its trailing newline), and anything else
+// is the secret itself.
+func (f *SecretFiles) ReadSecret(ref string, getenv func(string) string) (string, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -190,7 +193,7 @@ func ReadSecret(ref string, getenv func(string) string) (string, error) {
 			return "", fmt.Errorf("the environment variable %s is not set or empty", name)
 		}
 	case strings.HasPrefix(ref, "file:"):
-		data, err := os.ReadFile(strings.TrimPrefix(ref, "file:"))
+		data, err := f.readFile(strings.TrimPrefix(ref, "file:"))
 		if err != nil {
 			return "", fmt.Errorf("read the secret: %w", err)
 		}
@@ -212,14 +215,14 @@ func ReadSecret(ref string, getenv func(string) string) (string, error) {
 
 // checkSecretRef checks a secret's form without reading the environment:
 // a literal secret or a file is read, an env: reference needs a name.
-func checkSecretRef(ref string) error {
+func (f *SecretFiles) checkSecretRef(ref string) error {
 	if name, isEnv := strings.CutPrefix(ref, "env:"); isEnv {
 		if name == "" {
 			return fmt.Errorf("env: needs the name of an environment variable, such as env:HERALD_CI_TOKEN")
 		}
 		return nil
 	}
-	_, err := ReadSecret(ref, nil)
+	_, err := f.ReadSecret(ref, nil)
 	return err
 }
 

@@ -5,7 +5,6 @@ import (
 	"crypto/elliptic"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -36,7 +35,7 @@ type jwtVerifier struct {
 	key    any
 }
 
-func newJWTVerifier(cfg JWTConfig, getenv func(string) string, now func() time.Time) (*jwtVerifier, error) {
+func newJWTVerifier(cfg JWTConfig, files *SecretFiles, getenv func(string) string, now func() time.Time) (*jwtVerifier, error) {
 	var (
 		key     any
 		methods []string
@@ -45,7 +44,7 @@ func newJWTVerifier(cfg JWTConfig, getenv func(string) string, now func() time.T
 	case cfg.Secret != "" && cfg.PublicKeyFile != "":
 		return nil, errors.New("set jwt.secret or jwt.public_key_file, not both")
 	case cfg.Secret != "":
-		secret, err := ReadSecret(cfg.Secret, getenv)
+		secret, err := files.ReadSecret(cfg.Secret, getenv)
 		if err != nil {
 			return nil, err
 		}
@@ -54,10 +53,11 @@ func newJWTVerifier(cfg JWTConfig, getenv func(string) string, now func() time.T
 		}
 		key, methods = []byte(secret), []string{"HS256", "HS384", "HS512"}
 	default:
-		var err error
-		if key, methods, err = readPublicKey(cfg.PublicKeyFile); err != nil {
-			return nil, err
+		public := files.publicKey(cfg.PublicKeyFile)
+		if public.err != nil {
+			return nil, public.err
 		}
+		key, methods = public.key, public.methods
 	}
 	options := []jwt.ParserOption{jwt.WithValidMethods(methods), jwt.WithTimeFunc(now)}
 	if cfg.Audience != "" {
@@ -77,22 +77,30 @@ func checkHMACSecret(secret string) error {
 	return nil
 }
 
-// readPublicKey reads a PEM public key and the algorithms it verifies.
-func readPublicKey(path string) (any, []string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read the public key: %w", err)
+// publicKey is a PEM public key and the algorithms it verifies, or why
+// the file holds none.
+type publicKey struct {
+	key     any
+	methods []string
+	err     error
+}
+
+// parsePublicKey reads the public key in data, which the file at path held,
+// or readErr, which reading it gave.
+func parsePublicKey(path string, data []byte, readErr error) *publicKey {
+	if readErr != nil {
+		return &publicKey{err: fmt.Errorf("read the public key: %w", readErr)}
 	}
 	if key, err := jwt.ParseRSAPublicKeyFromPEM(data); err == nil {
-		return key, []string{"RS256", "RS384", "RS512"}, nil
+		return &publicKey{key: key, methods: []string{"RS256", "RS384", "RS512"}}
 	}
 	if key, err := jwt.ParseECPublicKeyFromPEM(data); err == nil {
-		return key, []string{ecdsaMethod(key)}, nil
+		return &publicKey{key: key, methods: []string{ecdsaMethod(key)}}
 	}
 	if key, err := jwt.ParseEdPublicKeyFromPEM(data); err == nil {
-		return key, []string{"EdDSA"}, nil
+		return &publicKey{key: key, methods: []string{"EdDSA"}}
 	}
-	return nil, nil, fmt.Errorf("%s holds no RSA, ECDSA or Ed25519 public key in PEM form", path)
+	return &publicKey{err: fmt.Errorf("%s holds no RSA, ECDSA or Ed25519 public key in PEM form", path)}
 }
 
 // ecdsaMethod is the one algorithm that fits an ECDSA key's curve.

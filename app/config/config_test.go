@@ -238,11 +238,11 @@ redis:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cfg.CheckSecrets(source, func(string) string { return "" }); err == nil || err.Error() != path+":4: redis.password: the environment variable REDIS_PASSWORD is not set or empty" {
+	if _, err := cfg.ReadSecrets(source, func(string) string { return "" }); err == nil || err.Error() != path+":4: redis.password: the environment variable REDIS_PASSWORD is not set or empty" {
 		t.Errorf("an unset password variable gave %v", err)
 	}
-	if err := cfg.CheckSecrets(source, oneVariable("REDIS_PASSWORD")("pw")); err != nil {
-		t.Errorf("a set password variable gave %v", err)
+	if secrets, err := cfg.ReadSecrets(source, oneVariable("REDIS_PASSWORD")("pw")); err != nil || secrets.RedisPassword != "pw" {
+		t.Errorf("a set password variable gave %q, %v", secrets.RedisPassword, err)
 	}
 	// A URL from the environment beside addrs in the file is both.
 	err = ApplyEnv(&cfg, oneVariable("HERALD_REDIS_URL")("redis://10.0.0.9:6379/0"))
@@ -345,13 +345,13 @@ func TestSecretsThatCannotBeReadNameTheirFileAndLine(t *testing.T) {
 			if err != nil {
 				t.Fatalf("load: %v", err)
 			}
-			err = cfg.CheckSecrets(source, env)
+			_, err = cfg.ReadSecrets(source, env)
 			if want := filepath.Join(filepath.Dir(path), tc.expectError); err == nil || !strings.HasPrefix(err.Error(), want) {
 				t.Errorf("got %v, want %s...", err, want)
 			}
 		})
 	}
-	if err := Default().CheckSecrets(Source{Name: "built-in defaults"}, env); err != nil {
+	if _, err := Default().ReadSecrets(Source{Name: "built-in defaults"}, env); err != nil {
 		t.Errorf("the defaults have a secret that cannot be read: %v", err)
 	}
 }

@@ -41,13 +41,16 @@ func (e *Error) Error() string {
 	return b.String()
 }
 
-// Source says where a configuration came from: its file, and the
-// line of every key the file set, so that a problem found after loading,
-// such as a secret that cannot be read, still names its line.
+// Source says where a configuration came from: its file and the line of
+// every key the file set, so that a problem found after loading, such as a
+// secret that cannot be read, still names its line; and what the files
+// holding its secrets held when loading checked them, so that each file is
+// read once.
 type Source struct {
 	// Name is the file, or whatever else the configuration came from.
 	Name  string
 	lines map[string]int
+	files *access.SecretFiles // nil when nothing was loaded
 }
 
 // Problem is err, found with the value of key, as a Error at the
@@ -56,8 +59,19 @@ func (s Source) Problem(key string, err error) *Error {
 	return &Error{Source: s.Name, Line: lineOf(s.lines, key), Key: key, Problem: err.Error()}
 }
 
-// Load reads the YAML file at path over the defaults and validates
-// it. It does not read the secrets it refers to: CheckSecrets does.
+// secretFiles reads the files that secrets are kept in, and gives back
+// what loading read of them.
+func (s Source) secretFiles() *access.SecretFiles {
+	if s.files == nil {
+		return access.NewSecretFiles()
+	}
+	return s.files
+}
+
+// Load reads the YAML file at path over the defaults and validates it,
+// which reads the files that security.tokens and security.jwt keep their
+// secrets in. ReadSecrets reads the other secrets, and uses what loading
+// read.
 func Load(path string) (Config, Source, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -76,7 +90,7 @@ func Parse(source string, data []byte) (Config, error) {
 
 func parse(name string, data []byte) (Config, Source, error) {
 	cfg := Default()
-	source := Source{Name: name, lines: map[string]int{}}
+	source := Source{Name: name, lines: map[string]int{}, files: access.NewSecretFiles()}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		line, problem := yamlProblem(data, err)
@@ -88,38 +102,70 @@ func parse(name string, data []byte) (Config, Source, error) {
 			return Config{}, Source{}, err
 		}
 	}
-	if err := cfg.validate(name, source.lines); err != nil {
+	if err := cfg.validate(name, source.lines, source.files); err != nil {
 		return Config{}, Source{}, err
 	}
 	return cfg, source, nil
 }
 
-// CheckSecrets reads every secret c refers to, env:NAME with getenv and
-// file:PATH from its file, and reports the first that cannot be used at
-// its line in source. Loading leaves this to a separate step, since not
-// every command needs every secret: herald token needs only the JWT key.
-func (c Config) CheckSecrets(source Source, getenv func(string) string) error {
+// Secrets is what the secrets a Config refers to hold, each read once,
+// for the parts that use them.
+type Secrets struct {
+	// Policy decides who may read and write which topics, with the
+	// secrets of security.tokens, the single tokens and security.jwt.
+	Policy *access.Policy
+	// AdminToken is security.admin_token's secret; "" when none is set.
+	AdminToken string
+	// RedisPassword and RedisSentinelPassword are redis.password and
+	// redis.sentinel_password; "" when not set.
+	RedisPassword, RedisSentinelPassword string
+}
+
+// ReadSecrets reads every secret c refers to, env:NAME with getenv and
+// file:PATH from its file (as loading found it, when loading read it),
+// builds the access policy from them, and reports the first that cannot
+// be used at its line in source. Loading leaves this to a separate step,
+// since not every command needs every secret: herald token needs only the
+// JWT key (JWTSecret).
+func (c Config) ReadSecrets(source Source, getenv func(string) string) (Secrets, error) {
+	files := source.secretFiles()
 	accessConfig := c.Security.Access()
-	accessConfig.Getenv = getenv
-	if _, err := access.NewPolicy(accessConfig, nil); err != nil {
+	accessConfig.Getenv, accessConfig.Files = getenv, files
+	policy, err := access.NewPolicy(accessConfig, nil)
+	if err != nil {
 		var keyErr *access.KeyError
 		if errors.As(err, &keyErr) {
-			return source.Problem("security."+keyErr.Key, keyErr.Err)
+			return Secrets{}, source.Problem("security."+keyErr.Key, keyErr.Err)
 		}
-		return err
+		return Secrets{}, err
 	}
-	for _, secret := range []struct{ key, ref string }{
-		{"security.admin_token", c.Security.AdminToken},
-		{"redis.password", c.Redis.Password},
-		{"redis.sentinel_password", c.Redis.SentinelPassword},
+	secrets := Secrets{Policy: policy}
+	for _, secret := range []struct {
+		key, ref string
+		to       *string
+	}{
+		{"security.admin_token", c.Security.AdminToken, &secrets.AdminToken},
+		{"redis.password", c.Redis.Password, &secrets.RedisPassword},
+		{"redis.sentinel_password", c.Redis.SentinelPassword, &secrets.RedisSentinelPassword},
 	} {
-		if secret.ref != "" {
-			if _, err := access.ReadSecret(secret.ref, getenv); err != nil {
-				return source.Problem(secret.key, err)
-			}
+		if secret.ref == "" {
+			continue
+		}
+		if *secret.to, err = files.ReadSecret(secret.ref, getenv); err != nil {
+			return Secrets{}, source.Problem(secret.key, err)
 		}
 	}
-	return nil
+	return secrets, nil
+}
+
+// JWTSecret reads security.jwt.secret alone, as ReadSecrets would: it is
+// all that herald token signs with.
+func (c Config) JWTSecret(source Source, getenv func(string) string) (string, error) {
+	secret, err := source.secretFiles().ReadSecret(c.Security.JWT.Secret, getenv)
+	if err != nil {
+		return "", source.Problem("security.jwt.secret", err)
+	}
+	return secret, nil
 }
 
 // ApplyEnv applies environment overrides to cfg: HERALD_PORT sets the port,

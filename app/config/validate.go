@@ -12,15 +12,18 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"herald/app"
+	"herald/app/access"
 	"herald/app/push"
 )
 
 // Validate reports the first problem with cfg, or nil.
 func (c Config) Validate() error {
-	return c.validate("config", nil)
+	return c.validate("config", nil, nil)
 }
 
-func (c Config) validate(source string, lines map[string]int) error {
+// validate reports the first problem with c, at its line in source. The
+// files that secrets are kept in are read through files.
+func (c Config) validate(source string, lines map[string]int, files *access.SecretFiles) error {
 	fail := func(key, format string, args ...any) error {
 		return &Error{Source: source, Line: lineOf(lines, key), Key: key, Problem: fmt.Sprintf(format, args...)}
 	}
@@ -168,7 +171,9 @@ func (c Config) validate(source string, lines map[string]int) error {
 			}
 		}
 	}
-	if key, err := c.Security.Access().Check(); err != nil {
+	accessConfig := c.Security.Access()
+	accessConfig.Files = files
+	if key, err := accessConfig.Check(); err != nil {
 		return fail("security."+key, "%v", err)
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
