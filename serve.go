@@ -42,11 +42,8 @@ func serveCommand(ctx context.Context, configPath string, configGiven bool, gete
 		}
 		return err // "listen tcp host:port: ..." says what failed
 	}
-	history := "memory"
-	switch {
-	case cfg.Broker == "redis":
-		history = "redis"
-	case cfg.History.File != "":
+	history := cfg.HistoryKind()
+	if history == "file" {
 		history = cfg.History.File
 	}
 	logger.Info("herald started", "addr", listener.Addr().String(), "config", source.Name, "history", history, "broker", cfg.Broker)

@@ -83,14 +83,7 @@ func newServer(opts Options) (*Server, error) {
 	if opts.Push != nil {
 		metrics.watchPush(opts.Push, log)
 	}
-	history := "memory"
-	switch {
-	case cfg.Broker == "redis":
-		history = "redis"
-	case cfg.History.File != "":
-		history = "file"
-	}
-	health := &healthHandler{node: node, history: history}
+	health := &healthHandler{node: node, history: cfg.HistoryKind()}
 	page := &pageHandler{paths: paths, tokensAccepted: opts.Policy.TakesCredentials()}
 	auth := &authorizer{policy: opts.Policy}
 	notify := &notifyHandler{node: node, maxMessageBytes: node.MaxMessageBytes(), pagePath: paths.Page, authorize: auth.authorize}

@@ -39,6 +39,18 @@ type Config struct {
 	Redis  Redis  `yaml:"redis"`
 }
 
+// HistoryKind is where the history is kept: "redis" with broker: redis,
+// "file" with history.file, and otherwise "memory".
+func (c Config) HistoryKind() string {
+	switch {
+	case c.Broker == "redis":
+		return "redis"
+	case c.History.File != "":
+		return "file"
+	}
+	return "memory"
+}
+
 // Redis says how to reach Redis when broker is redis: one node (URL),
 // Sentinels that name the master (Addrs with MasterName), or the nodes of
 // a Redis Cluster (Addrs alone), as go-redis's UniversalOptions read them.
