@@ -220,7 +220,7 @@ func appendCommitTx(tx *bolt.Tx, c app.Commit) error {
 	}
 	for _, m := range c.Messages {
 		if m.ID >= c.KeepFrom {
-			if err := b.Put(idKey(m.ID), encodeMessage(m)); err != nil {
+			if err := b.Put(idKey(m.ID), appendMessageValue(make([]byte, 0, 8+len(m.Text)), m)); err != nil {
 				return err
 			}
 		}
@@ -328,10 +328,11 @@ func idKey(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
 
 // A stored message is its time in Unix nanoseconds, 8 bytes big-endian,
 // then its text.
-func encodeMessage(m *app.Message) []byte {
-	b := make([]byte, 8, 8+len(m.Text))
-	binary.BigEndian.PutUint64(b, uint64(m.Time.UnixNano()))
-	return append(b, m.Text...)
+// appendMessageValue appends m as it is stored under its id, in the
+// bbolt file and in journal records alike: its time, then its text.
+func appendMessageValue(buf []byte, m *app.Message) []byte {
+	buf = binary.BigEndian.AppendUint64(buf, uint64(m.Time.UnixNano()))
+	return append(buf, m.Text...)
 }
 
 func decodeMessage(topic string, key, value []byte) (*app.Message, error) {

@@ -104,8 +104,7 @@ func appendJournalCommit(buf []byte, c app.Commit) []byte {
 	for _, m := range c.Messages {
 		buf = binary.BigEndian.AppendUint64(buf, m.ID)
 		buf = binary.BigEndian.AppendUint32(buf, uint32(8+len(m.Text)))
-		buf = binary.BigEndian.AppendUint64(buf, uint64(m.Time.UnixNano()))
-		buf = append(buf, m.Text...)
+		buf = appendMessageValue(buf, m)
 	}
 	return buf
 }
