@@ -273,6 +273,9 @@ func TestTornJournalTailAfterKill9BringsBackEveryAcknowledgedMessage(t *testing.
 	}
 
 	restarted := startHerald(t, fmt.Sprintf("%shistory:\n  file: %s\n", unlimitedPublishing, file))
+	if logs := restarted.logs.String(); !strings.Contains(logs, "level=WARN") || !strings.Contains(logs, "was not whole, so it was dropped") {
+		t.Errorf("start-up dropped the torn record without a warning:\n%s", logs)
+	}
 	conn := assertReplay(t, restarted, sent)
 	next := restarted.publish(t, "after the restart")
 	if f := readJSONFrame(t, conn); f.ID != next.ID || f.Msg != "after the restart" {

@@ -44,6 +44,12 @@ func newInstance(cfg config.Config, secrets config.Secrets, logger *slog.Logger)
 		if historyFile, err = history.Open(cfg.History.File); err != nil {
 			return nil, err
 		}
+		if dropped := historyFile.DroppedRecord(); dropped != nil {
+			logger.Warn("the history file's journal ended in a record that was not whole, so it was dropped: "+
+				"a crash while writing it leaves it so, and then none of its publishes was acknowledged; "+
+				"if Herald was not publishing when it stopped, the disk damaged it and its publishes are lost",
+				"journal", cfg.History.File+"-journal", "offset", dropped.Offset, "record", dropped.Number)
+		}
 		in.store = historyFile
 	}
 	hub, err := app.NewHub(app.HubOptions{

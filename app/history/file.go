@@ -66,6 +66,8 @@ type File struct {
 	// merged, dropping what a later one trims, so that it stays within the
 	// topic's history window however long the journal is.
 	unapplied map[string][]app.Commit
+	// dropped is what start-up dropped of the journal, or nil.
+	dropped *DroppedRecord
 	// skipped is set when a journal write failed and so did the checkpoint
 	// after it. That record's number is never used again, but records are
 	// numbered without gaps: a checkpoint must move the start of replay
@@ -98,6 +100,10 @@ func Open(path string) (*File, error) {
 	return s, nil
 }
 
+// DroppedRecord is the journal's newest record that start-up found begun
+// but not whole and dropped, or nil: see DroppedRecord.
+func (s *File) DroppedRecord() *DroppedRecord { return s.dropped }
+
 // recover replays the journal and checkpoints what it replayed, leaving
 // the journal ready for its next record; when the journal cannot be used
 // as it is (the file never had one, had one of the first format, or
@@ -113,6 +119,7 @@ func (s *File) recover() error {
 	if err != nil {
 		return err
 	}
+	s.dropped = found.dropped
 	// Nothing was written up to here.
 	for _, commits := range found.replay {
 		for _, c := range commits {

@@ -140,7 +140,12 @@ func TestHistoryFileForgetsAndTrimsInOrderWithTheJournal(t *testing.T) {
 	}
 	appendOrFail(t, s, journalMessages("kept", 5, 1, "k"), 3)
 
-	assertStoredAfterCrash(t, s, path, map[string]string{"kept": "last 5: 3,4,5"})
+	s = crashAndRestart(t, s, path)
+	defer s.Close()
+	assertStored(t, s, map[string]string{"kept": "last 5: 3,4,5"})
+	if dropped := s.DroppedRecord(); dropped != nil {
+		t.Errorf("a whole journal reports a dropped record: %+v", dropped)
+	}
 }
 
 func TestHistoryFileReplayStopsAtATornRecordAndGoesOnFromThere(t *testing.T) {
@@ -157,6 +162,11 @@ func TestHistoryFileReplayStopsAtATornRecordAndGoesOnFromThere(t *testing.T) {
 
 	s = openHistoryFile(t, path)
 	assertStored(t, s, map[string]string{"news": "last 2: 1,2"})
+	// Dropped, but said: the same bytes are what a disk that damaged an
+	// acknowledged record leaves, and that loss must not go unheard.
+	if dropped := s.DroppedRecord(); dropped == nil || dropped.Offset != torn {
+		t.Errorf("the torn record at offset %d was dropped without a word: %+v", torn, dropped)
+	}
 	appendOrFail(t, s, journalMessages("news", 3, 1, "again "), 1)
 	assertStoredAfterCrash(t, s, path, map[string]string{"news": "last 3: 1,2,3"})
 }

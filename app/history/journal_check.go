@@ -112,6 +112,30 @@ type journalFound struct {
 	// reuse says that the journal can be written on from end; otherwise
 	// a new one must be made.
 	reuse bool
+	// dropped is the record begun at end that did not read whole, or nil.
+	dropped *DroppedRecord
+}
+
+// DroppedRecord is the journal's newest record, begun (its header numbers
+// it as the next) but not whole, which start-up dropped. A crash while it
+// was being written leaves it so, and then none of its publishes was
+// acknowledged: replay must go on without it. But a disk that damaged a
+// whole record leaves the same bytes, and then acknowledged publishes are
+// lost; nothing tells the two apart, so it is reported, never hidden.
+type DroppedRecord struct {
+	// Offset is where the record starts in the journal.
+	Offset int64
+	// Number is the record's number.
+	Number uint64
+}
+
+// droppedRecordAt is the record begun at end that did not read whole, or
+// nil when none was begun there.
+func droppedRecordAt(data []byte, end journalPosition) *DroppedRecord {
+	if end.offset+journalHeaderSize > int64(len(data)) || binary.BigEndian.Uint64(data[end.offset+8:]) != end.number {
+		return nil
+	}
+	return &DroppedRecord{Offset: end.offset, Number: end.number}
 }
 
 // JournalDamage is a journal that lost what its history file's checkpoint
@@ -206,6 +230,7 @@ func inspectJournal(path string, checkpoint journalCheckpoint) (found journalFou
 		return found, damaged(d)
 	}
 	found.reuse = true
+	found.dropped = droppedRecordAt(data, found.end)
 	return found, nil
 }
 
