@@ -134,7 +134,7 @@ func (h *Hub) seedLocked(topic string, seed *TopicSeed) {
 			t.keep(m, h.historySize)
 		}
 	}
-	h.topics[topic] = t
+	h.topics[t.name] = t
 }
 
 // Accept keeps a message that a broker numbered in the run epoch of the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -181,7 +182,7 @@ func (h *Hub) load() error {
 		if t.log.len() == 0 {
 			t.windowStart = t.lastID + 1
 		}
-		h.topics[st.Name] = t
+		h.topics[t.name] = t
 	}
 	return nil
 }
@@ -394,14 +395,15 @@ func (h *Hub) topicLocked(topic string) (*topicState, error) {
 		return nil, fmt.Errorf("%w: the server holds its limit of %d", ErrTooManyTopics, h.maxTopics)
 	}
 	t := h.newTopic(topic, max(uint64(h.now().UnixMicro()), 1))
-	h.topics[topic] = t
+	h.topics[t.name] = t
 	return t, nil
 }
 
 // newTopic returns an empty topic whose first id will be sequenceStart.
 func (h *Hub) newTopic(name string, sequenceStart uint64) *topicState {
 	t := &topicState{
-		name:          name,
+		// A copy: name may be cut from a request, which the topic outlives.
+		name:          strings.Clone(name),
 		sequenceStart: sequenceStart,
 		lastID:        sequenceStart - 1,
 		assigned:      sequenceStart - 1,

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func newTestHub(t *testing.T) *Hub {
@@ -443,5 +444,25 @@ func TestTheResumeGapAndASkipAreReportedOnceTogether(t *testing.T) {
 	}
 	if _, again, _ := s.take(nil, 1<<20); again != nil {
 		t.Errorf("the gap was reported twice: %+v", again)
+	}
+}
+
+// TestATopicOwnsItsName: a topic outlives the request that named it, and
+// a name cut from a request's query shares that query's memory. The hub
+// keeps a copy, so that a topic holds its name, not the request.
+func TestATopicOwnsItsName(t *testing.T) {
+	t.Parallel()
+	hub := newTestHub(t)
+	query := "news&msg=" + strings.Repeat("x", 1000)
+	name := query[:len("news")]
+	if _, _, err := hub.Publish(name, "x"); err != nil {
+		t.Fatal(err)
+	}
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	for key, topic := range hub.topics {
+		if unsafe.StringData(key) == unsafe.StringData(query) || unsafe.StringData(topic.name) == unsafe.StringData(query) {
+			t.Error("the topic's name shares the memory of the string it was cut from")
+		}
 	}
 }

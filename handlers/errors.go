@@ -36,8 +36,8 @@ type errorResponse struct {
 	// idempotency_key_reused, push_disabled, endpoint_not_allowed, and
 	// for the limits too_many_connections,
 	// too_many_connections_from_address, too_many_publishes,
-	// too_many_topics, message_too_large, max_push_subscriptions_per_topic
-	// and max_push_subscriptions.
+	// too_many_topics, message_too_large, request_too_large,
+	// max_push_subscriptions_per_topic and max_push_subscriptions.
 	Code string `json:"code,omitempty"`
 }
 

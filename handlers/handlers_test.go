@@ -340,6 +340,55 @@ func TestPageUsesConfiguredPaths(t *testing.T) {
 	}
 }
 
+// TestSubscriptionsRefuseLongRequests: a subscriber's request lives as
+// long as its stream, so a long URL or header would be memory held for
+// the connection's whole life. Such requests are refused before anything
+// is held for them; ones of a size browsers send are served.
+func TestSubscriptionsRefuseLongRequests(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("p", maxSubscriptionHead)
+	for _, tc := range []struct {
+		name, target, header string
+		webSocket            bool
+	}{
+		{"givenALongQueryOnTheEventStream", "/events?topic=news&padding=" + long, "", false},
+		{"givenALongQueryOnTheWebSocket", "/ws?topic=news&padding=" + long, "", true},
+		{"givenALongHeaderOnTheWebSocket", "/ws?topic=news", long, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := newTestServer(t, nil)
+			req := httptest.NewRequest(http.MethodGet, tc.target, nil)
+			if tc.webSocket {
+				req.Header.Set("Connection", "Upgrade")
+				req.Header.Set("Upgrade", "websocket")
+			}
+			if tc.header != "" {
+				req.Header.Set("X-Padding", tc.header)
+			}
+			rec := s.do(req)
+			var body errorResponse
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); rec.Code != http.StatusRequestHeaderFieldsTooLarge || err != nil {
+				t.Fatalf("status %d body %.200q, want a 431 JSON error", rec.Code, rec.Body)
+			}
+			if body.Code != "request_too_large" || !strings.Contains(body.Error, "a subscription may send at most 16384") {
+				t.Errorf("error %+v does not say what the limit is", body)
+			}
+			if stats := s.hub.Stats(); stats.Subscribers != 0 || stats.Topics != 0 {
+				t.Errorf("a refused request left %d subscribers and %d topics", stats.Subscribers, stats.Topics)
+			}
+		})
+	}
+	// What a browser with a few cookies sends is fine: a plain GET of the
+	// WebSocket route gets past the bound to the route's own 426.
+	s := newTestServer(t, nil)
+	req := httptest.NewRequest(http.MethodGet, "/ws?topic=news", nil)
+	req.Header.Set("Cookie", strings.Repeat("c", 8<<10))
+	if rec := s.do(req); rec.Code != http.StatusUpgradeRequired {
+		t.Errorf("a request with 8 KiB of cookies: %d %.200s, want the route's 426", rec.Code, rec.Body)
+	}
+}
+
 func TestStreamRoutesRefuseBadParametersBeforeSubscribing(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

@@ -107,6 +107,7 @@ func newServer(opts Options) (*Server, error) {
 		publishRateLimit(cfg.Limits.PublishPerSecond, cfg.Limits.PublishBurst),
 	}
 	subscribeGuards := []echo.MiddlewareFunc{
+		boundedHead,
 		origins.middleware(subscribing),
 		auth.subscribers,
 		connections.middleware,
@@ -140,7 +141,7 @@ func newServer(opts Options) (*Server, error) {
 	e.GET(paths.Access, auth.show)
 	pushes := &pushHandler{service: opts.Push, authorize: auth.authorize}
 	e.GET(paths.Push+"/key", pushes.key)
-	e.POST(paths.Push, chain(pushes.register, origins.middleware(registering)))
+	e.POST(paths.Push, chain(pushes.register, boundedHead, origins.middleware(registering))) // kept as long as the browser's subscription
 	e.DELETE(paths.Push, chain(pushes.unregister, origins.middleware(registering)))
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Healthz, health.live)
 	e.Match([]string{http.MethodGet, http.MethodHead}, paths.Readyz, health.ready)

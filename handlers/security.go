@@ -320,3 +320,34 @@ func secureHeaders(hsts bool) echo.MiddlewareFunc {
 	}
 	return middleware.SecureWithConfig(secure)
 }
+
+// maxSubscriptionHead bounds a subscription request's method, URL and
+// headers. The request lives as long as its subscription (an event
+// stream's handler runs that long, and what it names is kept), so its size
+// is memory held for the connection's whole life: without this bound, a
+// client could make each of its connections hold all that net/http takes,
+// a megabyte. Browsers and clients send far less, cookies included.
+const maxSubscriptionHead = 16 << 10
+
+// boundedHead refuses a subscription whose request is longer than
+// maxSubscriptionHead, before anything is held for it.
+func boundedHead(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if n := headSize(c.Request()); n > maxSubscriptionHead {
+			return &clientError{status: http.StatusRequestHeaderFieldsTooLarge, code: "request_too_large",
+				message: fmt.Sprintf("the request's URL and headers are %d bytes long, and a subscription may send at most %d", n, maxSubscriptionHead)}
+		}
+		return next(c)
+	}
+}
+
+// headSize is about how many bytes r's request line and headers took.
+func headSize(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Host)
+	for name, values := range r.Header {
+		for _, v := range values {
+			n += len(name) + len(v) + len(": \r\n")
+		}
+	}
+	return n
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -65,8 +66,9 @@ func (s *Server) Accept(w http.ResponseWriter, r *http.Request, sub *app.Subscri
 
 // handshakeRequest is what x/net needs of the request to complete the
 // handshake, which is all it keeps for the life of the connection: the
-// method, the URL, the host and the WebSocket headers, not every header
-// the client sent.
+// method, the URL's path, the host and the WebSocket headers, not every
+// header the client sent, nor the query, which the route has read already
+// and which may be long.
 func handshakeRequest(r *http.Request) *http.Request {
 	header := make(http.Header, 8)
 	for _, name := range []string{"Upgrade", "Connection", "Origin", "Sec-Websocket-Key", "Sec-Websocket-Version",
@@ -75,8 +77,9 @@ func handshakeRequest(r *http.Request) *http.Request {
 			header[name] = v
 		}
 	}
-	slim := &http.Request{Method: r.Method, URL: r.URL, Proto: r.Proto, ProtoMajor: r.ProtoMajor, ProtoMinor: r.ProtoMinor,
-		Header: header, Host: r.Host, RemoteAddr: r.RemoteAddr, RequestURI: r.RequestURI, TLS: r.TLS}
+	path := &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath}
+	slim := &http.Request{Method: r.Method, URL: path, Proto: r.Proto, ProtoMajor: r.ProtoMajor, ProtoMinor: r.ProtoMinor,
+		Header: header, Host: r.Host, RemoteAddr: r.RemoteAddr, RequestURI: path.RequestURI(), TLS: r.TLS}
 	return slim
 }
 

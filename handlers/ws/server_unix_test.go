@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -489,4 +490,26 @@ func (l *lockedLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return string(l.buf)
+}
+
+// TestAConnectionKeepsNoneOfItsRequestsQuery: x/net keeps the handshake's
+// request and its URL for the life of the connection, so an idle
+// connection would hold whatever query its client sent. The route has read
+// the query before the upgrade; the connection keeps only the path.
+func TestAConnectionKeepsNoneOfItsRequestsQuery(t *testing.T) {
+	t.Parallel()
+	accepted := make(chan *Conn, 1)
+	s := startWebSocketServerWith(t, Config{PingInterval: time.Hour, IdleTimeout: time.Hour, WriteTimeout: time.Minute, MaxFrameBytes: 4096},
+		serveOptions{beforeStart: func(c *Conn) { accepted <- c }})
+	dialRawQuery(t, s, "?topic=news&padding="+strings.Repeat("p", 8<<10), 0, 0)
+	c := <-accepted
+	if q := c.ws.Request().URL.RawQuery; q != "" {
+		t.Errorf("the connection keeps its request's query, %d bytes of it", len(q))
+	}
+	if uri := c.ws.Request().RequestURI; uri != wsPath {
+		t.Errorf("the connection keeps the request URI %.40q..., want only the path %q", uri, wsPath)
+	}
+	if q := c.ws.Config().Location.RawQuery; q != "" {
+		t.Errorf("x/net's Location keeps the query, %d bytes of it", len(q))
+	}
 }
