@@ -502,3 +502,26 @@ func requestHost(t *testing.T, method, url, host, origin, body string) refusal {
 	json.NewDecoder(resp.Body).Decode(&reply)
 	return refusal{status: resp.StatusCode, header: resp.Header, error: reply.Error}
 }
+
+// TestARequestHeadIsNoLongerThanAPublishNeeds: a connection idle between
+// requests keeps its last request, so net/http's megabyte a head would be
+// a megabyte each idle connection could hold. A head may be as long as a
+// message published in the URL, every byte escaped, and no longer; a
+// refused one ends its connection.
+func TestARequestHeadIsNoLongerThanAPublishNeeds(t *testing.T) {
+	t.Parallel()
+	h := startHerald(t, unlimitedPublishing)
+	maxMessage := 64 << 10                            // limits.max_message_bytes, by default
+	escaped := strings.Repeat("%C3%A9", maxMessage/2) // the longest message, every byte escaped
+	if got := request(t, http.MethodGet, h.Origin+"/notify?topic=long&msg="+escaped, nil, ""); got.status != http.StatusOK {
+		t.Fatalf("a publish of the longest message in the URL: %d %s", got.status, got.error)
+	}
+	resp, err := http.Get(h.Origin + "/nope?padding=" + strings.Repeat("p", 4*maxMessage))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("a head four times the longest message: %d, want 431", resp.StatusCode)
+	}
+}

@@ -371,6 +371,9 @@ func TestSubscriptionsRefuseLongRequests(t *testing.T) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &body); rec.Code != http.StatusRequestHeaderFieldsTooLarge || err != nil {
 				t.Fatalf("status %d body %.200q, want a 431 JSON error", rec.Code, rec.Body)
 			}
+			if got := rec.Header().Get("Connection"); got != "close" {
+				t.Errorf("Connection: %q, want close: an idle connection would keep the request", got)
+			}
 			if body.Code != "request_too_large" || !strings.Contains(body.Error, "a subscription may send at most 16384") {
 				t.Errorf("error %+v does not say what the limit is", body)
 			}

@@ -26,6 +26,12 @@ const (
 	idleTimeout       = 120 * time.Second
 )
 
+// maxHeaderBytes is the longest request head net/http reads, in place of
+// its megabyte: room for a message published in the URL with every byte
+// escaped, and for headers. A connection idle between requests keeps its
+// last request, so this bounds what each one can hold.
+func maxHeaderBytes(maxMessageBytes int) int { return 3*maxMessageBytes + 16<<10 }
+
 // Server is Herald's HTTP edge: the routes, the WebSocket engine that
 // serves the upgraded connections, and the listener that takes WebSocket
 // upgrades ahead of net/http. NewServer builds it; Serve runs it and stops
@@ -62,6 +68,7 @@ func NewServer(opts Options) (*Server, error) {
 	s.http = &http.Server{
 		Handler:           s.echo,
 		ReadHeaderTimeout: readHeaderTimeout,
+		MaxHeaderBytes:    maxHeaderBytes(opts.Config.Limits.MaxMessageBytes),
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
