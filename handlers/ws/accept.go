@@ -68,18 +68,19 @@ func (s *Server) Accept(w http.ResponseWriter, r *http.Request, sub *app.Subscri
 // handshake, which is all it keeps for the life of the connection: the
 // method, the URL's path, the host and the WebSocket headers, not every
 // header the client sent, nor the query, which the route has read already
-// and which may be long.
+// and which may be long. Each is a copy: net/http cuts the method, path
+// and protocol out of the request line, which holds the query too.
 func handshakeRequest(r *http.Request) *http.Request {
 	header := make(http.Header, 8)
 	for _, name := range []string{"Upgrade", "Connection", "Origin", "Sec-Websocket-Key", "Sec-Websocket-Version",
 		"Sec-Websocket-Protocol", "Sec-Websocket-Extensions"} {
-		if v, ok := r.Header[name]; ok {
-			header[name] = v
+		for _, v := range r.Header[name] {
+			header[name] = append(header[name], strings.Clone(v))
 		}
 	}
-	path := &url.URL{Path: r.URL.Path, RawPath: r.URL.RawPath}
-	slim := &http.Request{Method: r.Method, URL: path, Proto: r.Proto, ProtoMajor: r.ProtoMajor, ProtoMinor: r.ProtoMinor,
-		Header: header, Host: r.Host, RemoteAddr: r.RemoteAddr, RequestURI: path.RequestURI(), TLS: r.TLS}
+	path := &url.URL{Path: strings.Clone(r.URL.Path), RawPath: strings.Clone(r.URL.RawPath)}
+	slim := &http.Request{Method: strings.Clone(r.Method), URL: path, Proto: strings.Clone(r.Proto), ProtoMajor: r.ProtoMajor, ProtoMinor: r.ProtoMinor,
+		Header: header, Host: strings.Clone(r.Host), RemoteAddr: r.RemoteAddr, RequestURI: path.RequestURI(), TLS: r.TLS}
 	return slim
 }
 

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"herald/app"
 )
@@ -511,5 +512,34 @@ func TestAConnectionKeepsNoneOfItsRequestsQuery(t *testing.T) {
 	}
 	if q := c.ws.Config().Location.RawQuery; q != "" {
 		t.Errorf("x/net's Location keeps the query, %d bytes of it", len(q))
+	}
+}
+
+// TestTheHandshakeRequestSharesNoMemoryWithTheRequest: net/http cuts the
+// method, the path and the protocol out of one string, the request line,
+// query and all. A slim request that kept any of them would keep that
+// whole line for the life of the connection.
+func TestTheHandshakeRequestSharesNoMemoryWithTheRequest(t *testing.T) {
+	t.Parallel()
+	raw := "GET /ws?topic=news&padding=" + strings.Repeat("p", 8<<10) + " HTTP/1.1\r\nHost: example.com\r\n" +
+		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+	r, err := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	slim := handshakeRequest(r)
+	for _, field := range []struct{ name, slim, request string }{
+		{"Method", slim.Method, r.Method},
+		{"Proto", slim.Proto, r.Proto},
+		{"URL.Path", slim.URL.Path, r.URL.Path},
+		{"RequestURI", slim.RequestURI, r.RequestURI},
+		{"Host", slim.Host, r.Host},
+	} {
+		if field.slim != field.request && !strings.HasPrefix(field.request, field.slim) {
+			t.Errorf("%s is %q, not the request's %q", field.name, field.slim, field.request)
+		}
+		if unsafe.StringData(field.slim) == unsafe.StringData(field.request) {
+			t.Errorf("%s shares the request's memory", field.name)
+		}
 	}
 }
