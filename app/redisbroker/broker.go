@@ -115,9 +115,19 @@ type Broker struct {
 
 	// up says whether Redis answered last time; changing makes each
 	// change of it one step with telling the hub and the log.
-	up         atomic.Bool
-	changing   sync.Mutex
-	wentDown   chan struct{} // told when up turns false
+	up       atomic.Bool
+	changing sync.Mutex
+	wentDown chan struct{} // told when up turns false
+	// backAgain is closed once Redis answers again, and replaced by an
+	// open one when it fails: a subscription reader waiting to try again
+	// after a failure stops waiting then, so that what was published
+	// meanwhile arrives as soon as Redis is back, not after the reader's
+	// backoff. Guarded by changing.
+	backAgain chan struct{}
+	// retryFirst and retryMax bound a subscription reader's wait after a
+	// failure, doubling from the first.
+	retryFirst, retryMax time.Duration
+
 	errorCount atomic.Uint64
 	presence   *presence
 	// topology is what the last readiness check found.
@@ -150,12 +160,15 @@ func New(events app.BrokerEventHandler, opts Options) (*Broker, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	b := &Broker{
-		events:   events,
-		mode:     opts.Mode(),
-		opts:     opts,
-		channel:  opts.Prefix + "messages",
-		log:      opts.Logger,
-		wentDown: make(chan struct{}, 1),
+		events:     events,
+		mode:       opts.Mode(),
+		opts:       opts,
+		channel:    opts.Prefix + "messages",
+		log:        opts.Logger,
+		wentDown:   make(chan struct{}, 1),
+		backAgain:  closedChannel(),
+		retryFirst: 100 * time.Millisecond,
+		retryMax:   5 * time.Second,
 	}
 	if err := b.connect(); err != nil {
 		return nil, err

@@ -231,3 +231,27 @@ func TestFirstSubscriberOnAnInstanceCountsTheOthersAtOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestSubscriptionsComeBackAsSoonAsRedisDoes: after Redis fails, the
+// channel's reader waits before it tries again, longer each time. News
+// that Redis answers again must end that wait, or what is published once
+// Redis is back reaches subscribers only when the reader's backoff runs
+// out: here, never.
+func TestSubscriptionsComeBackAsSoonAsRedisDoes(t *testing.T) {
+	t.Parallel()
+	r := redistest.Start(t)
+	publisher := startTestBroker(t, Options{URL: r.URL()})
+	subscriberSide := newTestBroker(t, apptest.NewHub(t, app.HubOptions{}), Options{URL: r.URL()})
+	subscriberSide.retryFirst, subscriberSide.retryMax = time.Hour, time.Hour
+	runBroker(t, subscriberSide)
+	s := subscribeVia(t, subscriberSide, "news")
+	publishVia(t, publisher, "news", "before")
+	awaitText(t, s, "before")
+
+	r.Kill(t)
+	r.Restart(t)
+	publishVia(t, publisher, "news", "after")
+	if got := awaitText(t, s, "after"); got[len(got)-1].Text != "after" {
+		t.Errorf("the subscriber got %s, want after last", texts(got))
+	}
+}

@@ -37,7 +37,7 @@ func (b *Broker) Run(ctx context.Context) error {
 	// subscription does.
 	stop := context.AfterFunc(ctx, func() { pubsub.Close() })
 	defer stop()
-	backoff := 100 * time.Millisecond
+	backoff := b.retryFirst
 	for {
 		received, err := pubsub.Receive(ctx)
 		if err != nil {
@@ -45,12 +45,10 @@ func (b *Broker) Run(ctx context.Context) error {
 				return nil
 			}
 			b.failed(err)
-			select {
-			case <-ctx.Done():
+			var ok bool
+			if backoff, ok = b.waitToRetry(ctx, backoff); !ok {
 				return nil
-			case <-time.After(backoff):
 			}
-			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
 		// Whatever comes on the connection says that Redis serves again,
@@ -61,7 +59,7 @@ func (b *Broker) Run(ctx context.Context) error {
 			if v.Kind == "subscribe" && v.Channel == b.channel {
 				// Subscribed again after the connection dropped: what
 				// came meanwhile is in the streams.
-				backoff = 100 * time.Millisecond
+				backoff = b.retryFirst
 				b.catchUp(ctx)
 			}
 		case *redis.Message:

@@ -166,7 +166,7 @@ func (s *shards) run(ctx context.Context) {
 // read hands what comes on sh's subscription to the broker until ctx
 // ends or sh closes.
 func (s *shards) read(ctx context.Context, sh *shard) {
-	backoff := 100 * time.Millisecond
+	backoff := s.b.retryFirst
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		pubsub, closed := sh.pubsub, sh.closed
@@ -187,12 +187,10 @@ func (s *shards) read(ctx context.Context, sh *shard) {
 				if !errors.Is(err, redis.ErrClosed) { // closed after a failure already counted
 					s.b.failed(err)
 				}
-				select {
-				case <-ctx.Done():
+				var ok bool
+				if backoff, ok = s.b.waitToRetry(ctx, backoff); !ok {
 					return
-				case <-time.After(backoff):
 				}
-				backoff = min(2*backoff, 5*time.Second)
 				s.resubscribe(ctx, sh)
 			}
 			continue
@@ -203,7 +201,7 @@ func (s *shards) read(ctx context.Context, sh *shard) {
 		case *redis.Subscription:
 			switch v.Kind {
 			case "ssubscribe":
-				backoff = 100 * time.Millisecond
+				backoff = s.b.retryFirst
 				if topic, ok := s.topicOf(v.Channel); ok {
 					s.b.catchUpTopic(ctx, topic)
 				}

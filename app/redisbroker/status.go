@@ -55,6 +55,7 @@ func (b *Broker) failed(err error) {
 	b.changing.Lock()
 	defer b.changing.Unlock()
 	if b.up.Swap(false) {
+		b.backAgain = make(chan struct{})
 		b.log.Error("redis is unreachable: publishes get 503 until it is back", "err", err)
 		b.events.SetBrokerUp(false)
 		select {
@@ -83,6 +84,7 @@ func (b *Broker) recovered(ctx context.Context) {
 		return
 	}
 	b.up.Store(true)
+	close(b.backAgain)
 	b.log.Info("redis is reachable again")
 	b.events.SetBrokerUp(true)
 }
@@ -104,4 +106,29 @@ func (b *Broker) Ready(ctx context.Context) error {
 // have failed.
 func (b *Broker) Stats() app.BrokerStats {
 	return app.BrokerStats{Up: b.up.Load(), Errors: b.errorCount.Load()}
+}
+
+// waitToRetry waits, after a failure, for backoff or until Redis is found
+// to answer again, whichever comes first, and reports false if ctx ended
+// first. It returns the next backoff.
+func (b *Broker) waitToRetry(ctx context.Context, backoff time.Duration) (time.Duration, bool) {
+	b.changing.Lock()
+	back := b.backAgain
+	b.changing.Unlock()
+	timer := time.NewTimer(backoff)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return backoff, false
+	case <-back:
+	case <-timer.C:
+	}
+	return min(2*backoff, b.retryMax), true
+}
+
+// closedChannel is a channel that is closed already.
+func closedChannel() chan struct{} {
+	ch := make(chan struct{})
+	close(ch)
+	return ch
 }
