@@ -524,4 +524,19 @@ func TestARequestHeadIsNoLongerThanAPublishNeeds(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("a head four times the longest message: %d, want 431", resp.StatusCode)
 	}
+	// net/http keeps a connection's last request line until the next
+	// request: a long one is answered, then its connection closed.
+	for _, tc := range []struct {
+		padding   int
+		wantClose bool
+	}{{100, false}, {20 << 10, true}} {
+		resp, err := http.Get(h.Origin + "/nope?padding=" + strings.Repeat("p", tc.padding))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound || resp.Close != tc.wantClose {
+			t.Errorf("a request with %d bytes of padding: %d, connection closed %v; want 404, %v", tc.padding, resp.StatusCode, resp.Close, tc.wantClose)
+		}
+	}
 }

@@ -346,7 +346,7 @@ func TestPageUsesConfiguredPaths(t *testing.T) {
 // is held for them; ones of a size browsers send are served.
 func TestSubscriptionsRefuseLongRequests(t *testing.T) {
 	t.Parallel()
-	long := strings.Repeat("p", maxSubscriptionHead)
+	long := strings.Repeat("p", maxHeldHead)
 	for _, tc := range []struct {
 		name, target, header string
 		webSocket            bool

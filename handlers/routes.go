@@ -77,7 +77,7 @@ func newServer(opts Options) (*Server, error) {
 	// Forwarding headers count only from trusted proxies.
 	e.IPExtractor = clientAddress(cfg.Security.TrustedProxies)
 	hosts := newHostPolicy(cfg.Security.AllowedHosts, cfg.Host)
-	e.Use(withScope, recoverer(log), requestLogger(log), secureHeaders(cfg.TLS.Cert != ""), hosts.middleware)
+	e.Use(withScope, recoverer(log), requestLogger(log), secureHeaders(cfg.TLS.Cert != ""), closeAfterLongHead, hosts.middleware)
 
 	metrics := newMetrics(node)
 	if opts.Push != nil {

@@ -321,21 +321,33 @@ func secureHeaders(hsts bool) echo.MiddlewareFunc {
 	return middleware.SecureWithConfig(secure)
 }
 
-// maxSubscriptionHead bounds a subscription request's method, URL and
-// headers. The request lives as long as its subscription (an event
-// stream's handler runs that long, and what it names is kept), so its size
-// is memory held for the connection's whole life: without this bound, a
-// client could make each of its connections hold all that net/http takes,
-// a megabyte. Browsers and clients send far less, cookies included.
-const maxSubscriptionHead = 16 << 10
+// maxHeldHead is the longest request head (method, URL and headers)
+// Herald holds after answering it. A subscription's request lives as long
+// as its subscription (an event stream's handler runs that long, and what
+// it names is kept), and net/http keeps a connection's last request line
+// until the next request comes: without this bound, each connection could
+// hold all that net/http reads of a head. Browsers and clients send far
+// less, cookies included.
+const maxHeldHead = 16 << 10
 
 // boundedHead refuses a subscription whose request is longer than
-// maxSubscriptionHead, before anything is held for it.
+// maxHeldHead, before anything is held for it.
 func boundedHead(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		if n := headSize(c.Request()); n > maxSubscriptionHead {
+		if n := headSize(c.Request()); n > maxHeldHead {
 			return &clientError{status: http.StatusRequestHeaderFieldsTooLarge, code: "request_too_large",
-				message: fmt.Sprintf("the request's URL and headers are %d bytes long, and a subscription may send at most %d", n, maxSubscriptionHead)}
+				message: fmt.Sprintf("the request's URL and headers are %d bytes long, and a subscription may send at most %d", n, maxHeldHead)}
+		}
+		return next(c)
+	}
+}
+
+// closeAfterLongHead ends the connection once it has answered a request
+// longer than maxHeldHead, which it would otherwise keep while it idles.
+func closeAfterLongHead(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if headSize(c.Request()) > maxHeldHead {
+			c.Response().Header().Set(echo.HeaderConnection, "close")
 		}
 		return next(c)
 	}
