@@ -57,11 +57,6 @@ func newErrorHandler(log *slog.Logger, paths config.Paths) echo.HTTPErrorHandler
 			return
 		}
 		status, message, code := describeError(err)
-		if status == http.StatusRequestEntityTooLarge || status == http.StatusRequestHeaderFieldsTooLarge {
-			// Nothing more to read from a client that sent too much, and
-			// an idle connection would keep its request.
-			c.Response().Header().Set(echo.HeaderConnection, "close")
-		}
 		if status >= http.StatusInternalServerError {
 			log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
 		}
