@@ -123,9 +123,9 @@ func (s *Subscriber) Ready() <-chan struct{} { return s.wake }
 // take appends to dst the messages the subscriber has not yet taken,
 // oldest first, stopping once they add up to maxBytes of text (at least one
 // message is taken when any waits), and returns dst; full says that it
-// stopped there with more waiting. The first calls of a
-// resuming subscriber return the kept messages it asked for; the seam
-// between those and the live ones has neither a gap nor a duplicate.
+// stopped there with more waiting. The first calls of a resuming
+// subscriber return the kept messages it asked for; the seam between those
+// and the live ones has neither a gap nor a duplicate.
 //
 // gap is not nil when messages were lost just before those returned, and
 // the client should be told, before them: on the first call, the gap that

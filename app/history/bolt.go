@@ -326,10 +326,9 @@ func trimBucket(b *bolt.Bucket, keepFrom uint64) error {
 
 func idKey(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
 
-// A stored message is its time in Unix nanoseconds, 8 bytes big-endian,
-// then its text.
-// appendMessageValue appends m as it is stored under its id, in the
-// bbolt file and in journal records alike: its time, then its text.
+// appendMessageValue appends m as it is stored under its id, in the bbolt
+// file and in journal records alike: its time in Unix nanoseconds, 8 bytes
+// big-endian, then its text.
 func appendMessageValue(buf []byte, m *app.Message) []byte {
 	buf = binary.BigEndian.AppendUint64(buf, uint64(m.Time.UnixNano()))
 	return append(buf, m.Text...)
